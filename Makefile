@@ -1,0 +1,51 @@
+# Plugin Hub. `make run` starts everything with demo data; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+SDK13 := .venv-sdk13
+SDK14 := .venv-sdk14
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint format bench venvs clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+# Plugin environments: the real imerit-ango SDK, 1.3.22 (what the public samples
+# pin) and the latest 1.4.x, each with the example plugins' requirements.
+$(SDK13)/.installed: examples/requirements.txt
+	$(PYTHON) -m venv $(SDK13)
+	$(SDK13)/bin/pip install -q -r examples/requirements.txt "imerit-ango==1.3.22"
+	touch $@
+
+$(SDK14)/.installed: examples/requirements.txt
+	$(PYTHON) -m venv $(SDK14)
+	$(SDK14)/bin/pip install -q -r examples/requirements.txt "imerit-ango>=1.4,<1.5"
+	touch $@
+
+venvs: $(VENV)/.installed $(SDK13)/.installed $(SDK14)/.installed
+
+run: $(VENV)/.installed $(SDK14)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo > /dev/null
+	$(PY) manage.py runhub
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: venvs lint
+	$(PY) -m pytest
+
+bench: venvs
+	$(PY) bench/relay.py
+	$(PY) bench/logs.py
+
+clean:
+	rm -rf var/ .pytest_cache

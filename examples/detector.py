@@ -1,0 +1,287 @@
+"""Classical object detection for the example plugins (no SDK, no network).
+
+``detect(image, classes=..., config=...)`` finds:
+
+* ``"face"``: frontal faces, with scikit-image's LBP cascade
+  (``skimage.feature.Cascade`` and the bundled
+  ``lbp_frontal_face_cascade_filename()``);
+* ``"coin"`` and ``"blob"``: bright round blobs on a darker background, with the
+  Laplacian of Gaussian (``skimage.feature.blob_log``). Both names run the same
+  detector; they are two names so that a project can map whichever fits.
+
+Class names are matched case-insensitively; unknown names are ignored. Every
+box is snapped outwards to whole pixels and clipped to the image, so
+``0 <= x``, ``0 <= y``, ``x + width <= W``, ``y + height <= H`` and both sizes
+are at least one pixel.
+
+Config keys (all optional):
+
+==================  ==========  ==============================================
+key                 default     meaning
+==================  ==========  ==============================================
+``max_detections``  100         keep at most this many boxes (best first)
+``min_sigma``       10.0        blob: smallest Gaussian sigma, in pixels
+``max_sigma``       30.0        blob: largest Gaussian sigma, in pixels
+``num_sigma``       10          blob: number of sigmas tried in between
+``threshold``       0.1         blob: minimum LoG response (0-1 image scale);
+                                lower finds fainter blobs
+``box_scale``       1.1         blob: box half-size = sigma * sqrt(2) * this
+``scale_factor``    1.2         face: growth of the search window per scale
+``step_ratio``      1.2         face: search step (1 = exhaustive, slower)
+``min_size``        auto        face: smallest face side in pixels; auto is
+                                10 % of the image's shorter side, at least 24
+``max_size``        auto        face: largest face side; auto is the shorter
+                                image side
+``min_neighbors``   4           face: overlapping hits needed to keep a face
+==================  ==========  ==============================================
+
+Scores: a blob's score is its scale-normalised LoG response, clipped to 0-1; the
+cascade gives no confidence, so every face scores 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from skimage import data as skdata
+from skimage.color import rgb2gray
+from skimage.feature import Cascade, blob_log
+from skimage.util import img_as_float
+
+__all__ = [
+    "BLOB_CLASSES",
+    "DEFAULTS",
+    "FACE_CLASSES",
+    "SUPPORTED_CLASSES",
+    "Detection",
+    "detect",
+]
+
+FACE_CLASSES = frozenset({"face"})
+BLOB_CLASSES = frozenset({"coin", "blob"})
+SUPPORTED_CLASSES = FACE_CLASSES | BLOB_CLASSES
+
+#: Documented defaults of the config keys (``None`` = derived from the image).
+DEFAULTS: dict[str, Any] = {
+    "max_detections": 100,
+    "min_sigma": 10.0,
+    "max_sigma": 30.0,
+    "num_sigma": 10,
+    "threshold": 0.1,
+    "box_scale": 1.1,
+    "scale_factor": 1.2,
+    "step_ratio": 1.2,
+    "min_size": None,
+    "max_size": None,
+    "min_neighbors": 4,
+}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box, in pixels, origin at the top-left corner of the image."""
+
+    model_class: str
+    x: float
+    y: float
+    width: float
+    height: float
+    score: float
+
+
+def detect(
+    image: np.ndarray, *, classes: Iterable[str], config: Mapping[str, Any]
+) -> list[Detection]:
+    """Detect the requested ``classes`` in ``image``.
+
+    ``image`` is a greyscale ``(H, W)`` or colour ``(H, W, 3|4)`` array, integer or
+    float. ``classes`` are the plugin's class names (``face``, ``coin``, ``blob``);
+    each detection carries the name as it was given. ``config`` holds the optional
+    keys listed in the module docstring; a bad value raises ``ValueError``.
+    Detections are returned best first (score, then top-to-bottom,
+    left-to-right), at most ``max_detections`` of them.
+    """
+    config = dict(config or {})
+    max_detections = _int(config, "max_detections", minimum=1)
+    gray = _to_gray(image)
+    height, width = gray.shape
+
+    face_names, blob_names = [], []
+    for name in sorted(set(classes)):
+        key = str(name).strip().lower()
+        if key in FACE_CLASSES:
+            face_names.append(name)
+        elif key in BLOB_CLASSES:
+            blob_names.append(name)
+
+    found: list[Detection] = []
+    if face_names:
+        for box in _faces(gray, config):
+            found.extend(_boxed(name, box, width, height) for name in face_names)
+    if blob_names:
+        for box in _blobs(gray, config):
+            found.extend(_boxed(name, box, width, height) for name in blob_names)
+
+    kept = [d for d in found if d is not None]
+    kept.sort(key=lambda d: (-d.score, d.y, d.x, d.model_class))
+    return kept[:max_detections]
+
+
+# --------------------------------------------------------------------------- faces
+
+
+def _faces(
+    gray: np.ndarray, config: Mapping[str, Any]
+) -> list[tuple[float, float, float, float, float]]:
+    height, width = gray.shape
+    shorter = min(height, width)
+    scale_factor = _float(config, "scale_factor", minimum=1.01)
+    step_ratio = _float(config, "step_ratio", minimum=1.0)
+    min_neighbors = _int(config, "min_neighbors", minimum=1)
+    min_size = config.get("min_size")
+    if min_size is None:
+        min_size = max(24, round(0.1 * shorter))
+    else:
+        min_size = _int(config, "min_size", minimum=1)
+    max_size = config.get("max_size")
+    if max_size is None:
+        max_size = shorter
+    else:
+        max_size = _int(config, "max_size", minimum=1)
+    max_size = min(max_size, shorter)
+    if min_size > max_size:
+        return []
+
+    # Loading the cascade takes a few milliseconds; a fresh one per call keeps
+    # concurrent plugin jobs (one thread each) from sharing its state.
+    cascade = Cascade(skdata.lbp_frontal_face_cascade_filename())
+    hits = cascade.detect_multi_scale(
+        img=gray.astype(np.float32),
+        scale_factor=scale_factor,
+        step_ratio=step_ratio,
+        min_size=(min_size, min_size),
+        max_size=(max_size, max_size),
+        min_neighbor_number=min_neighbors,
+    )
+    return [
+        (float(h["c"]), float(h["r"]), float(h["width"]), float(h["height"]), 1.0)
+        for h in hits
+    ]
+
+
+# --------------------------------------------------------------------------- blobs
+
+
+def _blobs(
+    gray: np.ndarray, config: Mapping[str, Any]
+) -> list[tuple[float, float, float, float, float]]:
+    min_sigma = _float(config, "min_sigma", minimum=0.5)
+    max_sigma = _float(config, "max_sigma", minimum=0.5)
+    if max_sigma < min_sigma:
+        raise ValueError(
+            f"config 'max_sigma' ({max_sigma}) is smaller than 'min_sigma' "
+            f"({min_sigma})"
+        )
+    num_sigma = _int(config, "num_sigma", minimum=1)
+    threshold = _float(config, "threshold", minimum=0.0)
+    box_scale = _float(config, "box_scale", minimum=0.1)
+
+    blobs = blob_log(
+        gray,
+        min_sigma=min_sigma,
+        max_sigma=max_sigma,
+        num_sigma=num_sigma,
+        threshold=threshold,
+        overlap=0.5,
+    )
+    responses: dict[float, np.ndarray] = {}
+    boxes = []
+    for row, col, sigma in blobs:
+        sigma = float(sigma)
+        if sigma not in responses:
+            # Scale-normalised LoG; bright blobs give a positive response.
+            responses[sigma] = -(sigma**2) * ndimage.gaussian_laplace(gray, sigma)
+        score = float(np.clip(responses[sigma][int(row), int(col)], 0.0, 1.0))
+        radius = sigma * math.sqrt(2.0) * box_scale
+        boxes.append(
+            (float(col) - radius, float(row) - radius, 2 * radius, 2 * radius, score)
+        )
+    return boxes
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    """Return a float64 greyscale image in 0-1."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = rgb2gray(array[:, :, :3])
+    elif array.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, 3|4) image, got {array.shape}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError("the image is empty")
+    if array.dtype == bool:
+        array = array.astype(np.float64)
+    return np.clip(img_as_float(array), 0.0, 1.0).astype(np.float64)
+
+
+def _boxed(
+    name: str, box: tuple[float, float, float, float, float], width: int, height: int
+) -> Detection | None:
+    """Snap ``box`` outwards to whole pixels and clip it to the image."""
+    x, y, w, h, score = box
+    if not all(math.isfinite(v) for v in box):
+        return None
+    left = max(0, math.floor(x))
+    top = max(0, math.floor(y))
+    right = min(width, math.ceil(x + w))
+    bottom = min(height, math.ceil(y + h))
+    if right - left < 1 or bottom - top < 1:
+        return None
+    return Detection(
+        model_class=name,
+        x=float(left),
+        y=float(top),
+        width=float(right - left),
+        height=float(bottom - top),
+        score=round(float(score), 4),
+    )
+
+
+def _number(config: Mapping[str, Any], key: str) -> float:
+    value = config.get(key)
+    if value is None:
+        value = DEFAULTS[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"config {key!r} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"config {key!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"config {key!r} must be finite, got {value!r}")
+    return number
+
+
+def _float(config: Mapping[str, Any], key: str, *, minimum: float) -> float:
+    number = _number(config, key)
+    if number < minimum:
+        raise ValueError(f"config {key!r} must be >= {minimum}, got {number}")
+    return number
+
+
+def _int(config: Mapping[str, Any], key: str, *, minimum: int) -> int:
+    number = _number(config, key)
+    if number != int(number):
+        raise ValueError(f"config {key!r} must be a whole number, got {number}")
+    if number < minimum:
+        raise ValueError(f"config {key!r} must be >= {minimum}, got {int(number)}")
+    return int(number)

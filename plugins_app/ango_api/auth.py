@@ -1,0 +1,50 @@
+"""`apikey` authentication for the Ango-compatible API: the key of one job,
+valid only for its run's project and only while the run lasts."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from plugins_app.plugins.secrets import token_hash
+from plugins_app.runs.models import Run, RunApiKey
+
+
+def fail(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"status": "fail", "message": message}, status=status)
+
+
+def run_for_api_key(request: HttpRequest) -> Run | None:
+    key = request.headers.get("apikey", "")
+    if not key:
+        return None
+    found = (
+        RunApiKey.objects.select_related("run__project", "run__plugin")
+        .filter(key_hash=token_hash(key))
+        .first()
+    )
+    if found is None or not found.is_valid():
+        return None
+    return found.run
+
+
+def api_key_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Passes the key's run to the view; refuses with JSON (the SDK reads JSON)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        run = run_for_api_key(request)
+        if run is None:
+            return fail("Missing, unknown or expired apikey.", 401)
+        return view(request, run, *args, **kwargs)
+
+    return wrapper
+
+
+def same_project(run: Run, project_id: str) -> bool:
+    return str(run.project_id) == str(project_id)

@@ -1,0 +1,212 @@
+"""The `/v2/...` endpoints that `imerit-ango` SDK calls make from plugin code.
+
+Replies follow the shapes the SDK and the public samples read
+(ango-plugin-protocol.md §4); query strings are parsed leniently because the SDK
+sends them unencoded or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core import signing
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from plugins_app.ango_api.auth import api_key_required, fail, same_project
+from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
+from plugins_app.runs import services as runs
+from plugins_app.runs.models import Run
+from plugins_app.workspace.models import Asset, Task
+from plugins_app.workspace.services import prelabels_import
+
+MAX_PAGE_SIZE = 1000
+FILE_LINK_MAX_AGE = 24 * 3600
+
+
+def ok(data: dict[str, Any]) -> JsonResponse:
+    return JsonResponse({"status": "success", "data": data})
+
+
+@require_GET
+@api_key_required
+def project_detail(request: HttpRequest, run: Run, project_id: str) -> JsonResponse:
+    if not same_project(run, project_id):
+        return fail("This apikey is not valid for that project.", 403)
+    project = run.project
+    return ok(
+        {
+            "project": {
+                "_id": str(project.pk),
+                "name": project.name,
+                "description": project.description,
+                "type": "image",
+                "categorySchema": project.ontology,
+                "batches": [
+                    {"_id": str(b.pk), "name": b.name} for b in project.batches.all()
+                ],
+            }
+        }
+    )
+
+
+@require_GET
+@api_key_required
+def project_assets(request: HttpRequest, run: Run, project_id: str) -> JsonResponse:
+    if not same_project(run, project_id):
+        return fail("This apikey is not valid for that project.", 403)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+        limit = min(MAX_PAGE_SIZE, max(1, int(request.GET.get("limit", "10"))))
+    except ValueError:
+        return fail("page and limit must be integers.", 400)
+    filters = _json_param(request.GET.get("filters"), default={})
+    if not isinstance(filters, dict):
+        return fail("filters must be a JSON object.", 400)
+    assets = _filtered_assets(run, filters).order_by("id")
+    total = assets.count()
+    chunk = assets.prefetch_related("batches")[(page - 1) * limit : page * limit]
+    return ok(
+        {
+            "assets": [_asset_json(request, a) for a in chunk],
+            "total": total,
+            "page": page,
+            "limit": limit,
+        }
+    )
+
+
+def _filtered_assets(run: Run, filters: dict[str, Any]):  # noqa: ANN202
+    assets = Asset.objects.filter(project=run.project)
+    if "_id" in filters:
+        # Scripts use `_id` with either the internal id or the external id.
+        ids = _as_list(filters["_id"])
+        numeric = [int(i) for i in ids if str(i).isdigit()]
+        assets = assets.filter(Q(pk__in=numeric) | Q(external_id__in=map(str, ids)))
+    if "externalId" in filters:
+        assets = assets.filter(
+            external_id__in=map(str, _as_list(filters["externalId"]))
+        )
+    if "batches" in filters:
+        wanted = [str(b) for b in _as_list(filters["batches"])]
+        numeric = [int(b) for b in wanted if b.isdigit()]
+        assets = assets.filter(
+            Q(batches__pk__in=numeric) | Q(batches__name__in=wanted)
+        ).distinct()
+    return assets
+
+
+def _asset_json(request: HttpRequest, asset: Asset) -> dict[str, Any]:
+    return {
+        "_id": str(asset.pk),
+        "externalId": asset.external_id,
+        "data": request.build_absolute_uri(asset_file_link(asset.pk)),
+        "batches": [str(b.pk) for b in asset.batches.all()],
+        "metadata": {"width": asset.width, "height": asset.height},
+    }
+
+
+@require_POST
+@api_key_required
+def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
+    body = _json_body(request)
+    if not isinstance(body, dict):
+        return fail("The body must be a JSON object.", 400)
+    records = body.get("jsonContent", body.get("labels"))
+    if not isinstance(records, list):
+        return fail("Send the labels as a list in jsonContent (or labels).", 400)
+    if not same_project(run, body.get("project", run.project_id)):
+        return fail("This apikey is not valid for that project.", 403)
+    result = prelabels_import(
+        project=run.project,
+        records=records,
+        mapping=run.class_mapping,
+        run_id=run.pk,
+    )
+    if result.errors:
+        runs.run_log_import_errors(run, result.errors, total=len(records))
+        return JsonResponse(
+            {
+                "status": "fail",
+                "message": f"{len(result.errors)} of {len(records)} records are "
+                "invalid; nothing was imported.",
+                "errors": result.errors[:1000],
+            },
+            status=400,
+        )
+    runs.run_count_labeled(run, result.labeled)
+    return ok({"project": f"{result.labeled} / {len(records)} tasks are labeled."})
+
+
+@require_GET
+@api_key_required
+def task_detail(request: HttpRequest, run: Run, task_id: str) -> JsonResponse:
+    task = (
+        Task.objects.filter(pk=task_id, project=run.project)
+        .select_related("asset")
+        .first()
+        if task_id.isdigit()
+        else None
+    )
+    if task is None:
+        return fail("No such task in this project.", 404)
+    answer = task.answer or {}
+    return ok(
+        {
+            "task": {
+                "_id": str(task.pk),
+                "project": str(task.project_id),
+                "asset": str(task.asset_id),
+                "externalId": task.asset.external_id,
+                "stage": task.stage,
+                "status": task.status,
+                "answer": {
+                    "tools": answer.get("tools", []),
+                    "classifications": answer.get("classifications", []),
+                    "relations": answer.get("relations", []),
+                },
+                "brushDataUrl": None,
+            }
+        }
+    )
+
+
+@require_GET
+def asset_file(request: HttpRequest, token: str) -> HttpResponse:
+    """An asset's image for a plugin: the signed token is the credential."""
+    try:
+        asset_id = signing.TimestampSigner(salt=FILE_LINK_SALT).unsign(
+            token, max_age=FILE_LINK_MAX_AGE
+        )
+    except signing.BadSignature:
+        raise Http404("Invalid or expired link") from None
+    asset = Asset.objects.filter(pk=asset_id).first()
+    if asset is None:
+        raise Http404("No such asset")
+    from plugins_app.web.files import asset_file_response
+
+    return asset_file_response(asset)
+
+
+def _json_param(value: str | None, *, default: Any) -> Any:
+    if not value:
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _json_body(request: HttpRequest) -> Any:
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError:
+        return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, dict) and "$in" in value:
+        value = value["$in"]
+    return list(value) if isinstance(value, list) else [value]

@@ -1,0 +1,63 @@
+"""ASGI entry point: Django over HTTP, the plugin socket and the run watchers
+over websockets, and a lifespan handler that starts the outbox drain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
+django_asgi_app = get_asgi_application()
+
+# Imported after Django is set up.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from plugins_app import protocol  # noqa: E402
+from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
+from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
+from plugins_app.wire.outbox import drain_outbox_forever  # noqa: E402
+
+websocket_urlpatterns = [
+    # Plugins are not browsers and authenticate by secret: no origin check here
+    # (the client sends the Origin of whatever HOST it was given).
+    path("socket.io/", PluginSocketConsumer.as_asgi()),
+    path(
+        "ws/runs/<int:run_id>/",
+        AllowedHostsOriginValidator(AuthMiddlewareStack(RunWatchConsumer.as_asgi())),
+    ),
+]
+
+router = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
+)
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    else:
+        await router(scope, receive, send)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    drain: asyncio.Task[None] | None = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            protocol.mark_asgi_process(asyncio.get_running_loop())
+            if settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
+                drain = asyncio.create_task(drain_outbox_forever())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if drain:
+                drain.cancel()
+            protocol.mark_asgi_process(None)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from plugins_app.workspace.demo import DEMO_PASSWORD, seed_demo
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo organization, users, images and plugins."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        credentials = seed_demo()
+        self.stdout.write(
+            json.dumps(
+                {
+                    "logins": {"admin": DEMO_PASSWORD, "annotator": DEMO_PASSWORD},
+                    "model_plugin": credentials.model_plugin,
+                    "batch_plugin": credentials.batch_plugin,
+                },
+                indent=2,
+            )
+        )

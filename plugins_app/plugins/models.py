@@ -1,0 +1,101 @@
+"""Registered plugins, the projects they are active on, and their live instances."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from plugins_app.workspace.models import Organization, Project
+
+
+class PluginType(models.TextChoices):
+    MODEL = "model", "Model"
+    BATCH_MODEL = "batch_model", "Batch Model"
+    EXPORT = "export", "Export"
+    FILE_EXPLORER = "file_explorer", "File Explorer"
+    MARKDOWN = "markdown", "Markdown"
+    EVENT = "event", "Event-triggered"
+
+
+class Plugin(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="plugins"
+    )
+    # What plugin scripts put in PLUGIN_ID; a random hex string like Ango's ids.
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=20, choices=PluginType, default=PluginType.MODEL)
+    class_names = models.JSONField(default=list, blank=True)
+    default_config = models.TextField(default="{}", blank=True)
+    # sha256 of the secret; the secret itself is shown once (see plugins/secrets.py).
+    secret_hash = models.CharField(max_length=64, editable=False)
+    secret_rotated_at = models.DateTimeField(default=timezone.now, editable=False)
+    timeout_seconds = models.PositiveIntegerField(default=300)
+    concurrency = models.PositiveIntegerField(
+        default=settings.HUB_DEFAULT_CONCURRENCY,
+        help_text="Jobs one connected instance is sent at a time.",
+    )
+    projects = models.ManyToManyField(
+        Project, related_name="plugins", blank=True, help_text="Active on these."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_runnable(self) -> bool:
+        return self.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
+
+
+class PluginInstanceQuerySet(models.QuerySet["PluginInstance"]):
+    def live(self) -> PluginInstanceQuerySet:
+        cutoff = timezone.now() - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+        return self.filter(disconnected_at__isnull=True, last_heartbeat__gte=cutoff)
+
+
+class PluginInstance(models.Model):
+    """One authenticated socket of a plugin script (several may run at once)."""
+
+    plugin = models.ForeignKey(
+        Plugin, on_delete=models.CASCADE, related_name="instances"
+    )
+    channel_name = models.CharField(max_length=200, unique=True)
+    address = models.CharField(max_length=100, blank=True)
+    connected_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    last_dispatch_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PluginInstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["connected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} @ {self.address}"
+
+
+class FailedHeartbeat(models.Model):
+    """A heartbeat whose id or secret did not match: shown to admins."""
+
+    plugin = models.ForeignKey(
+        Plugin, null=True, blank=True, on_delete=models.CASCADE, related_name="failures"
+    )
+    claimed_id = models.CharField(max_length=200, blank=True)
+    address = models.CharField(max_length=100, blank=True)
+    reason = models.CharField(max_length=200)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} from {self.address}"

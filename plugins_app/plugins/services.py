@@ -1,0 +1,86 @@
+"""Registering plugins and rotating their secrets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.secrets import new_token, token_hash
+from plugins_app.workspace.models import Organization, Project
+
+
+@dataclass(frozen=True)
+class PluginCredentials:
+    """What a plugin script needs; the secret exists only in this object."""
+
+    plugin: Plugin
+    secret: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.plugin.public_id, "secret": self.secret}
+
+
+def default_config_errors(text: str) -> list[str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        return [f"Default config is not valid JSON: {exc}"]
+    if not isinstance(value, dict):
+        return ['Default config must be a JSON object, like {"threshold": 0.5}.']
+    return []
+
+
+def plugin_create(
+    *,
+    organization: Organization,
+    name: str,
+    type: str,
+    description: str = "",
+    class_names: list[str] | None = None,
+    default_config: str = "{}",
+    timeout_seconds: int = 300,
+    projects: list[Project] | None = None,
+) -> PluginCredentials:
+    if errors := default_config_errors(default_config):
+        raise ValidationError({"default_config": errors})
+    secret = new_token()
+    plugin = Plugin(
+        organization=organization,
+        public_id=new_token(12),
+        name=name,
+        description=description,
+        type=type,
+        class_names=[c.strip() for c in (class_names or []) if c.strip()],
+        default_config=default_config or "{}",
+        secret_hash=token_hash(secret),
+        timeout_seconds=timeout_seconds,
+    )
+    plugin.full_clean()
+    with transaction.atomic():
+        plugin.save()
+        if projects:
+            plugin.projects.set(
+                [p for p in projects if p.organization_id == organization.pk]
+            )
+    return PluginCredentials(plugin=plugin, secret=secret)
+
+
+def plugin_rotate_secret(*, plugin: Plugin) -> PluginCredentials:
+    """A new secret; instances connected with the old one stop getting work at
+    their next heartbeat (within a minute)."""
+    secret = new_token()
+    plugin.secret_hash = token_hash(secret)
+    plugin.secret_rotated_at = timezone.now()
+    plugin.save(update_fields=["secret_hash", "secret_rotated_at"])
+    return PluginCredentials(plugin=plugin, secret=secret)
+
+
+def parse_class_names(text: str) -> list[str]:
+    """One class per line or comma-separated; order kept, duplicates dropped."""
+    parts = [p.strip() for line in text.splitlines() for p in line.split(",")]
+    return list(dict.fromkeys(p for p in parts if p))

@@ -1,0 +1,123 @@
+"""The plugin-type registry: for each type, how a job is built and how its
+response is applied. Runs call into this; nothing else knows type specifics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.core import signing
+from django.db import transaction
+from django.urls import reverse
+
+from plugins_app.plugins.models import PluginType
+from plugins_app.runs.validation import validate_answer
+from plugins_app.workspace.models import Task
+
+if TYPE_CHECKING:
+    from plugins_app.runs.models import Run, WorkItem
+
+FILE_LINK_SALT = "plugins_app.asset-file"
+
+
+@dataclass
+class Outcome:
+    """What applying a response did: problems make the item fail."""
+
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def asset_file_link(asset_id: int) -> str:
+    """A relative, signed link to an asset's image; the plugin fetches it without
+    credentials (the SDK uses plain urllib), so the signature is the credential."""
+    token = signing.TimestampSigner(salt=FILE_LINK_SALT).sign(str(asset_id))
+    return reverse("ango_api:asset-file", args=[token])
+
+
+def base_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    run = item.run
+    return {
+        "session": item.session,
+        "projectId": str(run.project_id),
+        "apiKey": api_key,
+        "orgId": str(run.organization_id),
+        "runBy": run.created_by.get_username() if run.created_by else "",
+        "configJSON": run.config_json or "{}",
+        "categorySchema": run.class_mapping or None,
+        "batches": [str(b) for b in run.batch_ids],
+        "pluginId": run.plugin.public_id,
+    }
+
+
+def _model_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    job = base_job(item, api_key=api_key)
+    asset = item.asset
+    assert asset is not None
+    job.update(
+        {
+            # The sample scripts filter get_assets by `_id`; the product docs call it
+            # the external ID. We send the internal id and accept either in filters.
+            "assetId": str(asset.pk),
+            "externalId": asset.external_id,
+            "dataURL": asset_file_link(asset.pk),
+            "taskId": str(asset.task.pk),
+            "overwrite": True,
+        }
+    )
+    return job
+
+
+def _model_apply(item: WorkItem, response: Any) -> Outcome:
+    asset = item.asset
+    assert asset is not None
+    run = item.run
+    result = validate_answer(
+        response,
+        ontology=run.project.ontology,
+        mapping=run.class_mapping,
+        image_size=(asset.width, asset.height),
+    )
+    if not result.ok:
+        return Outcome(problems=result.problems)
+    with transaction.atomic():
+        Task.objects.filter(asset=asset).update(
+            answer=result.answer, status=Task.Status.TODO, prelabel_run=run
+        )
+    tools = len(result.answer["tools"])
+    classifications = len(result.answer["classifications"])
+    return Outcome(
+        note=f"{asset.external_id}: stored {tools} object(s) and "
+        f"{classifications} classification(s) as a To-Do pre-label"
+    )
+
+
+def _batch_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    return base_job(item, api_key=api_key)
+
+
+def _batch_apply(item: WorkItem, response: Any) -> Outcome:
+    # Batch Model plugins write through POST /v2/import/labels; the response is
+    # a message such as "All annotations are imported!".
+    text = response if isinstance(response, str) else json.dumps(response)[:500]
+    return Outcome(note=f"plugin finished: {text}")
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    build_job: Any
+    apply_response: Any
+
+
+KINDS: dict[str, PluginKind] = {
+    PluginType.MODEL: PluginKind(_model_job, _model_apply),
+    PluginType.BATCH_MODEL: PluginKind(_batch_job, _batch_apply),
+}
+
+
+def kind_of(run: Run) -> PluginKind:
+    try:
+        return KINDS[run.plugin.type]
+    except KeyError:
+        raise ValueError(f"{run.plugin.get_type_display()} plugins cannot be run yet")

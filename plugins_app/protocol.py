@@ -1,0 +1,92 @@
+"""Group names, channel-layer message shapes, and how a message gets delivered.
+
+Everything that travels over the channel layer is named here. Delivery works from
+any process: with Redis it goes straight to the layer; with the in-memory layer it
+goes to the ASGI process's event loop when this *is* the ASGI process, and
+through the database outbox (`wire/outbox.py`) when it is not (Celery, the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# Message types (Channels maps "job.dispatch" to the handler `job_dispatch`).
+JOB_DISPATCH = "job.dispatch"
+RUN_FRAGMENT = "run.fragment"
+
+
+class JobDispatch(TypedDict):
+    type: Literal["job.dispatch"]
+    job: dict[str, Any]
+
+
+class RunFragment(TypedDict):
+    """HTML with hx-swap-oob markers, rendered once and pushed to every watcher."""
+
+    type: Literal["run.fragment"]
+    html: str
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def job_dispatch(job: dict[str, Any]) -> JobDispatch:
+    return {"type": "job.dispatch", "job": job}
+
+
+def run_fragment(html: str) -> RunFragment:
+    return {"type": "run.fragment", "html": html}
+
+
+# --- delivery -------------------------------------------------------------------
+_asgi_loop: asyncio.AbstractEventLoop | None = None
+
+
+def mark_asgi_process(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Called by the ASGI lifespan: this process owns the in-memory layer."""
+    global _asgi_loop
+    _asgi_loop = loop
+
+
+def send(channel_name: str, message: dict[str, Any]) -> None:
+    _deliver("send", channel_name, message)
+
+
+def group_send(group: str, message: dict[str, Any]) -> None:
+    _deliver("group_send", group, message)
+
+
+async def deliver_async(method: str, target: str, message: dict[str, Any]) -> None:
+    await getattr(get_channel_layer(), method)(target, message)
+
+
+def _deliver(method: str, target: str, message: dict[str, Any]) -> None:
+    if not settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
+        async_to_sync(deliver_async)(method, target, message)
+        return
+    loop = _asgi_loop
+    if loop is None or not loop.is_running():
+        from plugins_app.wire.outbox import outbox_put
+
+        outbox_put(method, target, message)
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    coro = deliver_async(method, target, message)
+    if running is loop:
+        loop.create_task(coro)
+    else:
+        # A worker thread of the ASGI process (sync view, sync_to_async): hand the
+        # send to the loop that owns the in-memory layer's queues.
+        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)

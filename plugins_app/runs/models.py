@@ -1,0 +1,150 @@
+"""The run ledger: runs, their work items, log lines and per-run API keys.
+
+Every state change goes through `plugins_app.runs.services`; nothing else writes
+these rows.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.workspace.models import Asset, Organization, Project
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="runs"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="runs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        max_length=20, choices=Status, default=Status.QUEUED, db_index=True
+    )
+    # The job's `categorySchema`: [{"schemaId", "modelClass"}] or None when unmapped.
+    class_mapping = models.JSONField(null=True, blank=True)
+    config_json = models.TextField(default="{}")
+    batch_ids = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    # Progress reported by the plugin's log records (`progress`/`total` extras).
+    reported_progress = models.PositiveIntegerField(null=True, blank=True)
+    reported_total = models.PositiveIntegerField(null=True, blank=True)
+    # Batch Model runs: assets in scope and assets labeled through /v2/import/labels.
+    assets_total = models.PositiveIntegerField(default=0)
+    assets_labeled = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.plugin}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class WorkItem(models.Model):
+    """One job sent to one plugin instance: an asset of a Model run, or a whole
+    Batch Model run. The lease names the instance that holds it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        LEASED = "leased", "Leased"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Failure(models.TextChoices):
+        ERROR = "error", "Plugin reported an error"
+        INVALID = "invalid", "Invalid response"
+        TIMEOUT = "timeout", "Timed out"
+        CANCELLED = "cancelled", "Cancelled"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="items")
+    asset = models.ForeignKey(
+        Asset, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # The job's `session`: how logs and responses find their item.
+    session = models.CharField(max_length=64, unique=True)
+    state = models.CharField(
+        max_length=20, choices=State, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    instance = models.ForeignKey(
+        PluginInstance,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="items",
+    )
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=20, choices=Failure, blank=True)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} ({self.state})"
+
+
+class RunLogLine(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_lines")
+    item = models.ForeignKey(
+        WorkItem, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # "HUB" marks lines the hub itself wrote (dispatch, validation, timeouts).
+    level = models.CharField(max_length=20)
+    message = models.TextField()
+    extra = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"
+
+
+class RunApiKey(models.Model):
+    """The `apiKey` of a job: scoped to the run's project, expiring with the run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="api_keys")
+    key_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"API key of run {self.run_id}"
+
+    def is_valid(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and self.expires_at > now

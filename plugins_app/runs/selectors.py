@@ -1,0 +1,144 @@
+"""Reads for the dashboard: liveness of plugins, run filters, drawn pre-labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+
+from plugins_app.plugins.models import Plugin
+from plugins_app.runs.models import Run
+from plugins_app.workspace.models import Asset
+
+
+def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
+    """Annotate `live_instances` and `last_heartbeat` (of any live instance)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+    live = Q(
+        instances__disconnected_at__isnull=True,
+        instances__last_heartbeat__gte=cutoff,
+    )
+    return plugins.annotate(
+        live_instances=Count("instances", filter=live, distinct=True),
+        last_heartbeat=Max("instances__last_heartbeat", filter=live),
+    )
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    project: int | None = None
+    plugin: int | None = None
+    status: str = ""
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> RunFilters:
+        def number(name: str) -> int | None:
+            value = query.get(name, "")
+            return int(value) if value.isdigit() else None
+
+        status = query.get("status", "")
+        return cls(
+            project=number("project"),
+            plugin=number("plugin"),
+            status=status if status in Run.Status.values else "",
+        )
+
+    def apply(self, runs: QuerySet[Run]) -> QuerySet[Run]:
+        if self.project:
+            runs = runs.filter(project_id=self.project)
+        if self.plugin:
+            runs = runs.filter(plugin_id=self.plugin)
+        if self.status:
+            runs = runs.filter(status=self.status)
+        return runs.order_by("-created_at", "-id")
+
+    def query_string(self) -> str:
+        pairs = {"project": self.project, "plugin": self.plugin, "status": self.status}
+        return urlencode({k: v for k, v in pairs.items() if v})
+
+
+@dataclass(frozen=True)
+class DrawnAsset:
+    asset: Asset
+    shapes: list[dict[str, Any]]
+    classifications: list[str]
+
+
+def run_labeled_assets(run: Run, limit: int = 12) -> list[DrawnAsset]:
+    """Assets whose current pre-label this run wrote, with shapes to draw."""
+    assets = Asset.objects.filter(task__prelabel_run=run).select_related("task")
+    if not assets.exists():
+        assets = Asset.objects.filter(pk__in=run.items.values("asset")).select_related(
+            "task"
+        )
+    return [
+        DrawnAsset(a, *answer_drawing(a.task.answer, run.project.ontology))
+        for a in assets[:limit]
+    ]
+
+
+def answer_drawing(
+    answer: dict[str, Any], ontology: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    tools = {t.get("schemaId"): t for t in ontology.get("tools", [])}
+    classes = {c.get("schemaId"): c for c in ontology.get("classifications", [])}
+    shapes = []
+    for obj in (answer or {}).get("tools", []):
+        tool = tools.get(obj.get("schemaId"), {})
+        style = {"color": tool.get("color", "#ff0055"), "title": tool.get("title", "")}
+        if box := obj.get("bounding-box"):
+            shapes.append({"kind": "box", **box, **style})
+        elif points := obj.get("polygon") or obj.get("polyline"):
+            text = " ".join(f"{x},{y}" for x, y in points)
+            shapes.append({"kind": "polygon", "points": text, **style})
+        elif point := obj.get("point"):
+            shapes.append({"kind": "point", "x": point[0], "y": point[1], **style})
+    labels = [
+        f"{classes.get(c.get('schemaId'), {}).get('title', c.get('schemaId'))}: "
+        f"{c.get('answer')}"
+        for c in (answer or {}).get("classifications", [])
+    ]
+    return shapes, labels
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    done: int
+    failed: int
+    total: int
+    percent: int
+    label: str
+
+
+def run_progress(run: Run) -> RunProgress:
+    """Assets done over total for multi-asset runs, the plugin's own `progress`
+    and `total` log extras for a single job, labeled assets for Batch Model."""
+    states = list(run.items.values_list("state", flat=True))
+    done, failed = states.count("done"), states.count("failed")
+    total = len(states)
+    if run.plugin.type == "batch_model" and run.assets_total:
+        percent = 100 * run.assets_labeled // run.assets_total
+        label = f"{run.assets_labeled} of {run.assets_total} assets labeled"
+    elif total > 1:
+        percent = 100 * (done + failed) // total
+        label = f"{done + failed} of {total} assets processed"
+        if failed:
+            label += f" ({failed} failed)"
+    elif run.reported_total:
+        shown = min(run.reported_progress or 0, run.reported_total)
+        percent = 100 * shown // run.reported_total
+        label = (
+            f"{run.reported_progress} of {run.reported_total} (reported by the plugin)"
+        )
+    else:
+        percent = 100 * (done + failed) // max(total, 1)
+        label = f"{done + failed} of {total} job(s) finished"
+    if run.is_finished:
+        percent = 100 if run.status == Run.Status.SUCCEEDED else percent
+    return RunProgress(done, failed, total, min(percent, 100), label)

@@ -1,0 +1,653 @@
+"""Every state change of runs, work items, plugin instances and run logs.
+
+Views, consumers, the Ango-compatible API, Celery tasks and management commands
+call these functions; none of them writes those rows itself. Messages to plugins
+and browsers are sent after the transaction commits (`_after_commit`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from plugins_app import protocol
+from plugins_app.plugins.models import (
+    FailedHeartbeat,
+    Plugin,
+    PluginInstance,
+    PluginType,
+)
+from plugins_app.plugins.secrets import new_token, token_hash, token_matches
+from plugins_app.plugins.types import kind_of
+from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
+from plugins_app.workspace.models import Asset, Batch, Project
+
+log = logging.getLogger(__name__)
+
+HUB = "HUB"  # level of the log lines the hub writes itself
+TIMEOUT_CAUSES = (
+    "Known causes: a Model callback under imerit-ango 1.4.x that returns a plain "
+    "dict instead of an AnnotationPayload (the SDK drops the answer without a "
+    "word); a callback that is still working or hung; a plugin process that was "
+    "killed or lost its connection."
+)
+
+
+class RunRequestError(Exception):
+    """Bad input for a run; `errors` maps form field names to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(m for ms in errors.values() for m in ms))
+        self.errors = errors
+
+
+# --- creating runs ------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRequest:
+    plugin: Plugin
+    project: Project
+    user: AbstractBaseUser | None
+    class_mapping: dict[str, str]  # model class -> ontology schemaId ("" = unmapped)
+    config_json: str
+    external_ids: list[str]
+    batch_ids: list[int]
+
+
+def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
+    """Validate a run request, write the run and its work items, then dispatch."""
+    errors: dict[str, list[str]] = {}
+    mapping = _checked_mapping(request, errors)
+    _checked_config(request.config_json, errors)
+    assets, batches = _checked_scope(request, errors)
+    if (
+        not errors
+        and not PluginInstance.objects.live().filter(plugin=request.plugin).exists()
+    ):
+        errors.setdefault("__all__", []).append(
+            f"No instance of “{request.plugin.name}” is connected. Start the plugin "
+            "script (it shows as live on the plugins page) and try again."
+        )
+    if errors:
+        raise RunRequestError(errors)
+    with transaction.atomic():
+        run = Run.objects.create(
+            organization=request.project.organization,
+            project=request.project,
+            plugin=request.plugin,
+            created_by=request.user,
+            class_mapping=mapping,
+            config_json=request.config_json.strip() or "{}",
+            batch_ids=[b.pk for b in batches],
+        )
+        if request.plugin.type == PluginType.MODEL:
+            WorkItem.objects.bulk_create(
+                WorkItem(run=run, asset=a, session=_new_session()) for a in assets
+            )
+        else:
+            run.assets_total = _assets_in_scope(run).count()
+            run.save(update_fields=["assets_total"])
+            WorkItem.objects.create(run=run, session=_new_session())
+        who = request.user.get_username() if request.user else "the command line"
+        _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
+        if dispatch:
+            plugin_id = request.plugin.pk
+            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    return run
+
+
+def _checked_mapping(
+    request: RunRequest, errors: dict[str, list[str]]
+) -> list[dict[str, str]] | None:
+    known = {e.get("schemaId") for e in request.project.ontology_entries()}
+    mapping = []
+    for model_class, schema_id in request.class_mapping.items():
+        if model_class not in request.plugin.class_names:
+            errors.setdefault("mapping", []).append(
+                f"“{model_class}” is not a class of this plugin."
+            )
+        elif schema_id and schema_id not in known:
+            errors.setdefault("mapping", []).append(
+                f"“{schema_id}” is not a label of this project's ontology."
+            )
+        elif schema_id:
+            mapping.append({"schemaId": schema_id, "modelClass": model_class})
+    return mapping or None
+
+
+def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
+    try:
+        json.loads(config_json or "{}")
+    except ValueError as exc:
+        errors.setdefault("config_json", []).append(f"Config JSON is not valid: {exc}")
+
+
+def _checked_scope(
+    request: RunRequest, errors: dict[str, list[str]]
+) -> tuple[list[Asset], list[Batch]]:
+    project, plugin = request.project, request.plugin
+    if not plugin.is_runnable:
+        errors.setdefault("__all__", []).append(
+            f"{plugin.get_type_display()} plugins cannot be run from a dialog yet."
+        )
+        return [], []
+    if not plugin.projects.filter(pk=project.pk).exists():
+        errors.setdefault("__all__", []).append(
+            f"“{plugin.name}” is not activated on this project."
+        )
+    batches = list(project.batches.filter(pk__in=request.batch_ids))
+    missing_batches = set(request.batch_ids) - {b.pk for b in batches}
+    if missing_batches:
+        errors.setdefault("batches", []).append(
+            "Unknown batches: " + ", ".join(str(b) for b in sorted(missing_batches))
+        )
+    if plugin.type != PluginType.MODEL:
+        return [], batches
+    wanted = list(dict.fromkeys(e.strip() for e in request.external_ids if e.strip()))
+    if not wanted:
+        errors.setdefault("external_ids", []).append(
+            "Give at least one asset external ID."
+        )
+        return [], batches
+    assets = {a.external_id: a for a in project.assets.filter(external_id__in=wanted)}
+    unknown = [e for e in wanted if e not in assets]
+    if unknown:
+        errors.setdefault("external_ids", []).append(
+            "Not assets of this project: " + ", ".join(unknown[:20])
+        )
+    return [assets[e] for e in wanted if e in assets], batches
+
+
+def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset
+    assets = Asset.objects.filter(project=run.project)
+    if run.batch_ids:
+        assets = assets.filter(batches__in=run.batch_ids).distinct()
+    return assets
+
+
+def _new_session() -> str:
+    return uuid.uuid4().hex
+
+
+# --- dispatching --------------------------------------------------------------
+def dispatch_pending(plugin_id: int) -> int:
+    """Lease pending items of a plugin to its live instances with free capacity,
+    least loaded first, and send each job over the channel layer. Safe to call
+    from any process at any time: the conditional UPDATE lets one caller win."""
+    sent = 0
+    while True:
+        item = _next_pending_item(plugin_id)
+        if item is None:
+            return sent
+        instance = _least_loaded_instance(item.run.plugin)
+        if instance is None:
+            return sent
+        job = _lease(item, instance)
+        if job is not None:
+            protocol.send(instance.channel_name, protocol.job_dispatch(job))
+            sent += 1
+
+
+def _next_pending_item(plugin_id: int) -> WorkItem | None:
+    return (
+        WorkItem.objects.filter(
+            run__plugin_id=plugin_id,
+            state=WorkItem.State.PENDING,
+            run__status__in=[Run.Status.QUEUED, Run.Status.RUNNING],
+        )
+        .select_related("run__plugin", "run__project", "run__created_by", "asset")
+        .order_by("run__created_at", "id")
+        .first()
+    )
+
+
+def _least_loaded_instance(plugin: Plugin) -> PluginInstance | None:
+    return (
+        PluginInstance.objects.live()
+        .filter(plugin=plugin)
+        .annotate(
+            in_flight=Count("items", filter=Q(items__state=WorkItem.State.LEASED))
+        )
+        .filter(in_flight__lt=plugin.concurrency)
+        .order_by("in_flight", F("last_dispatch_at").asc(nulls_first=True))
+        .first()
+    )
+
+
+def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
+    run = item.run
+    now = timezone.now()
+    expires = now + timedelta(seconds=run.plugin.timeout_seconds)
+    with transaction.atomic():
+        won = WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.PENDING).update(
+            state=WorkItem.State.LEASED,
+            instance=instance,
+            leased_at=now,
+            lease_expires_at=expires,
+            attempts=F("attempts") + 1,
+        )
+        if won != 1:
+            return None
+        api_key = new_token()
+        RunApiKey.objects.create(
+            run=run,
+            key_hash=token_hash(api_key),
+            expires_at=expires + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS),
+        )
+        PluginInstance.objects.filter(pk=instance.pk).update(last_dispatch_at=now)
+        if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, started_at=now
+        ):
+            run.status, run.started_at = Run.Status.RUNNING, now
+        what = f" for {item.asset.external_id}" if item.asset else ""
+        _hub_log(run, f"Job sent to instance at {instance.address}{what}.", item=item)
+        _publish_status_after_commit(run.pk)
+        return kind_of(run).build_job(item, api_key=api_key)
+
+
+# --- plugin instances ---------------------------------------------------------
+def instance_heartbeat(
+    *, channel_name: str, plugin_public_id: Any, secret: Any, address: str
+) -> PluginInstance | None:
+    """Authenticate a `heartbeat` event. A bad id or secret is recorded for the
+    admins and returns None: the socket stays open but never gets work."""
+    plugin = (
+        Plugin.objects.filter(public_id=plugin_public_id).first()
+        if isinstance(plugin_public_id, str)
+        else None
+    )
+    if plugin is None or not isinstance(secret, str):
+        return _heartbeat_failed(None, plugin_public_id, address, "unknown plugin id")
+    if not token_matches(secret, plugin.secret_hash):
+        return _heartbeat_failed(plugin, plugin_public_id, address, "wrong secret")
+    now = timezone.now()
+    instance, created = PluginInstance.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={
+            "plugin": plugin,
+            "address": address,
+            "last_heartbeat": now,
+            "disconnected_at": None,
+        },
+    )
+    if created:
+        log.info("plugin %s connected from %s", plugin.public_id, address)
+        transaction.on_commit(lambda: dispatch_pending(plugin.pk))
+    return instance
+
+
+def _heartbeat_failed(
+    plugin: Plugin | None, claimed_id: Any, address: str, reason: str
+) -> None:
+    log.warning(
+        "heartbeat refused from %s for plugin id %r: %s", address, claimed_id, reason
+    )
+    FailedHeartbeat.objects.create(
+        plugin=plugin, claimed_id=str(claimed_id)[:200], address=address, reason=reason
+    )
+    return None
+
+
+def instance_disconnect(*, channel_name: str) -> None:
+    """The socket closed: give its leased items back so another instance (or this
+    one, reconnected) takes them."""
+    instance = PluginInstance.objects.filter(channel_name=channel_name).first()
+    if instance is None:
+        return
+    with transaction.atomic():
+        PluginInstance.objects.filter(pk=instance.pk).update(
+            disconnected_at=timezone.now()
+        )
+        released = WorkItem.objects.filter(
+            instance=instance, state=WorkItem.State.LEASED
+        )
+        for item in released.select_related("run"):
+            _hub_log(
+                item.run,
+                f"Instance at {instance.address} disconnected; the job goes back "
+                "to the queue.",
+                item=item,
+            )
+        released.update(state=WorkItem.State.PENDING, lease_expires_at=None)
+    plugin_id = instance.plugin_id
+    transaction.on_commit(lambda: dispatch_pending(plugin_id))
+
+
+# --- logs -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class PluginLogRecord:
+    session: str
+    level: str
+    message: str
+    extra: dict[str, Any]
+
+
+LOG_FIELDS = {"level", "msg", "organization", "pluginId", "runBy", "session"}
+
+
+def parse_log_event(data: Any) -> PluginLogRecord | None:
+    """Read a `log` event; 1.4.x merges `extra` into the top level, 1.3.x nests it."""
+    if not isinstance(data, dict) or not isinstance(data.get("session"), str):
+        return None
+    extra = {k: v for k, v in data.items() if k not in LOG_FIELDS and k != "extra"}
+    if isinstance(data.get("extra"), dict):
+        extra.update(data["extra"])
+    return PluginLogRecord(
+        session=data["session"],
+        level=str(data.get("level") or "INFO")[:20],
+        message=str(data.get("msg", "")),
+        extra=extra,
+    )
+
+
+def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int:
+    """Store a batch of plugin log lines, update progress, push them to watchers.
+    Lines for sessions this instance does not hold are dropped (and counted)."""
+    records = list(records)
+    items = {
+        i.session: i
+        for i in WorkItem.objects.filter(
+            session__in={r.session for r in records},
+            instance__channel_name=channel_name,
+        ).select_related("run")
+    }
+    lines = [
+        RunLogLine(
+            run_id=items[r.session].run_id,
+            item=items[r.session],
+            level=r.level,
+            message=r.message,
+            extra=r.extra,
+        )
+        for r in records
+        if r.session in items
+    ]
+    with transaction.atomic():
+        created = RunLogLine.objects.bulk_create(lines)
+        for run_id, (done, total) in _reported_progress(records, items).items():
+            Run.objects.filter(pk=run_id).update(
+                reported_progress=done, reported_total=total
+            )
+    run_ids = {line.run_id for line in created}
+    for run_id in run_ids:
+        _publish_after_commit(run_id, [ln for ln in created if ln.run_id == run_id])
+    return len(records) - len(lines)
+
+
+def _reported_progress(
+    records: list[PluginLogRecord], items: dict[str, WorkItem]
+) -> dict[int, tuple[int, int]]:
+    progress: dict[int, tuple[int, int]] = {}
+    for r in records:
+        done, total = r.extra.get("progress"), r.extra.get("total")
+        if r.session in items and _is_count(done) and _is_count(total):
+            progress[items[r.session].run_id] = (int(done), int(total))
+    return progress
+
+
+def _is_count(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 <= value < 2**31
+    )
+
+
+# --- responses ----------------------------------------------------------------
+def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) -> str:
+    """Apply a plugin's `response`. Returns a word for the consumer's log."""
+    item = (
+        WorkItem.objects.filter(session=session)
+        .select_related("run__plugin", "run__project", "asset", "instance")
+        .first()
+        if isinstance(session, str)
+        else None
+    )
+    if item is None:
+        log.warning("response for unknown session %r ignored", session)
+        return "unknown-session"
+    if item.state != WorkItem.State.LEASED or (
+        item.instance is None or item.instance.channel_name != channel_name
+    ):
+        _hub_log(
+            item.run,
+            f"Ignored a response for a job that is already {item.get_state_display()}"
+            " or held by another instance.",
+            item=item,
+        )
+        return "stale"
+    if payload.get("error"):
+        _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
+        return "error"
+    outcome = kind_of(item.run).apply_response(item, payload.get("response"))
+    if outcome.problems:
+        text = "The plugin's answer was rejected:\n" + "\n".join(
+            f"• {p}" for p in outcome.problems
+        )
+        _item_fail(item, WorkItem.Failure.INVALID, text)
+        return "invalid"
+    _item_done(item, outcome.note)
+    return "done"
+
+
+def item_fail_oversized(*, session: str, channel_name: str, size: int) -> None:
+    item = WorkItem.objects.filter(
+        session=session,
+        state=WorkItem.State.LEASED,
+        instance__channel_name=channel_name,
+    ).first()
+    if item is not None:
+        limit = settings.HUB_MAX_FRAME_BYTES
+        _item_fail(
+            item,
+            WorkItem.Failure.INVALID,
+            f"The plugin's response is {size:,} bytes, over the hub's limit of "
+            f"{limit:,} bytes (HUB_MAX_FRAME_BYTES); nothing was stored.",
+        )
+
+
+def _plugin_error_text(item: WorkItem) -> str:
+    # 1.4.x adds its own "Plugin callback failed: …" after the plugin's own error
+    # line, so the last few lines say more than the last one.
+    errors = list(
+        RunLogLine.objects.filter(item=item, level__in=["ERROR", "CRITICAL"])
+        .order_by("-id")
+        .values_list("message", flat=True)[:3]
+    )
+    if errors:
+        return "The plugin reported an error: " + "\n".join(reversed(errors))
+    return (
+        "The plugin reported an error without logging why (its callback raised; "
+        "the SDK sends no message)."
+    )
+
+
+def _item_done(item: WorkItem, note: str) -> None:
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.DONE):
+            return
+        _hub_log(item.run, note or "Job done.", item=item)
+        _run_settle(item.run_id)
+
+
+def _item_fail(item: WorkItem, failure: str, error: str) -> None:
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
+            return
+        _hub_log(item.run, error, item=item, level="ERROR")
+        _run_settle(item.run_id)
+
+
+def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
+    """Leased → final, exactly once even if two processes race."""
+    return (
+        WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
+            state=state, finished_at=timezone.now(), **fields
+        )
+        == 1
+    )
+
+
+def _run_settle(run_id: int) -> None:
+    """Finish the run once no item is pending or leased."""
+    run = Run.objects.select_for_update().get(pk=run_id)
+    states = dict(
+        run.items.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+    )
+    if states.get(WorkItem.State.PENDING) or states.get(WorkItem.State.LEASED):
+        _publish_status_after_commit(run.pk)
+        return
+    if run.is_finished:
+        return
+    failures = set(
+        run.items.filter(state=WorkItem.State.FAILED).values_list("failure", flat=True)
+    )
+    if not failures:
+        status, error = Run.Status.SUCCEEDED, ""
+    elif failures == {WorkItem.Failure.TIMEOUT}:
+        status = Run.Status.TIMED_OUT
+        error = _first_item_error(run)
+    else:
+        status = Run.Status.FAILED
+        error = _first_item_error(run)
+    _run_close(run, status, error)
+
+
+def _first_item_error(run: Run) -> str:
+    failed = run.items.filter(state=WorkItem.State.FAILED).exclude(error="")
+    first = failed.order_by("id").first()
+    count = failed.count()
+    if first is None:
+        return ""
+    more = f"\n(and {count - 1} more failed item(s))" if count > 1 else ""
+    return first.error + more
+
+
+def _run_close(run: Run, status: str, error: str) -> None:
+    now = timezone.now()
+    Run.objects.filter(pk=run.pk).update(status=status, error=error, finished_at=now)
+    RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
+    _hub_log(run, f"Run {Run.Status(status).label.lower()}.")
+    _publish_status_after_commit(run.pk)
+
+
+# --- Batch Model progress (from /v2/import/labels) ----------------------------
+def run_count_labeled(run: Run, count: int) -> None:
+    Run.objects.filter(pk=run.pk).update(assets_labeled=F("assets_labeled") + count)
+    _hub_log(run, f"Imported pre-labels for {count} asset(s).")
+    _publish_status_after_commit(run.pk)
+
+
+def run_log_import_errors(
+    run: Run, errors: list[dict[str, Any]], *, total: int
+) -> None:
+    """Show a refused import in the run log: which records, and why."""
+    lines = [
+        f"records[{e['index']}] ({e.get('externalId')}): " + "; ".join(e["problems"])
+        for e in errors[:20]
+    ]
+    more = f"\n… and {len(errors) - 20} more" if len(errors) > 20 else ""
+    _hub_log(
+        run,
+        f"Refused an import of {total} record(s); nothing was written:\n"
+        + "\n".join(lines)
+        + more,
+        level="ERROR",
+    )
+
+
+# --- the periodic sweep ---------------------------------------------------------
+def runs_sweep() -> dict[str, int]:
+    """Time out leases past their expiry and queued items that no instance took
+    within the plugin's timeout; re-dispatch whatever is pending."""
+    now = timezone.now()
+    expired = WorkItem.objects.filter(
+        state=WorkItem.State.LEASED, lease_expires_at__lt=now
+    ).select_related("run__plugin")
+    timed_out = 0
+    for item in expired:
+        _item_fail(
+            item,
+            WorkItem.Failure.TIMEOUT,
+            f"No answer from the plugin within {item.run.plugin.timeout_seconds} s. "
+            + TIMEOUT_CAUSES,
+        )
+        timed_out += 1
+    timed_out += _time_out_unclaimed(now)
+    plugin_ids = set(
+        WorkItem.objects.filter(state=WorkItem.State.PENDING).values_list(
+            "run__plugin_id", flat=True
+        )
+    )
+    dispatched = sum(dispatch_pending(pid) for pid in plugin_ids)
+    return {"timed_out": timed_out, "dispatched": dispatched}
+
+
+def _time_out_unclaimed(now: Any) -> int:
+    count = 0
+    pending = WorkItem.objects.filter(state=WorkItem.State.PENDING).select_related(
+        "run__plugin"
+    )
+    for item in pending:
+        waited = (now - item.run.created_at).total_seconds()
+        if waited <= item.run.plugin.timeout_seconds:
+            continue
+        with transaction.atomic():
+            claimed = WorkItem.objects.filter(
+                pk=item.pk, state=WorkItem.State.PENDING
+            ).update(
+                state=WorkItem.State.FAILED,
+                failure=WorkItem.Failure.TIMEOUT,
+                finished_at=now,
+                error=f"No live instance of the plugin took this job within "
+                f"{item.run.plugin.timeout_seconds} s.",
+            )
+            if claimed:
+                _hub_log(item.run, "No instance took the job in time.", item=item)
+                _run_settle(item.run_id)
+                count += 1
+    return count
+
+
+# --- helpers ------------------------------------------------------------------
+def _hub_log(
+    run: Run, message: str, *, item: WorkItem | None = None, level: str = HUB
+) -> RunLogLine:
+    line = RunLogLine.objects.create(run=run, item=item, level=level, message=message)
+    _publish_after_commit(run.pk, [line])
+    return line
+
+
+def _publish_after_commit(run_id: int, lines: list[RunLogLine]) -> None:
+    def publish() -> None:
+        from plugins_app.web.fragments import render_log_lines
+
+        protocol.group_send(
+            protocol.run_group(run_id), protocol.run_fragment(render_log_lines(lines))
+        )
+
+    transaction.on_commit(publish)
+
+
+def _publish_status_after_commit(run_id: int) -> None:
+    def publish() -> None:
+        from plugins_app.web.fragments import render_run_status
+
+        run = Run.objects.select_related("plugin", "project", "created_by").get(
+            pk=run_id
+        )
+        protocol.group_send(
+            protocol.run_group(run_id), protocol.run_fragment(render_run_status(run))
+        )
+
+    transaction.on_commit(publish)

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from plugins_app.web.api import api
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("v2/", include("plugins_app.ango_api.urls")),
+    path("api/", api.urls),
+    path("", include("plugins_app.web.urls")),
+]

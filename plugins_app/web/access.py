@@ -1,0 +1,88 @@
+"""Access helpers: return the object or raise 404 (outsiders) / 403 (members
+without the right role). Every view and consumer goes through these, which is
+what keeps organizations apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from plugins_app.plugins.models import Plugin
+from plugins_app.runs.models import Run
+from plugins_app.workspace.models import Asset, Membership, Organization, Project
+
+
+def user_orgs(user: Any) -> QuerySet[Organization]:
+    if not getattr(user, "is_authenticated", False):
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user)
+
+
+def is_org_admin(user: Any, organization_id: int) -> bool:
+    return Membership.objects.filter(
+        user=user, organization_id=organization_id, role=Membership.Role.ADMIN
+    ).exists()
+
+
+def visible_projects(user: Any) -> QuerySet[Project]:
+    return Project.objects.filter(organization__in=user_orgs(user))
+
+
+def visible_plugins(user: Any) -> QuerySet[Plugin]:
+    return Plugin.objects.filter(organization__in=user_orgs(user))
+
+
+def visible_runs(user: Any) -> QuerySet[Run]:
+    return Run.objects.filter(organization__in=user_orgs(user))
+
+
+def get_project_for_user(user: Any, project_id: int) -> Project:
+    try:
+        return visible_projects(user).get(pk=project_id)
+    except Project.DoesNotExist:
+        raise Http404("No such project") from None
+
+
+def get_asset_for_user(user: Any, project: Project, asset_id: int) -> Asset:
+    try:
+        return project.assets.select_related("task").get(pk=asset_id)
+    except Asset.DoesNotExist:
+        raise Http404("No such asset") from None
+
+
+def get_plugin_for_user(user: Any, plugin_id: int) -> Plugin:
+    try:
+        return visible_plugins(user).get(pk=plugin_id)
+    except Plugin.DoesNotExist:
+        raise Http404("No such plugin") from None
+
+
+def get_admin_plugin_for_user(user: Any, plugin_id: int) -> Plugin:
+    plugin = get_plugin_for_user(user, plugin_id)
+    if not is_org_admin(user, plugin.organization_id):
+        raise PermissionDenied("Only admins manage plugins")
+    return plugin
+
+
+def get_run_for_user(user: Any, run_id: int) -> Run:
+    try:
+        return (
+            visible_runs(user)
+            .select_related("plugin", "project", "created_by")
+            .get(pk=run_id)
+        )
+    except Run.DoesNotExist:
+        raise Http404("No such run") from None
+
+
+def user_can_view_run(user: Any, run_id: int) -> bool:
+    return visible_runs(user).filter(pk=run_id).exists()
+
+
+def admin_orgs(user: Any) -> QuerySet[Organization]:
+    return user_orgs(user).filter(
+        memberships__user=user, memberships__role=Membership.Role.ADMIN
+    )

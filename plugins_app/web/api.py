@@ -1,0 +1,268 @@
+"""The JSON API: everything the dashboard does, for scripts. OpenAPI schema at
+/api/openapi.json, interactive docs at /api/docs.
+
+Authentication: the browser session (with CSRF) or `Authorization: Bearer <token>`
+with a personal token from `manage.py create_api_token`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.security import HttpBearer, django_auth
+
+from plugins_app.plugins.models import PluginInstance, PluginType
+from plugins_app.plugins.secrets import token_hash
+from plugins_app.plugins.services import default_config_errors, plugin_create
+from plugins_app.runs import selectors
+from plugins_app.runs.models import Run
+from plugins_app.runs.services import RunRequest, RunRequestError, run_create
+from plugins_app.web import access
+from plugins_app.workspace.models import ApiToken
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        found = (
+            ApiToken.objects.select_related("user")
+            .filter(key_hash=token_hash(token))
+            .first()
+        )
+        if found is None or not found.user.is_active:
+            return None
+        request.user = found.user
+        return found.user
+
+
+api = NinjaAPI(
+    title="Plugin Hub API",
+    version="1",
+    description="Register plugins, start runs and follow them.",
+    auth=[django_auth, TokenAuth()],
+    urls_namespace="api",
+)
+
+
+class ProjectOut(Schema):
+    id: int
+    name: str
+    organization: str
+    ontology: dict[str, Any]
+    batches: list[dict[str, Any]]
+
+
+class PluginIn(Schema):
+    name: str
+    type: PluginType = PluginType.MODEL
+    description: str = ""
+    class_names: list[str] = []
+    default_config: str = "{}"
+    timeout_seconds: int = 300
+    project_ids: list[int] = []
+
+
+class PluginOut(Schema):
+    id: int
+    public_id: str
+    name: str
+    type: str
+    class_names: list[str]
+    default_config: str
+    live_instances: int
+    project_ids: list[int]
+
+
+class PluginCreated(PluginOut):
+    secret: str
+
+
+class RunIn(Schema):
+    plugin_id: int
+    project_id: int
+    class_mapping: dict[str, str] = {}
+    config_json: str | None = None
+    external_ids: list[str] = []
+    batch_ids: list[int] = []
+
+
+class RunOut(Schema):
+    id: int
+    status: str
+    plugin_id: int
+    project_id: int
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str
+    items_total: int
+    items_done: int
+    items_failed: int
+    reported_progress: int | None
+    reported_total: int | None
+    assets_total: int
+    assets_labeled: int
+
+
+class LogLineOut(Schema):
+    id: int
+    level: str
+    message: str
+    extra: dict[str, Any]
+    created_at: datetime
+
+
+class ErrorOut(Schema):
+    errors: dict[str, list[str]]
+
+
+def _plugin_out(plugin: Any) -> dict[str, Any]:
+    return {
+        "id": plugin.pk,
+        "public_id": plugin.public_id,
+        "name": plugin.name,
+        "type": plugin.type,
+        "class_names": plugin.class_names,
+        "default_config": plugin.default_config,
+        "live_instances": PluginInstance.objects.live().filter(plugin=plugin).count(),
+        "project_ids": list(plugin.projects.values_list("pk", flat=True)),
+    }
+
+
+def run_out(run: Run) -> dict[str, Any]:
+    counts = {s: 0 for s in ("done", "failed")}
+    for state in run.items.values_list("state", flat=True):
+        counts[state] = counts.get(state, 0) + 1
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "plugin_id": run.plugin_id,
+        "project_id": run.project_id,
+        "created_by": run.created_by.get_username() if run.created_by else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "error": run.error,
+        "items_total": sum(counts.values()) - counts.get("__", 0),
+        "items_done": counts["done"],
+        "items_failed": counts["failed"],
+        "reported_progress": run.reported_progress,
+        "reported_total": run.reported_total,
+        "assets_total": run.assets_total,
+        "assets_labeled": run.assets_labeled,
+    }
+
+
+@api.get("/projects", response=list[ProjectOut])
+def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": p.pk,
+            "name": p.name,
+            "organization": p.organization.name,
+            "ontology": p.ontology,
+            "batches": [{"id": b.pk, "name": b.name} for b in p.batches.all()],
+        }
+        for p in access.visible_projects(request.user).select_related("organization")
+    ]
+
+
+@api.get("/plugins", response=list[PluginOut])
+def list_plugins(request: HttpRequest) -> list[dict[str, Any]]:
+    return [_plugin_out(p) for p in access.visible_plugins(request.user)]
+
+
+@api.get("/plugins/{plugin_id}", response=PluginOut)
+def get_plugin(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
+    return _plugin_out(access.get_plugin_for_user(request.user, plugin_id))
+
+
+@api.post("/plugins", response={201: PluginCreated, 400: ErrorOut})
+def create_plugin(request: HttpRequest, body: PluginIn) -> tuple[int, dict[str, Any]]:
+    organization = access.admin_orgs(request.user).first()
+    if organization is None:
+        raise HttpError(403, "Only admins register plugins")
+    if errors := default_config_errors(body.default_config):
+        return 400, {"errors": {"default_config": errors}}
+    credentials = plugin_create(
+        organization=organization,
+        name=body.name,
+        type=body.type,
+        description=body.description,
+        class_names=body.class_names,
+        default_config=body.default_config,
+        timeout_seconds=body.timeout_seconds,
+        projects=list(organization.projects.filter(pk__in=body.project_ids)),
+    )
+    return 201, {**_plugin_out(credentials.plugin), "secret": credentials.secret}
+
+
+@api.post("/plugins/{plugin_id}/rotate-secret", response=PluginCreated)
+def rotate_secret(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
+    from plugins_app.plugins.services import plugin_rotate_secret
+
+    plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
+    credentials = plugin_rotate_secret(plugin=plugin)
+    return {**_plugin_out(plugin), "secret": credentials.secret}
+
+
+@api.post("/runs", response={201: RunOut, 400: ErrorOut})
+def create_run(request: HttpRequest, body: RunIn) -> tuple[int, dict[str, Any]]:
+    plugin = access.get_plugin_for_user(request.user, body.plugin_id)
+    project = access.get_project_for_user(request.user, body.project_id)
+    try:
+        run = run_create(
+            RunRequest(
+                plugin=plugin,
+                project=project,
+                user=request.user,
+                class_mapping=body.class_mapping,
+                config_json=(
+                    plugin.default_config
+                    if body.config_json is None
+                    else body.config_json
+                ),
+                external_ids=body.external_ids,
+                batch_ids=body.batch_ids,
+            )
+        )
+    except RunRequestError as exc:
+        return 400, {"errors": exc.errors}
+    return 201, run_out(run)
+
+
+@api.get("/runs", response=list[RunOut])
+def list_runs(
+    request: HttpRequest,
+    project: int | None = None,
+    plugin: int | None = None,
+    status: str = "",
+    page: int = 1,
+    per_page: int = 25,
+) -> list[dict[str, Any]]:
+    filters = selectors.RunFilters(project=project, plugin=plugin, status=status)
+    runs = filters.apply(access.visible_runs(request.user).select_related("created_by"))
+    per_page = max(1, min(per_page, 200))
+    start = (max(page, 1) - 1) * per_page
+    return [run_out(r) for r in runs[start : start + per_page]]
+
+
+@api.get("/runs/{run_id}", response=RunOut)
+def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    return run_out(access.get_run_for_user(request.user, run_id))
+
+
+@api.get("/runs/{run_id}/logs", response=list[LogLineOut])
+def get_run_logs(
+    request: HttpRequest, run_id: int, after: int = 0, limit: int = 1000
+) -> list[Any]:
+    run = access.get_run_for_user(request.user, run_id)
+    return list(run.log_lines.filter(id__gt=after)[: max(1, min(limit, 10_000))])
+
+
+User = get_user_model()

@@ -1,0 +1,32 @@
+from django.urls import path
+
+from plugins_app.web import views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("plugins/", views.plugin_list, name="plugin-list"),
+    path("plugins/new/", views.plugin_new, name="plugin-new"),
+    path("plugins/<int:plugin_id>/", views.plugin_detail, name="plugin-detail"),
+    path("plugins/<int:plugin_id>/edit/", views.plugin_edit, name="plugin-edit"),
+    path("plugins/<int:plugin_id>/rotate/", views.plugin_rotate, name="plugin-rotate"),
+    path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/assets/<int:asset_id>/",
+        views.asset_detail,
+        name="asset-detail",
+    ),
+    path(
+        "projects/<int:project_id>/assets/<int:asset_id>/image",
+        views.asset_image,
+        name="asset-image",
+    ),
+    path(
+        "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
+        views.run_dialog,
+        name="run-dialog",
+    ),
+    path("runs/", views.run_list, name="run-list"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+]

@@ -1,0 +1,282 @@
+"""Dashboard views: thin, each an access helper, a form, one service call and a
+render. htmx requests get the named partial of the same template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.runs import selectors
+from plugins_app.runs.models import Run
+from plugins_app.runs.services import RunRequest, RunRequestError, run_create
+from plugins_app.web import access
+from plugins_app.web.files import asset_file_response
+from plugins_app.web.forms import PluginForm, RunForm
+
+RUNS_PER_PAGE = 25
+
+
+def _partial(request: HttpRequest, template: str, partial: str) -> str:
+    return f"{template}#{partial}" if getattr(request, "htmx", False) else template
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "web/home.html",
+        {
+            "projects": access.visible_projects(request.user).select_related(
+                "organization"
+            ),
+            "recent_runs": access.visible_runs(request.user).select_related(
+                "plugin", "project", "created_by"
+            )[:10],
+        },
+    )
+
+
+# --- plugins --------------------------------------------------------------------
+@require_GET
+@login_required
+def plugin_list(request: HttpRequest) -> HttpResponse:
+    plugins = selectors.plugins_with_liveness(access.visible_plugins(request.user))
+    admin_org = access.admin_orgs(request.user).first()
+    return render(
+        request,
+        _partial(request, "plugins/plugin_list.html", "plugin-table"),
+        {"plugins": plugins, "can_manage": admin_org is not None},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def plugin_new(request: HttpRequest) -> HttpResponse:
+    organization = access.admin_orgs(request.user).first()
+    if organization is None:
+        raise PermissionDenied("Only admins register plugins")
+    form = PluginForm(request.POST or None, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        credentials = plugin_create(
+            organization=organization,
+            name=form.cleaned_data["name"],
+            type=form.cleaned_data["type"],
+            description=form.cleaned_data["description"],
+            class_names=form.cleaned_data["class_names_text"],
+            default_config=form.cleaned_data["default_config"],
+            timeout_seconds=form.cleaned_data["timeout_seconds"],
+            projects=list(form.cleaned_data["projects"]),
+        )
+        Plugin.objects.filter(pk=credentials.plugin.pk).update(
+            concurrency=form.cleaned_data["concurrency"]
+        )
+        return _secret_once(request, credentials.plugin, credentials.secret)
+    return render(
+        request, "plugins/plugin_list.html#plugin-form", {"form": form, "plugin": None}
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def plugin_edit(request: HttpRequest, plugin_id: int) -> HttpResponse:
+    plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
+    form = PluginForm(
+        request.POST or None, instance=plugin, organization=plugin.organization
+    )
+    if request.method == "POST" and form.is_valid():
+        plugin = form.save(commit=False)
+        plugin.class_names = form.cleaned_data["class_names_text"]
+        plugin.save()
+        form.save_m2m()
+        return HttpResponseClientRedirect(
+            reverse("web:plugin-detail", args=[plugin.pk])
+        )
+    return render(
+        request,
+        "plugins/plugin_list.html#plugin-form",
+        {"form": form, "plugin": plugin},
+    )
+
+
+@require_POST
+@login_required
+def plugin_rotate(request: HttpRequest, plugin_id: int) -> HttpResponse:
+    plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
+    credentials = plugin_rotate_secret(plugin=plugin)
+    return _secret_once(request, plugin, credentials.secret)
+
+
+def _secret_once(request: HttpRequest, plugin: Plugin, secret: str) -> HttpResponse:
+    response = render(
+        request,
+        "plugins/plugin_list.html#secret-once",
+        {"plugin": plugin, "secret": secret, "host": request.build_absolute_uri("/")},
+    )
+    # Nothing may cache the only copy of a secret.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@login_required
+def plugin_detail(request: HttpRequest, plugin_id: int) -> HttpResponse:
+    plugin = access.get_plugin_for_user(request.user, plugin_id)
+    is_admin = access.is_org_admin(request.user, plugin.organization_id)
+    return render(
+        request,
+        _partial(request, "plugins/plugin_detail.html", "instances"),
+        {
+            "plugin": plugin,
+            "is_admin": is_admin,
+            "instances": PluginInstance.objects.live().filter(plugin=plugin),
+            "failures": plugin.failures.all()[:20] if is_admin else [],
+            "runs": plugin.runs.select_related("project", "created_by")[:10],
+        },
+    )
+
+
+# --- projects and assets --------------------------------------------------------
+@require_GET
+@login_required
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    return render(
+        request,
+        "projects/project_detail.html",
+        {
+            "project": project,
+            "assets": project.assets.select_related("task").prefetch_related("batches"),
+            "plugins": selectors.plugins_with_liveness(
+                project.plugins.filter(organization=project.organization)
+            ),
+        },
+    )
+
+
+@require_GET
+@login_required
+def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    asset = access.get_asset_for_user(request.user, project, asset_id)
+    return render(
+        request,
+        "projects/asset_detail.html",
+        {
+            "project": project,
+            "asset": asset,
+            "drawn": selectors.DrawnAsset(
+                asset, *selectors.answer_drawing(asset.task.answer, project.ontology)
+            ),
+            "plugins": selectors.plugins_with_liveness(
+                project.plugins.filter(type="model")
+            ),
+            "runs": Run.objects.filter(items__asset=asset)
+            .select_related("plugin", "created_by")
+            .distinct()[:10],
+        },
+    )
+
+
+@require_GET
+@login_required
+def asset_image(request: HttpRequest, project_id: int, asset_id: int) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    return asset_file_response(
+        access.get_asset_for_user(request.user, project, asset_id)
+    )
+
+
+# --- runs -------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@login_required
+def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    plugin = access.get_plugin_for_user(request.user, plugin_id)
+    initial = {"external_ids": request.GET.get("asset", "")}
+    form = RunForm(
+        request.POST or None, plugin=plugin, project=project, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = run_create(
+                RunRequest(
+                    plugin=plugin,
+                    project=project,
+                    user=request.user,
+                    class_mapping=form.class_mapping(),
+                    config_json=form.cleaned_data["config_json"],
+                    external_ids=form.external_id_list(),
+                    batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
+                )
+            )
+        except RunRequestError as exc:
+            _add_errors(form, exc.errors)
+        else:
+            return HttpResponseClientRedirect(reverse("web:run-detail", args=[run.pk]))
+    return render(
+        request,
+        "runs/run_dialog.html",
+        {"form": form, "plugin": plugin, "project": project},
+    )
+
+
+def _add_errors(form: RunForm, errors: dict[str, list[str]]) -> None:
+    for field, messages in errors.items():
+        target = None if field in ("__all__", "mapping") else field
+        for message in messages:
+            form.add_error(target if target in form.fields else None, message)
+
+
+@require_GET
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = access.visible_runs(request.user).select_related(
+        "plugin", "project", "created_by"
+    )
+    filters = selectors.RunFilters.from_query(request.GET)
+    page = Paginator(filters.apply(runs), RUNS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context: dict[str, Any] = {
+        "page": page,
+        "filters": filters,
+        "projects": access.visible_projects(request.user),
+        "plugins": access.visible_plugins(request.user),
+        "statuses": Run.Status.choices,
+        "query": filters.query_string(),
+    }
+    return render(
+        request, _partial(request, "runs/run_list.html", "run-table"), context
+    )
+
+
+@require_GET
+@login_required
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = access.get_run_for_user(request.user, run_id)
+    return render(
+        request,
+        "runs/run_detail.html",
+        {
+            "run": run,
+            "progress": selectors.run_progress(run),
+            "lines": run.log_lines.all(),
+            "labeled_assets": selectors.run_labeled_assets(run),
+        },
+    )
+
+
+@require_GET
+def root_redirect(request: HttpRequest) -> HttpResponse:
+    return redirect("web:home")

@@ -1,0 +1,207 @@
+"""The plugin socket: Engine.IO 4 / Socket.IO 5 on namespace `/plugin`, spoken as
+the `imerit-ango` client expects (see docs in ango-plugin-protocol.md §1, §7, §8).
+
+The consumer only translates frames; run state changes go through
+`plugins_app.runs.services`. Rules the client imposes:
+- never close a socket to reject it (the SDK reconnects in a loop, then exits);
+- ack the namespace CONNECT at once, before any database work;
+- send Engine.IO pings every pingInterval (the client's writer dies otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from plugins_app.protocol import JobDispatch
+from plugins_app.runs import services
+from plugins_app.wire import codec
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/plugin"
+LOG_FLUSH_SECONDS = 0.05
+LOG_FLUSH_LINES = 500
+_SESSION_RE = re.compile(r'"session"\s*:\s*"([0-9a-f]{1,64})"')
+
+
+class PluginSocketConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if query.get("EIO") != ["4"] or query.get("transport") != ["websocket"]:
+            # Not the python-socketio websocket client: refuse the handshake.
+            await self.close()
+            return
+        self.authenticated = False
+        self.last_pong = time.monotonic()
+        self.log_buffer: list[services.PluginLogRecord] = []
+        self.flush_task: asyncio.Task[None] | None = None
+        self.address = _client_address(self.scope)
+        await self.accept()
+        await self.send(
+            codec.encode_open(
+                secrets.token_hex(10),
+                ping_interval_ms=settings.HUB_PING_INTERVAL_MS,
+                ping_timeout_ms=settings.HUB_PING_TIMEOUT_MS,
+                max_payload=settings.HUB_MAX_FRAME_BYTES,
+            )
+        )
+        self.ping_task = asyncio.create_task(self._ping_forever())
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "ping_task"):
+            self.ping_task.cancel()
+        if getattr(self, "authenticated", False):
+            await self._flush_logs()
+            await sync_to_async(services.instance_disconnect)(
+                channel_name=self.channel_name
+            )
+
+    # --- frames from the plugin -------------------------------------------------
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        if text_data is None:
+            log.warning("binary frame from %s ignored", self.address)
+            return
+        if len(text_data) > settings.HUB_MAX_FRAME_BYTES:
+            await self._refuse_oversized(text_data)
+            return
+        try:
+            kind, payload = codec.decode_eio(text_data)
+            if kind == codec.EIO_PONG:
+                self.last_pong = time.monotonic()
+            elif kind == codec.EIO_MESSAGE:
+                await self._receive_sio(codec.decode_sio(payload))
+        except codec.FrameError as exc:
+            log.warning("garbage frame from %s ignored: %s", self.address, exc)
+
+    async def _receive_sio(self, packet: codec.SioPacket) -> None:
+        if packet.namespace != NAMESPACE:
+            return
+        if packet.type == codec.SIO_CONNECT:
+            await self.send(
+                codec.encode_connect_ack(NAMESPACE, self.channel_name[-20:])
+            )
+            return
+        if packet.type != codec.SIO_EVENT:
+            return
+        event, args = codec.event_args(packet)
+        data = args[0] if args else None
+        if event == "heartbeat":
+            await self._on_heartbeat(data)
+        elif not self.authenticated:
+            log.info("%r event from unauthenticated %s ignored", event, self.address)
+        elif event == "log":
+            self._on_log(data)
+        elif event == "response":
+            await self._on_response(data)
+        if packet.ack_id is not None:
+            await self.send(codec.encode_ack(NAMESPACE, packet.ack_id))
+
+    async def _on_heartbeat(self, data: Any) -> None:
+        data = data if isinstance(data, dict) else {}
+        instance = await sync_to_async(services.instance_heartbeat)(
+            channel_name=self.channel_name,
+            plugin_public_id=data.get("id"),
+            secret=data.get("secret"),
+            address=self.address,
+        )
+        if instance is None and self.authenticated:
+            # Secret rotated under a connected script: stop giving it work.
+            await sync_to_async(services.instance_disconnect)(
+                channel_name=self.channel_name
+            )
+        self.authenticated = instance is not None
+
+    def _on_log(self, data: Any) -> None:
+        record = services.parse_log_event(data)
+        if record is None:
+            return
+        self.log_buffer.append(record)
+        # Batch inserts: one transaction and one push per ~50 ms keeps up with
+        # plugins that log thousands of lines a second.
+        if len(self.log_buffer) >= LOG_FLUSH_LINES:
+            asyncio.create_task(self._flush_logs())
+        elif self.flush_task is None:
+            self.flush_task = asyncio.create_task(self._flush_logs_later())
+
+    async def _flush_logs_later(self) -> None:
+        await asyncio.sleep(LOG_FLUSH_SECONDS)
+        self.flush_task = None
+        await self._flush_logs()
+
+    async def _flush_logs(self) -> None:
+        records, self.log_buffer = self.log_buffer, []
+        if records:
+            dropped = await sync_to_async(services.logs_ingest)(
+                records, channel_name=self.channel_name
+            )
+            if dropped:
+                log.info("%d log line(s) for unknown sessions dropped", dropped)
+
+    async def _on_response(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            log.warning("response from %s is not an object; ignored", self.address)
+            return
+        # The last error log explains an {"error": true}: store logs first.
+        await self._flush_logs()
+        outcome = await sync_to_async(services.item_respond)(
+            session=data.get("session"), payload=data, channel_name=self.channel_name
+        )
+        log.info("response from %s: %s", self.address, outcome)
+
+    async def _refuse_oversized(self, text: str) -> None:
+        match = _SESSION_RE.search(text[-400:])
+        log.warning("frame of %d bytes from %s refused", len(text), self.address)
+        if match and self.authenticated:
+            await sync_to_async(services.item_fail_oversized)(
+                session=match.group(1), channel_name=self.channel_name, size=len(text)
+            )
+
+    # --- messages from the hub ------------------------------------------------
+    async def job_dispatch(self, message: JobDispatch) -> None:
+        job = dict(message["job"])
+        if isinstance(job.get("dataURL"), str) and job["dataURL"].startswith("/"):
+            job["dataURL"] = _public_base(self.scope) + job["dataURL"]
+        await self.send(codec.encode_event(NAMESPACE, "plugin", job))
+
+    async def _ping_forever(self) -> None:
+        # The server pings in Engine.IO 4; the client only answers.
+        interval = settings.HUB_PING_INTERVAL_MS / 1000
+        while True:
+            await asyncio.sleep(interval)
+            sent_at = time.monotonic()
+            await self.send(codec.EIO_PING)
+            asyncio.create_task(self._expect_pong(sent_at))
+
+    async def _expect_pong(self, sent_at: float) -> None:
+        await asyncio.sleep(settings.HUB_PING_TIMEOUT_MS / 1000)
+        if self.last_pong < sent_at:
+            log.warning("no pong from %s; closing its socket", self.address)
+            self.ping_task.cancel()
+            await self.close()
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"{client[0]}:{client[1]}"
+
+
+def _public_base(scope: dict[str, Any]) -> str:
+    """Where the plugin reaches the hub: the Host it connected to, unless set."""
+    if base := getattr(settings, "HUB_PUBLIC_URL", ""):
+        return base.rstrip("/")
+    headers = dict(scope.get("headers") or [])
+    host = headers.get(b"host", b"127.0.0.1").decode("latin-1")
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return f"{scheme}://{host}"

@@ -1,0 +1,41 @@
+"""The database outbox that carries channel-layer messages into the ASGI process
+when the layer is in-memory (embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from plugins_app.wire.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+def outbox_put(method: str, target: str, message: dict[str, Any]) -> None:
+    OutboxMessage.objects.create(method=method, target=target, message=message)
+
+
+def _outbox_take(limit: int = 500) -> list[OutboxMessage]:
+    rows = list(OutboxMessage.objects.order_by("id")[:limit])
+    if rows:
+        OutboxMessage.objects.filter(id__in=[r.id for r in rows]).delete()
+    return rows
+
+
+async def drain_outbox_forever() -> None:
+    from plugins_app.protocol import deliver_async
+
+    while True:
+        try:
+            rows = await sync_to_async(_outbox_take)()
+            for row in rows:
+                await deliver_async(row.method, row.target, row.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # keep draining whatever one bad row or a locked DB did
+            log.exception("outbox drain failed")
+        await asyncio.sleep(settings.HUB_OUTBOX_POLL_SECONDS)

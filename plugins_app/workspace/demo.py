@@ -1,0 +1,161 @@
+"""The demo workspace `make run` starts with: one organization, an admin and an
+annotator, a project of real images, two batches and two registered plugins."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.workspace.models import (
+    Asset,
+    Batch,
+    Membership,
+    Organization,
+    Project,
+    Task,
+)
+
+DEMO_PASSWORD = "plugin-hub"
+DEMO_ONTOLOGY = {
+    "tools": [
+        {
+            "schemaId": "face-box",
+            "tool": "bounding-box",
+            "title": "Face",
+            "color": "#e8590c",
+            "required": False,
+            "classifications": [],
+        },
+        {
+            "schemaId": "coin-box",
+            "tool": "bounding-box",
+            "title": "Coin",
+            "color": "#2f9e44",
+            "required": False,
+            "classifications": [],
+        },
+        {
+            "schemaId": "object-box",
+            "tool": "bounding-box",
+            "title": "Object",
+            "color": "#1971c2",
+            "required": False,
+            "classifications": [],
+        },
+        {
+            "schemaId": "region-poly",
+            "tool": "polygon",
+            "title": "Region",
+            "color": "#ae3ec9",
+            "required": False,
+            "classifications": [],
+        },
+    ],
+    "classifications": [
+        {
+            "schemaId": "scene",
+            "tool": "radio",
+            "title": "Scene",
+            "required": False,
+            "options": [
+                {"value": v, "schemaId": f"scene-{v}"}
+                for v in ("photo", "microscopy", "astronomy", "document")
+            ],
+            "classifications": [],
+        },
+    ],
+    "relations": [],
+}
+DETECTOR_CONFIG = json.dumps({"max_detections": 25, "threshold": 0.1}, indent=2)
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    model_plugin: dict[str, str]
+    batch_plugin: dict[str, str]
+
+
+def seed_demo() -> DemoCredentials:
+    """Idempotent. Plugin secrets are rotated on every call (they are stored
+    hashed) and written to var/demo-plugins.json for the bundled example."""
+    from plugins_app.workspace.demo_images import generate_demo_images
+
+    with transaction.atomic():
+        org, _ = Organization.objects.get_or_create(
+            slug="demo", defaults={"name": "Demo Labs"}
+        )
+        _user(org, "admin", Membership.Role.ADMIN, staff=True)
+        _user(org, "annotator", Membership.Role.ANNOTATOR)
+        project, _ = Project.objects.update_or_create(
+            organization=org,
+            name="Street & Science Images",
+            defaults={
+                "ontology": DEMO_ONTOLOGY,
+                "description": "Real images bundled with scikit-image, and tiles "
+                "cut from them.",
+            },
+        )
+        folder = Path(settings.MEDIA_ROOT) / "demo"
+        for image in generate_demo_images(folder):
+            batch, _ = Batch.objects.get_or_create(project=project, name=image.batch)
+            asset, _ = Asset.objects.update_or_create(
+                project=project,
+                external_id=image.external_id,
+                defaults={
+                    "file": f"demo/{image.filename}",
+                    "width": image.width,
+                    "height": image.height,
+                },
+            )
+            asset.batches.set([batch])
+            Task.objects.get_or_create(asset=asset, defaults={"project": project})
+        model = _plugin(org, project, "Face & coin detector", PluginType.MODEL)
+        batch = _plugin(
+            org, project, "Face & coin detector (batch)", PluginType.BATCH_MODEL
+        )
+    credentials = DemoCredentials(model_plugin=model, batch_plugin=batch)
+    path = settings.VAR_DIR / "demo-plugins.json"
+    path.write_text(json.dumps(credentials.__dict__, indent=2))
+    path.chmod(0o600)
+    return credentials
+
+
+def _user(org: Organization, username: str, role: str, staff: bool = False) -> None:
+    user, created = get_user_model().objects.get_or_create(
+        username=username, defaults={"email": f"{username}@demo.local"}
+    )
+    if created:
+        user.set_password(DEMO_PASSWORD)
+        user.is_staff = user.is_superuser = staff
+        user.save()
+    Membership.objects.update_or_create(
+        user=user, organization=org, defaults={"role": role}
+    )
+
+
+def _plugin(
+    org: Organization, project: Project, name: str, type: str
+) -> dict[str, str]:
+    plugin = Plugin.objects.filter(organization=org, name=name).first()
+    if plugin is None:
+        credentials = plugin_create(
+            organization=org,
+            name=name,
+            type=type,
+            description="The bundled example (examples/): scikit-image's LBP face "
+            "cascade and Laplacian-of-Gaussian blob detection.",
+            class_names=["face", "coin"],
+            default_config=DETECTOR_CONFIG,
+            timeout_seconds=120,
+            projects=[project],
+        )
+    else:
+        credentials = plugin_rotate_secret(plugin=plugin)
+    return credentials.as_dict()

@@ -1,0 +1,141 @@
+"""Organizations, their members and the labeling data plugins work on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        ANNOTATOR = "annotator", "Annotator"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="one_role")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class Project(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="projects"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Ango `categorySchema`: {"tools": [...], "classifications": [...], "relations": []}
+    ontology = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def ontology_entries(self) -> list[dict[str, Any]]:
+        """Tools then classifications: what a model class can be mapped to."""
+        ontology = self.ontology or {}
+        return list(ontology.get("tools", [])) + list(
+            ontology.get("classifications", [])
+        )
+
+
+class Batch(models.Model):
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="batches"
+    )
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="batch_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Asset(models.Model):
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="assets"
+    )
+    external_id = models.CharField(max_length=300)
+    # Path below MEDIA_ROOT; served to browsers by the web UI and to plugins
+    # through signed links (the SDK fetches dataURL without credentials).
+    file = models.CharField(max_length=500)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    batches = models.ManyToManyField(Batch, related_name="assets", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="asset_external_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Task(models.Model):
+    """The labeling task of an asset; `answer` holds its current labels."""
+
+    class Status(models.TextChoices):
+        TODO = "TODO", "To-Do"
+        SUBMITTED = "SUBMITTED", "Submitted"
+        REVIEWED = "REVIEWED", "Reviewed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, related_name="task")
+    stage = models.CharField(max_length=100, default="Label")
+    status = models.CharField(max_length=20, choices=Status, default=Status.TODO)
+    # {"tools": [...], "classifications": [...], "relations": [...]} (Ango naming)
+    answer = models.JSONField(default=dict, blank=True)
+    # The run that wrote the current pre-label, if any.
+    prelabel_run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"task of {self.asset}"
+
+
+class ApiToken(models.Model):
+    """A personal token for the JSON API and scripts (stored as its sha256)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, default="cli")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.user}"

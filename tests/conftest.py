@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
+from plugins_app.plugins.services import plugin_create
+from plugins_app.workspace.demo import DEMO_ONTOLOGY
+from plugins_app.workspace.models import (
+    Asset,
+    Batch,
+    Membership,
+    Organization,
+    Project,
+    Task,
+)
+from tests.hub import LiveHub, PluginProcess, start_plugin, wait_for
+
+
+@pytest.fixture(scope="session")
+def demo_images() -> list[Any]:
+    from plugins_app.workspace.demo_images import generate_demo_images
+
+    return generate_demo_images(Path(settings.MEDIA_ROOT) / "demo")
+
+
+@dataclass
+class Workspace:
+    org: Organization
+    admin: User
+    annotator: User
+    outsider: User
+    project: Project
+    other_project: Project
+    batch_a: Batch
+    batch_b: Batch
+
+    def asset(self, external_id: str) -> Asset:
+        return self.project.assets.get(external_id=external_id)
+
+
+def _member(org: Organization, username: str, role: str) -> User:
+    user = User.objects.create_user(username, f"{username}@x.test", "pw")
+    Membership.objects.create(user=user, organization=org, role=role)
+    return user
+
+
+@pytest.fixture
+def workspace(db: Any, demo_images: list[Any]) -> Workspace:
+    org = Organization.objects.create(name="Acme", slug="acme")
+    other = Organization.objects.create(name="Rival", slug="rival")
+    project = Project.objects.create(organization=org, name="P", ontology=DEMO_ONTOLOGY)
+    other_project = Project.objects.create(
+        organization=other, name="Theirs", ontology=DEMO_ONTOLOGY
+    )
+    batches = {
+        name: Batch.objects.create(project=project, name=name)
+        for name in ("Batch A", "Batch B")
+    }
+    for target in (project, other_project):
+        for image in demo_images:
+            asset = Asset.objects.create(
+                project=target,
+                external_id=image.external_id,
+                file=f"demo/{image.filename}",
+                width=image.width,
+                height=image.height,
+            )
+            if target is project:
+                asset.batches.add(batches[image.batch])
+            Task.objects.create(project=target, asset=asset)
+    return Workspace(
+        org=org,
+        admin=_member(org, "alice", Membership.Role.ADMIN),
+        annotator=_member(org, "bob", Membership.Role.ANNOTATOR),
+        outsider=_member(other, "charlie", Membership.Role.ADMIN),
+        project=project,
+        other_project=other_project,
+        batch_a=batches["Batch A"],
+        batch_b=batches["Batch B"],
+    )
+
+
+@dataclass
+class RegisteredPlugin:
+    plugin: Plugin
+    secret: str
+
+
+@pytest.fixture
+def make_plugin(workspace: Workspace) -> Callable[..., RegisteredPlugin]:
+    def make(
+        type: str = PluginType.MODEL, timeout: int = 60, **kwargs: Any
+    ) -> RegisteredPlugin:
+        credentials = plugin_create(
+            organization=workspace.org,
+            name=kwargs.pop("name", f"{type} plugin"),
+            type=type,
+            class_names=kwargs.pop("class_names", ["face", "coin"]),
+            default_config=kwargs.pop("default_config", '{"max_detections": 25}'),
+            timeout_seconds=timeout,
+            projects=[workspace.project],
+        )
+        return RegisteredPlugin(credentials.plugin, credentials.secret)
+
+    return make
+
+
+@pytest.fixture
+def live_hub(transactional_db: Any) -> Iterator[LiveHub]:
+    hub = LiveHub().start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def plugin_runner(
+    live_hub: LiveHub, tmp_path: Path
+) -> Iterator[Callable[..., PluginProcess]]:
+    started: list[PluginProcess] = []
+
+    def run(
+        script: str | Path,
+        registered: RegisteredPlugin,
+        *,
+        sdk: str = "1.4",
+        secret: str | None = None,
+        env: dict[str, str] | None = None,
+        wait_live: bool = True,
+    ) -> PluginProcess:
+        before = _live_count(registered.plugin)
+        process = start_plugin(
+            script,
+            sdk=sdk,
+            host=live_hub.url,
+            plugin_id=registered.plugin.public_id,
+            secret=secret or registered.secret,
+            log_dir=tmp_path,
+            env=env,
+        )
+        started.append(process)
+        if wait_live:
+            try:
+                wait_for(
+                    lambda: _live_count(registered.plugin) > before,
+                    timeout=30,
+                    what="the plugin to connect",
+                )
+            except AssertionError:
+                raise AssertionError(f"plugin did not connect:\n{process.log()}")
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+def _live_count(plugin: Plugin) -> int:
+    return PluginInstance.objects.live().filter(plugin=plugin).count()

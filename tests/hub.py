@@ -1,0 +1,131 @@
+"""Helpers that start real parts for tests: the ASGI app under uvicorn on a free
+port (in a thread of the test process, so the tests and the server share the
+in-memory channel layer and the database), and plugin scripts in the SDK venvs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SDK_PYTHONS = {
+    "1.3.22": ROOT / ".venv-sdk13" / "bin" / "python",
+    "1.4": ROOT / ".venv-sdk14" / "bin" / "python",
+}
+SCRIPTS = ROOT / "tests" / "plugin_scripts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveHub:
+    def __init__(self) -> None:
+        from plugins_app.asgi import application
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="on",
+            log_level="warning",
+            ws_max_size=4 * settings.HUB_MAX_FRAME_BYTES,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveHub:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=10, what="uvicorn start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class PluginProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def start_plugin(
+    script: Path | str,
+    *,
+    sdk: str,
+    host: str,
+    plugin_id: str,
+    secret: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+) -> PluginProcess:
+    python = SDK_PYTHONS[sdk]
+    if not python.exists():
+        raise RuntimeError(f"{python} is missing: run `make venvs`")
+    log_path = log_dir / f"plugin-{time.monotonic_ns()}.log"
+    full_env = {
+        **os.environ,
+        "HOST": host,
+        "PLUGIN_ID": plugin_id,
+        "PLUGIN_SECRET": secret,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    # Nothing of the hub's settings leaks into the plugin's environment.
+    for key in ("DJANGO_SETTINGS_MODULE", "HUB_TEST_DB", "DATABASE_URL"):
+        full_env.pop(key, None)
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(python), str(script)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+        )
+    return PluginProcess(proc=proc, log_path=log_path, name=str(script))
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float = 20, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def python_exe() -> str:
+    return sys.executable
