@@ -129,3 +129,32 @@ def wait_for(
 
 def python_exe() -> str:
     return sys.executable
+
+
+def start_celery_worker(
+    log_dir: Path, *, beat: bool, env: dict[str, str]
+) -> PluginProcess:
+    """A real Celery worker (and beat) in its own process, on the same database
+    file and filesystem broker as the test process."""
+    from django.db import connection
+
+    log_path = log_dir / f"celery-{time.monotonic_ns()}.log"
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "HUB_VAR_DIR": str(settings.VAR_DIR),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    full_env.pop("HUB_TEST_DB", None)
+    cmd = [sys.executable, "-m", "celery", "-A", "plugins_app", "worker"]
+    cmd += ["--pool", "solo", "--loglevel", "INFO", *(["-B"] if beat else [])]
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
+        )
+    worker = PluginProcess(proc=proc, log_path=log_path, name="celery")
+    wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=30)
+    assert worker.alive(), worker.log()
+    return worker

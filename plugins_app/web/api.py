@@ -43,7 +43,8 @@ api = NinjaAPI(
     title="Plugin Hub API",
     version="1",
     description="Register plugins, start runs and follow them.",
-    auth=[django_auth, TokenAuth()],
+    # Token first: django_auth checks CSRF before it looks for a session.
+    auth=[TokenAuth(), django_auth],
     urls_namespace="api",
 )
 

@@ -31,6 +31,8 @@ SIO_BINARY_EVENT = 5
 SIO_BINARY_ACK = 6
 
 _MAX_ACK_DIGITS = 18
+# ASCII only: str.isdigit() also accepts "²" or "٣", which int() rejects or misreads.
+_DIGITS = frozenset("0123456789")
 
 
 class FrameError(ValueError):
@@ -69,7 +71,7 @@ def decode_eio(frame: str) -> tuple[str, str]:
 
 def decode_sio(payload: str) -> SioPacket:
     """Parse the payload of an Engine.IO MESSAGE as a Socket.IO packet."""
-    if not payload or not payload[0].isdigit():
+    if not payload or payload[0] not in _DIGITS:
         raise FrameError("missing Socket.IO packet type")
     packet_type = int(payload[0])
     if packet_type > SIO_BINARY_ACK:
@@ -82,7 +84,7 @@ def decode_sio(payload: str) -> SioPacket:
         end = rest.find(",")
         namespace, rest = (rest, "") if end < 0 else (rest[:end], rest[end + 1 :])
     digits = 0
-    while digits < len(rest) and rest[digits].isdigit():
+    while digits < len(rest) and rest[digits] in _DIGITS:
         digits += 1
     if digits > _MAX_ACK_DIGITS:
         raise FrameError("ack id too long")
