@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -20,6 +21,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from plugins_app import protocol  # noqa: E402
+from plugins_app.runs.services import instances_forget_all  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
 from plugins_app.wire.outbox import drain_outbox_forever  # noqa: E402
@@ -53,6 +55,8 @@ async def _lifespan(receive: Any, send: Any) -> None:
         if message["type"] == "lifespan.startup":
             protocol.mark_asgi_process(asyncio.get_running_loop())
             if settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
+                # The only ASGI process: sockets of a previous one are gone.
+                await sync_to_async(instances_forget_all)()
                 drain = asyncio.create_task(drain_outbox_forever())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

@@ -166,13 +166,14 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
 else:
     _broker_dir = VAR_DIR / "celery-broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.2,
     }
@@ -199,6 +200,8 @@ HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
 HUB_LIVE_HEARTBEAT_SECONDS = envint("HUB_LIVE_HEARTBEAT_SECONDS", 180)
 # Base URL plugins use to fetch asset files; by default the Host they connected to.
 HUB_PUBLIC_URL = os.environ.get("HUB_PUBLIC_URL", "")
+# A job whose holder disconnects this many times fails instead of going back.
+HUB_MAX_ATTEMPTS = envint("HUB_MAX_ATTEMPTS", 3)
 HUB_DEFAULT_CONCURRENCY = envint("HUB_DEFAULT_CONCURRENCY", 8)
 HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"))
 # Extra life of a run's API key beyond the plugin's timeout.

@@ -158,3 +158,33 @@ def start_celery_worker(
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=30)
     assert worker.alive(), worker.log()
     return worker
+
+
+def start_hub_process(port: int, log_dir: Path) -> PluginProcess:
+    """The hub's ASGI server as its own process on the test database (embedded
+    mode), so a test can kill it outright."""
+    from django.db import connection
+
+    log_path = log_dir / f"hub-{time.monotonic_ns()}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "HUB_VAR_DIR": str(settings.VAR_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("HUB_TEST_DB", None)
+    cmd = [sys.executable, "-m", "uvicorn", "plugins_app.asgi:application"]
+    cmd += ["--port", str(port), "--log-level", "info"]
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+    hub = PluginProcess(proc=proc, log_path=log_path, name="hub")
+    wait_for(
+        lambda: "startup complete" in hub.log() or not hub.alive(),
+        timeout=30,
+        what="the hub process to start",
+    )
+    assert hub.alive(), hub.log()
+    return hub

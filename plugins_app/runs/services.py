@@ -300,7 +300,8 @@ def _heartbeat_failed(
 
 def instance_disconnect(*, channel_name: str) -> None:
     """The socket closed: give its leased items back so another instance (or this
-    one, reconnected) takes them."""
+    one, reconnected) takes them; a job that has already cost this many
+    connections fails instead (a frame the server cannot take would loop)."""
     instance = PluginInstance.objects.filter(channel_name=channel_name).first()
     if instance is None:
         return
@@ -308,19 +309,43 @@ def instance_disconnect(*, channel_name: str) -> None:
         PluginInstance.objects.filter(pk=instance.pk).update(
             disconnected_at=timezone.now()
         )
-        released = WorkItem.objects.filter(
+        leased = WorkItem.objects.filter(
             instance=instance, state=WorkItem.State.LEASED
-        )
-        for item in released.select_related("run"):
+        ).select_related("run")
+        for item in leased:
+            if item.attempts >= settings.HUB_MAX_ATTEMPTS:
+                _item_fail(
+                    item,
+                    WorkItem.Failure.ERROR,
+                    f"The plugin's connection dropped while holding this job "
+                    f"{item.attempts} times; giving up.",
+                )
+                continue
             _hub_log(
                 item.run,
                 f"Instance at {instance.address} disconnected; the job goes back "
                 "to the queue.",
                 item=item,
             )
-        released.update(state=WorkItem.State.PENDING, lease_expires_at=None)
+            WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
+                state=WorkItem.State.PENDING, lease_expires_at=None
+            )
     plugin_id = instance.plugin_id
     transaction.on_commit(lambda: dispatch_pending(plugin_id))
+
+
+def instances_forget_all() -> int:
+    """At the start of the only ASGI process (embedded mode): every socket of the
+    previous process is gone, so its instances are not live and their jobs go
+    back to the queue for the plugins to pick up when they reconnect."""
+    channel_names = list(
+        PluginInstance.objects.filter(disconnected_at__isnull=True).values_list(
+            "channel_name", flat=True
+        )
+    )
+    for channel_name in channel_names:
+        instance_disconnect(channel_name=channel_name)
+    return len(channel_names)
 
 
 # --- logs -----------------------------------------------------------------------
@@ -332,6 +357,7 @@ class PluginLogRecord:
     extra: dict[str, Any]
 
 
+MAX_LOG_MESSAGE = 20_000
 LOG_FIELDS = {"level", "msg", "organization", "pluginId", "runBy", "session"}
 
 
@@ -345,7 +371,7 @@ def parse_log_event(data: Any) -> PluginLogRecord | None:
     return PluginLogRecord(
         session=data["session"],
         level=str(data.get("level") or "INFO")[:20],
-        message=str(data.get("msg", "")),
+        message=str(data.get("msg", ""))[:MAX_LOG_MESSAGE],
         extra=extra,
     )
 

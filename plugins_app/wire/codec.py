@@ -8,6 +8,7 @@ anything but `FrameError`, so the consumer can log and ignore garbage.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ SIO_BINARY_ACK = 6
 _MAX_ACK_DIGITS = 18
 # ASCII only: str.isdigit() also accepts "²" or "٣", which int() rejects or misreads.
 _DIGITS = frozenset("0123456789")
+# A \uD800-\uDFFF escape in the JSON text: the only way a lone surrogate, which
+# no database text column accepts, gets into the decoded data.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class FrameError(ValueError):
@@ -96,6 +101,8 @@ def decode_sio(payload: str) -> SioPacket:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise FrameError(f"invalid JSON in Socket.IO packet: {exc}") from exc
+        if _SURROGATE_ESCAPE.search(body):
+            data = _without_lone_surrogates(data)
     return SioPacket(type=packet_type, namespace=namespace, data=data, ack_id=ack_id)
 
 
@@ -118,6 +125,21 @@ def encode_event(namespace: str, event: str, arg: Any) -> str:
 
 def encode_ack(namespace: str, ack_id: int) -> str:
     return f"{EIO_MESSAGE}{SIO_ACK}{namespace},{ack_id}[]"
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Replace unpaired surrogates (valid JSON, e.g. a file name a plugin decoded
+    with surrogateescape) by U+FFFD; pairs were already joined by json.loads."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(k): _without_lone_surrogates(v)
+            for k, v in value.items()
+        }
+    return value
 
 
 def _dumps(value: Any) -> str:

@@ -84,6 +84,10 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
                 await self._receive_sio(codec.decode_sio(payload))
         except codec.FrameError as exc:
             log.warning("garbage frame from %s ignored: %s", self.address, exc)
+        except Exception:
+            # An escaping exception would end the consumer and close the socket,
+            # and the SDK answers a close with a reconnect loop, then an exit.
+            log.exception("frame from %s failed; socket kept open", self.address)
 
     async def _receive_sio(self, packet: codec.SioPacket) -> None:
         if packet.namespace != NAMESPACE:
@@ -142,12 +146,18 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
 
     async def _flush_logs(self) -> None:
         records, self.log_buffer = self.log_buffer, []
-        if records:
+        if not records:
+            return
+        try:
             dropped = await sync_to_async(services.logs_ingest)(
                 records, channel_name=self.channel_name
             )
-            if dropped:
-                log.info("%d log line(s) for unknown sessions dropped", dropped)
+        except Exception:
+            # Runs in a task or before instance_disconnect: never let it raise.
+            log.exception("%d log line(s) from %s lost", len(records), self.address)
+            return
+        if dropped:
+            log.info("%d log line(s) for unknown sessions dropped", dropped)
 
     async def _on_response(self, data: Any) -> None:
         if not isinstance(data, dict):

@@ -1,0 +1,85 @@
+"""A hub killed outright mid-run (SIGKILL, no goodbye to anyone) and started
+again: plugins under a restart policy reconnect, and every job of the run is
+completed exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.services import RunRequest, run_create
+from plugins_app.workspace.models import Task
+from tests.hub import (
+    ROOT,
+    SCRIPTS,
+    SDK_PYTHONS,
+    PluginProcess,
+    free_port,
+    start_hub_process,
+    wait_for,
+)
+
+
+def test_it_finishes_every_job_once_after_the_hub_is_killed_mid_run(
+    transactional_db: Any, workspace: Any, make_plugin: Any, tmp_path: Path
+) -> None:
+    registered = make_plugin(timeout=60)
+    port = free_port()
+    hub = start_hub_process(port, tmp_path)
+    # The restart policy the README asks for: the SDK exits when its reconnect fails.
+    log_path = tmp_path / "plugin.log"
+    script = (
+        f"until {SDK_PYTHONS['1.4']} {SCRIPTS / 'echo_model.py'}; do sleep 0.3; done"
+    )
+    env = {
+        **os.environ,
+        "HOST": f"http://127.0.0.1:{port}",
+        "PLUGIN_ID": registered.plugin.public_id,
+        "PLUGIN_SECRET": registered.secret,
+        "ECHO_MODE": "slow",
+        "ECHO_SLEEP": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, env=env,
+            cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    plugin = PluginProcess(proc=proc, log_path=log_path)
+    try:
+        wait_for(lambda: registered.plugin.instances.exists(), what="the plugin")
+        run = run_create(
+            RunRequest(
+                plugin=registered.plugin,
+                project=workspace.project,
+                user=workspace.annotator,
+                class_mapping={"face": "face-box"},
+                config_json="{}",
+                external_ids=["astronaut", "coins", "camera"],
+                batch_ids=[],
+            )
+        )
+        wait_for(lambda: "HANDLED" in plugin.log(), what="a job in the plugin's hands")
+        hub.stop()  # SIGKILL: no disconnect handler runs, leases stay as they were
+        assert run.items.filter(state=WorkItem.State.LEASED).exists()
+        hub = start_hub_process(port, tmp_path)
+        wait_for(
+            lambda: Run.objects.get(pk=run.pk).is_finished,
+            timeout=60,
+            what="the run to finish after the restart",
+        )
+        run.refresh_from_db()
+        assert run.status == Run.Status.SUCCEEDED, (run.error, hub.log(), plugin.log())
+        items = list(run.items.all())
+        assert [i.state for i in items] == [WorkItem.State.DONE] * 3
+        assert any(i.attempts >= 2 for i in items)  # the interrupted job, again
+        assert Task.objects.filter(prelabel_run=run).count() == 3
+        hub_lines = run.log_lines.filter(level="HUB", message__contains="stored")
+        assert hub_lines.count() == 3  # each result applied exactly once
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=10)
+        hub.stop()
