@@ -8,17 +8,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Prefetch, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run
 from plugins_app.workspace.models import Asset
 
 
 def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
-    """Annotate `live_instances` and `last_heartbeat` (of any live instance)."""
+    """Annotate `live_instances` and `last_heartbeat` (of any live instance) and
+    attach the live instances as `live_instance_list`."""
     cutoff = timezone.now() - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
     live = Q(
         instances__disconnected_at__isnull=True,
@@ -27,6 +28,12 @@ def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
     return plugins.annotate(
         live_instances=Count("instances", filter=live, distinct=True),
         last_heartbeat=Max("instances__last_heartbeat", filter=live),
+    ).prefetch_related(
+        Prefetch(
+            "instances",
+            queryset=PluginInstance.objects.live(),
+            to_attr="live_instance_list",
+        )
     )
 
 

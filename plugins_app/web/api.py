@@ -67,15 +67,35 @@ class PluginIn(Schema):
     project_ids: list[int] = []
 
 
+class InstanceOut(Schema):
+    address: str
+    connected_at: datetime
+    last_heartbeat: datetime
+
+
 class PluginOut(Schema):
     id: int
     public_id: str
     name: str
+    description: str
     type: str
     class_names: list[str]
     default_config: str
+    timeout_seconds: int
+    concurrency: int
     live_instances: int
+    instances: list[InstanceOut]
     project_ids: list[int]
+
+
+class PluginPatch(Schema):
+    name: str | None = None
+    description: str | None = None
+    class_names: list[str] | None = None
+    default_config: str | None = None
+    timeout_seconds: int | None = None
+    concurrency: int | None = None
+    project_ids: list[int] | None = None
 
 
 class PluginCreated(PluginOut):
@@ -104,6 +124,8 @@ class RunOut(Schema):
     items_total: int
     items_done: int
     items_failed: int
+    progress_percent: int
+    progress_label: str
     reported_progress: int | None
     reported_total: int | None
     assets_total: int
@@ -123,22 +145,25 @@ class ErrorOut(Schema):
 
 
 def _plugin_out(plugin: Any) -> dict[str, Any]:
+    instances = list(PluginInstance.objects.live().filter(plugin=plugin))
     return {
         "id": plugin.pk,
         "public_id": plugin.public_id,
         "name": plugin.name,
+        "description": plugin.description,
         "type": plugin.type,
         "class_names": plugin.class_names,
         "default_config": plugin.default_config,
-        "live_instances": PluginInstance.objects.live().filter(plugin=plugin).count(),
+        "timeout_seconds": plugin.timeout_seconds,
+        "concurrency": plugin.concurrency,
+        "live_instances": len(instances),
+        "instances": instances,
         "project_ids": list(plugin.projects.values_list("pk", flat=True)),
     }
 
 
 def run_out(run: Run) -> dict[str, Any]:
-    counts = {s: 0 for s in ("done", "failed")}
-    for state in run.items.values_list("state", flat=True):
-        counts[state] = counts.get(state, 0) + 1
+    progress = selectors.run_progress(run)
     return {
         "id": run.pk,
         "status": run.status,
@@ -149,9 +174,11 @@ def run_out(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "error": run.error,
-        "items_total": sum(counts.values()) - counts.get("__", 0),
-        "items_done": counts["done"],
-        "items_failed": counts["failed"],
+        "items_total": progress.total,
+        "items_done": progress.done,
+        "items_failed": progress.failed,
+        "progress_percent": progress.percent,
+        "progress_label": progress.label,
         "reported_progress": run.reported_progress,
         "reported_total": run.reported_total,
         "assets_total": run.assets_total,
@@ -203,6 +230,25 @@ def create_plugin(request: HttpRequest, body: PluginIn) -> tuple[int, dict[str, 
     return 201, {**_plugin_out(credentials.plugin), "secret": credentials.secret}
 
 
+@api.patch("/plugins/{plugin_id}", response={200: PluginOut, 400: ErrorOut})
+def update_plugin(
+    request: HttpRequest, plugin_id: int, body: PluginPatch
+) -> tuple[int, dict[str, Any]]:
+    plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
+    changes = body.dict(exclude_unset=True)
+    if "default_config" in changes and (
+        errors := default_config_errors(changes["default_config"])
+    ):
+        return 400, {"errors": {"default_config": errors}}
+    project_ids = changes.pop("project_ids", None)
+    for field, value in changes.items():
+        setattr(plugin, field, value)
+    plugin.save()
+    if project_ids is not None:
+        plugin.projects.set(plugin.organization.projects.filter(pk__in=project_ids))
+    return 200, _plugin_out(plugin)
+
+
 @api.post("/plugins/{plugin_id}/rotate-secret", response=PluginCreated)
 def rotate_secret(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
     from plugins_app.plugins.services import plugin_rotate_secret
@@ -247,7 +293,9 @@ def list_runs(
     per_page: int = 25,
 ) -> list[dict[str, Any]]:
     filters = selectors.RunFilters(project=project, plugin=plugin, status=status)
-    runs = filters.apply(access.visible_runs(request.user).select_related("created_by"))
+    runs = filters.apply(
+        access.visible_runs(request.user).select_related("created_by", "plugin")
+    )
     per_page = max(1, min(per_page, 200))
     start = (max(page, 1) - 1) * per_page
     return [run_out(r) for r in runs[start : start + per_page]]
