@@ -34,6 +34,13 @@ from plugin_common import (
     to_objects,
 )
 
+try:  # 1.4.x sends a callback's exception to the hub as an ERROR log line
+    import imerit_ango.models.annotate  # noqa: F401
+
+    SDK_LOGS_FAILURES = True
+except ImportError:  # 1.3.x only prints it locally; the callback reports it
+    SDK_LOGS_FAILURES = False
+
 HOST = hub_host()
 PAGE_SIZE = 50  # assets per get_assets page
 IMPORT_CHUNK = 50  # label records per import_labels call
@@ -84,13 +91,22 @@ def run_batch_model(data: dict[str, Any] | None = None, **fields: Any) -> str:
     """Batch Model callback; the SDK calls ``callback(data)`` with the job dict."""
     job = data if data is not None else fields
     logger = job_logger(job, "batch_model_plugin")
+    try:
+        return label_project(job, logger)
+    except Exception as exc:
+        if not SDK_LOGS_FAILURES:
+            logger.error(f"Plugin callback failed: {exc}")
+        raise
+
+
+def label_project(job: dict[str, Any], logger: logging.Logger) -> str:
+    """Detect the mapped classes in every asset and import the boxes."""
     project_id = str(job.get("projectId") or "")
     logger.info(f"Batch model plugin started for project {project_id}")
 
     config = parse_config(job.get("configJSON"))
     if config.get("fail"):
-        logger.error('Failing on purpose: the config has "fail": true')
-        raise RuntimeError('batch model plugin failed on purpose ("fail": true)')
+        raise RuntimeError('failing on purpose: the config has "fail": true')
     if not project_id:
         raise ValueError("the job has no projectId")
 

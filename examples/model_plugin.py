@@ -37,6 +37,10 @@ except ImportError:  # imerit-ango 1.3.x: they return a plain dict.
     AnnotationPayload = None
     Answer = None
 
+# 1.4.x sends a callback's exception to the hub as an ERROR log line itself;
+# 1.3.x only prints it locally, so the callback reports it (see run_model).
+SDK_LOGS_FAILURES = AnnotationPayload is not None
+
 HOST = hub_host()
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "1"))  # parallel workflow tasks
 
@@ -65,6 +69,16 @@ def run_model(data: dict[str, Any] | None = None, **fields: Any) -> Any:
     """
     job = data if data is not None else fields
     logger = job_logger(job, "model_plugin")
+    try:
+        return label_image(job, logger)
+    except Exception as exc:
+        if not SDK_LOGS_FAILURES:
+            logger.error(f"Plugin callback failed: {exc}")
+        raise
+
+
+def label_image(job: dict[str, Any], logger: logging.Logger) -> Any:
+    """Detect the mapped classes in the job's image and build the answer."""
     external_id = str(job.get("externalId") or job.get("assetId") or "")
     logger.info(
         f"Model plugin started for asset {external_id or '?'}",
@@ -73,8 +87,7 @@ def run_model(data: dict[str, Any] | None = None, **fields: Any) -> Any:
 
     config = parse_config(job.get("configJSON"))
     if config.get("fail"):
-        logger.error('Failing on purpose: the config has "fail": true')
-        raise RuntimeError('model plugin failed on purpose ("fail": true in config)')
+        raise RuntimeError('failing on purpose: the config has "fail": true')
 
     mapping = class_mapping(job.get("categorySchema"))
     if not mapping:

@@ -14,3 +14,6 @@ from plugins_app.settings import *  # noqa: E402, F403
 
 ALLOWED_HOSTS = ["*"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Static files straight from the app folders (nothing is collected in tests).
+WHITENOISE_USE_FINDERS = True

@@ -9,9 +9,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.workspace.models import Organization, Project
+
+MODEL_TYPES = (PluginType.MODEL, PluginType.BATCH_MODEL)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def plugin_create(
 ) -> PluginCredentials:
     if errors := default_config_errors(default_config):
         raise ValidationError({"default_config": errors})
+    class_names = [c.strip() for c in (class_names or []) if c.strip()]
+    if type in MODEL_TYPES and not class_names:
+        raise ValidationError(
+            {"class_names": ["Model plugins need at least one class name."]}
+        )
     secret = new_token()
     plugin = Plugin(
         organization=organization,
@@ -55,7 +62,7 @@ def plugin_create(
         name=name,
         description=description,
         type=type,
-        class_names=[c.strip() for c in (class_names or []) if c.strip()],
+        class_names=class_names,
         default_config=default_config or "{}",
         secret_hash=token_hash(secret),
         timeout_seconds=timeout_seconds,

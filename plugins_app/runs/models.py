@@ -103,6 +103,8 @@ class WorkItem(models.Model):
         on_delete=models.SET_NULL,
         related_name="items",
     )
+    # When it (last) started waiting for an instance: at creation or re-queue.
+    queued_at = models.DateTimeField(default=timezone.now)
     leased_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     failure = models.CharField(max_length=20, choices=Failure, blank=True)

@@ -305,10 +305,9 @@ def instance_disconnect(*, channel_name: str) -> None:
     instance = PluginInstance.objects.filter(channel_name=channel_name).first()
     if instance is None:
         return
+    now = timezone.now()
     with transaction.atomic():
-        PluginInstance.objects.filter(pk=instance.pk).update(
-            disconnected_at=timezone.now()
-        )
+        PluginInstance.objects.filter(pk=instance.pk).update(disconnected_at=now)
         leased = WorkItem.objects.filter(
             instance=instance, state=WorkItem.State.LEASED
         ).select_related("run")
@@ -328,7 +327,7 @@ def instance_disconnect(*, channel_name: str) -> None:
                 item=item,
             )
             WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
-                state=WorkItem.State.PENDING, lease_expires_at=None
+                state=WorkItem.State.PENDING, lease_expires_at=None, queued_at=now
             )
     plugin_id = instance.plugin_id
     transaction.on_commit(lambda: dispatch_pending(plugin_id))
@@ -404,6 +403,7 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
             Run.objects.filter(pk=run_id).update(
                 reported_progress=done, reported_total=total
             )
+            _publish_status_after_commit(run_id)
     run_ids = {line.run_id for line in created}
     for run_id in run_ids:
         _publish_after_commit(run_id, [ln for ln in created if ln.run_id == run_id])
@@ -525,8 +525,11 @@ def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
 
 
 def _run_settle(run_id: int) -> None:
-    """Finish the run once no item is pending or leased."""
+    """Finish the run once no item is pending or leased. The finished item freed
+    a slot on its instance: hand out the next waiting job at once."""
     run = Run.objects.select_for_update().get(pk=run_id)
+    plugin_id = run.plugin_id
+    transaction.on_commit(lambda: dispatch_pending(plugin_id))
     states = dict(
         run.items.values_list("state").annotate(n=Count("id")).values_list("state", "n")
     )
@@ -620,13 +623,18 @@ def runs_sweep() -> dict[str, int]:
 
 
 def _time_out_unclaimed(now: Any) -> int:
+    """Fail jobs that waited past the plugin's timeout with no live instance at
+    all; a job queued behind busy live instances keeps waiting for a slot."""
     count = 0
-    pending = WorkItem.objects.filter(state=WorkItem.State.PENDING).select_related(
-        "run__plugin"
+    live_plugins = PluginInstance.objects.live().values("plugin_id")
+    waiting = (
+        WorkItem.objects.filter(state=WorkItem.State.PENDING)
+        .exclude(run__plugin_id__in=live_plugins)
+        .select_related("run__plugin")
     )
-    for item in pending:
-        waited = (now - item.run.created_at).total_seconds()
-        if waited <= item.run.plugin.timeout_seconds:
+    for item in waiting:
+        timeout = item.run.plugin.timeout_seconds
+        if (now - item.queued_at).total_seconds() <= timeout:
             continue
         with transaction.atomic():
             claimed = WorkItem.objects.filter(
@@ -635,8 +643,8 @@ def _time_out_unclaimed(now: Any) -> int:
                 state=WorkItem.State.FAILED,
                 failure=WorkItem.Failure.TIMEOUT,
                 finished_at=now,
-                error=f"No live instance of the plugin took this job within "
-                f"{item.run.plugin.timeout_seconds} s.",
+                error=f"No instance of the plugin was connected to take this job "
+                f"for {timeout} s.",
             )
             if claimed:
                 _hub_log(item.run, "No instance took the job in time.", item=item)

@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, django_auth
 
@@ -211,42 +212,49 @@ def get_plugin(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
 
 
 @api.post("/plugins", response={201: PluginCreated, 400: ErrorOut})
-def create_plugin(request: HttpRequest, body: PluginIn) -> tuple[int, dict[str, Any]]:
+def create_plugin(request: HttpRequest, body: PluginIn) -> Status[dict[str, Any]]:
     organization = access.admin_orgs(request.user).first()
     if organization is None:
         raise HttpError(403, "Only admins register plugins")
-    if errors := default_config_errors(body.default_config):
-        return 400, {"errors": {"default_config": errors}}
-    credentials = plugin_create(
-        organization=organization,
-        name=body.name,
-        type=body.type,
-        description=body.description,
-        class_names=body.class_names,
-        default_config=body.default_config,
-        timeout_seconds=body.timeout_seconds,
-        projects=list(organization.projects.filter(pk__in=body.project_ids)),
+    try:
+        credentials = plugin_create(
+            organization=organization,
+            name=body.name,
+            type=body.type,
+            description=body.description,
+            class_names=body.class_names,
+            default_config=body.default_config,
+            timeout_seconds=body.timeout_seconds,
+            projects=list(organization.projects.filter(pk__in=body.project_ids)),
+        )
+    except ValidationError as exc:
+        return Status(400, {"errors": exc.message_dict})
+    return Status(
+        201, {**_plugin_out(credentials.plugin), "secret": credentials.secret}
     )
-    return 201, {**_plugin_out(credentials.plugin), "secret": credentials.secret}
 
 
 @api.patch("/plugins/{plugin_id}", response={200: PluginOut, 400: ErrorOut})
 def update_plugin(
     request: HttpRequest, plugin_id: int, body: PluginPatch
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     changes = body.dict(exclude_unset=True)
     if "default_config" in changes and (
         errors := default_config_errors(changes["default_config"])
     ):
-        return 400, {"errors": {"default_config": errors}}
+        return Status(400, {"errors": {"default_config": errors}})
     project_ids = changes.pop("project_ids", None)
     for field, value in changes.items():
         setattr(plugin, field, value)
+    try:
+        plugin.full_clean()
+    except ValidationError as exc:
+        return Status(400, {"errors": exc.message_dict})
     plugin.save()
     if project_ids is not None:
         plugin.projects.set(plugin.organization.projects.filter(pk__in=project_ids))
-    return 200, _plugin_out(plugin)
+    return Status(200, _plugin_out(plugin))
 
 
 @api.post("/plugins/{plugin_id}/rotate-secret", response=PluginCreated)
@@ -259,7 +267,7 @@ def rotate_secret(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
 
 
 @api.post("/runs", response={201: RunOut, 400: ErrorOut})
-def create_run(request: HttpRequest, body: RunIn) -> tuple[int, dict[str, Any]]:
+def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
     plugin = access.get_plugin_for_user(request.user, body.plugin_id)
     project = access.get_project_for_user(request.user, body.project_id)
     try:
@@ -279,8 +287,8 @@ def create_run(request: HttpRequest, body: RunIn) -> tuple[int, dict[str, Any]]:
             )
         )
     except RunRequestError as exc:
-        return 400, {"errors": exc.errors}
-    return 201, run_out(run)
+        return Status(400, {"errors": exc.errors})
+    return Status(201, run_out(run))
 
 
 @api.get("/runs", response=list[RunOut])

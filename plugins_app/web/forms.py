@@ -7,7 +7,11 @@ from typing import Any
 from django import forms
 
 from plugins_app.plugins.models import Plugin, PluginType
-from plugins_app.plugins.services import default_config_errors, parse_class_names
+from plugins_app.plugins.services import (
+    MODEL_TYPES,
+    default_config_errors,
+    parse_class_names,
+)
 from plugins_app.workspace.models import Batch, Organization, Project
 
 
@@ -54,8 +58,7 @@ class PluginForm(forms.ModelForm):
 
     def clean_class_names_text(self) -> list[str]:
         names = parse_class_names(self.cleaned_data.get("class_names_text", ""))
-        model_types = (PluginType.MODEL, PluginType.BATCH_MODEL)
-        if self.cleaned_data.get("type") in model_types and not names:
+        if self.cleaned_data.get("type") in MODEL_TYPES and not names:
             raise forms.ValidationError("Model plugins need at least one class name.")
         return names
 

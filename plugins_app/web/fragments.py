@@ -18,3 +18,12 @@ def render_run_status(run: Run) -> str:
 
 def render_log_lines(lines: list[RunLogLine]) -> str:
     return render_to_string("runs/run_detail.html#log-append", {"lines": lines})
+
+
+def render_catch_up(run_id: int, *, after: int) -> str:
+    """The run's current state and the log lines after `after`, for a page that
+    just subscribed."""
+    run = Run.objects.select_related("plugin", "project", "created_by").get(pk=run_id)
+    html = render_run_status(run)
+    lines = list(run.log_lines.filter(id__gt=after))
+    return html + render_log_lines(lines) if lines else html

@@ -265,13 +265,16 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = access.get_run_for_user(request.user, run_id)
+    lines = list(run.log_lines.all())
     return render(
         request,
         "runs/run_detail.html",
         {
             "run": run,
             "progress": selectors.run_progress(run),
-            "lines": run.log_lines.all(),
+            "lines": lines,
+            # The websocket catches the page up on anything logged after these.
+            "last_line_id": lines[-1].pk if lines else 0,
             "labeled_assets": selectors.run_labeled_assets(run),
         },
     )

@@ -102,7 +102,10 @@ def decode_sio(payload: str) -> SioPacket:
         except (ValueError, RecursionError) as exc:
             raise FrameError(f"invalid JSON in Socket.IO packet: {exc}") from exc
         if _SURROGATE_ESCAPE.search(body):
-            data = _without_lone_surrogates(data)
+            try:
+                data = _without_lone_surrogates(data)
+            except RecursionError as exc:
+                raise FrameError("Socket.IO packet nested too deeply") from exc
     return SioPacket(type=packet_type, namespace=namespace, data=data, ack_id=ack_id)
 
 

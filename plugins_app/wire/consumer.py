@@ -35,6 +35,25 @@ _SESSION_RE = re.compile(r'"session"\s*:\s*"([0-9a-f]{1,64})"')
 
 
 class PluginSocketConsumer(AsyncWebsocketConsumer):
+    # Channels hands this consumer one message at a time: while it handles one (a
+    # large response, a slow database), a pong waits unread behind it. `dispatch`
+    # counts that time so the pong deadline only counts time it was free to read.
+    busy_since: float | None = None
+    busy_seconds = 0.0
+    closing = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        self.busy_since = time.monotonic()
+        try:
+            await super().dispatch(message)
+        finally:
+            self.busy_seconds += time.monotonic() - self.busy_since
+            self.busy_since = None
+
+    def _busy(self) -> float:
+        running = 0.0 if self.busy_since is None else time.monotonic() - self.busy_since
+        return self.busy_seconds + running
+
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if query.get("EIO") != ["4"] or query.get("transport") != ["websocket"]:
@@ -45,6 +64,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.last_pong = time.monotonic()
         self.log_buffer: list[services.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
+        self.pong_watches: set[asyncio.Task[None]] = set()
         self.address = _client_address(self.scope)
         await self.accept()
         await self.send(
@@ -58,8 +78,11 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.ping_task = asyncio.create_task(self._ping_forever())
 
     async def disconnect(self, code: int) -> None:
+        self.closing = True
         if hasattr(self, "ping_task"):
             self.ping_task.cancel()
+            for task in list(self.pong_watches):
+                task.cancel()
         if getattr(self, "authenticated", False):
             await self._flush_logs()
             await sync_to_async(services.instance_disconnect)(
@@ -191,15 +214,31 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(interval)
             sent_at = time.monotonic()
-            await self.send(codec.EIO_PING)
-            asyncio.create_task(self._expect_pong(sent_at))
+            try:
+                await self.send(codec.EIO_PING)
+            except OSError:  # the client is gone; disconnect() follows
+                return
+            watch = asyncio.create_task(self._expect_pong(sent_at))
+            self.pong_watches.add(watch)
+            watch.add_done_callback(self.pong_watches.discard)
 
     async def _expect_pong(self, sent_at: float) -> None:
-        await asyncio.sleep(settings.HUB_PING_TIMEOUT_MS / 1000)
-        if self.last_pong < sent_at:
-            log.warning("no pong from %s; closing its socket", self.address)
-            self.ping_task.cancel()
-            await self.close()
+        timeout = settings.HUB_PING_TIMEOUT_MS / 1000
+        busy_at_ping = self._busy()
+        while self.last_pong < sent_at:
+            # Time spent handling messages after the ping does not count.
+            left = sent_at + timeout + self._busy() - busy_at_ping - time.monotonic()
+            if left <= 0 and self.busy_since is None:
+                break
+            await asyncio.sleep(max(left, 0.05))
+        else:
+            return
+        if self.closing:
+            return
+        self.closing = True
+        log.warning("no pong from %s; closing its socket", self.address)
+        self.ping_task.cancel()
+        await self.close()
 
 
 def _client_address(scope: dict[str, Any]) -> str:

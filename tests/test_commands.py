@@ -1,0 +1,239 @@
+"""Management commands: create_plugin, run_plugin, create_api_token, seed_demo."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
+from plugins_app.runs.models import Run
+from plugins_app.workspace.models import (
+    ApiToken,
+    Asset,
+    Batch,
+    Membership,
+    Organization,
+    Project,
+)
+from tests.hub import SCRIPTS
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- create_plugin --------------------------------------------------------------
+def test_it_creates_a_plugin_and_prints_its_credentials(workspace: Any) -> None:
+    output = run(
+        "create_plugin",
+        "--org=acme",
+        "--name=CLI detector",
+        "--class=face",
+        "--class=coin",
+        '--config={"threshold": 0.3}',
+        "--timeout=45",
+        f"--project={workspace.project.pk}",
+        f"--project={workspace.other_project.pk}",
+    )
+
+    printed = json.loads(output)
+    assert set(printed) == {"pk", "id", "secret", "name"}
+    plugin = Plugin.objects.get(pk=printed["pk"])
+    assert printed["id"] == plugin.public_id
+    assert printed["name"] == "CLI detector"
+    assert plugin.secret_hash == sha256(printed["secret"])
+    assert printed["secret"] not in str(Plugin.objects.values().get())
+    assert plugin.organization == workspace.org
+    assert plugin.type == PluginType.MODEL
+    assert plugin.class_names == ["face", "coin"]
+    assert plugin.default_config == '{"threshold": 0.3}'
+    assert plugin.timeout_seconds == 45
+    # Only the organization's own project is activated.
+    assert list(plugin.projects.all()) == [workspace.project]
+
+
+def test_it_refuses_a_bad_default_config(workspace: Any) -> None:
+    for config, message in [("{oops", "not valid JSON"), ("[1]", "a JSON object")]:
+        with pytest.raises(CommandError, match=message):
+            run("create_plugin", "--org=acme", "--name=X", f"--config={config}")
+
+    assert not Plugin.objects.exists()
+
+
+def test_it_refuses_an_unknown_organization(workspace: Any) -> None:
+    with pytest.raises(CommandError, match="No organization with slug 'nope'"):
+        run("create_plugin", "--org=nope", "--name=X")
+
+    assert not Plugin.objects.exists()
+
+
+# --- run_plugin -------------------------------------------------------------------
+def test_it_fails_run_plugin_with_the_errors_as_json(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    PluginInstance.objects.create(plugin=plugin, channel_name="test!abc")
+
+    with pytest.raises(CommandError) as raised:
+        run(
+            "run_plugin",
+            f"--plugin={plugin.public_id}",
+            f"--project={workspace.project.pk}",
+            "--asset=astronaut",
+            "--asset=no-such-asset",
+            "--map=face=face-box",
+        )
+
+    errors = json.loads(str(raised.value))["errors"]
+    assert errors == {"external_ids": ["Not assets of this project: no-such-asset"]}
+    assert not Run.objects.exists()
+
+
+def test_it_refuses_run_plugin_for_an_unknown_plugin(workspace: Any) -> None:
+    with pytest.raises(CommandError, match="Unknown plugin or project"):
+        run("run_plugin", "--plugin=999", f"--project={workspace.project.pk}")
+
+
+def test_it_starts_a_run_without_waiting(workspace: Any, make_plugin: Any) -> None:
+    plugin = make_plugin().plugin
+    PluginInstance.objects.create(plugin=plugin, channel_name="test!abc")
+
+    output = run(
+        "run_plugin",
+        f"--plugin={plugin.pk}",
+        f"--project={workspace.project.pk}",
+        "--asset=coins",
+        "--map=coin=coin-box",
+        "--user=bob",
+        '--config={"max_detections": 1}',
+    )
+
+    printed = json.loads(output)
+    created = Run.objects.get()
+    assert printed["id"] == created.pk
+    assert printed["status"] == "queued"
+    assert printed["created_by"] == "bob"
+    assert created.class_mapping == [{"schemaId": "coin-box", "modelClass": "coin"}]
+    assert created.config_json == '{"max_detections": 1}'
+    assert [i.asset.external_id for i in created.items.all()] == ["coins"]
+
+
+def test_it_runs_a_plugin_and_waits_for_the_answer(
+    workspace: Any, make_plugin: Any, plugin_runner: Any
+) -> None:
+    registered = make_plugin()
+    plugin_runner(SCRIPTS / "echo_model.py", registered, sdk="1.4")
+
+    output = run(
+        "run_plugin",
+        f"--plugin={registered.plugin.public_id}",
+        f"--project={workspace.project.pk}",
+        "--asset=astronaut",
+        "--map=face=face-box",
+        "--user=alice",
+        "--wait",
+        "--timeout=30",
+    )
+
+    printed = json.loads(output)
+    assert printed["status"] == "succeeded", printed
+    assert printed["items_done"] == 1 and printed["items_failed"] == 0
+    assert printed["finished_at"]
+    finished = Run.objects.get(pk=printed["id"])
+    assert finished.status == Run.Status.SUCCEEDED
+    task = workspace.asset("astronaut").task
+    assert task.prelabel_run_id == finished.pk
+    assert [t["schemaId"] for t in task.answer["tools"]] == ["face-box"]
+
+
+# --- create_api_token -------------------------------------------------------------
+def test_it_creates_an_api_token_stored_hashed(workspace: Any) -> None:
+    token = json.loads(run("create_api_token", "bob", "--name=ci"))["token"]
+
+    stored = ApiToken.objects.get()
+    assert stored.user == workspace.annotator and stored.name == "ci"
+    assert stored.key_hash == sha256(token)
+    with pytest.raises(CommandError, match="No such user"):
+        run("create_api_token", "nobody")
+
+
+# --- seed_demo ------------------------------------------------------------------
+def test_it_seeds_the_demo_idempotently(
+    db: Any, demo_images: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The images are already in MEDIA_ROOT/demo (session fixture); skip redrawing.
+    monkeypatch.setattr(
+        "plugins_app.workspace.demo_images.generate_demo_images",
+        lambda folder: demo_images,
+    )
+    credentials_file = settings.VAR_DIR / "demo-plugins.json"
+
+    first = json.loads(run("seed_demo"))
+    written_first = json.loads(credentials_file.read_text())
+    second = json.loads(run("seed_demo"))
+    written = json.loads(credentials_file.read_text())
+
+    assert Organization.objects.count() == 1
+    org = Organization.objects.get(slug="demo")
+    assert User.objects.count() == 2
+    assert set(Membership.objects.values_list("user__username", "role")) == {
+        ("admin", Membership.Role.ADMIN),
+        ("annotator", Membership.Role.ANNOTATOR),
+    }
+    assert Project.objects.filter(organization=org).count() == 1
+    assert Asset.objects.count() == len(demo_images) >= 20
+    assert Batch.objects.count() == 2
+    assert all(a.batches.count() == 1 for a in Asset.objects.all())
+    assert Plugin.objects.count() == 2
+    assert written_first["model_plugin"] == first["model_plugin"]
+    # Rewritten on the second run, with secrets that match the stored hashes.
+    assert written["model_plugin"] == second["model_plugin"]
+    assert written["batch_plugin"] == second["batch_plugin"]
+    assert written["model_plugin"]["secret"] != first["model_plugin"]["secret"]
+    for key, type in (
+        ("model_plugin", PluginType.MODEL),
+        ("batch_plugin", PluginType.BATCH_MODEL),
+    ):
+        plugin = Plugin.objects.get(public_id=written[key]["id"])
+        assert plugin.type == type
+        assert plugin.secret_hash == sha256(written[key]["secret"])
+        assert plugin.organization == org
+    assert written["model_plugin"]["id"] == first["model_plugin"]["id"]
+    assert credentials_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_it_exits_1_when_the_awaited_run_did_not_succeed(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    # Counts as live, but nobody answers on this channel.
+    PluginInstance.objects.create(plugin=plugin, channel_name="test!abc")
+    out = io.StringIO()
+
+    with pytest.raises(SystemExit) as exited:
+        call_command(
+            "run_plugin",
+            f"--plugin={plugin.pk}",
+            f"--project={workspace.project.pk}",
+            "--asset=astronaut",
+            "--wait",
+            "--timeout=0.3",
+            stdout=out,
+        )
+
+    assert exited.value.code == 1
+    assert json.loads(out.getvalue())["status"] in ("queued", "running")
