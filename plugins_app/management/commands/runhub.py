@@ -63,8 +63,10 @@ class Command(BaseCommand):
                 "plugins_app",
                 "worker",
                 "-B",
+                # WARNING: the sweep runs every few seconds and would bury the
+                # banner and the plugins' own output.
                 "--loglevel",
-                "INFO",
+                "WARNING",
                 "--concurrency",
                 "2",
             ],
@@ -76,6 +78,7 @@ class Command(BaseCommand):
             children[name] = subprocess.Popen(cmd)
             if name == "web":
                 time.sleep(1.5)  # let the server listen before plugins connect
+        time.sleep(3)  # the banner last, after the start-up chatter
         self._banner(url, options)
         self._supervise(children, commands)
 
