@@ -29,6 +29,7 @@ venvs: $(VENV)/.installed $(SDK13)/.installed $(SDK14)/.installed
 
 run: $(VENV)/.installed $(SDK14)/.installed
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo > /dev/null
 	$(PY) manage.py runhub
 

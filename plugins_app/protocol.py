@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # Message types (Channels maps "job.dispatch" to the handler `job_dispatch`).
 JOB_DISPATCH = "job.dispatch"
-RUN_FRAGMENT = "run.fragment"
+RUN_CHANGED = "run.changed"
 
 
 class JobDispatch(TypedDict):
@@ -28,11 +28,13 @@ class JobDispatch(TypedDict):
     job: dict[str, Any]
 
 
-class RunFragment(TypedDict):
-    """HTML with hx-swap-oob markers, rendered once and pushed to every watcher."""
+class RunChanged(TypedDict):
+    """Something of a run changed (log lines, status, progress). Watchers read
+    what is new since their own cursor and render it, so a run nobody watches
+    costs no rendering at all."""
 
-    type: Literal["run.fragment"]
-    html: str
+    type: Literal["run.changed"]
+    run_id: int
 
 
 def run_group(run_id: int) -> str:
@@ -43,8 +45,8 @@ def job_dispatch(job: dict[str, Any]) -> JobDispatch:
     return {"type": "job.dispatch", "job": job}
 
 
-def run_fragment(html: str) -> RunFragment:
-    return {"type": "run.fragment", "html": html}
+def run_changed(run_id: int) -> RunChanged:
+    return {"type": "run.changed", "run_id": run_id}
 
 
 # --- delivery -------------------------------------------------------------------
@@ -88,5 +90,12 @@ def _deliver(method: str, target: str, message: dict[str, Any]) -> None:
         loop.create_task(coro)
     else:
         # A worker thread of the ASGI process (sync view, sync_to_async): hand the
-        # send to the loop that owns the in-memory layer's queues.
-        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
+        # send to the loop that owns the in-memory layer's queues. No waiting: the
+        # loop runs sends in the order they were handed over.
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("channel layer send failed", exc_info=future.exception())

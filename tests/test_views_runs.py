@@ -19,6 +19,7 @@ from plugins_app.runs.services import (
     logs_ingest,
     run_create,
 )
+from plugins_app.web.fragments import render_run_updates
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Project
 
@@ -412,9 +413,12 @@ def test_it_escapes_plugin_text_in_the_live_fragments(
 
     pushed = OutboxMessage.objects.get(target=f"run-{run.pk}")
     assert pushed.method == "group_send"
-    assert pushed.message["type"] == "run.fragment"
-    assert XSS_ESCAPED in pushed.message["html"]
-    assert XSS not in pushed.message["html"]
+    assert pushed.message == {"type": "run.changed", "run_id": run.pk}
+    # What a watcher then sends its browser, from its cursor.
+    html, cursor, more = render_run_updates(run.pk, after=0)
+    assert XSS_ESCAPED in html
+    assert XSS not in html
+    assert cursor == run.log_lines.last().pk and not more
 
 
 def test_it_escapes_a_plugin_error_in_the_run_status(

@@ -82,7 +82,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         raise RunRequestError(errors)
     with transaction.atomic():
         run = Run.objects.create(
-            organization=request.project.organization,
+            organization_id=request.project.organization_id,
             project=request.project,
             plugin=request.plugin,
             created_by=request.user,
@@ -92,12 +92,13 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         )
         if request.plugin.type == PluginType.MODEL:
             WorkItem.objects.bulk_create(
-                WorkItem(run=run, asset=a, session=_new_session()) for a in assets
+                WorkItem(run=run, plugin=run.plugin, asset=a, session=_new_session())
+                for a in assets
             )
         else:
             run.assets_total = _assets_in_scope(run).count()
             run.save(update_fields=["assets_total"])
-            WorkItem.objects.create(run=run, session=_new_session())
+            WorkItem.objects.create(run=run, plugin=run.plugin, session=_new_session())
         who = request.user.get_username() if request.user else "the command line"
         _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
         if dispatch:
@@ -199,14 +200,16 @@ def dispatch_pending(plugin_id: int) -> int:
 
 
 def _next_pending_item(plugin_id: int) -> WorkItem | None:
+    # A cheap indexed probe first: most calls find nothing waiting.
+    pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
+    first_id = pending.order_by("id").values_list("id", flat=True).first()
+    if first_id is None:
+        return None
     return (
-        WorkItem.objects.filter(
-            run__plugin_id=plugin_id,
-            state=WorkItem.State.PENDING,
-            run__status__in=[Run.Status.QUEUED, Run.Status.RUNNING],
+        WorkItem.objects.select_related(
+            "run__plugin", "run__project", "run__created_by", "asset__task"
         )
-        .select_related("run__plugin", "run__project", "run__created_by", "asset")
-        .order_by("run__created_at", "id")
+        .filter(pk=first_id)
         .first()
     )
 
@@ -251,7 +254,7 @@ def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
             run.status, run.started_at = Run.Status.RUNNING, now
         what = f" for {item.asset.external_id}" if item.asset else ""
         _hub_log(run, f"Job sent to instance at {instance.address}{what}.", item=item)
-        _publish_status_after_commit(run.pk)
+        _notify_after_commit(run.pk)
         return kind_of(run).build_job(item, api_key=api_key)
 
 
@@ -403,10 +406,9 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
             Run.objects.filter(pk=run_id).update(
                 reported_progress=done, reported_total=total
             )
-            _publish_status_after_commit(run_id)
-    run_ids = {line.run_id for line in created}
-    for run_id in run_ids:
-        _publish_after_commit(run_id, [ln for ln in created if ln.run_id == run_id])
+            _notify_after_commit(run_id)
+    for run_id in {line.run_id for line in created}:
+        _notify_after_commit(run_id)
     return len(records) - len(lines)
 
 
@@ -530,17 +532,14 @@ def _run_settle(run_id: int) -> None:
     run = Run.objects.select_for_update().get(pk=run_id)
     plugin_id = run.plugin_id
     transaction.on_commit(lambda: dispatch_pending(plugin_id))
-    states = dict(
-        run.items.values_list("state").annotate(n=Count("id")).values_list("state", "n")
-    )
-    if states.get(WorkItem.State.PENDING) or states.get(WorkItem.State.LEASED):
-        _publish_status_after_commit(run.pk)
+    rows = list(run.items.values_list("state", "failure").distinct())
+    states = {state for state, _ in rows}
+    if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
+        _notify_after_commit(run.pk)
         return
     if run.is_finished:
         return
-    failures = set(
-        run.items.filter(state=WorkItem.State.FAILED).values_list("failure", flat=True)
-    )
+    failures = {failure for state, failure in rows if state == WorkItem.State.FAILED}
     if not failures:
         status, error = Run.Status.SUCCEEDED, ""
     elif failures == {WorkItem.Failure.TIMEOUT}:
@@ -567,14 +566,14 @@ def _run_close(run: Run, status: str, error: str) -> None:
     Run.objects.filter(pk=run.pk).update(status=status, error=error, finished_at=now)
     RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
     _hub_log(run, f"Run {Run.Status(status).label.lower()}.")
-    _publish_status_after_commit(run.pk)
+    _notify_after_commit(run.pk)
 
 
 # --- Batch Model progress (from /v2/import/labels) ----------------------------
 def run_count_labeled(run: Run, count: int) -> None:
     Run.objects.filter(pk=run.pk).update(assets_labeled=F("assets_labeled") + count)
     _hub_log(run, f"Imported pre-labels for {count} asset(s).")
-    _publish_status_after_commit(run.pk)
+    _notify_after_commit(run.pk)
 
 
 def run_log_import_errors(
@@ -658,30 +657,15 @@ def _hub_log(
     run: Run, message: str, *, item: WorkItem | None = None, level: str = HUB
 ) -> RunLogLine:
     line = RunLogLine.objects.create(run=run, item=item, level=level, message=message)
-    _publish_after_commit(run.pk, [line])
+    _notify_after_commit(run.pk)
     return line
 
 
-def _publish_after_commit(run_id: int, lines: list[RunLogLine]) -> None:
-    def publish() -> None:
-        from plugins_app.web.fragments import render_log_lines
-
-        protocol.group_send(
-            protocol.run_group(run_id), protocol.run_fragment(render_log_lines(lines))
+def _notify_after_commit(run_id: int) -> None:
+    """Tell the run's watchers; they read what is new themselves and coalesce
+    bursts, so a notification is a tiny message, whatever changed."""
+    transaction.on_commit(
+        lambda: protocol.group_send(
+            protocol.run_group(run_id), protocol.run_changed(run_id)
         )
-
-    transaction.on_commit(publish)
-
-
-def _publish_status_after_commit(run_id: int) -> None:
-    def publish() -> None:
-        from plugins_app.web.fragments import render_run_status
-
-        run = Run.objects.select_related("plugin", "project", "created_by").get(
-            pk=run_id
-        )
-        protocol.group_send(
-            protocol.run_group(run_id), protocol.run_fragment(render_run_status(run))
-        )
-
-    transaction.on_commit(publish)
+    )

@@ -1,17 +1,19 @@
-"""The browser side: a run page subscribes to its run's group and receives HTML
-fragments that htmx's ws extension swaps in by id."""
+"""The browser side: a run page subscribes to its run's group. On each
+`run.changed` it reads what is new since its cursor (log lines, status) and
+sends HTML fragments that htmx's ws extension swaps in by id."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from plugins_app import protocol
-from plugins_app.protocol import RunFragment
+from plugins_app.protocol import RunChanged
 from plugins_app.web.access import user_can_view_run
-from plugins_app.web.fragments import render_catch_up
+from plugins_app.web.fragments import render_run_updates
 
 
 class RunWatchConsumer(AsyncWebsocketConsumer):
@@ -21,22 +23,35 @@ class RunWatchConsumer(AsyncWebsocketConsumer):
         if not await sync_to_async(user_can_view_run)(user, self.run_id):
             await self.close()
             return
+        # The page rendered the lines up to `after`; everything since — including
+        # what happened before we joined the group — comes from the cursor.
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        after = query.get("after", ["0"])[0]
+        self.cursor = int(after) if after.isdigit() else 0
+        self.dirty = asyncio.Event()
         self.group = protocol.run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        # What happened between rendering the page and joining the group would
-        # otherwise be lost; joining first means a line may come twice, and the
-        # page drops repeats by their data-id (static/js/hub.js).
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        after = query.get("after", ["0"])[0]
-        html = await sync_to_async(render_catch_up)(
-            self.run_id, after=int(after) if after.isdigit() else 0
-        )
-        await self.send(text_data=html)
+        self.dirty.set()
+        self.pusher = asyncio.create_task(self._push_forever())
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "pusher"):
+            self.pusher.cancel()
 
-    async def run_fragment(self, message: RunFragment) -> None:
-        await self.send(text_data=message["html"])
+    async def run_changed(self, message: RunChanged) -> None:
+        # Coalesce: a burst of changes becomes one read and one push.
+        self.dirty.set()
+
+    async def _push_forever(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            html, self.cursor, more = await sync_to_async(render_run_updates)(
+                self.run_id, after=self.cursor
+            )
+            await self.send(text_data=html)
+            if more:
+                self.dirty.set()

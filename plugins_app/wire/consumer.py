@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -45,7 +46,13 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         self.busy_since = time.monotonic()
         try:
-            await super().dispatch(message)
+            # Not super().dispatch: it hops to the database thread before every
+            # message to close stale connections, which queued each log frame
+            # behind other sockets' database work.
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await handler(message)
         finally:
             self.busy_seconds += time.monotonic() - self.busy_since
             self.busy_since = None

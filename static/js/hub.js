@@ -20,15 +20,3 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
     if (nearBottom) log.scrollTop = log.scrollHeight;
   }
 });
-// A page that just subscribed is caught up by the server, which may repeat a
-// line that also came through the group: keep the first of each data-id.
-document.addEventListener("htmx:oobAfterSwap", (event) => {
-  const log = document.getElementById("run-log");
-  if (!log || event.detail.target !== log) return;
-  const seen = (log._seenIds ||= new Set());
-  for (const line of Array.from(log.children).slice(log._checked || 0)) {
-    if (seen.has(line.dataset.id)) line.remove();
-    else seen.add(line.dataset.id);
-  }
-  log._checked = log.children.length;
-});
