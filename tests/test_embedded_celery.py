@@ -13,8 +13,8 @@ from django.test import Client
 from websockets.sync.client import connect
 
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import RunRequest, run_create
 from plugins_app.tasks import dispatch_plugin_work
+from tests.builders import new_run
 from tests.hub import SCRIPTS, LiveHub, PluginProcess, start_celery_worker, wait_for
 
 ECHO = SCRIPTS / "echo_model.py"
@@ -32,18 +32,7 @@ def test_it_delivers_a_job_dispatched_by_the_celery_worker(
 ) -> None:
     registered = make_plugin()
     process = plugin_runner(ECHO, registered, sdk="1.4")
-    run = run_create(
-        RunRequest(
-            plugin=registered.plugin,
-            project=workspace.project,
-            user=workspace.annotator,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=["astronaut"],
-            batch_ids=[],
-        ),
-        dispatch=False,
-    )
+    run = new_run(workspace, registered.plugin, "astronaut")
     assert run.items.get().state == WorkItem.State.PENDING
     dispatch_plugin_work.delay(registered.plugin.pk)
     wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, what="the run to end")

@@ -23,6 +23,7 @@ from plugins_app.runs.services import (
     runs_sweep,
 )
 from plugins_app.wire.models import OutboxMessage
+from tests.builders import connect_instance, new_run
 
 CHANNEL = "test!abc"
 
@@ -42,22 +43,8 @@ def bearer(username: str) -> Client:
 
 def leased_run(workspace: Any, plugin: Any, external_id: str = "astronaut") -> Run:
     """A run whose job went out: returns the run; its job is in the outbox."""
-    if not PluginInstance.objects.filter(channel_name=CHANNEL).exists():
-        PluginInstance.objects.create(
-            plugin=plugin, channel_name=CHANNEL, address="127.0.0.1:1"
-        )
-    run = run_create(
-        RunRequest(
-            plugin=plugin,
-            project=workspace.project,
-            user=workspace.admin,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=[external_id],
-            batch_ids=[],
-        ),
-        dispatch=False,
-    )
+    connect_instance(plugin, CHANNEL, address="127.0.0.1:1")
+    run = new_run(workspace, plugin, external_id, user=workspace.admin)
     assert dispatch_pending(plugin.pk) == 1
     return run
 

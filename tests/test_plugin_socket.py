@@ -18,8 +18,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import RunRequest, RunRequestError, run_create
+from plugins_app.runs.services import RunRequestError
 from plugins_app.workspace.models import Task
+from tests.builders import new_run
 from tests.hub import SCRIPTS, LiveHub, wait_for
 from tests.test_sdk_model_runs import wait_finished
 
@@ -159,17 +160,7 @@ def live(plugin: Any) -> int:
 
 
 def model_run(workspace: Any, plugin: Any, external_id: str = "astronaut") -> Run:
-    return run_create(
-        RunRequest(
-            plugin=plugin,
-            project=workspace.project,
-            user=workspace.annotator,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=[external_id],
-            batch_ids=[],
-        )
-    )
+    return new_run(workspace, plugin, external_id, dispatch=True)
 
 
 def task_answer(workspace: Any, external_id: str = "astronaut") -> dict[str, Any]:

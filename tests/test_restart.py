@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import RunRequest, run_create
 from plugins_app.workspace.models import Task
+from tests.builders import new_run
 from tests.hub import (
     ROOT,
     SCRIPTS,
@@ -51,16 +51,8 @@ def test_it_finishes_every_job_once_after_the_hub_is_killed_mid_run(
     plugin = PluginProcess(proc=proc, log_path=log_path)
     try:
         wait_for(lambda: registered.plugin.instances.exists(), what="the plugin")
-        run = run_create(
-            RunRequest(
-                plugin=registered.plugin,
-                project=workspace.project,
-                user=workspace.annotator,
-                class_mapping={"face": "face-box"},
-                config_json="{}",
-                external_ids=["astronaut", "coins", "camera"],
-                batch_ids=[],
-            )
+        run = new_run(
+            workspace, registered.plugin, "astronaut", "coins", "camera", dispatch=True
         )
         wait_for(lambda: "HANDLED" in plugin.log(), what="a job in the plugin's hands")
         hub.stop()  # SIGKILL: no disconnect handler runs, leases stay as they were

@@ -14,17 +14,16 @@ from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.runs.services import (
     TIMEOUT_CAUSES,
     PluginLogRecord,
-    RunRequest,
     dispatch_pending,
     instance_disconnect,
     item_respond,
     logs_ingest,
     parse_log_event,
-    run_create,
     runs_sweep,
 )
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Task
+from tests.builders import connect_instance, new_run
 
 CHANNEL = "test!abc"
 ANSWER = {
@@ -38,24 +37,7 @@ ANSWER = {
 
 
 def connect(plugin: Plugin, channel: str = CHANNEL) -> PluginInstance:
-    return PluginInstance.objects.create(
-        plugin=plugin, channel_name=channel, address=f"{channel}:1"
-    )
-
-
-def new_run(workspace: Any, plugin: Plugin, *external_ids: str) -> Run:
-    return run_create(
-        RunRequest(
-            plugin=plugin,
-            project=workspace.project,
-            user=workspace.annotator,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=list(external_ids),
-            batch_ids=[],
-        ),
-        dispatch=False,
-    )
+    return connect_instance(plugin, channel)
 
 
 def respond_ok(item: WorkItem) -> str:

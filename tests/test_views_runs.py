@@ -13,15 +13,14 @@ from plugins_app.plugins.models import PluginInstance, PluginType
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.runs.services import (
     PluginLogRecord,
-    RunRequest,
     dispatch_pending,
     item_respond,
     logs_ingest,
-    run_create,
 )
 from plugins_app.web.fragments import render_run_updates
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Project
+from tests.builders import connect_instance, new_run
 
 CHANNEL = "test!abc"
 XSS = "<script>alert(1)</script>"
@@ -35,9 +34,7 @@ def client_for(user: Any) -> Client:
 
 
 def connect(plugin: Any, channel: str = CHANNEL) -> PluginInstance:
-    return PluginInstance.objects.create(
-        plugin=plugin, channel_name=channel, address="127.0.0.1:1"
-    )
+    return connect_instance(plugin, channel, address="127.0.0.1:1")
 
 
 def dialog_url(workspace: Any, plugin: Any) -> str:
@@ -359,18 +356,7 @@ def test_it_returns_only_the_run_table_to_htmx(
 # --- the run page -----------------------------------------------------------------
 def started_run(workspace: Any, plugin: Any, *external_ids: str) -> Run:
     connect(plugin)
-    run = run_create(
-        RunRequest(
-            plugin=plugin,
-            project=workspace.project,
-            user=workspace.annotator,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=list(external_ids) or ["astronaut"],
-            batch_ids=[],
-        ),
-        dispatch=False,
-    )
+    run = new_run(workspace, plugin, *external_ids)
     assert dispatch_pending(plugin.pk) == len(external_ids or ["astronaut"])
     return run
 

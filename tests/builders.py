@@ -1,0 +1,46 @@
+"""Small builders shared by test modules: a connected instance without a
+socket, and a run created the way the Run dialog creates it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.models import Run
+from plugins_app.runs.services import RunRequest, run_create
+
+CHANNEL = "test!instance"
+
+
+def connect_instance(
+    plugin: Plugin, channel: str = CHANNEL, address: str = ""
+) -> PluginInstance:
+    """A live instance (fresh heartbeat) with no socket behind it: jobs sent to
+    it land in the outbox when no ASGI loop runs in the test process."""
+    instance, _ = PluginInstance.objects.get_or_create(
+        channel_name=channel,
+        defaults={"plugin": plugin, "address": address or f"{channel}:1"},
+    )
+    return instance
+
+
+def new_run(
+    workspace: Any,
+    plugin: Plugin,
+    *external_ids: str,
+    user: Any = None,
+    dispatch: bool = False,
+    mapping: dict[str, str] | None = None,
+) -> Run:
+    return run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=user or workspace.annotator,
+            class_mapping={"face": "face-box"} if mapping is None else mapping,
+            config_json="{}",
+            external_ids=list(external_ids) or ["astronaut"],
+            batch_ids=[],
+        ),
+        dispatch=dispatch,
+    )
