@@ -54,6 +54,11 @@ SECRET_KEY = _secret_key()
 # hub's CPU per run) and shows tracebacks to anyone.
 DEBUG = envbool("DEBUG", "false")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+# Behind a TLS-terminating proxy (docs/deployment.md): trust its
+# X-Forwarded-Proto and send cookies over HTTPS only.
+if envbool("HUB_BEHIND_TLS_PROXY", "false"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o
 ]
@@ -209,13 +214,51 @@ HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"
 # Extra life of a run's API key beyond the plugin's timeout.
 HUB_API_KEY_GRACE_SECONDS = envint("HUB_API_KEY_GRACE_SECONDS", 60)
 
+# --- Operations (plugins_app/ops/) --------------------------------------------
+# Shared by every process with Redis; the heartbeat guard keeps its counters here.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "hub",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# When set, /metrics needs "Authorization: Bearer <token>".
+HUB_METRICS_TOKEN = os.environ.get("HUB_METRICS_TOKEN", "")
+# Failed heartbeats one IP may make per window before it is refused until the end.
+HUB_AUTH_FAILURES_PER_WINDOW = envint("HUB_AUTH_FAILURES_PER_WINDOW", 10)
+HUB_AUTH_WINDOW_SECONDS = envint("HUB_AUTH_WINDOW_SECONDS", 300)
+# Who gets the brute-force alert; empty means the warning is only logged.
+ADMINS = [
+    (a.strip(), a.strip())
+    for a in os.environ.get("HUB_ADMINS", "").split(",")
+    if a.strip()
+]
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", "root@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+# Django waits forever by default; the alert is sent from the socket consumer.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+
+HUB_LOG_FORMAT = os.environ.get("HUB_LOG_FORMAT", "plain")
+if HUB_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(
+        f"HUB_LOG_FORMAT must be plain or json, got {HUB_LOG_FORMAT!r}"
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "plugins_app.ops.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": HUB_LOG_FORMAT}
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "plugins_app": {"level": os.environ.get("HUB_LOG_LEVEL", "INFO")},

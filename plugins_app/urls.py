@@ -10,5 +10,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("v2/", include("plugins_app.ango_api.urls")),
     path("api/", api.urls),
+    path("", include("plugins_app.ops.urls")),
     path("", include("plugins_app.web.urls")),
 ]
