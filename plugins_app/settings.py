@@ -207,8 +207,6 @@ HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
 HUB_LIVE_HEARTBEAT_SECONDS = envint("HUB_LIVE_HEARTBEAT_SECONDS", 180)
 # Base URL plugins use to fetch asset files; by default the Host they connected to.
 HUB_PUBLIC_URL = os.environ.get("HUB_PUBLIC_URL", "")
-# A job whose holder disconnects this many times fails instead of going back.
-HUB_MAX_ATTEMPTS = envint("HUB_MAX_ATTEMPTS", 3)
 HUB_DEFAULT_CONCURRENCY = envint("HUB_DEFAULT_CONCURRENCY", 8)
 HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"))
 # Extra life of a run's API key beyond the plugin's timeout.

@@ -23,6 +23,17 @@ from plugins_app.workspace.models import (
 from tests.hub import LiveHub, PluginProcess, start_plugin, wait_for
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """The heartbeat-failure guard counts per address in the cache; tests all
+    come from 127.0.0.1, so each starts with a clean count."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def demo_images() -> list[Any]:
     from plugins_app.workspace.demo_images import generate_demo_images

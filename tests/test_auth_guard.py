@@ -150,3 +150,44 @@ def test_it_works_on_the_redis_cache(clock: Clock) -> None:
         clock.now += 40
         assert heartbeat_allowed("10.0.0.9")
         cache.clear()
+
+
+def test_it_refuses_an_address_over_the_limit_in_the_heartbeat_path(
+    workspace: Any, make_plugin: Any, settings: Any
+) -> None:
+    from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
+    from plugins_app.runs.services import instance_heartbeat
+
+    settings.HUB_AUTH_FAILURES_PER_WINDOW = 3
+    registered = make_plugin()
+    public_id = registered.plugin.public_id
+    for n in range(5):
+        assert (
+            instance_heartbeat(
+                channel_name=f"c!{n}",
+                plugin_public_id=public_id,
+                secret="wrong",
+                address="10.9.8.7:4000",
+            )
+            is None
+        )
+    # Recorded until the limit, then refused without filling the table.
+    assert FailedHeartbeat.objects.filter(address="10.9.8.7:4000").count() == 3
+    # Even the right secret is refused from that address for the window...
+    assert (
+        instance_heartbeat(
+            channel_name="c!ok",
+            plugin_public_id=public_id,
+            secret=registered.secret,
+            address="10.9.8.7:4001",
+        )
+        is None
+    )
+    assert not PluginInstance.objects.exists()
+    # ...while another address connects.
+    assert instance_heartbeat(
+        channel_name="c!other",
+        plugin_public_id=public_id,
+        secret=registered.secret,
+        address="10.9.8.8:4000",
+    )

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from plugins_app.plugins.models import PluginInstance, PluginType
+from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.runs.models import Run, RunApiKey, WorkItem
 from plugins_app.runs.services import (
     RunRequest,
@@ -288,8 +288,9 @@ def finish_by_error(run: Run) -> None:
 
 
 def finish_by_timeout(run: Run) -> None:
+    Plugin.objects.filter(pk=run.plugin_id).update(max_attempts=1)
     WorkItem.objects.filter(run=run).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        deadline_at=timezone.now() - timedelta(seconds=1)
     )
     assert runs_sweep()["timed_out"] == 1
 

@@ -282,15 +282,16 @@ def test_it_times_out_an_expired_lease_and_names_the_known_causes(
     workspace: Any, make_plugin: Any
 ) -> None:
     plugin = make_plugin(timeout=5).plugin
+    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut", "coins")
     assert dispatch_pending(plugin.pk) == 2
     expired, fresh = run.items.all()
     WorkItem.objects.filter(pk=expired.pk).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        deadline_at=timezone.now() - timedelta(seconds=1)
     )
 
-    assert runs_sweep() == {"timed_out": 1, "dispatched": 0}
+    assert runs_sweep() == {"timed_out": 1, "requeued": 0, "dispatched": 0}
 
     expired.refresh_from_db()
     fresh.refresh_from_db()
@@ -313,12 +314,13 @@ def test_it_fails_a_run_with_a_timeout_and_an_error(
     workspace: Any, make_plugin: Any
 ) -> None:
     plugin = make_plugin(timeout=5).plugin
+    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut", "coins")
     dispatch_pending(plugin.pk)
     expired, erring = run.items.all()
     WorkItem.objects.filter(pk=expired.pk).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        deadline_at=timezone.now() - timedelta(seconds=1)
     )
 
     runs_sweep()
@@ -333,11 +335,12 @@ def test_it_times_out_a_run_whose_only_items_timed_out(
     workspace: Any, make_plugin: Any
 ) -> None:
     plugin = make_plugin(timeout=5).plugin
+    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut")
     dispatch_pending(plugin.pk)
     WorkItem.objects.filter(run=run).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        deadline_at=timezone.now() - timedelta(seconds=1)
     )
 
     runs_sweep()
@@ -362,7 +365,7 @@ def test_it_times_out_pending_items_that_waited_past_the_timeout(
         queued_at=timezone.now() - timedelta(seconds=6)
     )
 
-    assert runs_sweep() == {"timed_out": 1, "dispatched": 0}
+    assert runs_sweep() == {"timed_out": 1, "requeued": 0, "dispatched": 0}
 
     item = waited.items.get()
     assert item.state == WorkItem.State.FAILED
@@ -384,7 +387,7 @@ def test_it_dispatches_pending_items_from_the_sweep(
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut")
 
-    assert runs_sweep() == {"timed_out": 0, "dispatched": 1}
+    assert runs_sweep() == {"timed_out": 0, "requeued": 0, "dispatched": 1}
 
     assert run.items.get().state == WorkItem.State.LEASED
     run.refresh_from_db()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -39,6 +40,11 @@ class Plugin(models.Model):
         default=settings.HUB_DEFAULT_CONCURRENCY,
         help_text="Jobs one connected instance is sent at a time.",
     )
+    max_attempts = models.PositiveIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="Times a job is sent before it fails (timeouts, lost instances).",
+    )
     projects = models.ManyToManyField(
         Project, related_name="plugins", blank=True, help_text="Active on these."
     )
@@ -55,10 +61,23 @@ class Plugin(models.Model):
         return self.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
 
 
+def lease_ttl() -> timedelta:
+    """How long an instance counts as alive after it was last seen (a pong or a
+    heartbeat), and how far each sighting extends the leases it holds: one ping
+    cycle, its pong deadline, and a margin."""
+    ping = settings.HUB_PING_INTERVAL_MS + settings.HUB_PING_TIMEOUT_MS
+    return timedelta(seconds=ping / 1000 + 5)
+
+
 class PluginInstanceQuerySet(models.QuerySet["PluginInstance"]):
     def live(self) -> PluginInstanceQuerySet:
-        cutoff = timezone.now() - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
-        return self.filter(disconnected_at__isnull=True, last_heartbeat__gte=cutoff)
+        now = timezone.now()
+        cutoff = now - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+        return self.filter(
+            disconnected_at__isnull=True,
+            last_heartbeat__gte=cutoff,
+            last_seen_at__gte=now - lease_ttl(),
+        )
 
 
 class PluginInstance(models.Model):
@@ -71,6 +90,12 @@ class PluginInstance(models.Model):
     address = models.CharField(max_length=100, blank=True)
     connected_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
+    # Renewed by the socket on pongs: an instance whose ASGI process died stops
+    # being seen even though nothing marked it disconnected.
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    # Jobs the script said it takes at once (`?concurrency=` in HOST); None: the
+    # plugin's concurrency. The dispatcher uses the smaller of the two.
+    capacity = models.PositiveIntegerField(null=True, blank=True)
     last_dispatch_at = models.DateTimeField(null=True, blank=True)
     disconnected_at = models.DateTimeField(null=True, blank=True)
 

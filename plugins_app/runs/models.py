@@ -69,6 +69,10 @@ class Run(models.Model):
         return (end - self.started_at).total_seconds()
 
 
+PRIORITY_INTERACTIVE = 0
+PRIORITY_BATCH = 10
+
+
 class WorkItem(models.Model):
     """One job sent to one plugin instance: an asset of a Model run, or a whole
     Batch Model run. The lease names the instance that holds it."""
@@ -99,6 +103,8 @@ class WorkItem(models.Model):
         max_length=20, choices=State, default=State.PENDING, db_index=True
     )
     attempts = models.PositiveIntegerField(default=0)
+    # Lower goes first: a one-asset Model run is someone waiting in the dialog.
+    priority = models.PositiveSmallIntegerField(default=PRIORITY_BATCH)
     instance = models.ForeignKey(
         PluginInstance,
         null=True,
@@ -109,14 +115,20 @@ class WorkItem(models.Model):
     # When it (last) started waiting for an instance: at creation or re-queue.
     queued_at = models.DateTimeField(default=timezone.now)
     leased_at = models.DateTimeField(null=True, blank=True)
+    # Renewed while the holding instance answers pings; past it, the holder is
+    # gone and the job goes back to the queue.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # leased_at + the plugin's timeout: past it, the attempt timed out.
+    deadline_at = models.DateTimeField(null=True, blank=True)
     failure = models.CharField(max_length=20, choices=Failure, blank=True)
     error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["plugin", "state", "id"], name="next_job")]
+        indexes = [
+            models.Index(fields=["plugin", "state", "priority", "id"], name="next_job")
+        ]
 
     def __str__(self) -> str:
         return f"item {self.pk} ({self.state})"

@@ -12,18 +12,21 @@ from django.db.models import Count, Max, Prefetch, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from plugins_app.plugins.models import Plugin, PluginInstance
-from plugins_app.runs.models import Run
+from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
+from plugins_app.runs.models import Run, WorkItem
 from plugins_app.workspace.models import Asset
 
 
 def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
     """Annotate `live_instances` and `last_heartbeat` (of any live instance) and
     attach the live instances as `live_instance_list`."""
-    cutoff = timezone.now() - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+    # The same conditions as PluginInstanceQuerySet.live().
     live = Q(
         instances__disconnected_at__isnull=True,
         instances__last_heartbeat__gte=cutoff,
+        instances__last_seen_at__gte=now - lease_ttl(),
     )
     return plugins.annotate(
         live_instances=Count("instances", filter=live, distinct=True),
@@ -115,18 +118,38 @@ def answer_drawing(
 
 
 @dataclass(frozen=True)
+class ItemRow:
+    external_id: str
+    state: str
+    state_label: str
+    attempts: int
+    reason: str
+
+
+MAX_ITEM_ROWS = 200
+
+
+@dataclass(frozen=True)
 class RunProgress:
     done: int
     failed: int
     total: int
     percent: int
     label: str
+    # Failed items first (their reasons matter most), at most MAX_ITEM_ROWS.
+    items: tuple[ItemRow, ...] = ()
 
 
 def run_progress(run: Run) -> RunProgress:
     """Assets done over total for multi-asset runs, the plugin's own `progress`
-    and `total` log extras for a single job, labeled assets for Batch Model."""
-    states = list(run.items.values_list("state", flat=True))
+    and `total` log extras for a single job, labeled assets for Batch Model.
+    One query reads the items for both the counts and the table of items."""
+    rows = list(
+        run.items.order_by("id").values_list(
+            "state", "attempts", "error", "asset__external_id"
+        )
+    )
+    states = [state for state, *_ in rows]
     done, failed = states.count("done"), states.count("failed")
     total = len(states)
     if run.plugin.type == "batch_model" and run.assets_total:
@@ -148,4 +171,18 @@ def run_progress(run: Run) -> RunProgress:
         label = f"{done + failed} of {total} job(s) finished"
     if run.is_finished:
         percent = 100 if run.status == Run.Status.SUCCEEDED else percent
-    return RunProgress(done, failed, total, min(percent, 100), label)
+    return RunProgress(done, failed, total, min(percent, 100), label, _item_rows(rows))
+
+
+def _item_rows(rows: list[tuple[str, int, str, str | None]]) -> tuple[ItemRow, ...]:
+    ordered = sorted(rows, key=lambda r: r[0] != WorkItem.State.FAILED)
+    return tuple(
+        ItemRow(
+            external_id=external_id or "(whole run)",
+            state=state,
+            state_label=WorkItem.State(state).label,
+            attempts=attempts,
+            reason=error if state in ("failed", "cancelled") else "",
+        )
+        for state, attempts, error, external_id in ordered[:MAX_ITEM_ROWS]
+    )

@@ -18,19 +18,29 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from plugins_app import protocol
+from plugins_app.ops.auth_guard import heartbeat_allowed, heartbeat_failed
 from plugins_app.plugins.models import (
     FailedHeartbeat,
     Plugin,
     PluginInstance,
     PluginType,
+    lease_ttl,
 )
 from plugins_app.plugins.secrets import new_token, token_hash, token_matches
 from plugins_app.plugins.types import kind_of
-from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
+from plugins_app.runs.models import (
+    PRIORITY_BATCH,
+    PRIORITY_INTERACTIVE,
+    Run,
+    RunApiKey,
+    RunLogLine,
+    WorkItem,
+)
 from plugins_app.workspace.models import Asset, Batch, Project
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,10 @@ TIMEOUT_CAUSES = (
     "word); a callback that is still working or hung; a plugin process that was "
     "killed or lost its connection."
 )
+
+
+class RunActionError(Exception):
+    """A cancel or retry that the run's state does not allow."""
 
 
 class RunRequestError(Exception):
@@ -91,8 +105,16 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             batch_ids=[b.pk for b in batches],
         )
         if request.plugin.type == PluginType.MODEL:
+            # Someone running one asset from the dialog waits for it: go first.
+            priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
             WorkItem.objects.bulk_create(
-                WorkItem(run=run, plugin=run.plugin, asset=a, session=_new_session())
+                WorkItem(
+                    run=run,
+                    plugin=run.plugin,
+                    asset=a,
+                    session=_new_session(),
+                    priority=priority,
+                )
                 for a in assets
             )
         else:
@@ -202,7 +224,7 @@ def dispatch_pending(plugin_id: int) -> int:
 def _next_pending_item(plugin_id: int) -> WorkItem | None:
     # A cheap indexed probe first: most calls find nothing waiting.
     pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
-    first_id = pending.order_by("id").values_list("id", flat=True).first()
+    first_id = pending.order_by("priority", "id").values_list("id", flat=True).first()
     if first_id is None:
         return None
     return (
@@ -215,13 +237,18 @@ def _next_pending_item(plugin_id: int) -> WorkItem | None:
 
 
 def _least_loaded_instance(plugin: Plugin) -> PluginInstance | None:
+    # An instance takes the smaller of what it declared and the plugin's setting.
+    limit = Least(
+        Coalesce("capacity", Value(plugin.concurrency)), Value(plugin.concurrency)
+    )
     return (
         PluginInstance.objects.live()
         .filter(plugin=plugin)
         .annotate(
-            in_flight=Count("items", filter=Q(items__state=WorkItem.State.LEASED))
+            in_flight=Count("items", filter=Q(items__state=WorkItem.State.LEASED)),
+            limit=limit,
         )
-        .filter(in_flight__lt=plugin.concurrency)
+        .filter(in_flight__lt=F("limit"))
         .order_by("in_flight", F("last_dispatch_at").asc(nulls_first=True))
         .first()
     )
@@ -230,13 +257,14 @@ def _least_loaded_instance(plugin: Plugin) -> PluginInstance | None:
 def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
     run = item.run
     now = timezone.now()
-    expires = now + timedelta(seconds=run.plugin.timeout_seconds)
+    deadline = now + timedelta(seconds=run.plugin.timeout_seconds)
     with transaction.atomic():
         won = WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.PENDING).update(
             state=WorkItem.State.LEASED,
             instance=instance,
             leased_at=now,
-            lease_expires_at=expires,
+            lease_expires_at=now + lease_ttl(),
+            deadline_at=deadline,
             attempts=F("attempts") + 1,
         )
         if won != 1:
@@ -245,7 +273,7 @@ def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
         RunApiKey.objects.create(
             run=run,
             key_hash=token_hash(api_key),
-            expires_at=expires + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS),
+            expires_at=deadline + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS),
         )
         PluginInstance.objects.filter(pk=instance.pk).update(last_dispatch_at=now)
         if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
@@ -260,10 +288,19 @@ def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
 
 # --- plugin instances ---------------------------------------------------------
 def instance_heartbeat(
-    *, channel_name: str, plugin_public_id: Any, secret: Any, address: str
+    *,
+    channel_name: str,
+    plugin_public_id: Any,
+    secret: Any,
+    address: str,
+    capacity: int | None = None,
 ) -> PluginInstance | None:
     """Authenticate a `heartbeat` event. A bad id or secret is recorded for the
-    admins and returns None: the socket stays open but never gets work."""
+    admins and returns None: the socket stays open but never gets work. An
+    address over its failure limit is refused before any secret is compared,
+    and records nothing more (ops/auth_guard.py)."""
+    if not heartbeat_allowed(address):
+        return None
     plugin = (
         Plugin.objects.filter(public_id=plugin_public_id).first()
         if isinstance(plugin_public_id, str)
@@ -280,6 +317,8 @@ def instance_heartbeat(
             "plugin": plugin,
             "address": address,
             "last_heartbeat": now,
+            "last_seen_at": now,
+            "capacity": capacity,
             "disconnected_at": None,
         },
     )
@@ -298,7 +337,22 @@ def _heartbeat_failed(
     FailedHeartbeat.objects.create(
         plugin=plugin, claimed_id=str(claimed_id)[:200], address=address, reason=reason
     )
+    heartbeat_failed(address)
     return None
+
+
+def instance_seen(*, channel_name: str) -> int:
+    """The socket answered a ping: the instance is alive, and so are the leases
+    it holds. Two UPDATEs; returns the number of leases renewed."""
+    now = timezone.now()
+    PluginInstance.objects.filter(
+        channel_name=channel_name, disconnected_at__isnull=True
+    ).update(last_seen_at=now)
+    return WorkItem.objects.filter(
+        state=WorkItem.State.LEASED,
+        instance__channel_name=channel_name,
+        instance__disconnected_at__isnull=True,
+    ).update(lease_expires_at=now + lease_ttl())
 
 
 def instance_disconnect(*, channel_name: str) -> None:
@@ -313,9 +367,9 @@ def instance_disconnect(*, channel_name: str) -> None:
         PluginInstance.objects.filter(pk=instance.pk).update(disconnected_at=now)
         leased = WorkItem.objects.filter(
             instance=instance, state=WorkItem.State.LEASED
-        ).select_related("run")
+        ).select_related("run__plugin")
         for item in leased:
-            if item.attempts >= settings.HUB_MAX_ATTEMPTS:
+            if item.attempts >= item.run.plugin.max_attempts:
                 _item_fail(
                     item,
                     WorkItem.Failure.ERROR,
@@ -329,9 +383,7 @@ def instance_disconnect(*, channel_name: str) -> None:
                 "to the queue.",
                 item=item,
             )
-            WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
-                state=WorkItem.State.PENDING, lease_expires_at=None, queued_at=now
-            )
+            _requeue(item, now)
     plugin_id = instance.plugin_id
     transaction.on_commit(lambda: dispatch_pending(plugin_id))
 
@@ -447,6 +499,12 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
     if item.state != WorkItem.State.LEASED or (
         item.instance is None or item.instance.channel_name != channel_name
     ):
+        log.info(
+            "stale response for item %s (%s) from %s ignored",
+            item.pk,
+            item.state,
+            channel_name,
+        )
         _hub_log(
             item.run,
             f"Ignored a response for a job that is already {item.get_state_display()}"
@@ -569,6 +627,80 @@ def _run_close(run: Run, status: str, error: str) -> None:
     _notify_after_commit(run.pk)
 
 
+# --- cancel and retry -----------------------------------------------------------
+def run_cancel(run: Run, *, by: AbstractBaseUser | None) -> Run:
+    """Stop a run: its waiting and in-flight items are cancelled (a late answer
+    for one is stale and ignored), its API keys revoked. A finished run is left
+    as it is."""
+    who = by.get_username() if by else "the command line"
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.is_finished:
+            return run
+        now = timezone.now()
+        open_items = run.items.filter(
+            state__in=[WorkItem.State.PENDING, WorkItem.State.LEASED]
+        )
+        held = list(
+            open_items.filter(state=WorkItem.State.LEASED).select_related("instance")
+        )
+        open_items.update(
+            state=WorkItem.State.CANCELLED,
+            failure=WorkItem.Failure.CANCELLED,
+            error=f"Cancelled by {who}.",
+            lease_expires_at=None,
+            deadline_at=None,
+            finished_at=now,
+        )
+        for item in held:
+            where = item.instance.address if item.instance else "an instance"
+            _hub_log(
+                run,
+                f"Cancelled while the instance at {where} held it; its answer "
+                "will be ignored.",
+                item=item,
+            )
+        _hub_log(run, f"{who} cancelled the run.")
+        _run_close(run, Run.Status.CANCELLED, f"Cancelled by {who}.")
+        # The cancelled jobs freed slots on their instances.
+        plugin_id = run.plugin_id
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    run.refresh_from_db()
+    return run
+
+
+def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
+    """Send the failed items of a finished run again (their attempts kept)."""
+    who = by.get_username() if by else "the command line"
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if not run.is_finished:
+            raise RunActionError(
+                f"Only a finished run can be retried; this one is "
+                f"{run.get_status_display().lower()}."
+            )
+        now = timezone.now()
+        count = run.items.filter(state=WorkItem.State.FAILED).update(
+            state=WorkItem.State.PENDING,
+            failure="",
+            error="",
+            lease_expires_at=None,
+            deadline_at=None,
+            finished_at=None,
+            queued_at=now,
+        )
+        if not count:
+            raise RunActionError("This run has no failed item to retry.")
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.QUEUED, error="", finished_at=None
+        )
+        _hub_log(run, f"{who} retried {count} failed item(s).")
+        plugin_id = run.plugin_id
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    run.refresh_from_db()
+    return run
+
+
 # --- Batch Model progress (from /v2/import/labels) ----------------------------
 def run_count_labeled(run: Run, count: int) -> None:
     Run.objects.filter(pk=run.pk).update(assets_labeled=F("assets_labeled") + count)
@@ -596,21 +728,24 @@ def run_log_import_errors(
 
 # --- the periodic sweep ---------------------------------------------------------
 def runs_sweep() -> dict[str, int]:
-    """Time out leases past their expiry and queued items that no instance took
-    within the plugin's timeout; re-dispatch whatever is pending."""
+    """Time out attempts past their deadline (retrying while attempts remain),
+    give back the jobs of holders that stopped answering pings, fail queued items
+    that no instance took within the plugin's timeout; re-dispatch what waits."""
     now = timezone.now()
-    expired = WorkItem.objects.filter(
+    timed_out = requeued = 0
+    past_deadline = WorkItem.objects.filter(
+        state=WorkItem.State.LEASED, deadline_at__lt=now
+    ).select_related("run__plugin", "instance")
+    for item in past_deadline:
+        if _item_time_out(item, now):
+            timed_out += 1
+        else:
+            requeued += 1
+    lost = WorkItem.objects.filter(
         state=WorkItem.State.LEASED, lease_expires_at__lt=now
-    ).select_related("run__plugin")
-    timed_out = 0
-    for item in expired:
-        _item_fail(
-            item,
-            WorkItem.Failure.TIMEOUT,
-            f"No answer from the plugin within {item.run.plugin.timeout_seconds} s. "
-            + TIMEOUT_CAUSES,
-        )
-        timed_out += 1
+    ).select_related("run__plugin", "instance")
+    for item in lost:
+        requeued += _item_lease_lost(item, now)
     timed_out += _time_out_unclaimed(now)
     plugin_ids = set(
         WorkItem.objects.filter(state=WorkItem.State.PENDING).values_list(
@@ -618,7 +753,70 @@ def runs_sweep() -> dict[str, int]:
         )
     )
     dispatched = sum(dispatch_pending(pid) for pid in plugin_ids)
-    return {"timed_out": timed_out, "dispatched": dispatched}
+    return {"timed_out": timed_out, "requeued": requeued, "dispatched": dispatched}
+
+
+def _item_time_out(item: WorkItem, now: Any) -> bool:
+    """An attempt ran past the plugin's timeout: queue it again while attempts
+    remain, else fail it. Returns True when it failed."""
+    plugin = item.run.plugin
+    if item.attempts >= plugin.max_attempts:
+        _item_fail(
+            item,
+            WorkItem.Failure.TIMEOUT,
+            f"No answer from the plugin within {plugin.timeout_seconds} s. "
+            f"Timed out after {item.attempts} attempt(s). " + TIMEOUT_CAUSES,
+        )
+        return True
+    with transaction.atomic():
+        if _requeue(item, now):
+            _hub_log(
+                item.run,
+                f"No answer within {plugin.timeout_seconds} s (attempt "
+                f"{item.attempts} of {plugin.max_attempts}); the job goes back to "
+                "the queue.",
+                item=item,
+            )
+    return False
+
+
+def _item_lease_lost(item: WorkItem, now: Any) -> int:
+    """The holder stopped answering pings (its process died without closing its
+    socket): the job goes back to the queue, the attempt counted."""
+    where = item.instance.address if item.instance else "an instance"
+    if item.attempts >= item.run.plugin.max_attempts:
+        _item_fail(
+            item,
+            WorkItem.Failure.ERROR,
+            f"The instance at {where} went silent while holding this job; "
+            f"{item.attempts} attempt(s) made, giving up.",
+        )
+        return 0
+    with transaction.atomic():
+        if not _requeue(item, now):
+            return 0
+        _hub_log(
+            item.run,
+            f"Instance at {where} stopped answering pings; the job goes back to "
+            "the queue.",
+            item=item,
+        )
+    return 1
+
+
+def _requeue(item: WorkItem, now: Any) -> bool:
+    """Leased → pending, only if still leased to the same instance."""
+    return (
+        WorkItem.objects.filter(
+            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
+        ).update(
+            state=WorkItem.State.PENDING,
+            lease_expires_at=None,
+            deadline_at=None,
+            queued_at=now,
+        )
+        == 1
+    )
 
 
 def _time_out_unclaimed(now: Any) -> int:

@@ -22,7 +22,14 @@ from plugins_app.plugins.secrets import token_hash
 from plugins_app.plugins.services import default_config_errors, plugin_create
 from plugins_app.runs import selectors
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import RunRequest, RunRequestError, run_create
+from plugins_app.runs.services import (
+    RunActionError,
+    RunRequest,
+    RunRequestError,
+    run_cancel,
+    run_create,
+    run_retry,
+)
 from plugins_app.web import access
 from plugins_app.workspace.models import ApiToken
 
@@ -84,6 +91,7 @@ class PluginOut(Schema):
     default_config: str
     timeout_seconds: int
     concurrency: int
+    max_attempts: int
     live_instances: int
     instances: list[InstanceOut]
     project_ids: list[int]
@@ -96,6 +104,7 @@ class PluginPatch(Schema):
     default_config: str | None = None
     timeout_seconds: int | None = None
     concurrency: int | None = None
+    max_attempts: int | None = None
     project_ids: list[int] | None = None
 
 
@@ -157,6 +166,7 @@ def _plugin_out(plugin: Any) -> dict[str, Any]:
         "default_config": plugin.default_config,
         "timeout_seconds": plugin.timeout_seconds,
         "concurrency": plugin.concurrency,
+        "max_attempts": plugin.max_attempts,
         "live_instances": len(instances),
         "instances": instances,
         "project_ids": list(plugin.projects.values_list("pk", flat=True)),
@@ -312,6 +322,22 @@ def list_runs(
 @api.get("/runs/{run_id}", response=RunOut)
 def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     return run_out(access.get_run_for_user(request.user, run_id))
+
+
+@api.post("/runs/{run_id}/cancel", response=RunOut)
+def cancel_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    run = access.get_run_for_user(request.user, run_id)
+    return run_out(run_cancel(run, by=request.user))
+
+
+@api.post("/runs/{run_id}/retry", response={200: RunOut, 409: ErrorOut})
+def retry_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+    run = access.get_run_for_user(request.user, run_id)
+    try:
+        run = run_retry(run, by=request.user)
+    except RunActionError as exc:
+        return Status(409, {"errors": {"__all__": [str(exc)]}})
+    return Status(200, run_out(run))
 
 
 @api.get("/runs/{run_id}/logs", response=list[LogLineOut])

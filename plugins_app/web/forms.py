@@ -32,6 +32,7 @@ class PluginForm(forms.ModelForm):
             "default_config",
             "timeout_seconds",
             "concurrency",
+            "max_attempts",
             "projects",
         ]
         widgets = {
@@ -45,6 +46,8 @@ class PluginForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.organization = organization
         self.fields["projects"].queryset = organization.projects.all()
+        # Left empty, it keeps the model's default (scripts posting older forms).
+        self.fields["max_attempts"].required = False
         if self.instance.pk:
             self.fields["class_names_text"].initial = "\n".join(
                 self.instance.class_names
@@ -55,6 +58,12 @@ class PluginForm(forms.ModelForm):
         if errors := default_config_errors(text):
             raise forms.ValidationError(errors)
         return text
+
+    def clean_max_attempts(self) -> int:
+        value = self.cleaned_data.get("max_attempts")
+        if value is None:
+            return self.instance.max_attempts
+        return value
 
     def clean_class_names_text(self) -> list[str]:
         names = parse_class_names(self.cleaned_data.get("class_names_text", ""))

@@ -29,4 +29,6 @@ urlpatterns = [
     ),
     path("runs/", views.run_list, name="run-list"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run-cancel"),
+    path("runs/<int:run_id>/retry/", views.run_retry_view, name="run-retry"),
 ]

@@ -18,7 +18,14 @@ from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
 from plugins_app.runs import selectors
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import RunRequest, RunRequestError, run_create
+from plugins_app.runs.services import (
+    RunActionError,
+    RunRequest,
+    RunRequestError,
+    run_cancel,
+    run_create,
+    run_retry,
+)
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
@@ -79,7 +86,8 @@ def plugin_new(request: HttpRequest) -> HttpResponse:
             projects=list(form.cleaned_data["projects"]),
         )
         Plugin.objects.filter(pk=credentials.plugin.pk).update(
-            concurrency=form.cleaned_data["concurrency"]
+            concurrency=form.cleaned_data["concurrency"],
+            max_attempts=form.cleaned_data["max_attempts"],
         )
         return _secret_once(request, credentials.plugin, credentials.secret)
     return render(
@@ -278,6 +286,41 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "labeled_assets": selectors.run_labeled_assets(run),
         },
     )
+
+
+@require_POST
+@login_required
+def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = access.get_run_for_user(request.user, run_id)
+    return _run_live(request, run_cancel(run, by=request.user))
+
+
+@require_POST
+@login_required
+def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = access.get_run_for_user(request.user, run_id)
+    try:
+        run = run_retry(run, by=request.user)
+    except RunActionError as exc:
+        # htmx swaps only 2xx answers: show the refusal in place.
+        status = 200 if getattr(request, "htmx", False) else 409
+        return _run_live(request, run, error=str(exc), status=status)
+    return _run_live(request, run)
+
+
+def _run_live(
+    request: HttpRequest, run: Run, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    """The run's live section, as the buttons' htmx target; a plain form post
+    goes back to the run page."""
+    if not getattr(request, "htmx", False) and not error:
+        return redirect("web:run-detail", run_id=run.pk)
+    context = {
+        "run": run,
+        "progress": selectors.run_progress(run),
+        "action_error": error,
+    }
+    return render(request, "runs/run_detail.html#run-live", context, status=status)
 
 
 @require_GET

@@ -68,7 +68,9 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.authenticated = False
+        self.capacity = _declared_capacity(query)
         self.last_pong = time.monotonic()
+        self.last_seen_saved = 0.0
         self.log_buffer: list[services.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
         self.pong_watches: set[asyncio.Task[None]] = set()
@@ -110,6 +112,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             kind, payload = codec.decode_eio(text_data)
             if kind == codec.EIO_PONG:
                 self.last_pong = time.monotonic()
+                await self._renew_leases()
             elif kind == codec.EIO_MESSAGE:
                 await self._receive_sio(codec.decode_sio(payload))
         except codec.FrameError as exc:
@@ -142,6 +145,16 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         if packet.ack_id is not None:
             await self.send(codec.encode_ack(NAMESPACE, packet.ack_id))
 
+    async def _renew_leases(self) -> None:
+        # Pongs answer our pings, one per interval; the half-interval guard keeps
+        # a chatty client to the same pace. Two UPDATEs keep the instance live and
+        # its leases held; silence lets the sweep hand its jobs to others.
+        least_gap = settings.HUB_PING_INTERVAL_MS / 2000
+        if not self.authenticated or self.last_pong - self.last_seen_saved < least_gap:
+            return
+        self.last_seen_saved = self.last_pong
+        await sync_to_async(services.instance_seen)(channel_name=self.channel_name)
+
     async def _on_heartbeat(self, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
         instance = await sync_to_async(services.instance_heartbeat)(
@@ -149,6 +162,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             plugin_public_id=data.get("id"),
             secret=data.get("secret"),
             address=self.address,
+            capacity=self.capacity,
         )
         if instance is None and self.authenticated:
             # Secret rotated under a connected script: stop giving it work.
@@ -246,6 +260,18 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         log.warning("no pong from %s; closing its socket", self.address)
         self.ping_task.cancel()
         await self.close()
+
+
+MAX_CAPACITY = 1000
+
+
+def _declared_capacity(query: dict[str, list[str]]) -> int | None:
+    """`?concurrency=N` in the script's HOST (python-socketio keeps HOST's query):
+    how many jobs it takes at once. Anything but a positive count is ignored."""
+    value = (query.get("concurrency") or [""])[0]
+    if not value.isdigit() or not 0 < int(value) <= MAX_CAPACITY:
+        return None
+    return int(value)
 
 
 def _client_address(scope: dict[str, Any]) -> str:
