@@ -749,7 +749,7 @@ def runs_sweep() -> dict[str, int]:
     timed_out += _time_out_unclaimed(now)
     plugin_ids = set(
         WorkItem.objects.filter(state=WorkItem.State.PENDING).values_list(
-            "run__plugin_id", flat=True
+            "plugin_id", flat=True
         )
     )
     dispatched = sum(dispatch_pending(pid) for pid in plugin_ids)
