@@ -71,6 +71,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.capacity = _declared_capacity(query)
         self.last_pong = time.monotonic()
         self.last_seen_saved = 0.0
+        self.renewal: asyncio.Task[None] | None = None
         self.log_buffer: list[services.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
         self.pong_watches: set[asyncio.Task[None]] = set()
@@ -149,11 +150,21 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         # Pongs answer our pings, one per interval; the half-interval guard keeps
         # a chatty client to the same pace. Two UPDATEs keep the instance live and
         # its leases held; silence lets the sweep hand its jobs to others.
+        # Saved in the background, one at a time: reading the socket (the next
+        # pong, a response) never waits behind the database thread for it.
         least_gap = settings.HUB_PING_INTERVAL_MS / 2000
         if not self.authenticated or self.last_pong - self.last_seen_saved < least_gap:
             return
+        if self.renewal is not None and not self.renewal.done():
+            return
         self.last_seen_saved = self.last_pong
-        await sync_to_async(services.instance_seen)(channel_name=self.channel_name)
+        self.renewal = asyncio.create_task(self._save_seen())
+
+    async def _save_seen(self) -> None:
+        try:
+            await sync_to_async(services.instance_seen)(channel_name=self.channel_name)
+        except Exception:  # a locked database must not end the socket
+            log.exception("could not renew the leases of %s", self.address)
 
     async def _on_heartbeat(self, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
