@@ -18,9 +18,8 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-# Message types (Channels maps "job.dispatch" to the handler `job_dispatch`).
-JOB_DISPATCH = "job.dispatch"
-RUN_CHANGED = "run.changed"
+# Message types are the `type` literals below; Channels maps "job.dispatch" to
+# the consumer handler `job_dispatch`.
 
 
 class JobDispatch(TypedDict):

@@ -127,10 +127,6 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def python_exe() -> str:
-    return sys.executable
-
-
 def start_celery_worker(
     log_dir: Path, *, beat: bool, env: dict[str, str]
 ) -> PluginProcess:

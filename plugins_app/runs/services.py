@@ -439,7 +439,7 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
         for i in WorkItem.objects.filter(
             session__in={r.session for r in records},
             instance__channel_name=channel_name,
-        ).select_related("run")
+        )
     }
     lines = [
         RunLogLine(
@@ -458,7 +458,7 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
             Run.objects.filter(pk=run_id).update(
                 reported_progress=done, reported_total=total
             )
-            _notify_after_commit(run_id)
+    # Progress only comes with stored lines: one notification per run covers both.
     for run_id in {line.run_id for line in created}:
         _notify_after_commit(run_id)
     return len(records) - len(lines)

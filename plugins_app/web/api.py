@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema, Status
@@ -346,6 +345,3 @@ def get_run_logs(
 ) -> list[Any]:
     run = access.get_run_for_user(request.user, run_id)
     return list(run.log_lines.filter(id__gt=after)[: max(1, min(limit, 10_000))])
-
-
-User = get_user_model()
