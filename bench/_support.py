@@ -7,6 +7,7 @@ Everything listens on and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -223,18 +224,7 @@ class Hub:
         self.port = free_port()
         processes.start(
             "hub",
-            [
-                str(HUB_PYTHON),
-                "-m",
-                "uvicorn",
-                self.app,
-                "--host",
-                LOCALHOST,
-                "--port",
-                str(self.port),
-                "--ws-max-size",
-                str(HUB_WS_MAX_SIZE),
-            ],
+            uvicorn_command(HUB_PYTHON, self.app, self.port),
             env=self.env(),
         )
         return self
@@ -254,6 +244,44 @@ class Hub:
             f"{self.url}/api/plugins/{self.info['plugin_pk']}", headers=self.auth
         )
         return int(body["live_instances"]) if status == 200 else 0
+
+
+def uvicorn_command(python: Path, app: str, port: int, *extra: str) -> list[str]:
+    """The same server settings for the hub and the bare relay."""
+    return [
+        str(python), "-m", "uvicorn", *extra, app,
+        "--host", LOCALHOST, "--port", str(port),
+        "--ws-max-size", str(HUB_WS_MAX_SIZE),
+    ]  # fmt: skip
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every hub-vs-bare benchmark takes."""
+    parser.add_argument("--keep", action="store_true", help="keep logs and the DB")
+    parser.add_argument(
+        "--bare-stack",
+        choices=["sdk14", "hub"],
+        default="sdk14",
+        help="server stack of the bare relay: .venv-sdk14's uvicorn (asyncio, h11,"
+        " wsproto; default) or the hub's (uvloop, httptools, websockets)",
+    )
+    parser.add_argument(
+        "--hub-app",
+        default="plugins_app.asgi:application",
+        help="ASGI app the hub's uvicorn serves (to try a patched hub; put its"
+        " module on PYTHONPATH)",
+    )
+
+
+def run_driver(main_async: Callable[[Any], Any], args: argparse.Namespace) -> None:
+    """The driver on uvloop when it is installed, as the hub's server runs."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main_async(args))
 
 
 @dataclass
@@ -293,20 +321,9 @@ class BareRelay:
             env["PYTHONPATH"] = str(shim)
         processes.start(
             "bare",
-            [
-                str(python),
-                "-m",
-                "uvicorn",
-                "--app-dir",
-                str(BENCH),
-                "bare_relay:app",
-                "--host",
-                LOCALHOST,
-                "--port",
-                str(self.port),
-                "--ws-max-size",
-                str(HUB_WS_MAX_SIZE),
-            ],
+            uvicorn_command(
+                python, "bare_relay:app", self.port, "--app-dir", str(BENCH)
+            ),
             env=env,
         )
         return self

@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (  # noqa: E402
     HUB_PYTHON,
-    HUB_WS_MAX_SIZE,
     LOCALHOST,
     ROOT,
     Processes,
@@ -48,6 +47,7 @@ from _support import (  # noqa: E402
     machine_facts,
     percentile,
     say,
+    uvicorn_command,
     wait_until,
 )
 
@@ -150,13 +150,15 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
         for n, port in enumerate(ports):
             processes.start(
                 f"web{n}",
-                [
-                    str(HUB_PYTHON), "-m", "uvicorn", "plugins_app.asgi:application",
-                    "--host", LOCALHOST, "--port", str(port),
-                    "--ws-max-size", str(HUB_WS_MAX_SIZE), "--log-level", "warning",
-                ],
+                uvicorn_command(
+                    HUB_PYTHON,
+                    "plugins_app.asgi:application",
+                    port,
+                    "--log-level",
+                    "warning",
+                ),
                 env=env,
-            )  # fmt: skip
+            )
         processes.start(
             "worker",
             [

@@ -43,10 +43,12 @@ from _support import (
     Hub,
     PluginTarget,
     Processes,
+    add_server_arguments,
     cpu_seconds,
     load_average,
     machine_facts,
     percentile,
+    run_driver,
     say,
     start_plugins,
     table,
@@ -440,20 +442,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~20 s smoke run")
     parser.add_argument("--lines", type=int, help="log lines per run")
     parser.add_argument("--trials", type=int, help="runs per server")
-    parser.add_argument("--keep", action="store_true", help="keep logs and the DB")
-    parser.add_argument(
-        "--bare-stack",
-        choices=["sdk14", "hub"],
-        default="sdk14",
-        help="server stack of the bare relay: .venv-sdk14's uvicorn (asyncio, h11,"
-        " wsproto; default) or the hub's (uvloop, httptools, websockets)",
-    )
-    parser.add_argument(
-        "--hub-app",
-        default="plugins_app.asgi:application",
-        help="ASGI app the hub's uvicorn serves (to try a patched hub; put its"
-        " module on PYTHONPATH)",
-    )
+    add_server_arguments(parser)
     args = parser.parse_args()
     if args.lines is None:
         args.lines = 2_000 if args.quick else 20_000
@@ -461,13 +450,7 @@ def main() -> None:
         args.trials = 1 if args.quick else 2
     args.lines = max(10, min(args.lines, 200_000))
     args.trials = max(1, min(args.trials, 10))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    run_driver(main_async, args)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,13 @@ from _support import (
     PluginTarget,
     Processes,
     RunWatcher,
+    add_server_arguments,
     cpu_seconds,
     db_times,
     load_average,
     machine_facts,
     percentile,
+    run_driver,
     say,
     start_plugins,
     table,
@@ -446,20 +448,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per measured row")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per row")
     parser.add_argument("--no-api-poll", action="store_true")
-    parser.add_argument("--keep", action="store_true", help="keep logs and the DB")
-    parser.add_argument(
-        "--bare-stack",
-        choices=["sdk14", "hub"],
-        default="sdk14",
-        help="server stack of the bare relay: .venv-sdk14's uvicorn (asyncio, h11,"
-        " wsproto; default) or the hub's (uvloop, httptools, websockets)",
-    )
-    parser.add_argument(
-        "--hub-app",
-        default="plugins_app.asgi:application",
-        help="ASGI app the hub's uvicorn serves (to try a patched hub; put its"
-        " module on PYTHONPATH)",
-    )
+    add_server_arguments(parser)
     args = parser.parse_args()
     if args.duration is None:
         args.duration = 0.7 if args.quick else 10.0
@@ -467,13 +456,7 @@ def main() -> None:
         args.warmup = 0.3 if args.quick else 2.0
     args.duration = max(0.2, min(args.duration, 120.0))
     args.warmup = max(0.0, min(args.warmup, 60.0))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main_async(args))
+    run_driver(main_async, args)
 
 
 if __name__ == "__main__":
