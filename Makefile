@@ -5,7 +5,7 @@ SDK13 := .venv-sdk13
 SDK14 := .venv-sdk14
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format bench venvs clean
+.PHONY: run test lint format bench bench-fleet venvs clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test: venvs lint
 bench: venvs
 	$(PY) bench/relay.py
 	$(PY) bench/logs.py
+
+# Production mode: needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379.
+bench-fleet: venvs
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -3,10 +3,13 @@ socket, and a run created the way the Run dialog creates it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from plugins_app.plugins.models import Plugin, PluginInstance
-from plugins_app.runs.models import Run
+from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import RunRequest, run_create
 
 CHANNEL = "test!instance"
@@ -44,3 +47,12 @@ def new_run(
         ),
         dispatch=dispatch,
     )
+
+
+def pass_deadline(*items: WorkItem | Run) -> None:
+    """Move the deadline of these items (or of every item of these runs) into
+    the past, as if the plugin's timeout had run out."""
+    past = timezone.now() - timedelta(seconds=1)
+    for target in items:
+        scope = {"run": target} if isinstance(target, Run) else {"pk": target.pk}
+        WorkItem.objects.filter(**scope).update(deadline_at=past)

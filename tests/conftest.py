@@ -107,7 +107,10 @@ class RegisteredPlugin:
 @pytest.fixture
 def make_plugin(workspace: Workspace) -> Callable[..., RegisteredPlugin]:
     def make(
-        type: str = PluginType.MODEL, timeout: int = 60, **kwargs: Any
+        type: str = PluginType.MODEL,
+        timeout: int = 60,
+        max_attempts: int | None = None,
+        **kwargs: Any,
     ) -> RegisteredPlugin:
         credentials = plugin_create(
             organization=workspace.org,
@@ -118,6 +121,11 @@ def make_plugin(workspace: Workspace) -> Callable[..., RegisteredPlugin]:
             timeout_seconds=timeout,
             projects=[workspace.project],
         )
+        if max_attempts is not None:
+            Plugin.objects.filter(pk=credentials.plugin.pk).update(
+                max_attempts=max_attempts
+            )
+            credentials.plugin.refresh_from_db()
         return RegisteredPlugin(credentials.plugin, credentials.secret)
 
     return make

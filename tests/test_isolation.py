@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
-from plugins_app.runs.models import Run, RunApiKey, WorkItem
+from plugins_app.runs.models import Run, RunApiKey
 from plugins_app.runs.services import (
     RunRequest,
     dispatch_pending,
@@ -23,7 +23,7 @@ from plugins_app.runs.services import (
     runs_sweep,
 )
 from plugins_app.wire.models import OutboxMessage
-from tests.builders import connect_instance, new_run
+from tests.builders import connect_instance, new_run, pass_deadline
 
 CHANNEL = "test!abc"
 
@@ -289,9 +289,7 @@ def finish_by_error(run: Run) -> None:
 
 def finish_by_timeout(run: Run) -> None:
     Plugin.objects.filter(pk=run.plugin_id).update(max_attempts=1)
-    WorkItem.objects.filter(run=run).update(
-        deadline_at=timezone.now() - timedelta(seconds=1)
-    )
+    pass_deadline(run)
     assert runs_sweep()["timed_out"] == 1
 
 

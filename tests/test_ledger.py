@@ -40,7 +40,7 @@ from plugins_app.runs.services import (
 )
 from plugins_app.wire.consumer import _declared_capacity
 from plugins_app.wire.models import OutboxMessage
-from tests.builders import connect_instance, new_run
+from tests.builders import connect_instance, new_run, pass_deadline
 
 CHANNEL = "ledger!one"
 ANSWER = {
@@ -196,14 +196,14 @@ def test_it_retries_a_job_past_its_deadline_until_the_plugins_max_attempts(
     run = new_run(workspace, plugin, "astronaut")
     dispatch_pending(plugin.pk)
 
-    WorkItem.objects.filter(run=run).update(deadline_at=past())
+    pass_deadline(run)
     assert runs_sweep() == {"timed_out": 0, "requeued": 1, "dispatched": 1}
     item = run.items.get()
     assert (item.state, item.attempts) == (WorkItem.State.LEASED, 2)
     assert item.deadline_at > timezone.now()
     assert run.log_lines.filter(message__contains="attempt 1 of 2").exists()
 
-    WorkItem.objects.filter(run=run).update(deadline_at=past())
+    pass_deadline(run)
     assert runs_sweep() == {"timed_out": 1, "requeued": 0, "dispatched": 0}
     item.refresh_from_db()
     assert item.state == WorkItem.State.FAILED
@@ -216,9 +216,9 @@ def test_it_retries_a_job_past_its_deadline_until_the_plugins_max_attempts(
 
 
 def test_it_gives_up_on_a_job_whose_connection_dropped_max_attempts_times(
-    workspace: Any, plugin: Plugin
+    workspace: Any, make_plugin: Any
 ) -> None:
-    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
+    plugin = make_plugin(timeout=5, max_attempts=1).plugin
     connect_instance(plugin, CHANNEL)
     run = new_run(workspace, plugin, "astronaut")
     dispatch_pending(plugin.pk)
@@ -275,9 +275,9 @@ def test_it_gives_the_jobs_of_a_silent_holder_to_another_instance(
 
 
 def test_it_fails_a_job_whose_holders_went_silent_max_attempts_times(
-    workspace: Any, plugin: Plugin
+    workspace: Any, make_plugin: Any
 ) -> None:
-    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
+    plugin = make_plugin(timeout=5, max_attempts=1).plugin
     connect_instance(plugin, CHANNEL)
     run = new_run(workspace, plugin, "astronaut")
     dispatch_pending(plugin.pk)
@@ -480,7 +480,7 @@ def test_it_keeps_the_ledger_consistent_whatever_happens(
             leased = list(self._items().filter(state=WorkItem.State.LEASED))
             if leased:
                 item = data.draw(st.sampled_from(leased))
-                WorkItem.objects.filter(pk=item.pk).update(deadline_at=past())
+                pass_deadline(item)
             runs_sweep()
             self._remember_leases()
 

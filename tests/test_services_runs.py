@@ -23,7 +23,7 @@ from plugins_app.runs.services import (
 )
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Task
-from tests.builders import connect_instance, new_run
+from tests.builders import connect_instance, new_run, pass_deadline
 
 CHANNEL = "test!abc"
 ANSWER = {
@@ -281,15 +281,12 @@ def test_it_fails_a_run_whose_answer_is_invalid(
 def test_it_times_out_an_expired_lease_and_names_the_known_causes(
     workspace: Any, make_plugin: Any
 ) -> None:
-    plugin = make_plugin(timeout=5).plugin
-    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
+    plugin = make_plugin(timeout=5, max_attempts=1).plugin
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut", "coins")
     assert dispatch_pending(plugin.pk) == 2
     expired, fresh = run.items.all()
-    WorkItem.objects.filter(pk=expired.pk).update(
-        deadline_at=timezone.now() - timedelta(seconds=1)
-    )
+    pass_deadline(expired)
 
     assert runs_sweep() == {"timed_out": 1, "requeued": 0, "dispatched": 0}
 
@@ -313,15 +310,12 @@ def test_it_times_out_an_expired_lease_and_names_the_known_causes(
 def test_it_fails_a_run_with_a_timeout_and_an_error(
     workspace: Any, make_plugin: Any
 ) -> None:
-    plugin = make_plugin(timeout=5).plugin
-    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
+    plugin = make_plugin(timeout=5, max_attempts=1).plugin
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut", "coins")
     dispatch_pending(plugin.pk)
     expired, erring = run.items.all()
-    WorkItem.objects.filter(pk=expired.pk).update(
-        deadline_at=timezone.now() - timedelta(seconds=1)
-    )
+    pass_deadline(expired)
 
     runs_sweep()
     assert respond_error(erring) == "error"
@@ -334,14 +328,11 @@ def test_it_fails_a_run_with_a_timeout_and_an_error(
 def test_it_times_out_a_run_whose_only_items_timed_out(
     workspace: Any, make_plugin: Any
 ) -> None:
-    plugin = make_plugin(timeout=5).plugin
-    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=1)
+    plugin = make_plugin(timeout=5, max_attempts=1).plugin
     connect(plugin)
     run = new_run(workspace, plugin, "astronaut")
     dispatch_pending(plugin.pk)
-    WorkItem.objects.filter(run=run).update(
-        deadline_at=timezone.now() - timedelta(seconds=1)
-    )
+    pass_deadline(run)
 
     runs_sweep()
 
