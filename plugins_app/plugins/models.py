@@ -21,6 +21,14 @@ class PluginType(models.TextChoices):
     EVENT = "event", "Event-triggered"
 
 
+class Delivery(models.TextChoices):
+    """How the hub hands a job to the plugin."""
+
+    SOCKET = "socket", "Connected script (Socket.IO)"
+    HOSTED = "hosted", "Hosted on the hub (uploaded code)"
+    REST = "rest", "REST connector (the hub POSTs jobs to a URL)"
+
+
 class Plugin(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="plugins"
@@ -30,6 +38,11 @@ class Plugin(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     type = models.CharField(max_length=20, choices=PluginType, default=PluginType.MODEL)
+    delivery = models.CharField(
+        max_length=20, choices=Delivery, default=Delivery.SOCKET
+    )
+    # Delivery.REST: jobs are POSTed to `<connector_url>/plugin`.
+    connector_url = models.URLField(blank=True)
     class_names = models.JSONField(default=list, blank=True)
     default_config = models.TextField(default="{}", blank=True)
     # sha256 of the secret; the secret itself is shown once (see plugins/secrets.py).

@@ -40,6 +40,17 @@ class Run(models.Model):
     class_mapping = models.JSONField(null=True, blank=True)
     config_json = models.TextField(default="{}")
     batch_ids = models.JSONField(default=list, blank=True)
+    # What started the run: "" (a person or the API), an event name from
+    # workspace/events.py, or "workflow" (a task entered a Plugin stage).
+    trigger = models.CharField(max_length=50, blank=True, db_index=True)
+    # The task an event-triggered or workflow run is about.
+    task = models.ForeignKey(
+        "workspace.Task",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
     error = models.TextField(blank=True)
     # Progress reported by the plugin's log records (`progress`/`total` extras).
     reported_progress = models.PositiveIntegerField(null=True, blank=True)

@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from plugins_app.workspace.workflow import default_workflow
+
 
 class Organization(models.Model):
     name = models.CharField(max_length=200)
@@ -46,6 +48,10 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     # Ango `categorySchema`: {"tools": [...], "classifications": [...], "relations": []}
     ontology = models.JSONField(default=dict, blank=True)
+    # The stages a task goes through, in order (see workspace/workflow.py).
+    workflow = models.JSONField(default=default_workflow, blank=True)
+    # Consensus: how many labelers submit each asset before it moves on.
+    labels_per_asset = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -117,6 +123,8 @@ class Task(models.Model):
     status = models.CharField(max_length=20, choices=Status, default=Status.TODO)
     # {"tools": [...], "classifications": [...], "relations": [...]} (Ango naming)
     answer = models.JSONField(default=dict, blank=True)
+    # Free-form key/values set by people and plugins (e.g. a QA bot's accuracy).
+    metadata = models.JSONField(default=dict, blank=True)
     # The run that wrote the current pre-label, if any.
     prelabel_run = models.ForeignKey(
         "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -125,6 +133,59 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"task of {self.asset}"
+
+
+class TaskEvent(models.Model):
+    """The task's history: every labeling event (names in workspace/events.py)."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(max_length=50, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Who acted when it was not a person: "plugin <name>", "hub".
+    actor_label = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.task}"
+
+
+class Issue(models.Model):
+    """A problem pointed out on a task, by a reviewer or a QA plugin."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="issues")
+    content = models.TextField()
+    # Ango's issue position/pageNumber/objectId, kept as sent.
+    position = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status, default=Status.OPEN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.content[:60]
 
 
 class ApiToken(models.Model):
