@@ -5,6 +5,9 @@ it, and an API token. Prints the ids and credentials as one JSON object.
 
     HUB_VAR_DIR=/tmp/x .venv/bin/python bench/hub_setup.py
 
+With BENCH_PLUGIN_TYPE (e.g. batch_model) the plugin is of that type; with
+BENCH_EXTRA_ASSETS=N the project gets N more assets (and tasks), written in bulk.
+
 (The same objects as `manage.py seed_demo`, without generating the demo images,
 which takes ~10 s; the bench plugin never fetches the image.)
 """
@@ -74,10 +77,22 @@ def main() -> None:
         )
         Task.objects.create(project=project, asset=asset)
         external_ids.append(asset.external_id)
+    extra = int(os.environ.get("BENCH_EXTRA_ASSETS", "0"))
+    bulk = Asset.objects.bulk_create(
+        Asset(
+            project=project,
+            external_id=f"bulk-{n:05d}",
+            file="demo/none.png",
+            width=640,
+            height=480,
+        )
+        for n in range(extra)
+    )
+    Task.objects.bulk_create(Task(project=project, asset=a) for a in bulk)
     credentials = plugin_create(
         organization=org,
         name="Bench model",
-        type=PluginType.MODEL,
+        type=os.environ.get("BENCH_PLUGIN_TYPE", PluginType.MODEL),
         class_names=["face", "coin"],
         default_config="{}",
         timeout_seconds=120,

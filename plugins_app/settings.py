@@ -203,6 +203,8 @@ HUB_PING_TIMEOUT_MS = envint("HUB_PING_TIMEOUT_MS", 20_000)
 # Frames above this are refused with a clear run error (the ASGI server's own cap,
 # set in the Makefile/Procfile, is larger so the hub gets to say why).
 HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
+# The largest body of one POST /v2/import/labels (10,000 records fit easily).
+HUB_IMPORT_MAX_BYTES = envint("HUB_IMPORT_MAX_BYTES", 256 * 1024 * 1024)
 # A plugin is shown live while its last heartbeat (sent every 60 s) is this recent.
 HUB_LIVE_HEARTBEAT_SECONDS = envint("HUB_LIVE_HEARTBEAT_SECONDS", 180)
 # Base URL plugins use to fetch asset files; by default the Host they connected to.

@@ -56,3 +56,44 @@ def pass_deadline(*items: WorkItem | Run) -> None:
     for target in items:
         scope = {"run": target} if isinstance(target, Run) else {"pk": target.pk}
         WorkItem.objects.filter(**scope).update(deadline_at=past)
+
+
+def bulk_assets(project: Any, count: int, *, prefix: str = "bulk") -> list[str]:
+    """`count` assets (100 x 80 images, no file behind them) with their tasks,
+    written in bulk; returns their external IDs in order."""
+    from plugins_app.workspace.models import Asset, Task
+
+    external_ids = [f"{prefix}-{i:05d}" for i in range(count)]
+    assets = Asset.objects.bulk_create(
+        Asset(project=project, external_id=e, file="none.png", width=100, height=80)
+        for e in external_ids
+    )
+    Task.objects.bulk_create(Task(project=project, asset=a) for a in assets)
+    return external_ids
+
+
+def leased_batch_run(workspace: Any, plugin: Plugin) -> tuple[Run, dict[str, Any]]:
+    """A Batch Model run over the whole project whose job went out to a socketless
+    instance; returns the run and the job (with its apiKey)."""
+    from plugins_app.runs.services import dispatch_pending
+    from plugins_app.wire.models import OutboxMessage
+
+    connect_instance(plugin)
+    run = run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box", "coin": "coin-box"},
+            config_json="{}",
+            external_ids=[],
+            batch_ids=[],
+        ),
+        dispatch=False,
+    )
+    assert dispatch_pending(plugin.pk) == 1
+    session = run.items.get().session
+    for row in OutboxMessage.objects.filter(method="send", target=CHANNEL):
+        if row.message["job"]["session"] == session:
+            return run, row.message["job"]
+    raise AssertionError("no job sent for this run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -111,7 +112,16 @@ def _asset_json(request: HttpRequest, asset: Asset) -> dict[str, Any]:
 @require_POST
 @api_key_required
 def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
-    body = _json_body(request)
+    limit = settings.HUB_IMPORT_MAX_BYTES
+    if int(request.headers.get("Content-Length") or 0) > limit:
+        return fail(
+            f"The import is over the hub's limit of {limit:,} bytes "
+            "(HUB_IMPORT_MAX_BYTES): send it in smaller calls; nothing was imported.",
+            413,
+        )
+    # read(), not .body: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is for forms; a
+    # 10,000-record import is bigger and has its own limit above.
+    body = _json_body(request.read(limit + 1))
     if not isinstance(body, dict):
         return fail("The body must be a JSON object.", 400)
     records = body.get("jsonContent", body.get("labels"))
@@ -199,9 +209,9 @@ def _json_param(value: str | None, *, default: Any) -> Any:
         return value
 
 
-def _json_body(request: HttpRequest) -> Any:
+def _json_body(raw: bytes) -> Any:
     try:
-        return json.loads(request.body or b"null")
+        return json.loads(raw or b"null")
     except ValueError:
         return None
 

@@ -41,7 +41,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.workspace.models import Asset, Batch, Project
+from plugins_app.workspace.models import Asset, Batch, Project, Task
 
 log = logging.getLogger(__name__)
 
@@ -703,7 +703,10 @@ def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
 
 # --- Batch Model progress (from /v2/import/labels) ----------------------------
 def run_count_labeled(run: Run, count: int) -> None:
-    Run.objects.filter(pk=run.pk).update(assets_labeled=F("assets_labeled") + count)
+    """After an import: count the assets that carry this run's pre-label (an
+    asset imported twice counts once)."""
+    labeled = Task.objects.filter(prelabel_run=run).count()
+    Run.objects.filter(pk=run.pk).update(assets_labeled=labeled)
     _hub_log(run, f"Imported pre-labels for {count} asset(s).")
     _notify_after_commit(run.pk)
 
