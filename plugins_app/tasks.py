@@ -18,3 +18,12 @@ def dispatch_plugin_work(plugin_id: int) -> int:
     from plugins_app.runs.services import dispatch_pending
 
     return dispatch_pending(plugin_id)
+
+
+@shared_task
+def create_event_run(plugin_id: int, event_id: int) -> int | None:
+    """A task event triggered this plugin: create its run (once) and dispatch."""
+    from plugins_app.runs.services import run_create_for_event
+
+    run = run_create_for_event(plugin_id, event_id)
+    return run.pk if run is not None else None

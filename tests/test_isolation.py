@@ -76,6 +76,7 @@ def acme_pages(workspace: Any, acme: dict[str, Any]) -> list[str]:
         f"/projects/{project}/plugins/{plugin}/run/",
         f"/projects/{project}/plugins/{plugin}/run/?asset=astronaut",
         f"/runs/{acme['run'].pk}/",
+        f"/projects/{project}/tasks/{acme['asset'].task.pk}/",
     ]
 
 
@@ -174,6 +175,8 @@ def test_it_answers_404_to_an_outsider_on_the_api(
         f"/api/plugins/{plugin.pk}",
         f"/api/runs/{run.pk}",
         f"/api/runs/{run.pk}/logs",
+        f"/api/tasks/{acme['asset'].task.pk}",
+        f"/api/tasks/{acme['asset'].task.pk}/events",
     ]
 
     for url in urls:
@@ -402,3 +405,27 @@ def test_it_does_not_import_labels_into_another_project(
     assert response.status_code == 403
     theirs = workspace.other_project.assets.get(external_id="astronaut").task
     assert theirs.answer == {}
+
+
+def test_it_answers_404_to_an_outsider_submitting_or_reviewing_acmes_task(
+    workspace: Any, acme: dict[str, Any]
+) -> None:
+    task = acme["asset"].task
+    theirs = workspace.other_project.pk
+    client = client_for(workspace.outsider)
+    api = bearer("charlie")
+
+    for project in (workspace.project.pk, theirs):
+        base = f"/projects/{project}/tasks/{task.pk}/"
+        assert client.get(base).status_code == 404
+        assert client.post(base + "submit/", {"answer": "{}"}).status_code == 404
+        assert client.post(base + "review/", {"verdict": "accept"}).status_code == 404
+    for action, body in (("submit", {}), ("review", {"verdict": "accept"})):
+        response = api.post(
+            f"/api/tasks/{task.pk}/{action}",
+            json.dumps(body),
+            content_type="application/json",
+        )
+        assert response.status_code == 404
+    task.refresh_from_db()
+    assert not task.events.exists() and task.stage == "Label"

@@ -74,6 +74,31 @@ class Plugin(models.Model):
         return self.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
 
 
+class PluginTrigger(models.Model):
+    """The plugin runs on `project` whenever one of `events` happens to a task
+    (names from workspace/events.py TRIGGER_EVENTS)."""
+
+    plugin = models.ForeignKey(
+        Plugin, on_delete=models.CASCADE, related_name="triggers"
+    )
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="plugin_triggers"
+    )
+    events = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plugin", "project"], name="one_trigger_per_plugin_project"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plugin} on {self.project}: {', '.join(self.events)}"
+
+
 def lease_ttl() -> timedelta:
     """How long an instance counts as alive after it was last seen (a pong or a
     heartbeat), and how far each sighting extends the leases it holds: one ping

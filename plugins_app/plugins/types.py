@@ -97,11 +97,45 @@ def _batch_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
     return base_job(item, api_key=api_key)
 
 
-def _batch_apply(item: WorkItem, response: Any) -> Outcome:
-    # Batch Model plugins write through POST /v2/import/labels; the response is
-    # a message such as "All annotations are imported!".
+def _note_apply(item: WorkItem, response: Any) -> Outcome:
+    # Batch Model plugins write through POST /v2/import/labels, event plugins
+    # through /v2/issues, requeueTasks and the like; the response is only a
+    # message such as "All annotations are imported!".
     text = response if isinstance(response, str) else json.dumps(response)[:500]
     return Outcome(note=f"plugin finished: {text}")
+
+
+# Keys of an event's data that are bookkeeping, not part of the plugin's job.
+_EVENT_DATA_HIDDEN = ("complete",)
+
+
+def _event_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    """The job of an event-triggered run: the event, the task and its asset,
+    plus what the event carried (answer, submittedBy, labels, verdict...)."""
+    job = base_job(item, api_key=api_key)
+    run, asset = item.run, item.asset
+    task, event = run.task, run.event
+    assert asset is not None and task is not None
+    data = dict(event.data) if event is not None else {}
+    job.update(
+        {
+            "event": run.trigger,
+            "eventId": str(event.pk) if event is not None else "",
+            "taskId": str(task.pk),
+            "assetId": str(asset.pk),
+            "externalId": asset.external_id,
+            "dataURL": asset_file_link(asset.pk),
+            "stage": data.get("stage", task.stage),
+            "answer": data.get("answer", task.answer),
+            "submittedBy": data.get("submittedBy", ""),
+            "labels": data.get("labels", []),
+            "metadata": task.metadata,
+        }
+    )
+    for key, value in data.items():
+        if key not in _EVENT_DATA_HIDDEN:
+            job.setdefault(key, value)
+    return job
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,8 @@ class PluginKind:
 
 KINDS: dict[str, PluginKind] = {
     PluginType.MODEL: PluginKind(_model_job, _model_apply),
-    PluginType.BATCH_MODEL: PluginKind(_batch_job, _batch_apply),
+    PluginType.BATCH_MODEL: PluginKind(_batch_job, _note_apply),
+    PluginType.EVENT: PluginKind(_event_job, _note_apply),
 }
 
 

@@ -51,6 +51,15 @@ class Run(models.Model):
         on_delete=models.SET_NULL,
         related_name="runs",
     )
+    # The event that triggered the run: at most one run per (plugin, event),
+    # however often the Celery task that creates it is delivered.
+    event = models.ForeignKey(
+        "workspace.TaskEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
     error = models.TextField(blank=True)
     # Progress reported by the plugin's log records (`progress`/`total` extras).
     reported_progress = models.PositiveIntegerField(null=True, blank=True)
@@ -64,6 +73,13 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plugin", "event"],
+                condition=models.Q(event__isnull=False),
+                name="one_run_per_plugin_event",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.plugin}"

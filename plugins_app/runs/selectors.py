@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,9 @@ from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.workspace.models import Asset
+from plugins_app.workspace import workflow
+from plugins_app.workspace.lifecycle import TaskActionError
+from plugins_app.workspace.models import Asset, Issue, Task
 
 
 def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
@@ -186,3 +189,45 @@ def _item_rows(rows: list[tuple[str, int, str, str | None]]) -> tuple[ItemRow, .
         )
         for state, attempts, error, external_id in ordered[:MAX_ITEM_ROWS]
     )
+
+
+# --- the task page ---------------------------------------------------------------
+def task_page(task: Task) -> dict[str, Any]:
+    """What the task page shows: stage and what can be done in it, answer,
+    metadata, open issues, the labels submitted so far, the history (events,
+    with the runs they name) and the runs about the task."""
+    project = task.project
+    stage = workflow.stage_named(project.workflow, task.stage) or {}
+    history = list(task.events.select_related("actor"))
+    run_ids = {e.data.get("run") for e in history if isinstance(e.data.get("run"), int)}
+    runs = Run.objects.filter(Q(task=task) | Q(pk__in=run_ids)).select_related(
+        "plugin", "project", "created_by"
+    )
+    return {
+        "task": task,
+        "project": project,
+        "asset": task.asset,
+        "stage_type": stage.get("type", ""),
+        "stages": workflow.stages(project.workflow),
+        "answer_json": json.dumps(task.answer or {}, indent=2),
+        "metadata": sorted((task.metadata or {}).items()),
+        "open_issues": task.issues.filter(status=Issue.Status.OPEN),
+        "submissions": task.submissions.filter(active=True).select_related("user"),
+        "labels_per_asset": project.labels_per_asset,
+        "history": history,
+        "runs": runs[:20],
+        "drawn": DrawnAsset(task.asset, *answer_drawing(task.answer, project.ontology)),
+    }
+
+
+def answer_from_text(text: str) -> dict[str, Any] | None:
+    """The answer box of the task page: empty keeps the task's current labels."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise TaskActionError(f"The answer is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise TaskActionError("The answer must be a JSON object.")
+    return value

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
@@ -41,7 +41,8 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.workspace.models import Asset, Batch, Project, Task
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Asset, Batch, Project, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,57 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         if dispatch:
             plugin_id = request.plugin.pk
             transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    return run
+
+
+def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
+    """The run of a triggered plugin for one task event: one work item (the
+    task's asset), then dispatch. Exactly one run per (plugin, event): a
+    redelivered Celery task finds the run already there (and the unique
+    constraint settles a race). Returns None if the plugin or event is gone or
+    they belong to different organizations."""
+    event = (
+        TaskEvent.objects.select_related("task__asset", "task__project", "actor")
+        .filter(pk=event_id)
+        .first()
+    )
+    plugin = Plugin.objects.filter(pk=plugin_id).first()
+    if event is None or plugin is None:
+        return None
+    task = event.task
+    if plugin.organization_id != task.project.organization_id:
+        return None
+    existing = Run.objects.filter(plugin=plugin, event=event).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                organization_id=plugin.organization_id,
+                project=task.project,
+                plugin=plugin,
+                created_by=event.actor,
+                config_json=plugin.default_config.strip() or "{}",
+                trigger=event.name,
+                task=task,
+                event=event,
+            )
+            WorkItem.objects.create(
+                run=run,
+                plugin=plugin,
+                asset=task.asset,
+                session=_new_session(),
+                priority=PRIORITY_INTERACTIVE,
+            )
+            who = event.actor.get_username() if event.actor else event.actor_label
+            _hub_log(
+                run,
+                f"Triggered by {event.name} on {task.asset.external_id}"
+                f"{f' ({who})' if who else ''}; waiting for a plugin instance.",
+            )
+            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    except IntegrityError:
+        return Run.objects.filter(plugin=plugin, event=event).first()
     return run
 
 
@@ -229,7 +281,12 @@ def _next_pending_item(plugin_id: int) -> WorkItem | None:
         return None
     return (
         WorkItem.objects.select_related(
-            "run__plugin", "run__project", "run__created_by", "asset__task"
+            "run__plugin",
+            "run__project",
+            "run__created_by",
+            "run__task",
+            "run__event",
+            "asset__task",
         )
         .filter(pk=first_id)
         .first()
@@ -625,6 +682,28 @@ def _run_close(run: Run, status: str, error: str) -> None:
     RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
     _hub_log(run, f"Run {Run.Status(status).label.lower()}.")
     _notify_after_commit(run.pk)
+    if run.task_id is not None:
+        _record_on_task(run, status, error)
+
+
+def _record_on_task(run: Run, status: str, error: str) -> None:
+    """A run about a task ended: say so in the task's history."""
+    task = Task.objects.filter(pk=run.task_id).first()
+    if task is None:
+        return
+    name = events.RUN_SUCCEEDED if status == Run.Status.SUCCEEDED else events.RUN_FAILED
+    events.emit(
+        task,
+        name,
+        actor_label=f"plugin {run.plugin.name}",
+        data={
+            "run": run.pk,
+            "plugin": run.plugin.name,
+            "trigger": run.trigger,
+            "status": status,
+            "error": error[:500],
+        },
+    )
 
 
 # --- cancel and retry -----------------------------------------------------------

@@ -12,7 +12,13 @@ from django.http import Http404
 
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run
-from plugins_app.workspace.models import Asset, Membership, Organization, Project
+from plugins_app.workspace.models import (
+    Asset,
+    Membership,
+    Organization,
+    Project,
+    Task,
+)
 
 
 def user_orgs(user: Any) -> QuerySet[Organization]:
@@ -51,6 +57,16 @@ def get_asset_for_user(user: Any, project: Project, asset_id: int) -> Asset:
         return project.assets.select_related("task").get(pk=asset_id)
     except Asset.DoesNotExist:
         raise Http404("No such asset") from None
+
+
+def get_task_for_user(user: Any, task_id: int, project: Project | None = None) -> Task:
+    tasks = Task.objects.filter(project__in=visible_projects(user))
+    if project is not None:
+        tasks = tasks.filter(project=project)
+    try:
+        return tasks.select_related("asset", "project").get(pk=task_id)
+    except Task.DoesNotExist:
+        raise Http404("No such task") from None
 
 
 def get_plugin_for_user(user: Any, plugin_id: int) -> Plugin:

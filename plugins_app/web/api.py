@@ -19,6 +19,7 @@ from ninja.security import HttpBearer, django_auth
 from plugins_app.plugins.models import PluginInstance, PluginType
 from plugins_app.plugins.secrets import token_hash
 from plugins_app.plugins.services import default_config_errors, plugin_create
+from plugins_app.plugins.triggers import plugin_set_triggers, plugin_trigger_events
 from plugins_app.runs import selectors
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import (
@@ -30,7 +31,8 @@ from plugins_app.runs.services import (
     run_retry,
 )
 from plugins_app.web import access
-from plugins_app.workspace.models import ApiToken
+from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
+from plugins_app.workspace.models import ApiToken, Task
 
 
 class TokenAuth(HttpBearer):
@@ -72,6 +74,7 @@ class PluginIn(Schema):
     default_config: str = "{}"
     timeout_seconds: int = 300
     project_ids: list[int] = []
+    trigger_events: list[str] = []
 
 
 class InstanceOut(Schema):
@@ -94,6 +97,7 @@ class PluginOut(Schema):
     live_instances: int
     instances: list[InstanceOut]
     project_ids: list[int]
+    trigger_events: list[str]
 
 
 class PluginPatch(Schema):
@@ -105,6 +109,7 @@ class PluginPatch(Schema):
     concurrency: int | None = None
     max_attempts: int | None = None
     project_ids: list[int] | None = None
+    trigger_events: list[str] | None = None
 
 
 class PluginCreated(PluginOut):
@@ -169,6 +174,7 @@ def _plugin_out(plugin: Any) -> dict[str, Any]:
         "live_instances": len(instances),
         "instances": instances,
         "project_ids": list(plugin.projects.values_list("pk", flat=True)),
+        "trigger_events": plugin_trigger_events(plugin),
     }
 
 
@@ -238,9 +244,22 @@ def create_plugin(request: HttpRequest, body: PluginIn) -> Status[dict[str, Any]
         )
     except ValidationError as exc:
         return Status(400, {"errors": exc.message_dict})
+    if errors := _set_triggers(credentials.plugin, body.trigger_events):
+        credentials.plugin.delete()
+        return Status(400, errors)
     return Status(
         201, {**_plugin_out(credentials.plugin), "secret": credentials.secret}
     )
+
+
+def _set_triggers(plugin: Any, event_names: list[str]) -> dict[str, Any] | None:
+    try:
+        plugin_set_triggers(
+            plugin, projects=list(plugin.projects.all()), event_names=event_names
+        )
+    except ValueError as exc:
+        return {"errors": {"trigger_events": [str(exc)]}}
+    return None
 
 
 @api.patch("/plugins/{plugin_id}", response={200: PluginOut, 400: ErrorOut})
@@ -254,6 +273,7 @@ def update_plugin(
     ):
         return Status(400, {"errors": {"default_config": errors}})
     project_ids = changes.pop("project_ids", None)
+    trigger_events = changes.pop("trigger_events", None)
     for field, value in changes.items():
         setattr(plugin, field, value)
     try:
@@ -263,6 +283,12 @@ def update_plugin(
     plugin.save()
     if project_ids is not None:
         plugin.projects.set(plugin.organization.projects.filter(pk__in=project_ids))
+    if project_ids is not None or trigger_events is not None:
+        names = (
+            plugin_trigger_events(plugin) if trigger_events is None else trigger_events
+        )
+        if errors := _set_triggers(plugin, names):
+            return Status(400, errors)
     return Status(200, _plugin_out(plugin))
 
 
@@ -345,3 +371,117 @@ def get_run_logs(
 ) -> list[Any]:
     run = access.get_run_for_user(request.user, run_id)
     return list(run.log_lines.filter(id__gt=after)[: max(1, min(limit, 10_000))])
+
+
+# --- tasks: submit and review ---------------------------------------------------
+class TaskOut(Schema):
+    id: int
+    project_id: int
+    asset_id: int
+    external_id: str
+    stage: str
+    status: str
+    answer: dict[str, Any]
+    metadata: dict[str, Any]
+    open_issues: list[dict[str, Any]]
+    labels_submitted: int
+    labels_per_asset: int
+
+
+class TaskEventOut(Schema):
+    id: int
+    name: str
+    actor: str | None
+    actor_label: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class SubmitIn(Schema):
+    # None: submit the task's current labels (e.g. an accepted pre-label).
+    answer: dict[str, Any] | None = None
+
+
+class ReviewIn(Schema):
+    verdict: str  # "accept" or "reject"
+    reason: str = ""
+
+
+def task_out(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.pk,
+        "project_id": task.project_id,
+        "asset_id": task.asset_id,
+        "external_id": task.asset.external_id,
+        "stage": task.stage,
+        "status": task.status,
+        "answer": task.answer or {},
+        "metadata": task.metadata or {},
+        "open_issues": [
+            {
+                "id": i.pk,
+                "content": i.content,
+                "created_by": i.created_by.get_username()
+                if i.created_by
+                else i.created_by_label,
+                "created_at": i.created_at.isoformat(),
+            }
+            for i in task.issues.filter(status="open").select_related("created_by")
+        ],
+        "labels_submitted": task.submissions.filter(active=True).count(),
+        "labels_per_asset": task.project.labels_per_asset,
+    }
+
+
+@api.get("/tasks/{task_id}", response=TaskOut)
+def get_task(request: HttpRequest, task_id: int) -> dict[str, Any]:
+    return task_out(access.get_task_for_user(request.user, task_id))
+
+
+@api.get("/tasks/{task_id}/events", response=list[TaskEventOut])
+def get_task_events(request: HttpRequest, task_id: int) -> list[dict[str, Any]]:
+    task = access.get_task_for_user(request.user, task_id)
+    return [
+        {
+            "id": e.pk,
+            "name": e.name,
+            "actor": e.actor.get_username() if e.actor else None,
+            "actor_label": e.actor_label,
+            "data": e.data,
+            "created_at": e.created_at,
+        }
+        for e in task.events.select_related("actor")
+    ]
+
+
+@api.post("/tasks/{task_id}/submit", response={200: TaskOut, 409: ErrorOut})
+def submit_task(
+    request: HttpRequest, task_id: int, body: SubmitIn
+) -> Status[dict[str, Any]]:
+    task = access.get_task_for_user(request.user, task_id)
+    try:
+        task = task_submit(task, user=request.user, answer=body.answer)
+    except TaskActionError as exc:
+        return Status(409, {"errors": {"__all__": [str(exc)]}})
+    task.refresh_from_db()
+    return Status(200, task_out(task))
+
+
+@api.post("/tasks/{task_id}/review", response={200: TaskOut, 409: ErrorOut})
+def review_task(
+    request: HttpRequest, task_id: int, body: ReviewIn
+) -> Status[dict[str, Any]]:
+    task = access.get_task_for_user(request.user, task_id)
+    if body.verdict not in ("accept", "reject"):
+        return Status(409, {"errors": {"verdict": ['Use "accept" or "reject".']}})
+    try:
+        task = task_review(
+            task,
+            user=request.user,
+            accept=body.verdict == "accept",
+            reason=body.reason,
+        )
+    except TaskActionError as exc:
+        return Status(409, {"errors": {"__all__": [str(exc)]}})
+    task.refresh_from_db()
+    return Status(200, task_out(task))

@@ -12,6 +12,8 @@ from plugins_app.plugins.services import (
     default_config_errors,
     parse_class_names,
 )
+from plugins_app.plugins.triggers import plugin_trigger_events
+from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project
 
 
@@ -21,6 +23,14 @@ class PluginForm(forms.ModelForm):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "face\ncoin"}),
         help_text="One per line (or comma-separated): the classes your model returns.",
+    )
+    trigger_events = forms.MultipleChoiceField(
+        label="Run on events",
+        choices=[(name, name) for name in TRIGGER_EVENTS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Event-triggered plugins: a run for each of these events of a "
+        "task, on the projects it is active on.",
     )
 
     class Meta:
@@ -52,6 +62,15 @@ class PluginForm(forms.ModelForm):
             self.fields["class_names_text"].initial = "\n".join(
                 self.instance.class_names
             )
+            self.fields["trigger_events"].initial = plugin_trigger_events(self.instance)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("trigger_events") and cleaned.get("type") != PluginType.EVENT:
+            self.add_error(
+                "trigger_events", "Only Event-triggered plugins run on events."
+            )
+        return cleaned
 
     def clean_default_config(self) -> str:
         text = self.cleaned_data.get("default_config") or "{}"

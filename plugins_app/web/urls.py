@@ -23,6 +23,21 @@ urlpatterns = [
         name="asset-image",
     ),
     path(
+        "projects/<int:project_id>/tasks/<int:task_id>/",
+        views.task_detail,
+        name="task-detail",
+    ),
+    path(
+        "projects/<int:project_id>/tasks/<int:task_id>/submit/",
+        views.task_submit_view,
+        name="task-submit",
+    ),
+    path(
+        "projects/<int:project_id>/tasks/<int:task_id>/review/",
+        views.task_review_view,
+        name="task-review",
+    ),
+    path(
         "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
         views.run_dialog,
         name="run-dialog",

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import (
@@ -29,6 +30,8 @@ from plugins_app.runs.services import (
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
+from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
+from plugins_app.workspace.models import Task
 
 RUNS_PER_PAGE = 25
 
@@ -89,6 +92,7 @@ def plugin_new(request: HttpRequest) -> HttpResponse:
             concurrency=form.cleaned_data["concurrency"],
             max_attempts=form.cleaned_data["max_attempts"],
         )
+        _save_triggers(credentials.plugin, form)
         return _secret_once(request, credentials.plugin, credentials.secret)
     return render(
         request, "plugins/plugin_list.html#plugin-form", {"form": form, "plugin": None}
@@ -107,6 +111,7 @@ def plugin_edit(request: HttpRequest, plugin_id: int) -> HttpResponse:
         plugin.class_names = form.cleaned_data["class_names_text"]
         plugin.save()
         form.save_m2m()
+        _save_triggers(plugin, form)
         return HttpResponseClientRedirect(
             reverse("web:plugin-detail", args=[plugin.pk])
         )
@@ -114,6 +119,14 @@ def plugin_edit(request: HttpRequest, plugin_id: int) -> HttpResponse:
         request,
         "plugins/plugin_list.html#plugin-form",
         {"form": form, "plugin": plugin},
+    )
+
+
+def _save_triggers(plugin: Plugin, form: PluginForm) -> None:
+    plugin_set_triggers(
+        plugin,
+        projects=list(form.cleaned_data["projects"]),
+        event_names=form.cleaned_data["trigger_events"],
     )
 
 
@@ -168,6 +181,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
             "plugins": selectors.plugins_with_liveness(
                 project.plugins.filter(organization=project.organization)
             ),
+            "triggers": project.plugin_triggers.select_related("plugin"),
         },
     )
 
@@ -193,6 +207,74 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
             .select_related("plugin", "created_by")
             .distinct()[:10],
         },
+    )
+
+
+# --- tasks: submit and review ---------------------------------------------------
+@require_GET
+@login_required
+def task_detail(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    task = access.get_task_for_user(request.user, task_id, project)
+    return render(request, "projects/task_detail.html", _task_context(task))
+
+
+@require_POST
+@login_required
+def task_submit_view(
+    request: HttpRequest, project_id: int, task_id: int
+) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    task = access.get_task_for_user(request.user, task_id, project)
+    try:
+        answer = selectors.answer_from_text(request.POST.get("answer", ""))
+        task = task_submit(task, user=request.user, answer=answer)
+    except TaskActionError as exc:
+        return _task_panel(request, task, error=str(exc))
+    return _task_panel(request, task)
+
+
+@require_POST
+@login_required
+def task_review_view(
+    request: HttpRequest, project_id: int, task_id: int
+) -> HttpResponse:
+    project = access.get_project_for_user(request.user, project_id)
+    task = access.get_task_for_user(request.user, task_id, project)
+    verdict = request.POST.get("verdict", "")
+    try:
+        if verdict not in ("accept", "reject"):
+            raise TaskActionError("Choose Accept or Reject.")
+        task = task_review(
+            task,
+            user=request.user,
+            accept=verdict == "accept",
+            reason=request.POST.get("reason", ""),
+        )
+    except TaskActionError as exc:
+        return _task_panel(request, task, error=str(exc))
+    return _task_panel(request, task)
+
+
+def _task_context(task: Task, *, error: str = "") -> dict[str, Any]:
+    return {**selectors.task_page(task), "action_error": error}
+
+
+def _task_panel(request: HttpRequest, task: Task, *, error: str = "") -> HttpResponse:
+    """The task's panel for htmx (a refusal shown in place, as 200 so htmx swaps
+    it); a plain form post goes back to the task page, or gets 409 on refusal."""
+    task.refresh_from_db()
+    if not getattr(request, "htmx", False):
+        if not error:
+            return redirect(
+                "web:task-detail", project_id=task.project_id, task_id=task.pk
+            )
+        context = _task_context(task, error=error)
+        return render(request, "projects/task_detail.html", context, status=409)
+    return render(
+        request,
+        "projects/task_detail.html#task-panel",
+        _task_context(task, error=error),
     )
 
 

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from plugins_app.workspace import events, workflow
-from plugins_app.workspace.models import Issue, Task
+from plugins_app.workspace.models import Issue, Submission, Task
 
 # The status a task shows while it sits in a stage of each type.
 STATUS_IN_STAGE = {
@@ -64,6 +64,8 @@ def task_send_back(
     """Back to the labeling queue: `to_stage`, or the workflow's first Label stage."""
     target = to_stage or _first_label_stage(task)
     with transaction.atomic():
+        # The next round of labeling starts from scratch (consensus included).
+        task.submissions.filter(active=True).update(active=False)
         events.emit(
             task,
             events.TASK_SENT_BACK,
@@ -111,3 +113,117 @@ def task_metadata_update(task: Task, values: dict[str, Any]) -> Task:
         task.metadata = {k: v for k, v in merged.items() if v is not None}
         task.save(update_fields=["metadata", "updated_at"])
     return task
+
+
+# --- labeling and review ------------------------------------------------------
+def task_submit(
+    task: Task, *, user: AbstractBaseUser, answer: dict[str, Any] | None = None
+) -> Task:
+    """A labeler submits the task in a Label stage. The answer is stored as the
+    labeler's submission; once `labels_per_asset` different labelers have
+    submitted, the task moves to the next stage. Every submission emits
+    `label.submitted`; `data["complete"]` says whether it was the last one
+    needed (only complete submissions trigger plugins)."""
+    # No answer given: the labeler submits the task's current labels as they are.
+    answer = _checked_answer(task.answer if answer is None else answer)
+    with transaction.atomic():
+        task = (
+            Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+        )
+        stage = _stage_of_type(task, workflow.LABEL, "submitted")
+        if task.submissions.filter(active=True, user=user).exists():
+            raise TaskActionError(
+                "You already submitted this task; it waits for other labelers "
+                f"({task.project.labels_per_asset} labels per asset)."
+            )
+        Submission.objects.create(task=task, user=user, answer=answer)
+        labels = list(task.submissions.filter(active=True).select_related("user"))
+        required = max(1, task.project.labels_per_asset)
+        complete = len(labels) >= required
+        task.answer = answer
+        task.save(update_fields=["answer", "updated_at"])
+        events.emit(
+            task,
+            events.LABEL_SUBMITTED,
+            actor=user,
+            data={
+                "answer": answer,
+                "submittedBy": user.get_username(),
+                "stage": stage["name"],
+                "labels": [_label_json(s) for s in labels],
+                "labelsRequired": required,
+                "complete": complete,
+            },
+        )
+        if complete:
+            _move_on(task, stage, actor=user)
+    return task
+
+
+def task_review(
+    task: Task, *, user: AbstractBaseUser, accept: bool, reason: str = ""
+) -> Task:
+    """A reviewer accepts the task (next stage) or rejects it (back to the
+    labeling queue); either way `label.reviewed` is recorded first."""
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        task = (
+            Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+        )
+        stage = _stage_of_type(task, workflow.REVIEW, "reviewed")
+        events.emit(
+            task,
+            events.LABEL_REVIEWED,
+            actor=user,
+            data={
+                "verdict": "accepted" if accept else "rejected",
+                "reason": reason,
+                "answer": task.answer,
+                "reviewedBy": user.get_username(),
+                "stage": stage["name"],
+            },
+        )
+        if accept:
+            return _move_on(task, stage, actor=user)
+        return task_send_back(task, actor=user, reason=reason or "Rejected in review")
+
+
+def _stage_of_type(task: Task, type_: str, verb: str) -> workflow.Stage:
+    stage = workflow.stage_named(task.project.workflow, task.stage)
+    if stage is None or stage.get("type") != type_:
+        where = f"in {task.stage}" if stage else f"in an unknown stage ({task.stage})"
+        wanted = "a Label" if type_ == workflow.LABEL else "a Review"
+        raise TaskActionError(
+            f"This task is {where}; only a task in {wanted} stage can be {verb}."
+        )
+    return stage
+
+
+def _move_on(task: Task, stage: workflow.Stage, *, actor: AbstractBaseUser) -> Task:
+    following = workflow.next_stage(task.project.workflow, stage["name"])
+    if following is None:
+        raise TaskActionError(f"The workflow has no stage after {stage['name']}.")
+    return task_move(task, to_stage=following["name"], actor=actor)
+
+
+def _checked_answer(answer: Any) -> dict[str, Any]:
+    """An Ango answer object; missing lists are filled in, anything else refused."""
+    if not isinstance(answer, dict):
+        raise TaskActionError(
+            'The answer must be a JSON object like {"tools": [], '
+            '"classifications": [], "relations": []}.'
+        )
+    checked = dict(answer)
+    for key in ("tools", "classifications", "relations"):
+        value = checked.setdefault(key, [])
+        if not isinstance(value, list):
+            raise TaskActionError(f"The answer's “{key}” must be a list.")
+    return checked
+
+
+def _label_json(submission: Submission) -> dict[str, Any]:
+    return {
+        "submittedBy": submission.user.get_username(),
+        "submittedAt": submission.submitted_at.isoformat(),
+        "answer": submission.answer,
+    }

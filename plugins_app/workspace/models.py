@@ -135,6 +135,34 @@ class Task(models.Model):
         return f"task of {self.asset}"
 
 
+class Submission(models.Model):
+    """One labeler's answer for a task. With consensus (`labels_per_asset` N),
+    the task moves on when N different labelers have an active submission;
+    sending the task back retires them (`active=False`), keeping the history."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="submissions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    answer = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A labeler counts once towards a task's consensus.
+            models.UniqueConstraint(
+                fields=["task", "user"],
+                condition=models.Q(active=True),
+                name="one_active_submission_per_labeler",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"submission of {self.task} by {self.user}"
+
+
 class TaskEvent(models.Model):
     """The task's history: every labeling event (names in workspace/events.py)."""
 

@@ -1,0 +1,63 @@
+"""Event triggers: which plugins a task event starts, and the listener that
+hands each of them to Celery once the event's transaction has committed (the
+labeler's click never waits for a plugin)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from plugins_app.plugins.models import Plugin, PluginTrigger, PluginType
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Project, TaskEvent
+
+
+def triggered_plugin_ids(project_id: int, event_name: str) -> list[int]:
+    rows = PluginTrigger.objects.filter(project_id=project_id).values_list(
+        "plugin_id", "events"
+    )
+    # A few triggers per project at most: filtering the JSON list here works
+    # the same on SQLite and PostgreSQL.
+    return [plugin_id for plugin_id, names in rows if event_name in (names or [])]
+
+
+def on_task_event(event: TaskEvent) -> None:
+    """events.listen hook: one Celery task per triggered plugin."""
+    if event.name not in events.TRIGGER_EVENTS:
+        return
+    # A consensus submission short of the N-th starts nothing.
+    if event.data.get("complete") is False:
+        return
+    from plugins_app.tasks import create_event_run
+
+    for plugin_id in triggered_plugin_ids(event.task.project_id, event.name):
+        create_event_run.delay(plugin_id, event.pk)
+
+
+def plugin_set_triggers(
+    plugin: Plugin, *, projects: list[Project], event_names: list[str]
+) -> None:
+    """The plugin runs on these projects for these events (and on no other)."""
+    unknown = set(event_names) - set(events.TRIGGER_EVENTS)
+    if unknown:
+        raise ValueError(f"Not trigger events: {', '.join(sorted(unknown))}")
+    if event_names and plugin.type != PluginType.EVENT:
+        raise ValueError("Only Event-triggered plugins can be triggered by events.")
+    wanted = [p for p in projects if p.organization_id == plugin.organization_id]
+    with transaction.atomic():
+        if not event_names:
+            PluginTrigger.objects.filter(plugin=plugin).delete()
+            return
+        PluginTrigger.objects.filter(plugin=plugin).exclude(project__in=wanted).delete()
+        for project in wanted:
+            PluginTrigger.objects.update_or_create(
+                plugin=plugin, project=project, defaults={"events": list(event_names)}
+            )
+
+
+def plugin_trigger_events(plugin: Plugin) -> list[str]:
+    """The events the plugin is triggered by (the same on each of its projects
+    when set through the dialog or the API)."""
+    names: list[str] = []
+    for trigger in plugin.triggers.all():
+        names += [n for n in trigger.events if n not in names]
+    return [n for n in events.TRIGGER_EVENTS if n in names]

@@ -1,0 +1,398 @@
+"""Labeling events: submit and review (lifecycle, task page, JSON API), the
+task's history, event triggers creating exactly one run per (plugin, event)
+through the on-commit → Celery path, and run-level events on the task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from plugins_app.celery import app as celery_app
+from plugins_app.plugins.models import PluginTrigger, PluginType
+from plugins_app.plugins.triggers import plugin_set_triggers
+from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.services import (
+    dispatch_pending,
+    item_respond,
+    run_create_for_event,
+)
+from plugins_app.tasks import create_event_run
+from plugins_app.wire.models import OutboxMessage
+from plugins_app.workspace import events
+from plugins_app.workspace.lifecycle import (
+    TaskActionError,
+    task_review,
+    task_send_back,
+    task_submit,
+)
+from plugins_app.workspace.models import Task, TaskEvent
+from tests.builders import connect_instance
+
+BOX = {
+    "schemaId": "face-box",
+    "objectId": "o1",
+    "bounding-box": {"x": 10, "y": 10, "width": 40, "height": 40},
+}
+ANSWER = {"tools": [BOX], "classifications": [], "relations": []}
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Celery tasks run in the caller (the on-commit listener) instead of a
+    broker: the same code path as the worker, in the test's process."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
+
+
+def in_label(workspace: Any, external_id: str = "astronaut") -> Task:
+    task = workspace.asset(external_id).task
+    task.stage, task.status = "Label", Task.Status.TODO
+    task.save()
+    return task
+
+
+def event_plugin(make_plugin: Any, workspace: Any, *names: str) -> Any:
+    registered = make_plugin(type=PluginType.EVENT, class_names=[], name="QA bot")
+    plugin_set_triggers(
+        registered.plugin,
+        projects=[workspace.project],
+        event_names=list(names) or [events.LABEL_SUBMITTED],
+    )
+    return registered
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# --- lifecycle ------------------------------------------------------------------
+def test_submit_stores_the_answer_moves_to_review_and_records_the_event(
+    workspace: Any,
+) -> None:
+    task = in_label(workspace)
+
+    task = task_submit(task, user=workspace.annotator, answer=ANSWER)
+
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Review", Task.Status.SUBMITTED)
+    assert task.answer["tools"] == [BOX]
+    submitted = task.events.get(name=events.LABEL_SUBMITTED)
+    assert submitted.actor == workspace.annotator
+    assert submitted.data["answer"]["tools"] == [BOX]
+    assert submitted.data["submittedBy"] == "bob"
+    assert submitted.data["complete"] is True
+    assert [e.name for e in task.events.all()] == [
+        events.LABEL_SUBMITTED,
+        events.TASK_STAGE_ENTERED,
+    ]
+
+
+def test_review_accept_completes_and_reject_sends_back(workspace: Any) -> None:
+    accepted = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    rejected = task_submit(
+        in_label(workspace, "coins"), user=workspace.annotator, answer=ANSWER
+    )
+
+    task_review(accepted, user=workspace.admin, accept=True)
+    task_review(rejected, user=workspace.admin, accept=False, reason="box too big")
+
+    accepted.refresh_from_db()
+    rejected.refresh_from_db()
+    assert (accepted.stage, accepted.status) == ("Complete", Task.Status.REVIEWED)
+    assert (rejected.stage, rejected.status) == ("Label", Task.Status.TODO)
+    reviewed = rejected.events.get(name=events.LABEL_REVIEWED)
+    assert reviewed.data["verdict"] == "rejected"
+    assert reviewed.data["reason"] == "box too big"
+    sent_back = rejected.events.get(name=events.TASK_SENT_BACK)
+    assert sent_back.data == {"from": "Review", "to": "Label", "reason": "box too big"}
+
+
+def test_actions_that_do_not_apply_are_refused_clearly(workspace: Any) -> None:
+    task = in_label(workspace)
+    with pytest.raises(TaskActionError, match="only a task in a Review stage"):
+        task_review(task, user=workspace.admin, accept=True)
+    task_submit(task, user=workspace.annotator, answer=ANSWER)
+    with pytest.raises(TaskActionError, match="only a task in a Label stage"):
+        task_submit(task, user=workspace.admin, answer=ANSWER)
+    with pytest.raises(TaskActionError, match="must be a list"):
+        task_submit(
+            in_label(workspace, "coins"), user=workspace.admin, answer={"tools": 3}
+        )
+    assert TaskEvent.objects.filter(name=events.LABEL_REVIEWED).count() == 0
+
+
+def test_consensus_waits_for_n_different_labelers(workspace: Any) -> None:
+    workspace.project.labels_per_asset = 2
+    workspace.project.save()
+    task = in_label(workspace)
+
+    task_submit(task, user=workspace.annotator, answer=ANSWER)
+    task.refresh_from_db()
+    assert task.stage == "Label"
+    with pytest.raises(TaskActionError, match="already submitted"):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+    task_submit(task, user=workspace.admin, answer={"tools": []})
+
+    task.refresh_from_db()
+    assert task.stage == "Review"
+    first, last = task.events.filter(name=events.LABEL_SUBMITTED)
+    assert first.data["complete"] is False and last.data["complete"] is True
+    assert [label["submittedBy"] for label in last.data["labels"]] == ["bob", "alice"]
+    assert last.data["labels"][0]["answer"]["tools"] == [BOX]
+    # Sent back, the next round starts from scratch.
+    task_send_back(task, reason="disagreement")
+    task_submit(task, user=workspace.annotator, answer=ANSWER)
+    task.refresh_from_db()
+    assert task.stage == "Label"
+
+
+# --- triggers -------------------------------------------------------------------
+def test_a_submit_triggers_one_run_of_the_event_plugin_after_commit(
+    workspace: Any,
+    make_plugin: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    registered = event_plugin(make_plugin, workspace)
+    other = event_plugin(make_plugin, workspace, events.LABEL_REVIEWED)
+    task = in_label(workspace)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+
+    run = Run.objects.get(plugin=registered.plugin)
+    event = task.events.get(name=events.LABEL_SUBMITTED)
+    assert (run.trigger, run.task_id, run.event_id) == (
+        events.LABEL_SUBMITTED,
+        task.pk,
+        event.pk,
+    )
+    assert run.created_by == workspace.annotator
+    assert run.items.get().asset_id == task.asset_id
+    assert not Run.objects.filter(plugin=other.plugin).exists()
+
+
+def test_a_redelivered_trigger_creates_no_second_run(
+    workspace: Any, make_plugin: Any
+) -> None:
+    registered = event_plugin(make_plugin, workspace)
+    task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    event = task.events.get(name=events.LABEL_SUBMITTED)
+
+    first = run_create_for_event(registered.plugin.pk, event.pk)
+    again = create_event_run.apply(args=[registered.plugin.pk, event.pk]).get()
+
+    assert first is not None and again == first.pk
+    assert Run.objects.filter(event=event).count() == 1
+
+
+def test_a_consensus_submission_short_of_n_triggers_nothing(
+    workspace: Any,
+    make_plugin: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    event_plugin(make_plugin, workspace)
+    workspace.project.labels_per_asset = 2
+    workspace.project.save()
+    task = in_label(workspace)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+    assert not Run.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        task_submit(task, user=workspace.admin, answer=ANSWER)
+    assert Run.objects.count() == 1
+
+
+def test_the_event_job_carries_the_event_and_the_run_end_lands_in_the_history(
+    workspace: Any,
+    make_plugin: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    registered = event_plugin(make_plugin, workspace)
+    instance = connect_instance(registered.plugin, "test!event")
+    task = in_label(workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+    dispatch_pending(registered.plugin.pk)
+
+    job = OutboxMessage.objects.filter(target="test!event").last().message["job"]
+    assert job["event"] == "label.submitted"
+    assert job["taskId"] == str(task.pk)
+    assert job["externalId"] == "astronaut"
+    assert job["assetId"] == str(task.asset_id)
+    assert job["answer"]["tools"] == [BOX]
+    assert job["submittedBy"] == "bob"
+    assert job["stage"] == "Label"
+    assert [label["submittedBy"] for label in job["labels"]] == ["bob"]
+    assert "complete" not in job and job["apiKey"]
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = item_respond(
+            session=job["session"],
+            payload={"response": "checked"},
+            channel_name=instance.channel_name,
+        )
+    assert outcome == "done"
+    run = Run.objects.get(plugin=registered.plugin)
+    assert run.status == Run.Status.SUCCEEDED
+    ended = task.events.get(name=events.RUN_SUCCEEDED)
+    assert ended.data["run"] == run.pk and ended.actor_label == "plugin QA bot"
+
+
+def test_only_event_plugins_take_triggers(workspace: Any, make_plugin: Any) -> None:
+    model = make_plugin().plugin
+    with pytest.raises(ValueError, match="Only Event-triggered"):
+        plugin_set_triggers(
+            model, projects=[workspace.project], event_names=["label.submitted"]
+        )
+    with pytest.raises(ValueError, match="Not trigger events"):
+        plugin_set_triggers(model, projects=[workspace.project], event_names=["x"])
+
+
+# --- the task page ----------------------------------------------------------------
+def test_the_task_page_submits_and_reviews_with_htmx(
+    workspace: Any, make_plugin: Any
+) -> None:
+    event_plugin(make_plugin, workspace)
+    task = in_label(workspace)
+    base = f"/projects/{workspace.project.pk}/tasks/{task.pk}/"
+    labeler, reviewer = client_for(workspace.annotator), client_for(workspace.admin)
+
+    page = labeler.get(base).content.decode()
+    assert 'id="task-submit"' in page and "Label" in page
+    assert (
+        f'href="{base}"'
+        in labeler.get(f"/projects/{workspace.project.pk}/").content.decode()
+    )
+    asset_page = labeler.get(
+        f"/projects/{workspace.project.pk}/assets/{task.asset_id}/"
+    ).content.decode()
+    assert f'href="{base}"' in asset_page
+
+    submitted = labeler.post(
+        base + "submit/", {"answer": json.dumps(ANSWER)}, HTTP_HX_REQUEST="true"
+    )
+    assert submitted.status_code == 200
+    assert 'id="task-accept"' in submitted.content.decode()
+
+    refused = labeler.post(base + "submit/", {"answer": "{}"}, HTTP_HX_REQUEST="true")
+    assert "only a task in a Label stage" in refused.content.decode()
+
+    rejected = reviewer.post(
+        base + "review/",
+        {"verdict": "reject", "reason": "<b>wrong</b>"},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'id="task-submit"' in rejected
+    assert "&lt;b&gt;wrong&lt;/b&gt;" in rejected and "<b>wrong</b>" not in rejected
+    assert "task.sent_back" in rejected and "label.reviewed" in rejected
+
+
+def test_a_bad_answer_is_refused_inline_and_changes_nothing(workspace: Any) -> None:
+    task = in_label(workspace)
+    url = f"/projects/{workspace.project.pk}/tasks/{task.pk}/submit/"
+
+    response = client_for(workspace.annotator).post(url, {"answer": "{nope"})
+
+    assert response.status_code == 409
+    assert "not valid JSON" in response.content.decode()
+    task.refresh_from_db()
+    assert task.stage == "Label" and not task.events.exists()
+
+
+def test_the_runs_list_and_run_page_name_the_event_and_the_task(
+    workspace: Any,
+    make_plugin: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    event_plugin(make_plugin, workspace)
+    task = in_label(workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+    run = Run.objects.get()
+    client = client_for(workspace.annotator)
+    link = f'href="/projects/{workspace.project.pk}/tasks/{task.pk}/"'
+
+    for page in (client.get("/runs/"), client.get(f"/runs/{run.pk}/")):
+        html = page.content.decode()
+        assert "label.submitted" in html and link in html
+    task_page = client.get(f"/projects/{workspace.project.pk}/tasks/{task.pk}/")
+    assert f'href="/runs/{run.pk}/"' in task_page.content.decode()
+
+
+# --- the JSON API -------------------------------------------------------------------
+def test_the_api_submits_and_reviews(workspace: Any) -> None:
+    task = in_label(workspace)
+    client = client_for(workspace.annotator)
+
+    submitted = client.post(
+        f"/api/tasks/{task.pk}/submit",
+        json.dumps({"answer": ANSWER}),
+        content_type="application/json",
+    )
+    assert submitted.status_code == 200, submitted.content
+    assert submitted.json()["stage"] == "Review"
+    again = client.post(
+        f"/api/tasks/{task.pk}/submit", "{}", content_type="application/json"
+    )
+    assert again.status_code == 409
+    assert "only a task in a Label stage" in again.json()["errors"]["__all__"][0]
+    reviewed = client.post(
+        f"/api/tasks/{task.pk}/review",
+        json.dumps({"verdict": "accept"}),
+        content_type="application/json",
+    )
+    assert reviewed.json()["stage"] == "Complete"
+    names = [e["name"] for e in client.get(f"/api/tasks/{task.pk}/events").json()]
+    assert names[0] == "label.submitted" and "label.reviewed" in names
+
+
+def test_the_edit_dialog_and_the_api_set_triggers(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.EVENT, class_names=[]).plugin
+    admin = client_for(workspace.admin)
+
+    response = admin.post(
+        f"/plugins/{plugin.pk}/edit/",
+        {
+            "name": plugin.name,
+            "type": "event",
+            "default_config": "{}",
+            "timeout_seconds": 60,
+            "concurrency": 1,
+            "projects": [workspace.project.pk],
+            "trigger_events": ["label.submitted", "label.reviewed"],
+        },
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200 and "HX-Redirect" in response
+    trigger = PluginTrigger.objects.get(plugin=plugin)
+    assert trigger.events == ["label.submitted", "label.reviewed"]
+    project_page = admin.get(f"/projects/{workspace.project.pk}/").content.decode()
+    assert "label.reviewed" in project_page
+    patched = admin.patch(
+        f"/api/plugins/{plugin.pk}",
+        json.dumps({"trigger_events": ["task.sent_back"]}),
+        content_type="application/json",
+    )
+    assert patched.json()["trigger_events"] == ["task.sent_back"]
+    bad = admin.patch(
+        f"/api/plugins/{plugin.pk}",
+        json.dumps({"trigger_events": ["label.exploded"]}),
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
+    PluginTrigger.objects.get(plugin=plugin, events=["task.sent_back"])
+    assert WorkItem.objects.count() == 0
