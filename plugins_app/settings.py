@@ -213,6 +213,15 @@ HUB_DEFAULT_CONCURRENCY = envint("HUB_DEFAULT_CONCURRENCY", 8)
 HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"))
 # Extra life of a run's API key beyond the plugin's timeout.
 HUB_API_KEY_GRACE_SECONDS = envint("HUB_API_KEY_GRACE_SECONDS", 60)
+# Fernet keys for cloud storage credentials (workspace/crypto.py); the first
+# encrypts. Unset: one key derived from SECRET_KEY.
+HUB_STORAGE_KEYS = [
+    k for k in os.environ.get("HUB_STORAGE_KEYS", "").split(",") if k.strip()
+]
+# REST connectors (plugins delivered by POST <url>/plugin): probe cadence of
+# GET <url>/heartbeat and the HTTP timeout of one probe.
+HUB_CONNECTOR_PROBE_SECONDS = envint("HUB_CONNECTOR_PROBE_SECONDS", 30)
+HUB_CONNECTOR_PROBE_TIMEOUT = float(os.environ.get("HUB_CONNECTOR_PROBE_TIMEOUT", "5"))
 
 # --- Operations (plugins_app/ops/) --------------------------------------------
 # Shared by every process with Redis; the heartbeat guard keeps its counters here.

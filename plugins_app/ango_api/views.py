@@ -20,8 +20,13 @@ from plugins_app.ango_api.auth import api_key_required, fail, same_project
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import services as runs
 from plugins_app.runs.models import Run
-from plugins_app.workspace.models import Asset, Task
-from plugins_app.workspace.services import prelabels_import
+from plugins_app.workspace.crypto import SecretUnreadable
+from plugins_app.workspace.models import Asset, Storage, Task
+from plugins_app.workspace.services import (
+    assets_create_from_cloud,
+    batches_create,
+    prelabels_import,
+)
 
 MAX_PAGE_SIZE = 1000
 FILE_LINK_MAX_AGE = 24 * 3600
@@ -136,18 +141,26 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
         run_id=run.pk,
     )
     if result.errors:
-        runs.run_log_import_errors(run, result.errors, total=len(records))
-        return JsonResponse(
-            {
-                "status": "fail",
-                "message": f"{len(result.errors)} of {len(records)} records are "
-                "invalid; nothing was imported.",
-                "errors": result.errors[:1000],
-            },
-            status=400,
-        )
+        return _refused(run, result.errors, len(records), "records", "imported")
     runs.run_count_labeled(run, result.labeled)
     return ok({"project": f"{result.labeled} / {len(records)} tasks are labeled."})
+
+
+def _refused(
+    run: Run, errors: list[dict[str, Any]], total: int, what: str, verb: str
+) -> JsonResponse:
+    """An all-or-nothing write refused: the per-record errors go to the plugin
+    and to the run log."""
+    runs.run_log_import_errors(run, errors, total=total)
+    return JsonResponse(
+        {
+            "status": "fail",
+            "message": f"{len(errors)} of {total} {what} are invalid; "
+            f"nothing was {verb}.",
+            "errors": errors[:1000],
+        },
+        status=400,
+    )
 
 
 @require_GET
@@ -220,3 +233,100 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, dict) and "$in" in value:
         value = value["$in"]
     return list(value) if isinstance(value, list) else [value]
+
+
+# --- File Explorer and Markdown plugins -------------------------------------------
+@require_POST
+@api_key_required
+def project_cloud(request: HttpRequest, run: Run, project_id: str) -> JsonResponse:
+    """Create assets from cloud/URL records or raw markdown. The SDK reads
+    `status` (and `message` on failure) without checking the HTTP status."""
+    if not same_project(run, project_id):
+        return fail("This apikey is not valid for that project.", 403)
+    body = _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("assets"), list):
+        return fail('Send {"assets": [{"data", "externalId"}, ...]}.', 400)
+    batch_ids = _json_param(request.GET.get("batches"), default=[])
+    result = assets_create_from_cloud(
+        project=run.project,
+        records=body["assets"],
+        batch_ids=batch_ids if isinstance(batch_ids, list) else [batch_ids],
+        run_id=run.pk,
+    )
+    if result.errors:
+        return _refused(run, result.errors, len(body["assets"]), "assets", "created")
+    runs.run_note(run, f"Created {len(result.created)} asset(s) in the project.")
+    return ok(
+        {
+            "assets": [
+                {"_id": str(a.pk), "externalId": a.external_id} for a in result.created
+            ]
+        }
+    )
+
+
+@require_POST
+@api_key_required
+def project_batches(request: HttpRequest, run: Run, project_id: str) -> JsonResponse:
+    """1.4.x create_batch sends {"name"}; 1.3.22 create_batch and 1.4.x
+    create_batches send the whole list {"batches": [{"_id"?, "name"}]}. Batches
+    are only ever added here, never removed."""
+    if not same_project(run, project_id):
+        return fail("This apikey is not valid for that project.", 403)
+    body = _json_body(request)
+    single = isinstance(body, dict) and isinstance(body.get("name"), str)
+    listed = isinstance(body, dict) and isinstance(body.get("batches"), list)
+    if not (single or listed):
+        return fail('Send {"name"} or {"batches": [{"name"}, ...]}.', 400)
+    wanted = (
+        [body["name"]]
+        if single
+        else [b.get("name") for b in body["batches"] if isinstance(b, dict)]
+    )
+    names = [n for n in wanted if isinstance(n, str) and n.strip()]
+    if len(names) != len(wanted) or any(len(n) > 200 for n in names):
+        return fail("Every batch needs a name (at most 200 characters).", 400)
+    before = run.project.batches.count()
+    created = batches_create(project=run.project, names=names)
+    added = run.project.batches.count() - before
+    if added:
+        runs.run_note(run, f"Created {added} batch(es): " + ", ".join(names[:10]))
+    if single:
+        return ok({"project": {"_id": str(created[0].pk), "name": created[0].name}})
+    return ok({"project": {"_id": str(run.project_id), "batches": _batches_json(run)}})
+
+
+def _batches_json(run: Run) -> list[dict[str, str]]:
+    return [{"_id": str(b.pk), "name": b.name} for b in run.project.batches.all()]
+
+
+@require_GET
+@api_key_required
+def storages(request: HttpRequest, run: Run) -> JsonResponse:
+    """The storages the run's project may use, with their decrypted keys (the
+    File Explorer sample reads region, publicKey and privateKey and talks to the
+    bucket itself). Another project's storages do not exist for this key."""
+    found = Storage.usable_by(run.project)
+    if wanted := request.GET.get("_id"):
+        found = found.filter(pk=int(wanted)) if wanted.isdigit() else found.none()
+    items = []
+    for storage in found:
+        try:
+            keys = storage.credentials()
+        except SecretUnreadable as exc:
+            return fail(f"Storage “{storage.name}”: {exc}", 500)
+        items.append(
+            {
+                "_id": str(storage.pk),
+                "name": storage.name,
+                "provider": storage.provider,
+                "bucket": storage.bucket,
+                "region": storage.region,
+                "endpointUrl": storage.endpoint_url or None,
+                "publicKey": keys.get("publicKey", ""),
+                "privateKey": keys.get("privateKey", ""),
+            }
+        )
+    if wanted and items:
+        runs.run_note(run, f"Credentials of storage “{items[0]['name']}” read.")
+    return ok({"storages": items})

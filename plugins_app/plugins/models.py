@@ -21,6 +21,17 @@ class PluginType(models.TextChoices):
     EVENT = "event", "Event-triggered"
 
 
+# Types a Run dialog starts (the others run from events or stages, or not yet).
+RUNNABLE_TYPES = (
+    PluginType.MODEL,
+    PluginType.BATCH_MODEL,
+    PluginType.FILE_EXPLORER,
+    PluginType.MARKDOWN,
+)
+# Types whose runs create assets instead of labeling existing ones.
+INPUT_TYPES = (PluginType.FILE_EXPLORER, PluginType.MARKDOWN)
+
+
 class Delivery(models.TextChoices):
     """How the hub hands a job to the plugin."""
 
@@ -71,7 +82,7 @@ class Plugin(models.Model):
 
     @property
     def is_runnable(self) -> bool:
-        return self.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
+        return self.type in RUNNABLE_TYPES
 
 
 class PluginTrigger(models.Model):

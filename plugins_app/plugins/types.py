@@ -3,6 +3,7 @@ response is applied. Runs call into this; nothing else knows type specifics."""
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -138,6 +139,56 @@ def _event_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
     return job
 
 
+def _file_explorer_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    """What the File Explorer sample reads: the bucket and folder to import, the
+    storage whose keys it fetches with get_storages (`integrationId` for the
+    older sample), an optional file list, and `upload` (False: list only)."""
+    job = base_job(item, api_key=api_key)
+    inputs = item.run.inputs
+    storage_id = str(inputs.get("storage_id", ""))
+    job.update(
+        {
+            "storageId": storage_id,
+            "integrationId": storage_id,
+            "bucket": inputs.get("bucket", ""),
+            "folder": inputs.get("folder", ""),
+            "files": inputs.get("files") or None,
+            "upload": bool(inputs.get("upload", True)),
+            "scrollToken": None,
+        }
+    )
+    return job
+
+
+def _markdown_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    """The Markdown sample decodes `inputFile` (base64 CSV) and unescapes
+    `markdownText` (Ango sends the template HTML-escaped) before filling its
+    `|column|` placeholders."""
+    job = base_job(item, api_key=api_key)
+    inputs = item.run.inputs
+    job.update(
+        {
+            "inputFile": inputs.get("csv_base64", ""),
+            "markdownText": html.escape(inputs.get("markdown_text", ""), quote=True),
+            "fileList": [inputs.get("csv_name", "input.csv")],
+        }
+    )
+    return job
+
+
+def _input_apply(item: WorkItem, response: Any) -> Outcome:
+    # Both samples answer with a message; the File Explorer sample's failure
+    # message starts with "Error" (its upload_files_cloud call was refused).
+    # A listing (upload=False) is a dict of folders and files.
+    if isinstance(response, dict) and "folders" in response:
+        folders, files = response.get("folders") or [], response.get("files") or []
+        shown = ", ".join(str(f) for f in [*folders, *files][:50])
+        return Outcome(note=f"{len(folders)} folder(s), {len(files)} file(s): {shown}")
+    if isinstance(response, str) and response.lower().startswith("error"):
+        return Outcome(problems=[f"the plugin answered: {response[:500]}"])
+    return _note_apply(item, response)
+
+
 @dataclass(frozen=True)
 class PluginKind:
     build_job: Any
@@ -148,6 +199,8 @@ KINDS: dict[str, PluginKind] = {
     PluginType.MODEL: PluginKind(_model_job, _model_apply),
     PluginType.BATCH_MODEL: PluginKind(_batch_job, _note_apply),
     PluginType.EVENT: PluginKind(_event_job, _note_apply),
+    PluginType.FILE_EXPLORER: PluginKind(_file_explorer_job, _input_apply),
+    PluginType.MARKDOWN: PluginKind(_markdown_job, _input_apply),
 }
 
 

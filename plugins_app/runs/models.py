@@ -40,6 +40,10 @@ class Run(models.Model):
     class_mapping = models.JSONField(null=True, blank=True)
     config_json = models.TextField(default="{}")
     batch_ids = models.JSONField(default=list, blank=True)
+    # What the Run dialog asked for beyond mapping and config, per plugin type:
+    # File Explorer {"storage_id", "folder", "files", "upload"}; Markdown
+    # {"csv_name", "csv_base64", "markdown_text"} (plugins/types.py reads them).
+    inputs = models.JSONField(default=dict, blank=True)
     # What started the run: "" (a person or the API), an event name from
     # workspace/events.py, or "workflow" (a task entered a Plugin stage).
     trigger = models.CharField(max_length=50, blank=True, db_index=True)

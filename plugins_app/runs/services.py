@@ -7,11 +7,12 @@ and browsers are sent after the transaction commits (`_after_commit`).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 from plugins_app import protocol
 from plugins_app.ops.auth_guard import heartbeat_allowed, heartbeat_failed
 from plugins_app.plugins.models import (
+    INPUT_TYPES,
     FailedHeartbeat,
     Plugin,
     PluginInstance,
@@ -42,7 +44,7 @@ from plugins_app.runs.models import (
     WorkItem,
 )
 from plugins_app.workspace import events
-from plugins_app.workspace.models import Asset, Batch, Project, Task, TaskEvent
+from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class RunRequest:
     config_json: str
     external_ids: list[str]
     batch_ids: list[int]
+    # File Explorer and Markdown runs: what the dialog asked for (Run.inputs).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
@@ -85,6 +89,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
     mapping = _checked_mapping(request, errors)
     _checked_config(request.config_json, errors)
     assets, batches = _checked_scope(request, errors)
+    inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
     if (
         not errors
         and not PluginInstance.objects.live().filter(plugin=request.plugin).exists()
@@ -104,6 +109,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             class_mapping=mapping,
             config_json=request.config_json.strip() or "{}",
             batch_ids=[b.pk for b in batches],
+            inputs=inputs,
         )
         if request.plugin.type == PluginType.MODEL:
             # Someone running one asset from the dialog waits for it: go first.
@@ -119,8 +125,9 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
                 for a in assets
             )
         else:
-            run.assets_total = _assets_in_scope(run).count()
-            run.save(update_fields=["assets_total"])
+            if request.plugin.type not in INPUT_TYPES:
+                run.assets_total = _assets_in_scope(run).count()
+                run.save(update_fields=["assets_total"])
             WorkItem.objects.create(run=run, plugin=run.plugin, session=_new_session())
         who = request.user.get_username() if request.user else "the command line"
         _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
@@ -241,6 +248,79 @@ def _checked_scope(
             "Not assets of this project: " + ", ".join(unknown[:20])
         )
     return [assets[e] for e in wanted if e in assets], batches
+
+
+MAX_CSV_BYTES = 5 * 1024 * 1024
+
+
+def checked_inputs(
+    plugin: Plugin,
+    project: Project,
+    inputs: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What File Explorer and Markdown runs need, checked: the storage must be
+    one this project may use (its keys go to the run), the CSV must decode."""
+    if plugin.type == PluginType.FILE_EXPLORER:
+        return _checked_explorer_inputs(project, inputs, errors)
+    if plugin.type == PluginType.MARKDOWN:
+        return _checked_markdown_inputs(inputs, errors)
+    return {}
+
+
+def _checked_explorer_inputs(
+    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    raw_id = str(inputs.get("storage_id") or "")
+    storage = (
+        Storage.usable_by(project).filter(pk=int(raw_id)).first()
+        if raw_id.isdigit()
+        else None
+    )
+    if storage is None:
+        errors.setdefault("storage", []).append(
+            "Choose a storage of this project (admins add them under Storages)."
+        )
+        return {}
+    folder = str(inputs.get("folder") or "").strip().lstrip("/")
+    files = [str(f).strip() for f in inputs.get("files") or [] if str(f).strip()]
+    if len(folder) > 1000 or len(files) > 10_000:
+        errors.setdefault("folder", []).append("The folder or file list is too long.")
+    return {
+        "storage_id": storage.pk,
+        "bucket": storage.bucket,
+        "folder": folder,
+        "files": files,
+        "upload": bool(inputs.get("upload", True)),
+    }
+
+
+def _checked_markdown_inputs(
+    inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    csv_b64 = str(inputs.get("csv_base64") or "")
+    template = str(inputs.get("markdown_text") or "")
+    try:
+        header = base64.b64decode(csv_b64, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        header = ""
+    if not csv_b64 or not header.strip():
+        errors.setdefault("csv_file", []).append(
+            "Upload a UTF-8 CSV file with a header row and one row per document."
+        )
+    elif len(csv_b64) * 3 // 4 > MAX_CSV_BYTES:
+        errors.setdefault("csv_file", []).append(
+            f"The CSV file is over {MAX_CSV_BYTES // (1024 * 1024)} MiB."
+        )
+    if not template.strip():
+        errors.setdefault("markdown_text", []).append(
+            "Write the Markdown template; |column| is replaced by each row's value."
+        )
+    return {
+        "csv_name": str(inputs.get("csv_name") or "input.csv")[:200],
+        "csv_base64": csv_b64,
+        "markdown_text": template,
+    }
 
 
 def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset
@@ -806,6 +886,11 @@ def run_log_import_errors(
         + more,
         level="ERROR",
     )
+
+
+def run_note(run: Run, message: str, *, error: bool = False) -> None:
+    """A line of the hub's own in the run log (what a plugin did over REST)."""
+    _hub_log(run, message, level="ERROR" if error else HUB)
 
 
 # --- the periodic sweep ---------------------------------------------------------

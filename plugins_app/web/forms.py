@@ -1,20 +1,22 @@
 from __future__ import annotations
 
+import base64
 import difflib
 import json
 from typing import Any
 
 from django import forms
 
-from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.plugins.models import INPUT_TYPES, Plugin, PluginType
 from plugins_app.plugins.services import (
     MODEL_TYPES,
     default_config_errors,
     parse_class_names,
 )
 from plugins_app.plugins.triggers import plugin_trigger_events
+from plugins_app.runs.services import MAX_CSV_BYTES
 from plugins_app.workspace.events import TRIGGER_EVENTS
-from plugins_app.workspace.models import Batch, Organization, Project
+from plugins_app.workspace.models import Batch, Organization, Project, Storage
 
 
 class PluginForm(forms.ModelForm):
@@ -112,15 +114,68 @@ class RunForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
     )
 
+    # File Explorer: which storage and folder to import.
+    storage = forms.ModelChoiceField(
+        queryset=Storage.objects.none(),
+        empty_label="— choose a storage —",
+        required=False,
+        help_text="The project's cloud storages (admins add them under Storages).",
+    )
+    folder = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"placeholder": "images/2024/"}),
+        help_text="A folder (prefix) in the bucket; empty: the whole bucket.",
+    )
+    files = forms.CharField(
+        label="Only these files",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "images/a.jpg"}),
+        help_text="Optional: one key per line; empty imports the whole folder.",
+    )
+    upload = forms.BooleanField(
+        label="Create assets from the files (unticked: only list the folder)",
+        required=False,
+        initial=True,
+    )
+    # Markdown: a CSV (one document per row) and a template with |column|.
+    csv_file = forms.FileField(
+        label="CSV file",
+        required=False,
+        help_text="A header row names the columns; each row becomes one document.",
+    )
+    markdown_text = forms.CharField(
+        label="Markdown template",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 6, "class": "mono", "placeholder": "# |title|\n\n|body|"}
+        ),
+        help_text="|column| is replaced by the row's value of that column.",
+    )
+
     def __init__(self, *args: Any, plugin: Plugin, project: Project, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.plugin = plugin
         self.project = project
         self.fields["config_json"].initial = plugin.default_config
+        if plugin.type != PluginType.FILE_EXPLORER:
+            for name in ("storage", "folder", "files", "upload"):
+                del self.fields[name]
+        else:
+            self.fields["storage"].queryset = Storage.usable_by(project)
+            self.fields["storage"].required = True
+        if plugin.type != PluginType.MARKDOWN:
+            del self.fields["csv_file"], self.fields["markdown_text"]
+        else:
+            self.fields["csv_file"].required = True
+            self.fields["markdown_text"].required = True
         if plugin.type == PluginType.MODEL:
             del self.fields["batches"]
         else:
             del self.fields["external_ids"]
+        if plugin.type in INPUT_TYPES:
+            del self.fields["batches"]
+        elif "batches" in self.fields:
             self.fields["batches"].queryset = project.batches.all()
         choices = [("", "— not mapped —")] + [
             (e["schemaId"], f"{e.get('title', e['schemaId'])} ({e.get('tool', '?')})")
@@ -136,6 +191,11 @@ class RunForm(forms.Form):
                 initial=suggest_mapping(model_class, titles),
             )
 
+    def input_fields(self) -> list[forms.BoundField]:
+        """The File Explorer or Markdown fields, in order, when there are any."""
+        names = ("storage", "folder", "files", "upload", "csv_file", "markdown_text")
+        return [self[name] for name in names if name in self.fields]
+
     def mapping_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith("map_")]
 
@@ -146,6 +206,35 @@ class RunForm(forms.Form):
         except ValueError as exc:
             raise forms.ValidationError(f"Config JSON is not valid: {exc}") from exc
         return text
+
+    def clean_csv_file(self) -> Any:
+        upload = self.cleaned_data.get("csv_file")
+        if upload is not None and upload.size > MAX_CSV_BYTES:
+            raise forms.ValidationError(
+                f"The CSV file is over {MAX_CSV_BYTES // (1024 * 1024)} MiB."
+            )
+        return upload
+
+    def run_inputs(self) -> dict[str, Any]:
+        """The type-specific part of the request (checked again by the service)."""
+        data = self.cleaned_data
+        if self.plugin.type == PluginType.FILE_EXPLORER:
+            return {
+                "storage_id": data["storage"].pk if data.get("storage") else None,
+                "folder": data.get("folder", ""),
+                "files": (data.get("files") or "").splitlines(),
+                "upload": data.get("upload", False),
+            }
+        if self.plugin.type == PluginType.MARKDOWN:
+            upload = data.get("csv_file")
+            return {
+                "csv_name": upload.name if upload else "",
+                "csv_base64": base64.b64encode(upload.read()).decode()
+                if upload
+                else "",
+                "markdown_text": data.get("markdown_text", ""),
+            }
+        return {}
 
     def class_mapping(self) -> dict[str, str]:
         return {

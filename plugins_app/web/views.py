@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,8 +31,9 @@ from plugins_app.runs.services import (
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
+from plugins_app.web.markdown import render_markdown
 from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
-from plugins_app.workspace.models import Task
+from plugins_app.workspace.models import Asset, Storage, Task
 
 RUNS_PER_PAGE = 25
 
@@ -178,6 +180,8 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         {
             "project": project,
             "assets": project.assets.select_related("task").prefetch_related("batches"),
+            "batches": project.batches.annotate(size=Count("assets")),
+            "storages": Storage.usable_by(project),
             "plugins": selectors.plugins_with_liveness(
                 project.plugins.filter(organization=project.organization)
             ),
@@ -197,6 +201,9 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
         {
             "project": project,
             "asset": asset,
+            "markdown_html": render_markdown(asset.content)
+            if asset.kind == Asset.Kind.MARKDOWN
+            else "",
             "drawn": selectors.DrawnAsset(
                 asset, *selectors.answer_drawing(asset.task.answer, project.ontology)
             ),
@@ -295,7 +302,11 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
     plugin = access.get_plugin_for_user(request.user, plugin_id)
     initial = {"external_ids": request.GET.get("asset", "")}
     form = RunForm(
-        request.POST or None, plugin=plugin, project=project, initial=initial
+        request.POST or None,
+        request.FILES or None,
+        plugin=plugin,
+        project=project,
+        initial=initial,
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -308,6 +319,7 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
                     config_json=form.cleaned_data["config_json"],
                     external_ids=form.external_id_list(),
                     batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
+                    inputs=form.run_inputs(),
                 )
             )
         except RunRequestError as exc:

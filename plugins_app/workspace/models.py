@@ -84,17 +84,92 @@ class Batch(models.Model):
         return self.name
 
 
+class Storage(models.Model):
+    """A cloud storage (bucket) of an organization, optionally limited to one
+    project. Its credentials are stored encrypted (workspace/crypto.py) and are
+    handed only to runs of a project allowed to use it (`usable_by`)."""
+
+    class Provider(models.TextChoices):
+        AWS = "aws", "AWS S3"
+        S3_COMPATIBLE = "s3", "S3-compatible (endpoint URL)"
+        GCP = "gcp", "Google Cloud Storage"
+        AZURE = "azure", "Azure Blob Storage"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="storages"
+    )
+    # Empty: every project of the organization may use it.
+    project = models.ForeignKey(
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="storages",
+        help_text="Leave empty to share it with every project of the organization.",
+    )
+    name = models.CharField(max_length=200)
+    provider = models.CharField(max_length=20, choices=Provider, default=Provider.AWS)
+    bucket = models.CharField(max_length=255)
+    region = models.CharField(max_length=100, blank=True)
+    endpoint_url = models.URLField(blank=True, help_text="S3-compatible storages only.")
+    # Fernet token of {"publicKey", "privateKey"}; never stored in clear.
+    credentials_encrypted = models.TextField(editable=False, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_credentials(self, public_key: str, private_key: str) -> None:
+        from plugins_app.workspace.crypto import encrypt_json
+
+        self.credentials_encrypted = encrypt_json(
+            {"publicKey": public_key, "privateKey": private_key}
+        )
+
+    def credentials(self) -> dict[str, str]:
+        from plugins_app.workspace.crypto import decrypt_json
+
+        return decrypt_json(self.credentials_encrypted)
+
+    @classmethod
+    def usable_by(cls, project: Project) -> models.QuerySet[Storage]:
+        return cls.objects.filter(organization_id=project.organization_id).filter(
+            models.Q(project__isnull=True) | models.Q(project=project)
+        )
+
+
 class Asset(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image file"
+        MARKDOWN = "markdown", "Markdown"
+        URL = "url", "Cloud or URL record"
+
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="assets"
     )
     external_id = models.CharField(max_length=300)
+    kind = models.CharField(max_length=20, choices=Kind, default=Kind.IMAGE)
     # Path below MEDIA_ROOT; served to browsers by the web UI and to plugins
     # through signed links (the SDK fetches dataURL without credentials).
-    file = models.CharField(max_length=500)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
+    file = models.CharField(max_length=500, blank=True)
+    # Kind.URL: where the data lives (a bucket object's URL); Kind.MARKDOWN: the
+    # markdown text itself (rendered escaped on the asset page).
+    url = models.URLField(max_length=2000, blank=True)
+    content = models.TextField(blank=True)
+    storage = models.ForeignKey(
+        Storage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Image size in pixels; 0 when unknown (cloud records, markdown).
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
     batches = models.ManyToManyField(Batch, related_name="assets", blank=True)
+    # The plugin run that created it (File Explorer, Markdown), if any.
+    created_by_run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
