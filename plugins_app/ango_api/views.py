@@ -243,7 +243,14 @@ def project_cloud(request: HttpRequest, run: Run, project_id: str) -> JsonRespon
     `status` (and `message` on failure) without checking the HTTP status."""
     if not same_project(run, project_id):
         return fail("This apikey is not valid for that project.", 403)
-    body = _json_body(request)
+    limit = settings.HUB_IMPORT_MAX_BYTES
+    if int(request.headers.get("Content-Length") or 0) > limit:
+        return fail(
+            f"The upload is over the hub's limit of {limit:,} bytes "
+            "(HUB_IMPORT_MAX_BYTES): send fewer assets per call; nothing was created.",
+            413,
+        )
+    body = _json_body(request.read(limit + 1))
     if not isinstance(body, dict) or not isinstance(body.get("assets"), list):
         return fail('Send {"assets": [{"data", "externalId"}, ...]}.', 400)
     batch_ids = _json_param(request.GET.get("batches"), default=[])
@@ -273,7 +280,7 @@ def project_batches(request: HttpRequest, run: Run, project_id: str) -> JsonResp
     are only ever added here, never removed."""
     if not same_project(run, project_id):
         return fail("This apikey is not valid for that project.", 403)
-    body = _json_body(request)
+    body = _json_body(request.body)
     single = isinstance(body, dict) and isinstance(body.get("name"), str)
     listed = isinstance(body, dict) and isinstance(body.get("batches"), list)
     if not (single or listed):
