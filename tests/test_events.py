@@ -396,3 +396,89 @@ def test_the_edit_dialog_and_the_api_set_triggers(
     assert bad.status_code == 400
     PluginTrigger.objects.get(plugin=plugin, events=["task.sent_back"])
     assert WorkItem.objects.count() == 0
+
+
+# --- the REST endpoints event plugins act through ---------------------------------
+@pytest.fixture
+def job_key(workspace: Any, make_plugin: Any) -> dict[str, Any]:
+    """A leased event run's apiKey, as its plugin would hold it."""
+    registered = event_plugin(make_plugin, workspace)
+    connect_instance(registered.plugin, "test!rest")
+    task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    event = task.events.get(name=events.LABEL_SUBMITTED)
+    run_create_for_event(registered.plugin.pk, event.pk)
+    dispatch_pending(registered.plugin.pk)
+    job = OutboxMessage.objects.filter(target="test!rest").last().message["job"]
+    return {"key": job["apiKey"], "task": task, "project": workspace.project.pk}
+
+
+def rest(job_key: dict[str, Any], path: str, body: Any) -> Any:
+    return Client().post(
+        path,
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_APIKEY=job_key["key"],
+    )
+
+
+def test_rest_issues_requeue_and_metadata_act_on_the_task(
+    job_key: dict[str, Any],
+) -> None:
+    task = job_key["task"]
+    created = rest(
+        job_key,
+        "/v2/issues",
+        {"content": "<i>bad</i>", "labelTask": str(task.pk), "position": "[1, 2]"},
+    )
+    assert created.status_code == 200, created.content
+    assert created.json()["data"]["issue"]["content"] == "<i>bad</i>"
+    meta = rest(
+        job_key, f"/v2/task/{task.pk}/metadata", {"metadata": {"accuracy": 0.5}}
+    )
+    assert meta.json()["data"]["task"]["metadata"] == {"accuracy": 0.5}
+    requeued = rest(
+        job_key,
+        f"/v2/project/{job_key['project']}/requeueTasks",
+        {"toStageId": "", "filters": {"externalIds": ["astronaut"]}, "options": {}},
+    )
+    assert requeued.json()["data"] == {
+        "requeued": 1,
+        "tasks": [str(task.pk)],
+        "toStage": "Label",
+    }
+    task.refresh_from_db()
+    assert (task.stage, task.metadata) == ("Label", {"accuracy": 0.5})
+    assert task.issues.get().created_by_label == "plugin QA bot"
+
+
+def test_rest_refuses_what_it_cannot_do_and_changes_nothing(
+    workspace: Any, job_key: dict[str, Any]
+) -> None:
+    task = job_key["task"]
+    theirs = workspace.other_project.tasks.first()
+    requeue = f"/v2/project/{job_key['project']}/requeueTasks"
+    cases = [
+        ("/v2/issues", {"content": "x", "labelTask": str(theirs.pk)}, 404),
+        ("/v2/issues", {"content": " ", "labelTask": str(task.pk)}, 400),
+        (requeue, {"toStageId": "Label", "filters": {}}, 400),
+        (requeue, {"toStageId": "Nowhere", "filters": {"taskIds": [task.pk]}}, 400),
+        (
+            f"/v2/project/{workspace.other_project.pk}/requeueTasks",
+            {"toStageId": "", "filters": {"taskIds": [theirs.pk]}},
+            403,
+        ),
+        (f"/v2/task/{task.pk}/metadata", {"metadata": [1]}, 400),
+        (f"/v2/task/{theirs.pk}/metadata", {"metadata": {"a": 1}}, 404),
+    ]
+    for path, body, status in cases:
+        response = rest(job_key, path, body)
+        assert response.status_code == status, (path, body, response.content)
+        assert response.json()["status"] == "fail" and response.json()["message"]
+    task.refresh_from_db()
+    theirs.refresh_from_db()
+    assert task.stage == "Review" and not task.issues.exists() and not task.metadata
+    assert theirs.stage == "Label" and not theirs.issues.exists()
+    assert (
+        Client().post("/v2/issues", "{}", content_type="application/json").status_code
+        == 401
+    )

@@ -10,7 +10,14 @@ urlpatterns = [
     path("project/<str:project_id>/cloud", views.project_cloud, name="cloud"),
     path("batches/<str:project_id>", views.project_batches, name="batches"),
     path("storages", views.storages, name="storages"),
+    path(
+        "project/<str:project_id>/requeueTasks",
+        views.requeue_tasks,
+        name="requeue-tasks",
+    ),
     path("import/labels", views.import_labels, name="import-labels"),
+    path("issues", views.issue_create, name="issues"),
+    path("task/<str:task_id>/metadata", views.task_metadata, name="task-metadata"),
     path("task/<str:task_id>", views.task_detail, name="task"),
     path("files/<str:token>", views.asset_file, name="asset-file"),
 ]

@@ -1,0 +1,77 @@
+"""What an event plugin does to a task, through the hub's Ango REST endpoints,
+the same way under imerit-ango 1.3.22 and 1.4.x (no hub import).
+
+* ``create_issue``: ``SDK.create_issue`` (``POST /v2/issues``).
+* ``requeue``: ``SDK.requeue_tasks`` (1.4.x; 1.3.22 has no such method, so the
+  same ``POST /v2/project/{id}/requeueTasks`` body goes through
+  ``SDK.make_request``).
+* ``set_metadata``: the hub's ``POST /v2/task/{id}/metadata`` (no SDK method
+  updates task metadata), through ``SDK.make_request``.
+
+1.3.22's ``make_request`` returns the error message (a str) instead of raising;
+every helper here raises ``RuntimeError`` on a failed call under both versions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from imerit_ango.sdk import SDK
+
+try:  # the plain callback plugin: BasePlugin in 1.4.x ...
+    from imerit_ango.plugins import BasePlugin
+except ImportError:  # ... and Plugin in 1.3.22 (same constructor and callback)
+    from imerit_ango.plugins import Plugin as BasePlugin
+
+__all__ = ["BasePlugin", "create_issue", "requeue", "sdk_for", "set_metadata"]
+
+
+def hub_host() -> str:
+    return (os.environ.get("HOST") or "http://127.0.0.1:8000").rstrip("/")
+
+
+def sdk_for(job: Mapping[str, Any]) -> SDK:
+    """The SDK client with the job's own apiKey (valid for its project only)."""
+    return SDK(api_key=job["apiKey"], host=hub_host())
+
+
+def _checked(response: Any, call: str) -> dict[str, Any]:
+    if not isinstance(response, dict) or response.get("status") == "fail":
+        raise RuntimeError(f"{call} failed: {response or 'no details'}")
+    return response
+
+
+def create_issue(sdk: SDK, task_id: str, content: str, position: Any = None) -> str:
+    """Open an issue on the task; returns its id. ``position`` is [x, y]."""
+    response = sdk.create_issue(task_id, content, position=position)
+    return _checked(response, "create_issue")["data"]["issue"]["_id"]
+
+
+def requeue(sdk: SDK, project_id: str, task_id: str, to_stage: str = "") -> int:
+    """Send the task back; an empty ``to_stage`` means the first Label stage."""
+    filters = {"taskIds": [task_id]}
+    if hasattr(sdk, "requeue_tasks"):  # 1.4.x
+        response = sdk.requeue_tasks(project_id, to_stage, filters=filters)
+    else:  # 1.3.22
+        response = sdk.make_request(
+            "POST",
+            f"/v2/project/{project_id}/requeueTasks",
+            {"toStageId": to_stage, "filters": filters, "options": {}},
+        )
+    return _checked(response, "requeue_tasks")["data"]["requeued"]
+
+
+def set_metadata(sdk: SDK, task_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``values`` into the task's metadata (None removes a key)."""
+    response = sdk.make_request(
+        "POST", f"/v2/task/{task_id}/metadata", {"metadata": dict(values)}
+    )
+    return _checked(response, "set_metadata")["data"]["task"]["metadata"]
+
+
+def job_logger(job: Mapping[str, Any]) -> Any:
+    import logging
+
+    return job.get("logger") or logging.getLogger("event-plugin")
