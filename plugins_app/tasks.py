@@ -27,3 +27,12 @@ def create_event_run(plugin_id: int, event_id: int) -> int | None:
 
     run = run_create_for_event(plugin_id, event_id)
     return run.pk if run is not None else None
+
+
+@shared_task
+def workflow_stage_entered(task_id: int, stage_name: str) -> int | None:
+    """A task entered a workflow Plugin stage: send it to the stage's plugin."""
+    from plugins_app.runs.services import workflow_run_create
+
+    run = workflow_run_create(task_id=task_id, stage_name=stage_name)
+    return run.pk if run else None

@@ -77,6 +77,7 @@ def acme_pages(workspace: Any, acme: dict[str, Any]) -> list[str]:
         f"/projects/{project}/plugins/{plugin}/run/?asset=astronaut",
         f"/runs/{acme['run'].pk}/",
         f"/projects/{project}/tasks/{acme['asset'].task.pk}/",
+        f"/projects/{project}/workflow/",
     ]
 
 
@@ -115,6 +116,32 @@ def test_it_answers_404_to_an_outsider_managing_acmes_plugin(
     assert client.post(f"/plugins/{plugin.pk}/rotate/").status_code == 404
     plugin.refresh_from_db()
     assert plugin.name != "Hijacked" and plugin.secret_hash == old_hash
+
+
+def test_it_answers_404_to_an_outsider_editing_acmes_workflow_and_presets(
+    workspace: Any, acme: dict[str, Any]
+) -> None:
+    from plugins_app.plugins.models import Preset
+
+    project, plugin = workspace.project, acme["plugin"]
+    preset = Preset.objects.create(project=project, plugin=plugin, name="p")
+    workflow = list(project.workflow)
+    client = client_for(workspace.outsider)  # an admin, of the other organization
+    base = f"/projects/{project.pk}"
+
+    posts = {
+        f"{base}/workflow/stages/": {"name": "Bot", "plugin": plugin.pk},
+        f"{base}/workflow/remove/": {"stage": "Label"},
+        f"{base}/workflow/retry/": {"stage": "Label", "mode": "all"},
+        f"{base}/presets/{preset.pk}/delete/": {},
+    }
+    for url, data in posts.items():
+        assert client.post(url, data).status_code == 404, url
+    dialog = f"{base}/plugins/{plugin.pk}/run/"
+    assert client.get(dialog, {"preset": preset.pk}).status_code == 404
+    project.refresh_from_db()
+    assert project.workflow == workflow
+    assert Preset.objects.filter(pk=preset.pk).exists()
 
 
 def test_it_answers_404_to_an_outsider_posting_a_run(

@@ -19,5 +19,6 @@ urlpatterns = [
     path("issues", views.issue_create, name="issues"),
     path("task/<str:task_id>/metadata", views.task_metadata, name="task-metadata"),
     path("task/<str:task_id>", views.task_detail, name="task"),
+    path("annotate/<str:task_id>", views.annotate, name="annotate"),
     path("files/<str:token>", views.asset_file, name="asset-file"),
 ]

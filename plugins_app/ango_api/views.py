@@ -167,13 +167,7 @@ def _refused(
 @require_GET
 @api_key_required
 def task_detail(request: HttpRequest, run: Run, task_id: str) -> JsonResponse:
-    task = (
-        Task.objects.filter(pk=task_id, project=run.project)
-        .select_related("asset")
-        .first()
-        if task_id.isdigit()
-        else None
-    )
+    task = _task_of_run_project(run, task_id)
     if task is None:
         return fail("No such task in this project.", 404)
     answer = task.answer or {}
@@ -328,6 +322,25 @@ def task_metadata(request: HttpRequest, run: Run, task_id: str) -> JsonResponse:
         return fail('Send {"metadata": {...}}: a JSON object of keys to set.', 400)
     task = lifecycle.task_metadata_update(task, values)
     return ok({"task": {"_id": str(task.pk), "metadata": task.metadata}})
+
+
+@require_POST
+@api_key_required
+def annotate(request: HttpRequest, run: Run, task_id: str) -> JsonResponse:
+    """The answer of a workflow job (the SDK sends no socket response for those):
+    `?nextStage=true&isPlugin=true` (1.4.x) or `?nextStage=true` (1.3.22), body
+    `{"answer": {...}, "duration": 0, ...}`."""
+    task = _task_of_run_project(run, task_id)
+    if task is None:
+        return fail("No such task in this project.", 404)
+    next_stage = request.GET.get("nextStage", "true").lower() in ("true", "1")
+    try:
+        data = runs.workflow_answer(
+            run=run, task=task, body=_json_body(request.body), next_stage=next_stage
+        )
+    except runs.WorkflowAnswerError as exc:
+        return fail(str(exc), exc.status)
+    return ok(data)
 
 
 @require_GET

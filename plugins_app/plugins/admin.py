@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from plugins_app.plugins.models import FailedHeartbeat, Plugin, PluginInstance
+from plugins_app.plugins.models import FailedHeartbeat, Plugin, PluginInstance, Preset
 
 
 @admin.register(Plugin)
@@ -30,3 +30,9 @@ class PluginInstanceAdmin(admin.ModelAdmin):
 @admin.register(FailedHeartbeat)
 class FailedHeartbeatAdmin(admin.ModelAdmin):
     list_display = ["at", "claimed_id", "plugin", "address", "reason"]
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    list_display = ["name", "plugin", "project", "created_by", "updated_at"]
+    list_filter = ["plugin", "project"]

@@ -173,3 +173,38 @@ class FailedHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} from {self.address}"
+
+
+class Preset(models.Model):
+    """A named class mapping + config of a Run dialog, per (project, plugin);
+    loaded in the Run dialog and in workflow Plugin stages (Ango's plugin
+    setting presets)."""
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="plugin_presets"
+    )
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="presets")
+    name = models.CharField(max_length=100)
+    # {model class: ontology schemaId}; a class left out is unmapped.
+    class_mapping = models.JSONField(default=dict, blank=True)
+    config_json = models.TextField(default="{}", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "plugin", "name"], name="preset_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -13,13 +13,16 @@ from django.db import transaction
 from django.urls import reverse
 
 from plugins_app.plugins.models import PluginType
-from plugins_app.runs.validation import validate_answer
-from plugins_app.workspace.models import Task
+from plugins_app.runs.validation import ValidationResult, validate_answer
+from plugins_app.workspace import workflow
+from plugins_app.workspace.models import Asset, Task
 
 if TYPE_CHECKING:
     from plugins_app.runs.models import Run, WorkItem
 
 FILE_LINK_SALT = "plugins_app.asset-file"
+# Run.trigger of a run made because a task entered a workflow Plugin stage.
+WORKFLOW_TRIGGER = "workflow"
 
 
 @dataclass
@@ -67,31 +70,46 @@ def _model_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
             "overwrite": True,
         }
     )
+    if item.run.trigger == WORKFLOW_TRIGGER:
+        # The SDK answers these over POST /v2/annotate/{taskId}, not the socket.
+        stage = workflow.stage_named(asset.task.project.workflow, asset.task.stage)
+        job["workflow"] = True
+        job["overwrite"] = bool((stage or {}).get("overwrite", True))
     return job
 
 
-def _model_apply(item: WorkItem, response: Any) -> Outcome:
-    asset = item.asset
-    assert asset is not None
-    run = item.run
-    result = validate_answer(
+def check_model_answer(run: Run, asset: Asset, response: Any) -> ValidationResult:
+    """A Model answer against the run's ontology, mapping and image size."""
+    return validate_answer(
         response,
         ontology=run.project.ontology,
         mapping=run.class_mapping,
         image_size=(asset.width, asset.height),
     )
+
+
+def store_model_answer(run: Run, asset: Asset, answer: dict[str, Any]) -> str:
+    """Write a checked answer as the asset's To-Do pre-label; returns the note."""
+    Task.objects.filter(asset=asset).update(
+        answer=answer, status=Task.Status.TODO, prelabel_run=run
+    )
+    tools = len(answer["tools"])
+    classifications = len(answer["classifications"])
+    return (
+        f"{asset.external_id}: stored {tools} object(s) and "
+        f"{classifications} classification(s) as a To-Do pre-label"
+    )
+
+
+def _model_apply(item: WorkItem, response: Any) -> Outcome:
+    asset = item.asset
+    assert asset is not None
+    result = check_model_answer(item.run, asset, response)
     if not result.ok:
         return Outcome(problems=result.problems)
     with transaction.atomic():
-        Task.objects.filter(asset=asset).update(
-            answer=result.answer, status=Task.Status.TODO, prelabel_run=run
-        )
-    tools = len(result.answer["tools"])
-    classifications = len(result.answer["classifications"])
-    return Outcome(
-        note=f"{asset.external_id}: stored {tools} object(s) and "
-        f"{classifications} classification(s) as a To-Do pre-label"
-    )
+        note = store_model_answer(item.run, asset, result.answer)
+    return Outcome(note=note)
 
 
 def _batch_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:

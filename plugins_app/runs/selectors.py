@@ -231,3 +231,82 @@ def answer_from_text(text: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise TaskActionError("The answer must be a JSON object.")
     return value
+
+
+# --- workflow ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageTask:
+    """A task sitting in a Plugin stage with its latest workflow run, if any."""
+
+    task_id: int
+    asset_id: int
+    external_id: str
+    run: Run | None
+
+    @property
+    def failed(self) -> bool:
+        return self.run is not None and self.run.status in (
+            Run.Status.FAILED,
+            Run.Status.TIMED_OUT,
+            Run.Status.CANCELLED,
+        )
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: dict[str, Any]
+    task_count: int
+    tasks: tuple[StageTask, ...] = ()
+    plugin_name: str = ""
+    preset_name: str = ""
+
+    @property
+    def failed_count(self) -> int:
+        return sum(1 for t in self.tasks if t.failed)
+
+
+def workflow_overview(project: Any, tasks_per_stage: int = 200) -> list[StageRow]:
+    """Every stage with its task count; Plugin stages also list their tasks and
+    the latest workflow run of each (status and error)."""
+    from plugins_app.workspace import workflow
+
+    counts = dict(
+        project.tasks.values("stage").annotate(n=Count("id")).values_list("stage", "n")
+    )
+    plugins = dict(
+        Plugin.objects.filter(organization=project.organization_id).values_list(
+            "pk", "name"
+        )
+    )
+    presets = dict(project.plugin_presets.values_list("pk", "name"))
+    rows = []
+    for stage in workflow.stages(project.workflow):
+        row = StageRow(stage, counts.get(stage.get("name"), 0))
+        if stage.get("type") == workflow.PLUGIN:
+            row = StageRow(
+                stage,
+                row.task_count,
+                _stage_tasks(project, stage["name"], tasks_per_stage),
+                plugins.get(stage.get("plugin"), "(deleted plugin)"),
+                presets.get(stage.get("preset"), ""),
+            )
+        rows.append(row)
+    return rows
+
+
+def _stage_tasks(project: Any, stage_name: str, limit: int) -> tuple[StageTask, ...]:
+    tasks = list(
+        project.tasks.filter(stage=stage_name)
+        .select_related("asset")
+        .order_by("id")[:limit]
+    )
+    latest: dict[int, Run] = {}
+    runs = Run.objects.filter(
+        task__in=[t.pk for t in tasks], trigger="workflow"
+    ).order_by("created_at", "id")
+    for run in runs:
+        latest[run.task_id] = run
+    return tuple(
+        StageTask(t.pk, t.asset_id, t.asset.external_id, latest.get(t.pk))
+        for t in tasks
+    )

@@ -31,10 +31,17 @@ from plugins_app.plugins.models import (
     Plugin,
     PluginInstance,
     PluginType,
+    Preset,
     lease_ttl,
 )
+from plugins_app.plugins.presets import preset_problems
 from plugins_app.plugins.secrets import new_token, token_hash, token_matches
-from plugins_app.plugins.types import kind_of
+from plugins_app.plugins.types import (
+    WORKFLOW_TRIGGER,
+    check_model_answer,
+    kind_of,
+    store_model_answer,
+)
 from plugins_app.runs.models import (
     PRIORITY_BATCH,
     PRIORITY_INTERACTIVE,
@@ -43,7 +50,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.workspace import events
+from plugins_app.workspace import events, lifecycle, workflow
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -344,7 +351,9 @@ def dispatch_pending(plugin_id: int) -> int:
         item = _next_pending_item(plugin_id)
         if item is None:
             return sent
-        instance = _least_loaded_instance(item.run.plugin)
+        instance = _least_loaded_instance(
+            item.run.plugin, workflow=item.run.trigger == WORKFLOW_TRIGGER
+        )
         if instance is None:
             return sent
         job = _lease(item, instance)
@@ -373,22 +382,33 @@ def _next_pending_item(plugin_id: int) -> WorkItem | None:
     )
 
 
-def _least_loaded_instance(plugin: Plugin) -> PluginInstance | None:
+def _least_loaded_instance(
+    plugin: Plugin, *, workflow: bool = False
+) -> PluginInstance | None:
     # An instance takes the smaller of what it declared and the plugin's setting.
     limit = Least(
         Coalesce("capacity", Value(plugin.concurrency)), Value(plugin.concurrency)
     )
-    return (
+    leased = Q(items__state=WorkItem.State.LEASED)
+    instances = (
         PluginInstance.objects.live()
         .filter(plugin=plugin)
-        .annotate(
-            in_flight=Count("items", filter=Q(items__state=WorkItem.State.LEASED)),
-            limit=limit,
-        )
+        .annotate(in_flight=Count("items", filter=leased), limit=limit)
         .filter(in_flight__lt=F("limit"))
-        .order_by("in_flight", F("last_dispatch_at").asc(nulls_first=True))
-        .first()
     )
+    if workflow:
+        # The SDK runs workflow jobs on `concurrency` slots (1 unless the script
+        # says more; declared to the hub as ?concurrency=N in HOST) and answers
+        # {"error": true} at once when they are all busy: never send more.
+        instances = instances.annotate(
+            workflow_in_flight=Count(
+                "items", filter=leased & Q(items__run__trigger=WORKFLOW_TRIGGER)
+            ),
+            workflow_limit=Least(Coalesce("capacity", Value(1)), limit),
+        ).filter(workflow_in_flight__lt=F("workflow_limit"))
+    return instances.order_by(
+        "in_flight", F("last_dispatch_at").asc(nulls_first=True)
+    ).first()
 
 
 def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
@@ -652,6 +672,10 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
     if payload.get("error"):
         _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
         return "error"
+    if item.run.trigger == WORKFLOW_TRIGGER:
+        # Success of a workflow job is its POST /v2/annotate, never a response.
+        _hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
+        return "ignored"
     outcome = kind_of(item.run).apply_response(item, payload.get("response"))
     if outcome.problems:
         text = "The plugin's answer was rejected:\n" + "\n".join(
@@ -1034,3 +1058,194 @@ def _notify_after_commit(run_id: int) -> None:
             protocol.run_group(run_id), protocol.run_changed(run_id)
         )
     )
+
+
+# --- workflow Plugin stages -------------------------------------------------------
+OPEN_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
+
+
+class WorkflowAnswerError(Exception):
+    """A POST /v2/annotate the hub refuses; `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What a Plugin stage runs: its plugin, mapping and config, or why not."""
+
+    plugin: Plugin | None
+    mapping: list[dict[str, str]] | None
+    config_json: str
+    problems: list[str]
+
+
+def stage_settings(project: Project, stage: dict[str, Any]) -> StageSettings:
+    """Resolve a stage's plugin and preset now: a preset edited since the stage
+    was set up applies, and one broken by an ontology change stops the run."""
+    plugin = Plugin.objects.filter(
+        pk=stage.get("plugin"), organization_id=project.organization_id
+    ).first()
+    if plugin is None:
+        return StageSettings(None, None, "{}", ["The stage's plugin no longer exists."])
+    problems = []
+    if plugin.type != PluginType.MODEL:
+        problems.append(f"“{plugin.name}” is not a Model plugin.")
+    if not plugin.projects.filter(pk=project.pk).exists():
+        problems.append(f"“{plugin.name}” is not activated on this project.")
+    mapping: dict[str, str] = stage.get("class_mapping") or {}
+    config = stage.get("config_json") or plugin.default_config or "{}"
+    if stage.get("preset"):
+        preset = Preset.objects.filter(
+            pk=stage["preset"], project=project, plugin=plugin
+        ).first()
+        if preset is None:
+            problems.append("The stage's preset was deleted: choose another one.")
+        else:
+            problems += [
+                f"Preset “{preset.name}”: {p}" for p in preset_problems(preset, project)
+            ]
+            mapping, config = preset.class_mapping, preset.config_json
+    pairs = [{"schemaId": sid, "modelClass": mc} for mc, sid in mapping.items() if sid]
+    return StageSettings(plugin, pairs or None, config, problems)
+
+
+def workflow_run_create(*, task_id: int, stage_name: str) -> Run | None:
+    """A task entered (or is retried in) a Plugin stage: one run for it, sent to
+    the stage's Model plugin. None when the task has moved on, or already has a
+    run in flight (a duplicate event must not handle it twice)."""
+    with transaction.atomic():
+        task = (
+            Task.objects.select_for_update()
+            .select_related("project", "asset")
+            .filter(pk=task_id)
+            .first()
+        )
+        if task is None or task.stage != stage_name:
+            return None
+        stage = workflow.stage_named(task.project.workflow, stage_name)
+        if stage is None or stage.get("type") != workflow.PLUGIN:
+            return None
+        if Run.objects.filter(
+            task=task, trigger=WORKFLOW_TRIGGER, status__in=OPEN_RUN
+        ).exists():
+            return None
+        settings_ = stage_settings(task.project, stage)
+        if settings_.plugin is None:
+            log.warning("task %s in stage %s: %s", task.pk, stage_name, "no plugin")
+            return None
+        run = Run.objects.create(
+            organization_id=task.project.organization_id,
+            project=task.project,
+            plugin=settings_.plugin,
+            class_mapping=settings_.mapping,
+            config_json=settings_.config_json.strip() or "{}",
+            trigger=WORKFLOW_TRIGGER,
+            task=task,
+        )
+        what = f"Task of {task.asset.external_id} entered the stage “{stage_name}”"
+        if settings_.problems:
+            _hub_log(run, f"{what}; it cannot be sent:", level="ERROR")
+            _run_close(run, Run.Status.FAILED, "\n".join(settings_.problems))
+            return run
+        WorkItem.objects.create(
+            run=run, plugin=run.plugin, asset=task.asset, session=_new_session()
+        )
+        _hub_log(run, f"{what}; waiting for a plugin instance.")
+        plugin_id = run.plugin_id
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    return run
+
+
+def workflow_stage_retry(
+    project: Project,
+    stage_name: str,
+    *,
+    task_ids: Iterable[int] | None = None,
+    only_failed: bool = True,
+) -> int:
+    """Send the stage's tasks again: the failed ones (or one of them), or every
+    task sitting in the stage with no run in flight (Ango's stage Re-Run).
+    Returns how many runs were created."""
+    stage = workflow.stage_named(project.workflow, stage_name)
+    if stage is None or stage.get("type") != workflow.PLUGIN:
+        raise RunActionError(f"“{stage_name}” is not a Plugin stage of this project.")
+    tasks = project.tasks.filter(stage=stage_name)
+    if task_ids is not None:
+        tasks = tasks.filter(pk__in=list(task_ids))
+    created = 0
+    for task_id in tasks.values_list("pk", flat=True):
+        latest = (
+            Run.objects.filter(task_id=task_id, trigger=WORKFLOW_TRIGGER)
+            .order_by("-created_at", "-id")
+            .values_list("status", flat=True)
+            .first()
+        )
+        if only_failed and latest not in (
+            Run.Status.FAILED,
+            Run.Status.TIMED_OUT,
+            Run.Status.CANCELLED,
+        ):
+            continue
+        if workflow_run_create(task_id=task_id, stage_name=stage_name) is not None:
+            created += 1
+    return created
+
+
+def workflow_answer(
+    *, run: Run, task: Task, body: Any, next_stage: bool = True
+) -> dict[str, Any]:
+    """A plugin's POST /v2/annotate/{taskId} for its workflow job: check the
+    answer like a Model answer, store it, end the job, and move the task to the
+    next stage. Applied once: a duplicate or late post is refused (409)."""
+    if run.trigger != WORKFLOW_TRIGGER or run.task_id != task.pk:
+        raise WorkflowAnswerError(
+            "This apikey is not for a workflow job of that task.", 403
+        )
+    item = run.items.select_related("asset", "run__plugin").first()
+    if item is None or item.state != WorkItem.State.LEASED:
+        state = item.get_state_display().lower() if item else "unknown"
+        raise WorkflowAnswerError(
+            f"This job is already {state}; the answer was not applied.", 409
+        )
+    assert item.asset is not None
+    answer = body.get("answer") if isinstance(body, dict) else None
+    if not isinstance(answer, dict):
+        problem = "The plugin posted no answer (its callback failed or returned None)."
+        _item_fail(item, WorkItem.Failure.INVALID, problem)
+        raise WorkflowAnswerError(problem, 400)
+    result = check_model_answer(run, item.asset, answer)
+    if not result.ok:
+        text = "The plugin's answer was rejected:\n" + "\n".join(
+            f"• {p}" for p in result.problems
+        )
+        _item_fail(item, WorkItem.Failure.INVALID, text)
+        raise WorkflowAnswerError(text, 400)
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.DONE):
+            raise WorkflowAnswerError("This job was answered already.", 409)
+        note = store_model_answer(run, item.asset, result.answer)
+        task.refresh_from_db()
+        moved_to = _workflow_move_on(task, run) if next_stage else None
+        where = f"; the task moved to “{moved_to}”" if moved_to else ""
+        _hub_log(run, note + where, item=item)
+        _run_settle(run.pk)
+    return {"task": str(task.pk), "stage": moved_to or task.stage}
+
+
+def _workflow_move_on(task: Task, run: Run) -> str | None:
+    current = workflow.stage_named(task.project.workflow, task.stage)
+    if current is None or current.get("type") != workflow.PLUGIN:
+        return None  # moved by hand meanwhile: the answer is kept, the task stays
+    following = workflow.next_stage(task.project.workflow, task.stage)
+    if following is None:
+        return None
+    lifecycle.task_move(
+        task,
+        to_stage=following["name"],
+        actor_label=f"plugin {run.plugin.name}",
+        data={"run": run.pk},
+    )
+    return following["name"]

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.models import Plugin, Preset
 from plugins_app.runs.models import Run
 from plugins_app.workspace.models import (
     Asset,
@@ -102,3 +102,16 @@ def admin_orgs(user: Any) -> QuerySet[Organization]:
     return user_orgs(user).filter(
         memberships__user=user, memberships__role=Membership.Role.ADMIN
     )
+
+
+def get_preset(project: Project, plugin: Plugin, preset_id: Any) -> Preset | None:
+    """The chosen preset of this project and plugin; None when none is chosen.
+    An id of another project's (or organization's) preset is a 404."""
+    if preset_id in (None, ""):
+        return None
+    try:
+        return Preset.objects.select_related("plugin").get(
+            pk=int(preset_id), project=project, plugin=plugin
+        )
+    except (Preset.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such preset") from None

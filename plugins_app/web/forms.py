@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import base64
-import difflib
 import json
 from typing import Any
 
 from django import forms
 
-from plugins_app.plugins.models import INPUT_TYPES, Plugin, PluginType
+from plugins_app.plugins.models import INPUT_TYPES, Plugin, PluginType, Preset
+from plugins_app.plugins.presets import suggest_mapping
 from plugins_app.plugins.services import (
     MODEL_TYPES,
     default_config_errors,
@@ -113,6 +113,15 @@ class RunForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
     )
+    preset = forms.ModelChoiceField(
+        queryset=Preset.objects.none(),
+        required=False,
+        empty_label="— no preset —",
+        label="Preset",
+    )
+    preset_name = forms.CharField(
+        label="Save as preset", required=False, max_length=100
+    )
 
     # File Explorer: which storage and folder to import.
     storage = forms.ModelChoiceField(
@@ -153,7 +162,14 @@ class RunForm(forms.Form):
         help_text="|column| is replaced by the row's value of that column.",
     )
 
-    def __init__(self, *args: Any, plugin: Plugin, project: Project, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        plugin: Plugin,
+        project: Project,
+        preset: Preset | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.plugin = plugin
         self.project = project
@@ -177,19 +193,34 @@ class RunForm(forms.Form):
             del self.fields["batches"]
         elif "batches" in self.fields:
             self.fields["batches"].queryset = project.batches.all()
+        entries = [e for e in project.ontology_entries() if e.get("schemaId")]
         choices = [("", "— not mapped —")] + [
             (e["schemaId"], f"{e.get('title', e['schemaId'])} ({e.get('tool', '?')})")
-            for e in project.ontology_entries()
-            if e.get("schemaId")
+            for e in entries
         ]
-        titles = {e.get("title", ""): e["schemaId"] for e in project.ontology_entries()}
+        self.known_schema_ids = {e["schemaId"] for e in entries}
+        saved = preset.class_mapping if preset else {}
         for index, model_class in enumerate(plugin.class_names):
+            field_choices = list(choices)
+            initial = saved.get(model_class) or suggest_mapping(model_class, entries)
+            if initial and initial not in self.known_schema_ids:
+                # Keep a broken preset visible instead of silently unmapping it.
+                field_choices.append(
+                    (initial, f"⚠ {initial} (no longer in the ontology)")
+                )
             self.fields[f"map_{index}"] = forms.ChoiceField(
                 label=model_class,
-                choices=choices,
+                choices=field_choices,
                 required=False,
-                initial=suggest_mapping(model_class, titles),
+                initial=initial,
             )
+        presets = Preset.objects.filter(project=project, plugin=plugin)
+        self.fields["preset"].queryset = presets
+        self.fields["preset"].initial = preset.pk if preset else None
+        self.preset = preset
+        if preset is not None:
+            self.fields["config_json"].initial = preset.config_json
+            self.fields["preset_name"].initial = preset.name
 
     def input_fields(self) -> list[forms.BoundField]:
         """The File Explorer or Markdown fields, in order, when there are any."""
@@ -198,6 +229,19 @@ class RunForm(forms.Form):
 
     def mapping_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith("map_")]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for index, model_class in enumerate(self.plugin.class_names):
+            value = cleaned.get(f"map_{index}")
+            if value and value not in self.known_schema_ids:
+                source = f" (from preset “{self.preset.name}”)" if self.preset else ""
+                self.add_error(
+                    f"map_{index}",
+                    f"“{model_class}” is mapped to “{value}”{source}, which is no "
+                    "longer in this project's ontology: choose another label.",
+                )
+        return cleaned
 
     def clean_config_json(self) -> str:
         text = (self.cleaned_data.get("config_json") or "").strip() or "{}"
@@ -245,16 +289,3 @@ class RunForm(forms.Form):
     def external_id_list(self) -> list[str]:
         text = self.cleaned_data.get("external_ids") or ""
         return [p.strip() for line in text.splitlines() for p in line.split(",")]
-
-
-def suggest_mapping(model_class: str, titles: dict[str, str]) -> str:
-    """Exact, then case-insensitive, then close title matches."""
-    if model_class in titles:
-        return titles[model_class]
-    lowered = {t.lower(): sid for t, sid in titles.items()}
-    if model_class.lower() in lowered:
-        return lowered[model_class.lower()]
-    close = difflib.get_close_matches(
-        model_class.lower(), list(lowered), n=1, cutoff=0.75
-    )
-    return lowered[close[0]] if close else ""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from plugins_app.web import views
+from plugins_app.web import views, workflow_views
 
 app_name = "web"
 
@@ -41,6 +41,31 @@ urlpatterns = [
         "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
         views.run_dialog,
         name="run-dialog",
+    ),
+    path(
+        "projects/<int:project_id>/workflow/",
+        workflow_views.project_workflow,
+        name="project-workflow",
+    ),
+    path(
+        "projects/<int:project_id>/workflow/stages/",
+        workflow_views.workflow_stage_add,
+        name="workflow-stage-add",
+    ),
+    path(
+        "projects/<int:project_id>/workflow/remove/",
+        workflow_views.workflow_stage_remove,
+        name="workflow-stage-remove",
+    ),
+    path(
+        "projects/<int:project_id>/workflow/retry/",
+        workflow_views.workflow_stage_retry_view,
+        name="workflow-stage-retry",
+    ),
+    path(
+        "projects/<int:project_id>/presets/<int:preset_id>/delete/",
+        workflow_views.preset_delete,
+        name="preset-delete",
     ),
     path("runs/", views.run_list, name="run-list"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.plugins.presets import PresetError, preset_problems, preset_save
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
@@ -33,7 +34,7 @@ from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import render_markdown
 from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
-from plugins_app.workspace.models import Asset, Storage, Task
+from plugins_app.workspace.models import Asset, Project, Storage, Task
 
 RUNS_PER_PAGE = 25
 
@@ -300,14 +301,20 @@ def asset_image(request: HttpRequest, project_id: int, asset_id: int) -> HttpRes
 def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     plugin = access.get_plugin_for_user(request.user, plugin_id)
-    initial = {"external_ids": request.GET.get("asset", "")}
+    data = request.POST if request.method == "POST" else request.GET
+    preset = access.get_preset(project, plugin, data.get("preset"))
+    scope = data.get("external_ids") or request.GET.get("asset", "")
+    initial = {"external_ids": scope}
     form = RunForm(
         request.POST or None,
         request.FILES or None,
         plugin=plugin,
         project=project,
+        preset=preset,
         initial=initial,
     )
+    if request.method == "POST" and data.get("action") == "save_preset":
+        return _save_preset(request, form, project, plugin, initial)
     if request.method == "POST" and form.is_valid():
         try:
             run = run_create(
@@ -326,10 +333,58 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
             _add_errors(form, exc.errors)
         else:
             return HttpResponseClientRedirect(reverse("web:run-detail", args=[run.pk]))
+    return _render_run_dialog(request, form, project, plugin)
+
+
+def _save_preset(
+    request: HttpRequest,
+    form: RunForm,
+    project: Project,
+    plugin: Plugin,
+    initial: dict[str, Any],
+) -> HttpResponse:
+    """Save the dialog's mapping and config as a named preset, then show the
+    dialog again with that preset chosen (what the user typed kept)."""
+    if form.is_valid():
+        try:
+            preset = preset_save(
+                project=project,
+                plugin=plugin,
+                name=form.cleaned_data.get("preset_name", ""),
+                class_mapping=form.class_mapping(),
+                config_json=form.cleaned_data["config_json"],
+                user=request.user,
+            )
+        except PresetError as exc:
+            form.add_error("preset_name", str(exc))
+        else:
+            fresh = RunForm(
+                plugin=plugin, project=project, preset=preset, initial=initial
+            )
+            notice = f"Saved preset “{preset.name}”."
+            return _render_run_dialog(request, fresh, project, plugin, notice=notice)
+    return _render_run_dialog(request, form, project, plugin)
+
+
+def _render_run_dialog(
+    request: HttpRequest,
+    form: RunForm,
+    project: Project,
+    plugin: Plugin,
+    *,
+    notice: str = "",
+) -> HttpResponse:
+    problems = preset_problems(form.preset, project) if form.preset else []
     return render(
         request,
         "runs/run_dialog.html",
-        {"form": form, "plugin": plugin, "project": project},
+        {
+            "form": form,
+            "plugin": plugin,
+            "project": project,
+            "notice": notice,
+            "preset_problems": problems,
+        },
     )
 
 

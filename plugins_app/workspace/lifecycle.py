@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from plugins_app.workspace import events, workflow
-from plugins_app.workspace.models import Issue, Submission, Task
+from plugins_app.workspace.models import Issue, Project, Submission, Task
 
 # The status a task shows while it sits in a stage of each type.
 STATUS_IN_STAGE = {
@@ -227,3 +227,71 @@ def _label_json(submission: Submission) -> dict[str, Any]:
         "submittedAt": submission.submitted_at.isoformat(),
         "answer": submission.answer,
     }
+
+
+# --- editing the workflow -----------------------------------------------------------
+def workflow_plugin_stage_add(
+    project: Project,
+    *,
+    name: str,
+    plugin_id: int,
+    preset_id: int | None,
+    overwrite: bool,
+) -> Project:
+    """Add a Plugin stage before Review. The stage runs the preset's mapping and
+    config when one is chosen, else the plugin's default config and the mapping
+    the hub suggests (exact, case-insensitive, then close label names)."""
+    from plugins_app.plugins.models import PluginType, Preset
+    from plugins_app.plugins.presets import suggested_mapping
+
+    plugin = project.plugins.filter(
+        pk=plugin_id, organization_id=project.organization_id, type=PluginType.MODEL
+    ).first()
+    if plugin is None:
+        raise TaskActionError("Choose a Model plugin active on this project.")
+    if (
+        preset_id
+        and not Preset.objects.filter(
+            pk=preset_id, project=project, plugin=plugin
+        ).exists()
+    ):
+        raise TaskActionError(f"That preset is not one of {plugin.name}'s presets.")
+    try:
+        stages = workflow.with_plugin_stage(
+            project.workflow,
+            name=name,
+            plugin_id=plugin.pk,
+            preset_id=preset_id or None,
+            overwrite=overwrite,
+        )
+    except workflow.WorkflowError as exc:
+        raise TaskActionError(str(exc)) from exc
+    if not preset_id:
+        stages[_index_of(stages, name)].update(
+            class_mapping=suggested_mapping(plugin, project),
+            config_json=plugin.default_config or "{}",
+        )
+    project.workflow = stages
+    project.save(update_fields=["workflow"])
+    return project
+
+
+def workflow_stage_remove(project: Project, *, name: str) -> Project:
+    """Remove a Plugin stage; refused while tasks sit in it (they would be lost
+    between stages)."""
+    waiting = project.tasks.filter(stage=name).count()
+    if waiting:
+        raise TaskActionError(
+            f"{waiting} task(s) are in “{name}”: move them on (retry the stage or "
+            "send them back) before removing it."
+        )
+    try:
+        project.workflow = workflow.without_stage(project.workflow, name)
+    except workflow.WorkflowError as exc:
+        raise TaskActionError(str(exc)) from exc
+    project.save(update_fields=["workflow"])
+    return project
+
+
+def _index_of(stages: list[workflow.Stage], name: str) -> int:
+    return next(i for i, s in enumerate(stages) if s.get("name") == name.strip())

@@ -48,3 +48,49 @@ def next_stage(workflow: list[Stage] | None, name: str) -> Stage | None:
 
 def first_stage_of_type(workflow: list[Stage] | None, type_: str) -> Stage | None:
     return next((s for s in stages(workflow) if s.get("type") == type_), None)
+
+
+class WorkflowError(ValueError):
+    """An edit the workflow cannot take (shown to the user)."""
+
+
+def plugin_stages(workflow: list[Stage] | None) -> list[Stage]:
+    return [s for s in stages(workflow) if s.get("type") == PLUGIN]
+
+
+def with_plugin_stage(
+    workflow: list[Stage] | None,
+    *,
+    name: str,
+    plugin_id: int,
+    preset_id: int | None = None,
+    overwrite: bool = True,
+) -> list[Stage]:
+    """A copy with a Plugin stage added just before the first Review stage (or
+    before Complete): tasks reach it once labeled, and reviewers see its answer."""
+    name = (name or "").strip()
+    ordered = stages(workflow)
+    if not name:
+        raise WorkflowError("Give the stage a name.")
+    if any(s.get("name", "").lower() == name.lower() for s in ordered):
+        raise WorkflowError(f"The workflow already has a stage named “{name}”.")
+    stage: Stage = {
+        "name": name,
+        "type": PLUGIN,
+        "plugin": plugin_id,
+        "preset": preset_id,
+        "overwrite": overwrite,
+    }
+    before = first_stage_of_type(ordered, REVIEW) or first_stage_of_type(
+        ordered, COMPLETE
+    )
+    index = ordered.index(before) if before is not None else len(ordered)
+    return ordered[:index] + [stage] + ordered[index:]
+
+
+def without_stage(workflow: list[Stage] | None, name: str) -> list[Stage]:
+    ordered = stages(workflow)
+    stage = stage_named(ordered, name)
+    if stage is None or stage.get("type") != PLUGIN:
+        raise WorkflowError(f"“{name}” is not a Plugin stage of this workflow.")
+    return [s for s in ordered if s is not stage]

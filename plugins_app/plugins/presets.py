@@ -1,0 +1,115 @@
+"""Plugin setting presets: saving them, and telling when the project's ontology
+(or the plugin's classes) changed under a saved one."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from plugins_app.plugins.models import Plugin, Preset
+from plugins_app.workspace.models import Project
+
+
+class PresetError(Exception):
+    """Bad input for a preset (shown to the user)."""
+
+
+def preset_save(
+    *,
+    project: Project,
+    plugin: Plugin,
+    name: str,
+    class_mapping: dict[str, str],
+    config_json: str,
+    user: AbstractBaseUser | None,
+) -> Preset:
+    """Create the preset, or overwrite the one of the same name."""
+    name = (name or "").strip()
+    if not name:
+        raise PresetError("Give the preset a name.")
+    if len(name) > 100:
+        raise PresetError("A preset name has at most 100 characters.")
+    try:
+        json.loads(config_json or "{}")
+    except ValueError as exc:
+        raise PresetError(f"Config JSON is not valid: {exc}") from exc
+    mapping = {str(k): str(v) for k, v in (class_mapping or {}).items() if k and v}
+    preset, _ = Preset.objects.update_or_create(
+        project=project,
+        plugin=plugin,
+        name=name,
+        defaults={
+            "class_mapping": mapping,
+            "config_json": (config_json or "").strip() or "{}",
+            "created_by": user,
+        },
+    )
+    return preset
+
+
+def preset_problems(preset: Preset, project: Project | None = None) -> list[str]:
+    """What no longer fits: labels gone from the ontology, classes gone from the
+    plugin. An empty list means the preset can be used as it is."""
+    project = project or preset.project
+    known = _schema_ids(project)
+    problems = []
+    for model_class, schema_id in preset.class_mapping.items():
+        if model_class not in preset.plugin.class_names:
+            problems.append(
+                f"“{model_class}” is no longer a class of {preset.plugin.name}."
+            )
+        elif schema_id not in known:
+            problems.append(
+                f"“{model_class}” is mapped to “{schema_id}”, which is no longer in "
+                "this project's ontology."
+            )
+    return problems
+
+
+def broken_schema_ids(preset: Preset) -> set[str]:
+    known = _schema_ids(preset.project)
+    return {sid for sid in preset.class_mapping.values() if sid not in known}
+
+
+def presets_with_problems(presets: Any) -> list[tuple[Preset, list[str]]]:
+    return [(p, preset_problems(p)) for p in presets]
+
+
+def _schema_ids(project: Project) -> set[str]:
+    return {e.get("schemaId") for e in project.ontology_entries() if e.get("schemaId")}
+
+
+def suggest_mapping(model_class: str, entries: list[dict[str, Any]]) -> str:
+    """The ontology label a model class most likely means: an exact title or
+    schemaId, then a case-insensitive one, then one equal but for separators and
+    a plural "s" ("traffic_lights" = "Traffic light"), then a close name."""
+    candidates = [(e.get("title") or "", e["schemaId"]) for e in entries]
+    for title, schema_id in candidates:
+        if model_class in (title, schema_id):
+            return schema_id
+    for normalize in (str.lower, _loose):
+        wanted = normalize(model_class)
+        for title, schema_id in candidates:
+            if wanted in (normalize(title), normalize(schema_id)):
+                return schema_id
+    names = {_loose(title): sid for title, sid in candidates if title}
+    close = difflib.get_close_matches(
+        _loose(model_class), list(names), n=1, cutoff=0.75
+    )
+    return names[close[0]] if close else ""
+
+
+def _loose(name: str) -> str:
+    words = re.sub(r"[\s_\-.]+", " ", name.lower()).strip()
+    return words[:-1] if words.endswith("s") and len(words) > 3 else words
+
+
+def suggested_mapping(plugin: Plugin, project: Project) -> dict[str, str]:
+    """Every class of the plugin with its suggested label (unmatched left out)."""
+    entries = [e for e in project.ontology_entries() if e.get("schemaId")]
+    pairs = {c: suggest_mapping(c, entries) for c in plugin.class_names}
+    return {c: sid for c, sid in pairs.items() if sid}

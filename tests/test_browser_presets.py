@@ -1,0 +1,76 @@
+"""Presets in a real browser (Chromium, Playwright): save the Run dialog's
+mapping and config as a preset, load it back into a fresh dialog with htmx, and
+see the warning once an ontology change broke it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from plugins_app.plugins.models import Preset
+from plugins_app.workspace.demo import DEMO_ONTOLOGY
+from tests.test_browser import (  # noqa: F401 - pytest fixtures
+    Plugins,
+    Tab,
+    browser,
+    expect,
+    log_in,
+    open_run_dialog,
+    tab,
+)
+
+
+def test_it_saves_a_preset_and_loads_it_into_the_dialog(
+    workspace: Any,
+    make_plugin: Plugins,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    registered = make_plugin(name="Detector")
+    page = tab.page
+    log_in(page, live_hub, "bob")
+    dialog = open_run_dialog(page, live_hub, workspace, registered)
+
+    dialog.get_by_label("face", exact=True).select_option(value="face-box")
+    dialog.get_by_label("coin", exact=True).select_option(value="object-box")
+    dialog.get_by_label("Config JSON").fill('{"threshold": 0.9}')
+    dialog.get_by_label("Save as preset").fill("Coins as objects")
+    dialog.get_by_role("button", name="Save preset").click()
+
+    expect(dialog.get_by_role("status")).to_have_text(
+        "Saved preset “Coins as objects”."
+    )
+    preset = Preset.objects.get()
+    assert preset.class_mapping == {"face": "face-box", "coin": "object-box"}
+    assert preset.config_json == '{"threshold": 0.9}'
+    assert preset.created_by == workspace.annotator
+
+    # A fresh dialog suggests its own mapping; choosing the preset refills it.
+    page.reload()
+    dialog = open_run_dialog(page, live_hub, workspace, registered)
+    coin = dialog.get_by_label("coin", exact=True)
+    expect(coin).to_have_value("coin-box")  # the suggestion (title "Coin")
+    expect(dialog.get_by_label("Config JSON")).to_have_value('{"max_detections": 25}')
+    dialog.get_by_label("Asset external IDs").fill("coins")
+    dialog.get_by_label("Preset", exact=True).select_option(label="Coins as objects")
+
+    expect(coin).to_have_value("object-box")
+    expect(dialog.get_by_label("face", exact=True)).to_have_value("face-box")
+    expect(dialog.get_by_label("Config JSON")).to_have_value('{"threshold": 0.9}')
+    expect(dialog.get_by_label("Asset external IDs")).to_have_value("coins")
+    expect(dialog.locator("#preset-warning")).to_have_count(0)
+
+    # The ontology loses "Object": the preset list and the dialog say so.
+    ontology = copy.deepcopy(DEMO_ONTOLOGY)
+    ontology["tools"] = [t for t in ontology["tools"] if t["schemaId"] != "object-box"]
+    workspace.project.ontology = ontology
+    workspace.project.save(update_fields=["ontology"])
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/")
+    row = page.locator("#preset-list tr", has_text="Coins as objects")
+    expect(row).to_contain_text("⚠ broken")
+    expect(row).to_contain_text("“coin” is mapped to “object-box”")
+    dialog = open_run_dialog(page, live_hub, workspace, registered)
+    dialog.get_by_label("Preset", exact=True).select_option(label="Coins as objects")
+    expect(dialog.locator("#preset-warning")).to_contain_text(
+        "“coin” is mapped to “object-box”, which is no longer in this project's"
+    )
