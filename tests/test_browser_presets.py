@@ -20,6 +20,16 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
 )
 
 
+def choose_preset(page: Any, dialog: Any, name: str) -> None:
+    """Pick a preset once htmx has wired the freshly swapped-in dialog (a change
+    fired before that would go unheard)."""
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#dialog select[name=preset]');"
+        " return s !== null && s['htmx-internal-data'] !== undefined }"
+    )
+    dialog.get_by_label("Preset", exact=True).select_option(label=name)
+
+
 def test_it_saves_a_preset_and_loads_it_into_the_dialog(
     workspace: Any,
     make_plugin: Plugins,
@@ -52,7 +62,7 @@ def test_it_saves_a_preset_and_loads_it_into_the_dialog(
     expect(coin).to_have_value("coin-box")  # the suggestion (title "Coin")
     expect(dialog.get_by_label("Config JSON")).to_have_value('{"max_detections": 25}')
     dialog.get_by_label("Asset external IDs").fill("coins")
-    dialog.get_by_label("Preset", exact=True).select_option(label="Coins as objects")
+    choose_preset(page, dialog, "Coins as objects")
 
     expect(coin).to_have_value("object-box")
     expect(dialog.get_by_label("face", exact=True)).to_have_value("face-box")
@@ -70,7 +80,7 @@ def test_it_saves_a_preset_and_loads_it_into_the_dialog(
     expect(row).to_contain_text("⚠ broken")
     expect(row).to_contain_text("“coin” is mapped to “object-box”")
     dialog = open_run_dialog(page, live_hub, workspace, registered)
-    dialog.get_by_label("Preset", exact=True).select_option(label="Coins as objects")
+    choose_preset(page, dialog, "Coins as objects")
     expect(dialog.locator("#preset-warning")).to_contain_text(
         "“coin” is mapped to “object-box”, which is no longer in this project's"
     )
