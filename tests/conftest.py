@@ -182,3 +182,33 @@ def plugin_runner(
 
 def _live_count(plugin: Plugin) -> int:
     return PluginInstance.objects.live().filter(plugin=plugin).count()
+
+
+@pytest.fixture
+def prelabel_writes(transactional_db: Any) -> Iterator[Callable[[], list[tuple]]]:
+    """Counts pre-label writes in the database itself: a trigger records every
+    UPDATE that leaves a task with a pre-label, whichever process made it.
+    Returns a function listing (task id, run id, writes)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE chaos_prelabel_write (task_id int, run_id int)")
+        cursor.execute(
+            "CREATE TRIGGER chaos_prelabel AFTER UPDATE ON workspace_task "
+            "FOR EACH ROW WHEN NEW.prelabel_run_id IS NOT NULL BEGIN "
+            "INSERT INTO chaos_prelabel_write VALUES (NEW.id, NEW.prelabel_run_id); "
+            "END"
+        )
+
+    def writes() -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT task_id, run_id, count(*) FROM chaos_prelabel_write "
+                "GROUP BY task_id, run_id ORDER BY task_id"
+            )
+            return cursor.fetchall()
+
+    yield writes
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER chaos_prelabel")
+        cursor.execute("DROP TABLE chaos_prelabel_write")

@@ -25,6 +25,7 @@ SDK_PYTHONS = {
     "1.4": ROOT / ".venv-sdk14" / "bin" / "python",
 }
 SCRIPTS = ROOT / "tests" / "plugin_scripts"
+RUN_FOREVER = ROOT / "examples" / "run_forever.sh"
 
 
 def free_port() -> int:
@@ -60,12 +61,71 @@ class LiveHub:
         self.thread.join(timeout=10)
 
 
+class CuttableProxy:
+    """A TCP proxy between plugins and the hub whose `cut()` closes every
+    connection it carries at once, as a network drop closes a plugin's socket;
+    it keeps accepting new connections."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return  # closed
+            with self._lock:
+                self._open += [client, upstream]
+                self.connections += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            _close(sock)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _close(src)
+        _close(dst)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 @dataclass
 class PluginProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Leads its own process group (a supervisor and the script it restarts).
+    group: bool = False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -74,7 +134,12 @@ class PluginProcess:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.alive():
+        if self.group:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        elif self.alive():
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
@@ -88,7 +153,10 @@ def start_plugin(
     secret: str,
     log_dir: Path,
     env: dict[str, str] | None = None,
+    forever: bool = False,
 ) -> PluginProcess:
+    """A plugin script in its SDK's venv; with `forever`, under the restart
+    policy the README asks for (examples/run_forever.sh, retrying every 1-2 s)."""
     python = SDK_PYTHONS[sdk]
     if not python.exists():
         raise RuntimeError(f"{python} is missing: run `make venvs`")
@@ -104,15 +172,20 @@ def start_plugin(
     # Nothing of the hub's settings leaks into the plugin's environment.
     for key in ("DJANGO_SETTINGS_MODULE", "HUB_TEST_DB", "DATABASE_URL"):
         full_env.pop(key, None)
+    cmd = [str(python), str(script)]
+    if forever:
+        cmd = ["bash", str(RUN_FOREVER), *cmd]
+        full_env.update(RUN_FOREVER_MIN_DELAY="1", RUN_FOREVER_MAX_DELAY="2")
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [str(python), str(script)],
+            cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,
             cwd=ROOT,
+            start_new_session=forever,
         )
-    return PluginProcess(proc=proc, log_path=log_path, name=str(script))
+    return PluginProcess(proc=proc, log_path=log_path, name=str(script), group=forever)
 
 
 def wait_for(

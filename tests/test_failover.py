@@ -10,7 +10,7 @@ from typing import Any
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from tests.builders import new_run
-from tests.hub import SCRIPTS, wait_for
+from tests.hub import SCRIPTS, CuttableProxy, start_plugin, wait_for
 
 ECHO = SCRIPTS / "echo_model.py"
 ASSETS = ("astronaut", "coins", "camera", "coffee", "chelsea", "rocket")
@@ -93,6 +93,64 @@ def test_it_finishes_every_job_once_through_repeated_lost_connections(
     )
     items = assert_each_item_done_once(run)
     assert max(i.attempts for i in items) == 4
+
+
+def test_it_finishes_every_job_once_when_the_network_drops_again_and_again(
+    workspace: Any, make_plugin: Any, live_hub: Any, tmp_path: Any, prelabel_writes: Any
+) -> None:
+    registered = make_plugin(timeout=60, max_attempts=10)
+    proxy = CuttableProxy(live_hub.port)
+    # The script stays up: the SDK reconnects once on its own (a new socket,
+    # so a new instance), and the supervisor covers a reconnect that fails.
+    process = start_plugin(
+        ECHO,
+        sdk="1.4",
+        host=f"{proxy.url}/?concurrency=1",  # one job at a time: cuts land mid-run
+        plugin_id=registered.plugin.public_id,
+        secret=registered.secret,
+        log_dir=tmp_path,
+        env={"ECHO_MODE": "slow", "ECHO_SLEEP": "1"},
+        forever=True,
+    )
+    try:
+        wait_for(lambda: live_count(registered.plugin) == 1, what="the plugin")
+        run = new_run(workspace, registered.plugin, *ASSETS, dispatch=True)
+        for cut in range(1, 4):
+            wait_for(
+                lambda: (
+                    run.items.filter(state=WorkItem.State.LEASED).exists()
+                    and live_count(registered.plugin) == 1
+                ),
+                what=f"jobs in the plugin's hands before cut {cut}",
+            )
+            held = len(handled(process))
+            wait_for(lambda h=held: len(handled(process)) > h, what="a job taken")
+            proxy.cut()  # both ends see their socket closed, jobs in flight
+            wait_for(
+                lambda c=cut: (
+                    PluginInstance.objects.filter(
+                        plugin=registered.plugin, disconnected_at__isnull=False
+                    ).count()
+                    == c
+                ),
+                what=f"the hub to see cut {cut}",
+            )
+        wait_for(
+            lambda: Run.objects.get(pk=run.pk).is_finished,
+            timeout=40,
+            what="the run to finish",
+        )
+        items = assert_each_item_done_once(run)
+        assert [n for _task, _run, n in prelabel_writes()] == [1] * len(ASSETS)
+        assert proxy.connections >= 4
+        assert any(i.attempts >= 2 for i in items)
+        # Answers to jobs taken before a cut came back over the new socket,
+        # after the job had gone back to the queue: refused, not applied twice.
+        ignored = run.log_lines.filter(message__startswith="Ignored a response")
+        assert ignored.exists()
+    finally:
+        process.stop()
+        proxy.close()
 
 
 def test_it_renews_the_lease_of_a_busy_instance_on_every_pong(

@@ -3,7 +3,6 @@ ok, latency and error; 200 only when all pass."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,15 @@ from channels.layers import get_channel_layer
 from django.test import Client, override_settings
 
 from plugins_app.ops.health import _round_trip
+from tests.production import REDIS, reachable
 
-REDIS = ("127.0.0.1", 6379)
 REDIS_URL = "redis://127.0.0.1:6379/9"
 CLOSED_URL = "redis://127.0.0.1:1/9"
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection(REDIS, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 needs_redis = pytest.mark.skipif(
-    not redis_reachable(),
+    not reachable(REDIS),
     reason="the Redis health checks need Redis on 127.0.0.1:6379 (it runs on CI)",
 )
 

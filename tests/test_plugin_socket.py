@@ -18,9 +18,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import RunRequestError
+from plugins_app.runs.services import RunRequestError, runs_sweep
 from plugins_app.workspace.models import Task
-from tests.builders import new_run
+from tests.builders import new_run, pass_deadline
 from tests.hub import SCRIPTS, LiveHub, wait_for
 from tests.test_sdk_model_runs import wait_finished
 
@@ -560,6 +560,42 @@ def test_it_ignores_a_duplicate_response_for_a_finished_session(
     ignored = RunLogLine.objects.filter(run=run, message__startswith="Ignored")
     assert ignored.count() == 2
     client.probe()
+
+
+def test_it_applies_a_job_once_whatever_duplicate_and_late_answers_arrive(
+    live_hub: LiveHub,
+    workspace: Any,
+    make_plugin: Any,
+    clients: list[RawClient],
+    prelabel_writes: Any,
+) -> None:
+    registered = make_plugin()
+    slow = authenticated(live_hub, registered)
+    clients.append(slow)
+    run = model_run(workspace, registered.plugin)
+    session = slow.job()["session"]
+    fast = authenticated(live_hub, registered)
+    clients.append(fast)
+    # The slow instance misses the plugin's timeout: the job is sent again,
+    # to the other instance (never given a job yet, so first in line).
+    pass_deadline(run)
+    assert runs_sweep()["requeued"] == 1
+    assert fast.job()["session"] == session
+    other_box = {"x": 1, "y": 2, "width": 3, "height": 4}
+
+    slow.respond(session, [{"schemaId": "face-box", "bounding-box": other_box}])
+    assert WorkItem.objects.get(run=run).state == WorkItem.State.LEASED  # refused
+    fast.respond(session, [{"schemaId": "face-box", "bounding-box": BOX}])
+    fast.respond(session, [{"schemaId": "face-box", "bounding-box": other_box}])
+    slow.respond(session, [{"schemaId": "face-box", "bounding-box": other_box}])
+
+    item = WorkItem.objects.get(run=run)
+    assert (item.state, item.attempts) == (WorkItem.State.DONE, 2)
+    assert Run.objects.get(pk=run.pk).status == Run.Status.SUCCEEDED
+    assert [t["bounding-box"] for t in task_answer(workspace)["tools"]] == [BOX]
+    assert [n for _task, _run, n in prelabel_writes()] == [1]
+    ignored = RunLogLine.objects.filter(run=run, message__startswith="Ignored")
+    assert ignored.count() == 3  # late while held elsewhere, duplicate, late
 
 
 # --- acks -------------------------------------------------------------------------

@@ -4,51 +4,36 @@ completed exactly once."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.workspace.models import Task
 from tests.builders import new_run
-from tests.hub import (
-    ROOT,
-    SCRIPTS,
-    SDK_PYTHONS,
-    PluginProcess,
-    free_port,
-    start_hub_process,
-    wait_for,
-)
+from tests.hub import SCRIPTS, free_port, start_hub_process, start_plugin, wait_for
 
 
 def test_it_finishes_every_job_once_after_the_hub_is_killed_mid_run(
-    transactional_db: Any, workspace: Any, make_plugin: Any, tmp_path: Path
+    transactional_db: Any,
+    workspace: Any,
+    make_plugin: Any,
+    tmp_path: Path,
+    prelabel_writes: Any,
 ) -> None:
     registered = make_plugin(timeout=60)
     port = free_port()
     hub = start_hub_process(port, tmp_path)
     # The restart policy the README asks for: the SDK exits when its reconnect fails.
-    log_path = tmp_path / "plugin.log"
-    script = (
-        f"until {SDK_PYTHONS['1.4']} {SCRIPTS / 'echo_model.py'}; do sleep 0.3; done"
+    plugin = start_plugin(
+        SCRIPTS / "echo_model.py",
+        sdk="1.4",
+        host=f"http://127.0.0.1:{port}",
+        plugin_id=registered.plugin.public_id,
+        secret=registered.secret,
+        log_dir=tmp_path,
+        env={"ECHO_MODE": "slow", "ECHO_SLEEP": "2"},
+        forever=True,
     )
-    env = {
-        **os.environ,
-        "HOST": f"http://127.0.0.1:{port}",
-        "PLUGIN_ID": registered.plugin.public_id,
-        "PLUGIN_SECRET": registered.secret,
-        "ECHO_MODE": "slow",
-        "ECHO_SLEEP": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            ["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, env=env,
-            cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-    plugin = PluginProcess(proc=proc, log_path=log_path)
     try:
         wait_for(lambda: registered.plugin.instances.exists(), what="the plugin")
         run = new_run(
@@ -71,7 +56,7 @@ def test_it_finishes_every_job_once_after_the_hub_is_killed_mid_run(
         assert Task.objects.filter(prelabel_run=run).count() == 3
         hub_lines = run.log_lines.filter(level="HUB", message__contains="stored")
         assert hub_lines.count() == 3  # each result applied exactly once
+        assert [n for _task, _run, n in prelabel_writes()] == [1, 1, 1]
     finally:
-        os.killpg(proc.pid, 9)
-        proc.wait(timeout=10)
+        plugin.stop()
         hub.stop()

@@ -656,19 +656,7 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
     if item.state != WorkItem.State.LEASED or (
         item.instance is None or item.instance.channel_name != channel_name
     ):
-        log.info(
-            "stale response for item %s (%s) from %s ignored",
-            item.pk,
-            item.state,
-            channel_name,
-        )
-        _hub_log(
-            item.run,
-            f"Ignored a response for a job that is already {item.get_state_display()}"
-            " or held by another instance.",
-            item=item,
-        )
-        return "stale"
+        return _ignore_stale(item, channel_name)
     if payload.get("error"):
         _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
         return "error"
@@ -676,15 +664,41 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         # Success of a workflow job is its POST /v2/annotate, never a response.
         _hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
         return "ignored"
-    outcome = kind_of(item.run).apply_response(item, payload.get("response"))
-    if outcome.problems:
-        text = "The plugin's answer was rejected:\n" + "\n".join(
-            f"• {p}" for p in outcome.problems
+    with transaction.atomic():
+        # Hold the lease's row while the answer is written: a sweep that
+        # requeues it meanwhile waits, then finds it done. Without the lock a
+        # pre-label could be written, the job requeued, and written again.
+        held = WorkItem.objects.select_for_update().filter(
+            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
         )
-        _item_fail(item, WorkItem.Failure.INVALID, text)
-        return "invalid"
-    _item_done(item, outcome.note)
+        if not held.exists():
+            item.refresh_from_db(fields=["state"])
+            return _ignore_stale(item, channel_name)
+        outcome = kind_of(item.run).apply_response(item, payload.get("response"))
+        if outcome.problems:
+            text = "The plugin's answer was rejected:\n" + "\n".join(
+                f"• {p}" for p in outcome.problems
+            )
+            _item_fail(item, WorkItem.Failure.INVALID, text)
+            return "invalid"
+        _item_done(item, outcome.note)
     return "done"
+
+
+def _ignore_stale(item: WorkItem, channel_name: str) -> str:
+    log.info(
+        "stale response for item %s (%s) from %s ignored",
+        item.pk,
+        item.state,
+        channel_name,
+    )
+    _hub_log(
+        item.run,
+        f"Ignored a response for a job that is already {item.get_state_display()}"
+        " or held by another instance.",
+        item=item,
+    )
+    return "stale"
 
 
 def item_fail_oversized(*, session: str, channel_name: str, size: int) -> None:

@@ -1,0 +1,263 @@
+"""A hub in production mode, built from processes, for the tests that need one:
+a fresh PostgreSQL database, Redis db 7 (flushed), uvicorn web processes and a
+Celery worker with beat, each in its own process that a test may kill and start
+again on the same port. Only tests/test_production_*.py use it (they share db 7,
+so they must not run in parallel with each other)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.hub import ROOT, SCRIPTS, PluginProcess, free_port, start_plugin, wait_for
+
+PG = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+ECHO = SCRIPTS / "echo_model.py"
+DEMO_PASSWORD = "plugin-hub"
+
+
+def reachable(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_services = pytest.mark.skipif(
+    not (reachable(PG) and reachable(REDIS)),
+    reason="production-mode tests need PostgreSQL on 127.0.0.1:5432 and Redis on "
+    "127.0.0.1:6379 (both run on CI)",
+)
+
+
+def psql(sql: str, db: str = "test") -> str:
+    result = subprocess.run(
+        ["psql", "-h", PG[0], "-U", "postgres", "-d", db, "-tAc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip()
+
+
+class Stack:
+    """Web processes named "a", "b", ... (one by default) and a Celery worker
+    with beat, on one PostgreSQL database and one Redis."""
+
+    def __init__(self, tmp: Path, *, webs: int = 1, fast_pings: bool = False):
+        self.tmp = tmp
+        self.db_name = f"pluginhub_{uuid.uuid4().hex[:10]}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.db_name}",
+            "REDIS_URL": "redis://127.0.0.1:6379/7",
+            "HUB_VAR_DIR": str(tmp / "var"),
+            "HUB_SWEEP_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if fast_pings:
+            # An instance (and the leases it holds) is seen for ping interval +
+            # timeout + 5 s: a dead process's plugins stop counting within ~9 s
+            # instead of ~50 s.
+            self.env.update(HUB_PING_INTERVAL_MS="2000", HUB_PING_TIMEOUT_MS="2000")
+        self.env.pop("HUB_TEST_DB", None)
+        self.ports = {chr(ord("a") + n): free_port() for n in range(webs)}
+        self.urls = {name: f"http://127.0.0.1:{p}" for name, p in self.ports.items()}
+        self.url = self.urls["a"]
+        self.webs: dict[str, PluginProcess] = {}
+        self.worker: PluginProcess | None = None
+        self.processes: list[PluginProcess] = []
+        self.info: dict[str, Any] = {}
+
+    # --- processes --------------------------------------------------------------
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        return result.stdout
+
+    def spawn(self, name: str, *cmd: str) -> PluginProcess:
+        log_path = self.tmp / f"{name}.log"
+        with log_path.open("ab") as out:  # a restarted process appends
+            proc = subprocess.Popen(
+                [sys.executable, *cmd],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        process = PluginProcess(proc=proc, log_path=log_path, name=name)
+        self.processes.append(process)
+        return process
+
+    def start(self) -> dict[str, Any]:
+        psql(f"CREATE DATABASE {self.db_name}")
+        import redis
+
+        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+        self.manage("migrate", "--noinput", "-v0")
+        credentials = json.loads(self.manage("seed_demo"))
+        token = json.loads(self.manage("create_api_token", "annotator"))["token"]
+        self.info = {"credentials": credentials, "token": token}
+        self.start_hub()
+        return self.info
+
+    def start_hub(self) -> None:
+        """Every web process and the worker with beat; returns once all serve."""
+        for name, port in self.ports.items():
+            self.webs[name] = self.spawn(
+                f"web-{name}", "-m", "uvicorn", "plugins_app.asgi:application",
+                "--port", str(port), "--log-level", "warning",
+                "--ws-max-size", "67108864",
+            )  # fmt: skip
+        self.worker = self.spawn(
+            "worker", "-m", "celery", "-A", "plugins_app", "worker", "-B",
+            "--pool", "solo", "--loglevel", "INFO",
+        )  # fmt: skip
+        for name, web in self.webs.items():
+            url = self.urls[name]
+            wait_for(
+                lambda web=web, url=url: up(url) or not web.alive(),
+                timeout=60,
+                what=f"web process {name}",
+            )
+            assert web.alive(), web.log()
+
+    def kill_hub(self) -> None:
+        """SIGKILL every hub process at once: nothing says goodbye to anyone."""
+        hub = [*self.webs.values(), *([self.worker] if self.worker else [])]
+        for process in hub:
+            process.proc.send_signal(signal.SIGKILL)
+        for process in hub:
+            process.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        subprocess.run(
+            ["psql", "-h", PG[0], "-U", "postgres", "-d", "test", "-c",
+             f"DROP DATABASE IF EXISTS {self.db_name} WITH (FORCE)"],
+            capture_output=True,
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
+
+    # --- talking to it ------------------------------------------------------------
+    def api(self, via: str = "a") -> httpx.Client:
+        return httpx.Client(
+            base_url=self.urls[via],
+            headers={"Authorization": f"Bearer {self.info['token']}"},
+            timeout=10,
+        )
+
+    def sql(self, query: str) -> str:
+        return psql(query, db=self.db_name)
+
+    def connect_plugin(
+        self,
+        to: str,
+        log_dir: Path,
+        *,
+        sdk: str = "1.4",
+        env: dict[str, str],
+        forever: bool = False,
+        concurrency: int | None = None,
+    ) -> PluginProcess:
+        """The echo plugin connected to web process `to`, declaring how many
+        jobs it takes at once if `concurrency` is given."""
+        model = self.info["credentials"]["model_plugin"]
+        query = f"/?concurrency={concurrency}" if concurrency else ""
+        plugin = start_plugin(
+            ECHO,
+            sdk=sdk,
+            host=self.urls[to] + query,
+            plugin_id=model["id"],
+            secret=model["secret"],
+            log_dir=log_dir,
+            env=env,
+            forever=forever,
+        )
+        self.processes.append(plugin)
+        return plugin
+
+
+def up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/login/", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def model_plugin(api: httpx.Client) -> dict[str, Any]:
+    return next(p for p in api.get("/api/plugins").json() if p["type"] == "model")
+
+
+def wait_live(api: httpx.Client, plugin_pk: int, count: int) -> None:
+    wait_for(
+        lambda: api.get(f"/api/plugins/{plugin_pk}").json()["live_instances"] == count,
+        timeout=30,
+        what=f"{count} live instance(s)",
+    )
+
+
+def start_run(api: httpx.Client, plugin_pk: int, *external_ids: str) -> int:
+    project = api.get("/api/projects").json()[0]
+    created = api.post(
+        "/api/runs",
+        json={
+            "plugin_id": plugin_pk,
+            "project_id": project["id"],
+            "class_mapping": {"face": "face-box"},
+            "external_ids": list(external_ids),
+        },
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def browser_login(base_url: str) -> str:
+    """Log in as the demo annotator through the login form; return the cookie."""
+    browser = httpx.Client(base_url=base_url, timeout=10)
+    page = browser.get("/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert token, page.text
+    response = browser.post(
+        "/login/",
+        data={
+            "username": "annotator",
+            "password": DEMO_PASSWORD,
+            "csrfmiddlewaretoken": token.group(1),
+        },
+    )
+    assert response.status_code == 302, response.text
+    return f"sessionid={browser.cookies['sessionid']}"
+
+
+def handled(plugin: PluginProcess) -> list[str]:
+    """Sessions the echo plugin took, one per job received."""
+    return [
+        line.split()[1]
+        for line in plugin.log().splitlines()
+        if line.startswith("HANDLED ")
+    ]
