@@ -5,6 +5,7 @@ the same way under imerit-ango 1.3.22 and 1.4.x (no hub import).
 * ``requeue``: ``SDK.requeue_tasks`` (1.4.x; 1.3.22 has no such method, so the
   same ``POST /v2/project/{id}/requeueTasks`` body goes through
   ``SDK.make_request``).
+* ``import_prelabel``: ``SDK.import_labels`` (``POST /v2/import/labels``).
 * ``set_metadata``: the hub's ``POST /v2/task/{id}/metadata`` (no SDK method
   updates task metadata), through ``SDK.make_request``.
 
@@ -25,7 +26,14 @@ try:  # the plain callback plugin: BasePlugin in 1.4.x ...
 except ImportError:  # ... and Plugin in 1.3.22 (same constructor and callback)
     from imerit_ango.plugins import Plugin as BasePlugin
 
-__all__ = ["BasePlugin", "create_issue", "requeue", "sdk_for", "set_metadata"]
+__all__ = [
+    "BasePlugin",
+    "create_issue",
+    "import_prelabel",
+    "requeue",
+    "sdk_for",
+    "set_metadata",
+]
 
 
 def hub_host() -> str:
@@ -69,6 +77,14 @@ def set_metadata(sdk: SDK, task_id: str, values: Mapping[str, Any]) -> dict[str,
         "POST", f"/v2/task/{task_id}/metadata", {"metadata": dict(values)}
     )
     return _checked(response, "set_metadata")["data"]["task"]["metadata"]
+
+
+def import_prelabel(
+    sdk: SDK, project_id: str, external_id: str, answer: Mapping[str, Any]
+) -> None:
+    """Write ``answer`` as the asset's pre-label (``SDK.import_labels``)."""
+    record = {"externalId": external_id, **answer}
+    _checked(sdk.import_labels(project_id, [record]), "import_labels")
 
 
 def job_logger(job: Mapping[str, Any]) -> Any:

@@ -135,3 +135,75 @@ def test_connected_event_plugin_receives_label_submitted_and_requeues_over_rest(
     good.refresh_from_db()
     assert (good.stage, good.metadata) == ("Review", {"qa": "passed", "qa_problems": 0})
     assert not Issue.objects.filter(task=good).exists()
+
+
+CONSENSUS = ROOT / "examples" / "consensus_plugin.py"
+
+
+def face(x: float, y: float, object_id: str) -> dict[str, Any]:
+    return {
+        "schemaId": "face-box",
+        "objectId": object_id,
+        "bounding-box": {"x": x, "y": y, "width": 100, "height": 110},
+    }
+
+
+@pytest.mark.parametrize("sdk", ["1.3.22", "1.4"])
+def test_consensus_plugin_merges_the_n_labels_into_one_prelabel_for_review(
+    sdk: str,
+    workspace: Any,
+    make_plugin: Any,
+    plugin_runner: Any,
+    celery_worker: PluginProcess,
+) -> None:
+    from django.contrib.auth.models import User
+
+    from plugins_app.workspace.models import Membership
+
+    workspace.project.labels_per_asset = 3
+    workspace.project.save()
+    dana = User.objects.create_user("dana", "dana@x.test", "pw")
+    Membership.objects.create(user=dana, organization=workspace.org)
+    registered = make_plugin(
+        type=PluginType.EVENT, class_names=[], name="Consensus", default_config="{}"
+    )
+    plugin_set_triggers(
+        registered.plugin,
+        projects=[workspace.project],
+        event_names=[events.LABEL_SUBMITTED],
+    )
+    plugin = plugin_runner(CONSENSUS, registered, sdk=sdk)
+    task = workspace.asset("astronaut").task
+    answers = {
+        workspace.annotator: [face(170, 60, "a")],
+        workspace.admin: [face(176, 64, "b"), face(20, 20, "stray")],
+        dana: [face(173, 62, "c")],
+    }
+
+    for index, (user, tools) in enumerate(answers.items()):
+        client = Client()
+        client.force_login(user)
+        response = client.post(
+            f"/api/tasks/{task.pk}/submit",
+            json.dumps({"answer": {"tools": tools}}),
+            content_type="application/json",
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["labels_submitted"] == index + 1
+    run = finished_run(task, celery_worker, plugin)
+
+    assert Run.objects.filter(task=task).count() == 1  # only the N-th triggered
+    assert run.status == Run.Status.SUCCEEDED, (run.error, plugin.log())
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Review", Task.Status.SUBMITTED)
+    assert task.prelabel_run_id == run.pk
+    [merged] = task.answer["tools"]
+    assert merged["bounding-box"] == {
+        "x": 173.0,
+        "y": 62.0,
+        "width": 100.0,
+        "height": 110.0,
+    }
+    assert task.metadata == {"consensus_labelers": 3, "consensus_objects": 1}
+    lines = "\n".join(run.log_lines.values_list("message", flat=True))
+    assert "Merging 3 labels of astronaut (by bob, alice, dana)" in lines

@@ -8,7 +8,9 @@ from typing import Any
 from django.db import transaction
 
 from plugins_app.runs.validation import unwrap_import_record, validate_answer
+from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
+from plugins_app.workspace.workflow import stage_named
 
 
 @dataclass
@@ -68,13 +70,20 @@ def prelabels_import(
         tasks = list(Task.objects.filter(asset_id__in=answers))
         for task in tasks:
             task.answer = answers[task.asset_id]
-            task.status = Task.Status.TODO
+            task.status = _prelabel_status(project, task)
             task.prelabel_run_id = run_id
         Task.objects.bulk_update(
             tasks, ["answer", "status", "prelabel_run"], batch_size=500
         )
     result.labeled = len(tasks)
     return result
+
+
+def _prelabel_status(project: Project, task: Task) -> str:
+    """To-Do for a task still to be labeled; a task past labeling (e.g. the
+    merged consensus label written for review) keeps its stage's status."""
+    stage = stage_named(project.workflow, task.stage) or {}
+    return STATUS_IN_STAGE.get(stage.get("type", ""), Task.Status.TODO)
 
 
 # --- assets created by plugins (POST /v2/project/{id}/cloud) -------------------
