@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
+from plugins_app.plugins.models import Plugin, PluginInstance, PluginTrigger, PluginType
 from plugins_app.runs.models import Run
 from plugins_app.workspace.models import (
     ApiToken,
@@ -194,11 +194,12 @@ def test_it_seeds_the_demo_idempotently(
         ("admin", Membership.Role.ADMIN),
         ("annotator", Membership.Role.ANNOTATOR),
     }
-    assert Project.objects.filter(organization=org).count() == 1
-    assert Asset.objects.count() == len(demo_images) >= 20
-    assert Batch.objects.count() == 2
+    # The main project, and a consensus project (2 labels per asset).
+    assert Project.objects.filter(organization=org).count() == 2
+    assert Asset.objects.count() == 2 * len(demo_images) >= 40
+    assert Batch.objects.count() == 4
     assert all(a.batches.count() == 1 for a in Asset.objects.all())
-    assert Plugin.objects.count() == 2
+    assert Plugin.objects.count() == 4
     assert written_first["model_plugin"] == first["model_plugin"]
     # Rewritten on the second run, with secrets that match the stored hashes.
     assert written["model_plugin"] == second["model_plugin"]
@@ -207,12 +208,22 @@ def test_it_seeds_the_demo_idempotently(
     for key, type in (
         ("model_plugin", PluginType.MODEL),
         ("batch_plugin", PluginType.BATCH_MODEL),
+        ("qa_plugin", PluginType.EVENT),
+        ("consensus_plugin", PluginType.EVENT),
     ):
         plugin = Plugin.objects.get(public_id=written[key]["id"])
         assert plugin.type == type
         assert plugin.secret_hash == sha256(written[key]["secret"])
         assert plugin.organization == org
     assert written["model_plugin"]["id"] == first["model_plugin"]["id"]
+    triggers = {
+        (t.plugin.name, t.project.labels_per_asset, tuple(t.events))
+        for t in PluginTrigger.objects.select_related("plugin", "project")
+    }
+    assert triggers == {
+        ("QA bot", 1, ("label.submitted",)),
+        ("Consensus merger", 2, ("label.submitted",)),
+    }
     assert credentials_file.stat().st_mode & 0o777 == 0o600
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,6 +14,8 @@ from django.db import transaction
 
 from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.plugins.triggers import plugin_set_triggers
+from plugins_app.workspace.events import LABEL_SUBMITTED
 from plugins_app.workspace.models import (
     Asset,
     Batch,
@@ -76,10 +79,16 @@ DEMO_ONTOLOGY = {
 DETECTOR_CONFIG = json.dumps({"max_detections": 25, "threshold": 0.1}, indent=2)
 
 
+QA_CONFIG = json.dumps({"min_objects": 1, "min_box_size": 8}, indent=2)
+CONSENSUS_CONFIG = json.dumps({"iou_threshold": 0.5}, indent=2)
+
+
 @dataclass(frozen=True)
 class DemoCredentials:
     model_plugin: dict[str, str]
     batch_plugin: dict[str, str]
+    qa_plugin: dict[str, str]
+    consensus_plugin: dict[str, str]
 
 
 def seed_demo() -> DemoCredentials:
@@ -102,25 +111,47 @@ def seed_demo() -> DemoCredentials:
                 "cut from them.",
             },
         )
-        folder = Path(settings.MEDIA_ROOT) / "demo"
-        for image in generate_demo_images(folder):
-            batch, _ = Batch.objects.get_or_create(project=project, name=image.batch)
-            asset, _ = Asset.objects.update_or_create(
-                project=project,
-                external_id=image.external_id,
-                defaults={
-                    "file": f"demo/{image.filename}",
-                    "width": image.width,
-                    "height": image.height,
-                },
-            )
-            asset.batches.set([batch])
-            Task.objects.get_or_create(asset=asset, defaults={"project": project})
+        consensus_project, _ = Project.objects.update_or_create(
+            organization=org,
+            name="Consensus: 2 labels per asset",
+            defaults={
+                "ontology": DEMO_ONTOLOGY,
+                "labels_per_asset": 2,
+                "description": "admin and annotator both label each image; the "
+                "consensus plugin merges their boxes for review.",
+            },
+        )
+        images = generate_demo_images(Path(settings.MEDIA_ROOT) / "demo")
+        for target in (project, consensus_project):
+            _assets(target, images)
         model = _plugin(org, project, "Face & coin detector", PluginType.MODEL)
         batch = _plugin(
             org, project, "Face & coin detector (batch)", PluginType.BATCH_MODEL
         )
-    credentials = DemoCredentials(model_plugin=model, batch_plugin=batch)
+        qa = _plugin(
+            org,
+            project,
+            "QA bot",
+            PluginType.EVENT,
+            description="examples/qa_event_plugin.py: on each submit, issues for "
+            "an empty answer or a box under 8 px, and the task sent back.",
+            default_config=QA_CONFIG,
+        )
+        consensus = _plugin(
+            org,
+            consensus_project,
+            "Consensus merger",
+            PluginType.EVENT,
+            description="examples/consensus_plugin.py: merges the labelers' boxes "
+            "by IoU into one pre-label for review.",
+            default_config=CONSENSUS_CONFIG,
+        )
+    credentials = DemoCredentials(
+        model_plugin=model,
+        batch_plugin=batch,
+        qa_plugin=qa,
+        consensus_plugin=consensus,
+    )
     path = settings.VAR_DIR / "demo-plugins.json"
     path.write_text(json.dumps(credentials.__dict__, indent=2))
     path.chmod(0o600)
@@ -140,22 +171,50 @@ def _user(org: Organization, username: str, role: str, staff: bool = False) -> N
     )
 
 
+def _assets(project: Project, images: list[Any]) -> None:
+    for image in images:
+        batch, _ = Batch.objects.get_or_create(project=project, name=image.batch)
+        asset, _ = Asset.objects.update_or_create(
+            project=project,
+            external_id=image.external_id,
+            defaults={
+                "file": f"demo/{image.filename}",
+                "width": image.width,
+                "height": image.height,
+            },
+        )
+        asset.batches.set([batch])
+        Task.objects.get_or_create(asset=asset, defaults={"project": project})
+
+
 def _plugin(
-    org: Organization, project: Project, name: str, type: str
+    org: Organization,
+    project: Project,
+    name: str,
+    type: str,
+    *,
+    description: str = "The bundled example (examples/): scikit-image's LBP face "
+    "cascade and Laplacian-of-Gaussian blob detection.",
+    default_config: str = DETECTOR_CONFIG,
 ) -> dict[str, str]:
+    """A bundled example plugin, active on `project`; an Event plugin runs on
+    `label.submitted` there."""
     plugin = Plugin.objects.filter(organization=org, name=name).first()
     if plugin is None:
         credentials = plugin_create(
             organization=org,
             name=name,
             type=type,
-            description="The bundled example (examples/): scikit-image's LBP face "
-            "cascade and Laplacian-of-Gaussian blob detection.",
-            class_names=["face", "coin"],
-            default_config=DETECTOR_CONFIG,
+            description=description,
+            class_names=["face", "coin"] if type != PluginType.EVENT else [],
+            default_config=default_config,
             timeout_seconds=120,
             projects=[project],
         )
     else:
         credentials = plugin_rotate_secret(plugin=plugin)
+    if type == PluginType.EVENT:
+        plugin_set_triggers(
+            credentials.plugin, projects=[project], event_names=[LABEL_SUBMITTED]
+        )
     return credentials.as_dict()

@@ -93,9 +93,13 @@ class Command(BaseCommand):
         scripts = {
             "model_plugin": "examples/model_plugin.py",
             "batch_plugin": "examples/batch_model_plugin.py",
+            "qa_plugin": "examples/qa_event_plugin.py",
+            "consensus_plugin": "examples/consensus_plugin.py",
         }
         commands = {}
         for key, script in scripts.items():
+            if key not in credentials:  # seeded by an older version
+                continue
             env_prefix = [
                 "env",
                 f"HOST={url}",

@@ -17,8 +17,7 @@ class Command(BaseCommand):
             json.dumps(
                 {
                     "logins": {"admin": DEMO_PASSWORD, "annotator": DEMO_PASSWORD},
-                    "model_plugin": credentials.model_plugin,
-                    "batch_plugin": credentials.batch_plugin,
+                    **credentials.__dict__,
                 },
                 indent=2,
             )
