@@ -36,6 +36,16 @@ class RunChanged(TypedDict):
     run_id: int
 
 
+def connector_channel(plugin_id: int) -> str:
+    """The PluginInstance name of a plugin's REST connector. Not a channel-layer
+    channel: its jobs go out over HTTP from Celery (runs/connector.py), so the
+    leases, attempts and deadlines are the same rows as for sockets."""
+    return f"{CONNECTOR_PREFIX}{plugin_id}"
+
+
+CONNECTOR_PREFIX = "rest-connector!"
+
+
 def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 

@@ -193,6 +193,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plugins_app.tasks.sweep_runs",
         "schedule": float(os.environ.get("HUB_SWEEP_SECONDS", "2")),
     },
+    "probe-connectors": {
+        "task": "plugins_app.tasks.probe_connectors",
+        "schedule": float(os.environ.get("HUB_CONNECTOR_PROBE_SECONDS", "30")),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -218,9 +222,8 @@ HUB_API_KEY_GRACE_SECONDS = envint("HUB_API_KEY_GRACE_SECONDS", 60)
 HUB_STORAGE_KEYS = [
     k for k in os.environ.get("HUB_STORAGE_KEYS", "").split(",") if k.strip()
 ]
-# REST connectors (plugins delivered by POST <url>/plugin): probe cadence of
-# GET <url>/heartbeat and the HTTP timeout of one probe.
-HUB_CONNECTOR_PROBE_SECONDS = envint("HUB_CONNECTOR_PROBE_SECONDS", 30)
+# REST connectors (jobs POSTed to <url>/plugin): the HTTP timeout of one probe
+# of GET <url>/heartbeat (its cadence, HUB_CONNECTOR_PROBE_SECONDS, is above).
 HUB_CONNECTOR_PROBE_TIMEOUT = float(os.environ.get("HUB_CONNECTOR_PROBE_TIMEOUT", "5"))
 
 # --- Operations (plugins_app/ops/) --------------------------------------------

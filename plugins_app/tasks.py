@@ -36,3 +36,28 @@ def workflow_stage_entered(task_id: int, stage_name: str) -> int | None:
 
     run = workflow_run_create(task_id=task_id, stage_name=stage_name)
     return run.pk if run else None
+
+
+@shared_task
+def deliver_connector_job(item_id: int) -> str:
+    """POST one leased job to its plugin's REST connector (runs/connector.py)."""
+    from plugins_app.runs.services import connector_deliver
+
+    return connector_deliver(item_id)
+
+
+@shared_task
+def probe_connectors() -> int:
+    """Probe every REST connector's /heartbeat; returns how many answered."""
+    from plugins_app.plugins.models import Delivery, Plugin
+    from plugins_app.runs.services import connector_probe
+
+    ids = Plugin.objects.filter(delivery=Delivery.REST).exclude(connector_url="")
+    return sum(connector_probe(pk) for pk in ids.values_list("pk", flat=True))
+
+
+@shared_task
+def probe_connector(plugin_id: int) -> bool:
+    from plugins_app.runs.services import connector_probe
+
+    return connector_probe(plugin_id)

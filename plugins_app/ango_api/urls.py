@@ -15,6 +15,8 @@ urlpatterns = [
         views.requeue_tasks,
         name="requeue-tasks",
     ),
+    path("pluginLog", views.plugin_log, name="plugin-log"),
+    path("pluginResponse", views.plugin_response, name="plugin-response"),
     path("import/labels", views.import_labels, name="import-labels"),
     path("issues", views.issue_create, name="issues"),
     path("task/<str:task_id>/metadata", views.task_metadata, name="task-metadata"),

@@ -484,3 +484,25 @@ def storages(request: HttpRequest, run: Run) -> JsonResponse:
     if wanted and items:
         runs.run_note(run, f"Credentials of storage “{items[0]['name']}” read.")
     return ok({"storages": items})
+
+
+# --- REST connector mode (CONNECTOR=REST) ---------------------------------------
+@require_POST
+@api_key_required
+def plugin_log(request: HttpRequest, run: Run) -> JsonResponse:
+    """The SDK's REST-mode logger posts each record here with the job's apikey
+    (the same dict as the socket `log` event)."""
+    if not runs.connector_logs_ingest(run, _json_body(request.body)):
+        return fail("A log record needs the session of a job of this apikey.", 400)
+    return ok({})
+
+
+@require_POST
+@api_key_required
+def plugin_response(request: HttpRequest, run: Run) -> JsonResponse:
+    """Results the SDK sends outside the /plugin reply (export links, errors of
+    exports), applied once like a socket `response`."""
+    outcome = runs.connector_respond(run, _json_body(request.body))
+    if outcome == "unknown-session":
+        return fail("The response needs the session of a job of this apikey.", 400)
+    return ok({"result": outcome})

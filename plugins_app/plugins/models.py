@@ -58,6 +58,10 @@ class Plugin(models.Model):
     default_config = models.TextField(default="{}", blank=True)
     # sha256 of the secret; the secret itself is shown once (see plugins/secrets.py).
     secret_hash = models.CharField(max_length=64, editable=False)
+    # Delivery.REST only: the hub must send the secret itself (the connector's
+    # `Secret` header), so it keeps a Fernet-encrypted copy (workspace/crypto.py),
+    # written when the secret is created or rotated. Socket plugins keep none.
+    secret_encrypted = models.TextField(blank=True, editable=False)
     secret_rotated_at = models.DateTimeField(default=timezone.now, editable=False)
     timeout_seconds = models.PositiveIntegerField(default=300)
     concurrency = models.PositiveIntegerField(

@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.plugins.models import Delivery, Plugin, PluginType
 from plugins_app.plugins.secrets import new_token, token_hash
+from plugins_app.workspace.crypto import decrypt_json, encrypt_json
 from plugins_app.workspace.models import Organization, Project
 
 MODEL_TYPES = (PluginType.MODEL, PluginType.BATCH_MODEL)
@@ -47,6 +48,8 @@ def plugin_create(
     default_config: str = "{}",
     timeout_seconds: int = 300,
     projects: list[Project] | None = None,
+    delivery: str = Delivery.SOCKET,
+    connector_url: str = "",
 ) -> PluginCredentials:
     if errors := default_config_errors(default_config):
         raise ValidationError({"default_config": errors})
@@ -66,7 +69,10 @@ def plugin_create(
         default_config=default_config or "{}",
         secret_hash=token_hash(secret),
         timeout_seconds=timeout_seconds,
+        delivery=delivery,
+        connector_url=connector_url,
     )
+    _keep_connector_secret(plugin, secret)
     plugin.full_clean()
     with transaction.atomic():
         plugin.save()
@@ -83,8 +89,21 @@ def plugin_rotate_secret(*, plugin: Plugin) -> PluginCredentials:
     secret = new_token()
     plugin.secret_hash = token_hash(secret)
     plugin.secret_rotated_at = timezone.now()
-    plugin.save(update_fields=["secret_hash", "secret_rotated_at"])
+    _keep_connector_secret(plugin, secret)
+    plugin.save(update_fields=["secret_hash", "secret_rotated_at", "secret_encrypted"])
     return PluginCredentials(plugin=plugin, secret=secret)
+
+
+def _keep_connector_secret(plugin: Plugin, secret: str) -> None:
+    plugin.secret_encrypted = (
+        encrypt_json(secret) if plugin.delivery == Delivery.REST else ""
+    )
+
+
+def connector_secret(plugin: Plugin) -> str | None:
+    """The secret to send a REST connector; None when the hub kept no copy (the
+    plugin was registered for another delivery: rotating its secret fixes it)."""
+    return decrypt_json(plugin.secret_encrypted) if plugin.secret_encrypted else None
 
 
 def parse_class_names(text: str) -> list[str]:

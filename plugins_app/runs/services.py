@@ -27,6 +27,7 @@ from plugins_app import protocol
 from plugins_app.ops.auth_guard import heartbeat_allowed, heartbeat_failed
 from plugins_app.plugins.models import (
     INPUT_TYPES,
+    Delivery,
     FailedHeartbeat,
     Plugin,
     PluginInstance,
@@ -36,12 +37,14 @@ from plugins_app.plugins.models import (
 )
 from plugins_app.plugins.presets import preset_problems
 from plugins_app.plugins.secrets import new_token, token_hash, token_matches
+from plugins_app.plugins.services import connector_secret
 from plugins_app.plugins.types import (
     WORKFLOW_TRIGGER,
     check_model_answer,
     kind_of,
     store_model_answer,
 )
+from plugins_app.runs import connector
 from plugins_app.runs.models import (
     PRIORITY_BATCH,
     PRIORITY_INTERACTIVE,
@@ -97,14 +100,8 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
     _checked_config(request.config_json, errors)
     assets, batches = _checked_scope(request, errors)
     inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
-    if (
-        not errors
-        and not PluginInstance.objects.live().filter(plugin=request.plugin).exists()
-    ):
-        errors.setdefault("__all__", []).append(
-            f"No instance of “{request.plugin.name}” is connected. Start the plugin "
-            "script (it shows as live on the plugins page) and try again."
-        )
+    if not errors:
+        _check_reachable(request.plugin, errors)
     if errors:
         raise RunRequestError(errors)
     with transaction.atomic():
@@ -193,6 +190,23 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
     except IntegrityError:
         return Run.objects.filter(plugin=plugin, event=event).first()
     return run
+
+
+def _check_reachable(plugin: Plugin, errors: dict[str, list[str]]) -> None:
+    """A socket plugin needs a connected instance now. A REST connector is
+    called from Celery: a dead URL fails the run visibly, attempt by attempt
+    (it may scale to zero and wake on the call)."""
+    if plugin.delivery == Delivery.REST:
+        if not plugin.connector_url:
+            errors.setdefault("__all__", []).append(
+                f"“{plugin.name}” is delivered by REST but has no connector URL."
+            )
+        return
+    if not PluginInstance.objects.live().filter(plugin=plugin).exists():
+        errors.setdefault("__all__", []).append(
+            f"No instance of “{plugin.name}” is connected. Start the plugin "
+            "script (it shows as live on the plugins page) and try again."
+        )
 
 
 def _checked_mapping(
@@ -346,6 +360,8 @@ def dispatch_pending(plugin_id: int) -> int:
     """Lease pending items of a plugin to its live instances with free capacity,
     least loaded first, and send each job over the channel layer. Safe to call
     from any process at any time: the conditional UPDATE lets one caller win."""
+    if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.REST).exists():
+        return _dispatch_rest(plugin_id)
     sent = 0
     while True:
         item = _next_pending_item(plugin_id)
@@ -356,7 +372,8 @@ def dispatch_pending(plugin_id: int) -> int:
         )
         if instance is None:
             return sent
-        job = _lease(item, instance)
+        with transaction.atomic():
+            job = _job(item) if _lease(item, instance) else None
         if job is not None:
             protocol.send(instance.channel_name, protocol.job_dispatch(job))
             sent += 1
@@ -411,7 +428,13 @@ def _least_loaded_instance(
     ).first()
 
 
-def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
+def _lease(
+    item: WorkItem, instance: PluginInstance, *, hold: timedelta | None = None
+) -> bool:
+    """Pending → leased to `instance`, one attempt more, if no one else won it.
+    The lease lasts `hold` unless renewed: one ping cycle for sockets (their
+    pongs renew it), the whole deadline for REST connectors (nothing renews a
+    synchronous HTTP call; the deadline sweep covers a lost worker)."""
     run = item.run
     now = timezone.now()
     deadline = now + timedelta(seconds=run.plugin.timeout_seconds)
@@ -420,17 +443,16 @@ def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
             state=WorkItem.State.LEASED,
             instance=instance,
             leased_at=now,
-            lease_expires_at=now + lease_ttl(),
+            lease_expires_at=now + (hold or lease_ttl()),
             deadline_at=deadline,
             attempts=F("attempts") + 1,
         )
         if won != 1:
-            return None
-        api_key = new_token()
-        RunApiKey.objects.create(
-            run=run,
-            key_hash=token_hash(api_key),
-            expires_at=deadline + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS),
+            return False
+        item.state, item.instance, item.deadline_at = (
+            WorkItem.State.LEASED,
+            instance,
+            deadline,
         )
         PluginInstance.objects.filter(pk=instance.pk).update(last_dispatch_at=now)
         if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
@@ -440,7 +462,203 @@ def _lease(item: WorkItem, instance: PluginInstance) -> dict[str, Any] | None:
         what = f" for {item.asset.external_id}" if item.asset else ""
         _hub_log(run, f"Job sent to instance at {instance.address}{what}.", item=item)
         _notify_after_commit(run.pk)
-        return kind_of(run).build_job(item, api_key=api_key)
+        return True
+
+
+def _job(item: WorkItem) -> dict[str, Any]:
+    """The job of a leased item, with a fresh API key that lasts its deadline."""
+    assert item.deadline_at is not None
+    api_key = new_token()
+    RunApiKey.objects.create(
+        run=item.run,
+        key_hash=token_hash(api_key),
+        expires_at=item.deadline_at
+        + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS),
+    )
+    return kind_of(item.run).build_job(item, api_key=api_key)
+
+
+# --- REST connectors -------------------------------------------------------------
+def connector_instance(plugin: Plugin) -> PluginInstance:
+    """The one PluginInstance row that stands for a plugin's REST connector: it
+    holds the leases, and the heartbeat probe keeps it live."""
+    instance, _ = PluginInstance.objects.get_or_create(
+        channel_name=protocol.connector_channel(plugin.pk),
+        defaults={
+            "plugin": plugin,
+            "address": plugin.connector_url,
+            # Not live until a probe answers.
+            "last_seen_at": timezone.now() - timedelta(days=1),
+        },
+    )
+    return instance
+
+
+def _dispatch_rest(plugin_id: int) -> int:
+    """Lease pending items to the plugin's connector up to its concurrency and
+    hand each to a Celery task by id (the HTTP call never runs in a request).
+    A connector is not required to be live: a dead URL fails the attempt,
+    visibly, and the ledger retries it."""
+    from plugins_app.tasks import deliver_connector_job
+
+    sent = 0
+    while True:
+        item = _next_pending_item(plugin_id)
+        if item is None:
+            return sent
+        plugin = item.run.plugin
+        instance = connector_instance(plugin)
+        held = WorkItem.objects.filter(instance=instance, state=WorkItem.State.LEASED)
+        if held.count() >= plugin.concurrency:
+            return sent
+        hold = timedelta(seconds=plugin.timeout_seconds + 30)
+        with transaction.atomic():
+            if _lease(item, instance, hold=hold):
+                item_id = item.pk
+                transaction.on_commit(lambda i=item_id: deliver_connector_job.delay(i))
+                sent += 1
+
+
+def connector_deliver(item_id: int) -> str:
+    """POST a leased item's job to its plugin's connector and settle the attempt
+    by the answer: applied like a socket response; unreachable → retried while
+    attempts remain; refused → failed, saying why. Returns a word for the log."""
+    item = (
+        WorkItem.objects.select_related(
+            "run__plugin", "run__project", "run__created_by", "asset__task", "instance"
+        )
+        .filter(pk=item_id, state=WorkItem.State.LEASED)
+        .first()
+    )
+    if item is None or item.instance is None:
+        return "stale"
+    plugin = item.run.plugin
+    url = plugin.connector_url
+    secret = connector_secret(plugin)
+    if not url or secret is None:
+        _item_fail(item, WorkItem.Failure.ERROR, _NO_CONNECTOR.format(url=url or "—"))
+        return "refused"
+    with transaction.atomic():
+        job = _job(item)
+    remaining = (item.deadline_at - timezone.now()).total_seconds()
+    reply = connector.post_job(url, secret, job, timeout=max(1.0, remaining))
+    return _connector_settle(item, reply)
+
+
+_NO_CONNECTOR = (
+    "The hub cannot call this plugin's REST connector (URL {url}): it needs a URL "
+    "and a copy of the secret, kept only for secrets created or rotated while the "
+    "plugin's delivery is REST. Rotate the secret on the plugin's page."
+)
+
+
+def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
+    channel = item.instance.channel_name if item.instance else ""
+    url = item.run.plugin.connector_url.rstrip("/") + "/plugin"
+    if reply.status == 200 and reply.body is None:
+        _hub_log(
+            item.run,
+            f"{url} accepted the job; its result comes on /v2/pluginResponse.",
+            item=item,
+        )
+        return "accepted"
+    if reply.status == 200 and isinstance(reply.body, dict):
+        return item_respond(
+            session=item.session, payload=reply.body, channel_name=channel
+        )
+    if reply.status == 500:
+        # The SDK answers 500 when the callback raised (its log says why).
+        payload = {"error": True, "session": item.session}
+        return item_respond(session=item.session, payload=payload, channel_name=channel)
+    if reply.status == 0 and "no answer within" in reply.error:
+        _item_time_out(item, timezone.now())
+        return "timeout"
+    if reply.unreachable:
+        return _connector_unreachable(item, f"{url}: {reply.error or reply.status}")
+    why = {
+        401: "refused the hub's Secret header (HTTP 401): start the connector with "
+        "the plugin's current secret in PLUGIN_SECRET",
+        404: "has no /plugin endpoint (HTTP 404): is it an imerit-ango plugin "
+        "started with CONNECTOR=REST?",
+    }.get(reply.status, f"answered HTTP {reply.status} {reply.error}".strip())
+    _item_fail(item, WorkItem.Failure.ERROR, f"The REST connector at {url} {why}.")
+    return "refused"
+
+
+def _connector_unreachable(item: WorkItem, error: str) -> str:
+    plugin = item.run.plugin
+    outcome = _retry_or_fail(
+        item,
+        WorkItem.Failure.ERROR,
+        final=f"The plugin's REST connector could not be reached after "
+        f"{item.attempts} attempt(s): {error}. Check that it runs and that the "
+        "hub can reach its URL (the plugin page shows its last heartbeat probe).",
+        retry=f"Could not reach the REST connector (attempt {item.attempts} of "
+        f"{plugin.max_attempts}): {error}; the job goes back to the queue.",
+        level="WARNING",
+    )
+    if outcome == "retry":
+        dispatch_pending(plugin.pk)
+    return outcome
+
+
+def connector_probe(plugin_id: int) -> bool:
+    """GET <url>/heartbeat with the Secret header: an "ok" keeps the connector
+    live on the plugins page; a failure marks it down (recorded for admins once
+    per outage, not once per probe)."""
+    plugin = Plugin.objects.filter(pk=plugin_id, delivery=Delivery.REST).first()
+    if plugin is None or not plugin.connector_url:
+        return False
+    secret = connector_secret(plugin)
+    instance = connector_instance(plugin)
+    reply = (
+        connector.probe(
+            plugin.connector_url, secret, timeout=settings.HUB_CONNECTOR_PROBE_TIMEOUT
+        )
+        if secret is not None
+        else connector.Reply(0, error="no copy of the secret: rotate it")
+    )
+    now = timezone.now()
+    if reply.status == 200 and reply.body == "ok":
+        PluginInstance.objects.filter(pk=instance.pk).update(
+            address=plugin.connector_url,
+            last_heartbeat=now,
+            last_seen_at=now,
+            disconnected_at=None,
+        )
+        return True
+    was_up = PluginInstance.objects.filter(
+        pk=instance.pk, disconnected_at__isnull=True
+    ).update(disconnected_at=now)
+    if was_up:
+        reason = reply.error or f"HTTP {reply.status}"
+        FailedHeartbeat.objects.create(
+            plugin=plugin,
+            claimed_id=plugin.public_id,
+            address=plugin.connector_url[:100],
+            reason=f"heartbeat probe failed: {reason}"[:200],
+        )
+    return False
+
+
+def connector_logs_ingest(run: Run, data: Any) -> bool:
+    """A `POST /v2/pluginLog` record (the SDK's REST logger): stored like a
+    socket `log` event, if its session is an item of the key's run."""
+    record = parse_log_event(data)
+    if record is None or not run.items.filter(session=record.session).exists():
+        return False
+    logs_ingest([record], channel_name=protocol.connector_channel(run.plugin_id))
+    return True
+
+
+def connector_respond(run: Run, data: Any) -> str:
+    """A `POST /v2/pluginResponse` (export results, or errors the SDK reports
+    there): applied like a socket response, once, if the session is the run's."""
+    session = data.get("session") if isinstance(data, dict) else None
+    if not isinstance(session, str) or not run.items.filter(session=session).exists():
+        return "unknown-session"
+    channel = protocol.connector_channel(run.plugin_id)
+    return item_respond(session=session, payload=data, channel_name=channel)
 
 
 # --- plugin instances ---------------------------------------------------------
@@ -548,11 +766,12 @@ def instance_disconnect(*, channel_name: str) -> None:
 def instances_forget_all() -> int:
     """At the start of the only ASGI process (embedded mode): every socket of the
     previous process is gone, so its instances are not live and their jobs go
-    back to the queue for the plugins to pick up when they reconnect."""
+    back to the queue for the plugins to pick up when they reconnect. REST
+    connectors have no socket here: their calls run in Celery and go on."""
     channel_names = list(
-        PluginInstance.objects.filter(disconnected_at__isnull=True).values_list(
-            "channel_name", flat=True
-        )
+        PluginInstance.objects.filter(disconnected_at__isnull=True)
+        .exclude(channel_name__startswith=protocol.CONNECTOR_PREFIX)
+        .values_list("channel_name", flat=True)
     )
     for channel_name in channel_names:
         instance_disconnect(channel_name=channel_name)
@@ -965,48 +1184,55 @@ def _item_time_out(item: WorkItem, now: Any) -> bool:
     """An attempt ran past the plugin's timeout: queue it again while attempts
     remain, else fail it. Returns True when it failed."""
     plugin = item.run.plugin
-    if item.attempts >= plugin.max_attempts:
-        _item_fail(
-            item,
-            WorkItem.Failure.TIMEOUT,
-            f"No answer from the plugin within {plugin.timeout_seconds} s. "
-            f"Timed out after {item.attempts} attempt(s). " + TIMEOUT_CAUSES,
-        )
-        return True
-    with transaction.atomic():
-        if _requeue(item, now):
-            _hub_log(
-                item.run,
-                f"No answer within {plugin.timeout_seconds} s (attempt "
-                f"{item.attempts} of {plugin.max_attempts}); the job goes back to "
-                "the queue.",
-                item=item,
-            )
-    return False
+    outcome = _retry_or_fail(
+        item,
+        WorkItem.Failure.TIMEOUT,
+        final=f"No answer from the plugin within {plugin.timeout_seconds} s. "
+        f"Timed out after {item.attempts} attempt(s). " + TIMEOUT_CAUSES,
+        retry=f"No answer within {plugin.timeout_seconds} s (attempt "
+        f"{item.attempts} of {plugin.max_attempts}); the job goes back to "
+        "the queue.",
+        now=now,
+    )
+    return outcome == "failed"
 
 
 def _item_lease_lost(item: WorkItem, now: Any) -> int:
     """The holder stopped answering pings (its process died without closing its
     socket): the job goes back to the queue, the attempt counted."""
     where = item.instance.address if item.instance else "an instance"
+    outcome = _retry_or_fail(
+        item,
+        WorkItem.Failure.ERROR,
+        final=f"The instance at {where} went silent while holding this job; "
+        f"{item.attempts} attempt(s) made, giving up.",
+        retry=f"Instance at {where} stopped answering pings; the job goes back to "
+        "the queue.",
+        now=now,
+    )
+    return int(outcome == "retry")
+
+
+def _retry_or_fail(
+    item: WorkItem,
+    failure: str,
+    *,
+    final: str,
+    retry: str,
+    now: Any = None,
+    level: str = HUB,
+) -> str:
+    """One more attempt while the plugin allows it (back to the queue, `retry`
+    logged), else fail the item with `final`. Returns "failed", "retry", or
+    "settled" when another process already moved the item on."""
     if item.attempts >= item.run.plugin.max_attempts:
-        _item_fail(
-            item,
-            WorkItem.Failure.ERROR,
-            f"The instance at {where} went silent while holding this job; "
-            f"{item.attempts} attempt(s) made, giving up.",
-        )
-        return 0
+        _item_fail(item, failure, final)
+        return "failed"
     with transaction.atomic():
-        if not _requeue(item, now):
-            return 0
-        _hub_log(
-            item.run,
-            f"Instance at {where} stopped answering pings; the job goes back to "
-            "the queue.",
-            item=item,
-        )
-    return 1
+        if not _requeue(item, now or timezone.now()):
+            return "settled"
+        _hub_log(item.run, retry, item=item, level=level)
+    return "retry"
 
 
 def _requeue(item: WorkItem, now: Any) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from plugins_app.plugins.models import INPUT_TYPES, Plugin, PluginType, Preset
+from plugins_app.plugins.models import INPUT_TYPES, Delivery, Plugin, PluginType, Preset
 from plugins_app.plugins.presets import suggest_mapping
 from plugins_app.plugins.services import (
     MODEL_TYPES,
@@ -41,6 +41,8 @@ class PluginForm(forms.ModelForm):
             "name",
             "description",
             "type",
+            "delivery",
+            "connector_url",
             "default_config",
             "timeout_seconds",
             "concurrency",
@@ -52,11 +54,23 @@ class PluginForm(forms.ModelForm):
             "default_config": forms.Textarea(attrs={"rows": 4, "class": "mono"}),
             "projects": forms.CheckboxSelectMultiple,
         }
-        labels = {"projects": "Active on projects"}
+        labels = {"projects": "Active on projects", "connector_url": "Connector URL"}
+        help_texts = {
+            "connector_url": "REST delivery: the base URL of the plugin started with "
+            "CONNECTOR=REST (the hub POSTs jobs to <url>/plugin and probes "
+            "<url>/heartbeat)."
+        }
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.organization = organization
+        # Left out, a plugin connects out (forms posted before delivery existed).
+        self.fields["delivery"].required = False
+        self.fields["delivery"].choices = [
+            (value, label)
+            for value, label in Delivery.choices
+            if value in (Delivery.SOCKET, Delivery.REST)
+        ]
         self.fields["projects"].queryset = organization.projects.all()
         # Left empty, it keeps the model's default (scripts posting older forms).
         self.fields["max_attempts"].required = False
@@ -68,6 +82,14 @@ class PluginForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        cleaned["delivery"] = cleaned.get("delivery") or Delivery.SOCKET
+        url = cleaned.get("connector_url") or ""
+        if cleaned["delivery"] == Delivery.REST and not url.startswith(
+            ("http://", "https://")
+        ):
+            self.add_error(
+                "connector_url", "REST delivery needs the connector's http(s) URL."
+            )
         if cleaned.get("trigger_events") and cleaned.get("type") != PluginType.EVENT:
             self.add_error(
                 "trigger_events", "Only Event-triggered plugins run on events."

@@ -11,6 +11,7 @@ urlpatterns = [
     path("plugins/<int:plugin_id>/", views.plugin_detail, name="plugin-detail"),
     path("plugins/<int:plugin_id>/edit/", views.plugin_edit, name="plugin-edit"),
     path("plugins/<int:plugin_id>/rotate/", views.plugin_rotate, name="plugin-rotate"),
+    path("plugins/<int:plugin_id>/probe/", views.plugin_probe, name="plugin-probe"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path(
         "projects/<int:project_id>/assets/<int:asset_id>/",

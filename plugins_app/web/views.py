@@ -29,6 +29,7 @@ from plugins_app.runs.services import (
     run_create,
     run_retry,
 )
+from plugins_app.tasks import probe_connector
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
@@ -90,6 +91,8 @@ def plugin_new(request: HttpRequest) -> HttpResponse:
             default_config=form.cleaned_data["default_config"],
             timeout_seconds=form.cleaned_data["timeout_seconds"],
             projects=list(form.cleaned_data["projects"]),
+            delivery=form.cleaned_data["delivery"],
+            connector_url=form.cleaned_data["connector_url"],
         )
         Plugin.objects.filter(pk=credentials.plugin.pk).update(
             concurrency=form.cleaned_data["concurrency"],
@@ -150,6 +153,15 @@ def _secret_once(request: HttpRequest, plugin: Plugin, secret: str) -> HttpRespo
     # Nothing may cache the only copy of a secret.
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_POST
+@login_required
+def plugin_probe(request: HttpRequest, plugin_id: int) -> HttpResponse:
+    """Probe a REST connector now (in Celery; the instances table refreshes)."""
+    plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
+    probe_connector.delay(plugin.pk)
+    return HttpResponse("Probe requested; the table below updates in a few seconds.")
 
 
 @require_GET

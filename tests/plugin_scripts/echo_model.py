@@ -51,5 +51,7 @@ if __name__ == "__main__":
         id=os.environ["PLUGIN_ID"],
         secret=os.environ["PLUGIN_SECRET"],
         callback=callback,
+        # REST connector mode: the SDK's logger posts to plugin.host.
+        host=os.environ["HOST"],
     )
     run(plugin, host=os.environ["HOST"])
