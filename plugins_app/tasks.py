@@ -20,7 +20,9 @@ def dispatch_plugin_work(plugin_id: int) -> int:
     return dispatch_pending(plugin_id)
 
 
-@shared_task
+# Acknowledged after it ran: a worker that dies mid-task gets it redelivered,
+# which run_create_for_event makes harmless (one run per plugin and event).
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def create_event_run(plugin_id: int, event_id: int) -> int | None:
     """A task event triggered this plugin: create its run (once) and dispatch."""
     from plugins_app.runs.services import run_create_for_event

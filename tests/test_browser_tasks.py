@@ -1,0 +1,69 @@
+"""The task page in a real browser (Chromium, Playwright): a labeler submits
+with htmx (CSRF from the page's hx-headers), the panel swaps in place without
+a reload, a reviewer rejects with a reason, the history shows every event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Task
+from tests.test_browser import (  # noqa: F401 - pytest fixtures
+    Tab,
+    browser,
+    expect,
+    log_in,
+    tab,
+)
+
+ANSWER = {
+    "tools": [
+        {
+            "schemaId": "face-box",
+            "objectId": "f1",
+            "bounding-box": {"x": 170, "y": 60, "width": 100, "height": 110},
+        }
+    ],
+    "classifications": [],
+    "relations": [],
+}
+
+
+def test_a_labeler_submits_and_a_reviewer_rejects_on_the_task_page(
+    workspace: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    page = tab.page
+    task = workspace.asset("astronaut").task
+    log_in(page, live_hub, "bob")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/")
+    page.locator("#project-tasks").get_by_role(
+        "link", name=f"task #{task.pk}", exact=True
+    ).click()
+    expect(page.locator("#task-stage")).to_have_text("Label")
+    navigations = tab.mark()
+
+    page.locator("#task-answer").fill(json.dumps(ANSWER))
+    page.get_by_role("button", name="Submit").click()
+
+    expect(page.locator("#task-stage")).to_have_text("Review")
+    expect(page.locator("#task-history")).to_contain_text(events.LABEL_SUBMITTED)
+    tab.assert_not_reloaded(navigations)
+    task.refresh_from_db()
+    assert task.answer["tools"][0]["objectId"] == "f1"
+
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, live_hub, "alice")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
+    page.locator("#task-reason").fill("<b>box misses the chin</b>")
+    page.get_by_role("button", name="Reject").click()
+
+    expect(page.locator("#task-stage")).to_have_text("Label")
+    history = page.locator("#task-history")
+    expect(history).to_contain_text(events.TASK_SENT_BACK)
+    expect(history).to_contain_text("<b>box misses the chin</b>")  # shown as text
+    assert page.locator("#task-history b").count() == 0
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Label", Task.Status.TODO)
