@@ -876,6 +876,8 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         item.instance is None or item.instance.channel_name != channel_name
     ):
         return _ignore_stale(item, channel_name)
+    if payload.get("error") and _workflow_bounced(item):
+        return "busy"
     if payload.get("error"):
         _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
         return "error"
@@ -978,12 +980,14 @@ def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
     )
 
 
-def _run_settle(run_id: int) -> None:
+def _run_settle(run_id: int, *, dispatch: bool = True) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
-    a slot on its instance: hand out the next waiting job at once."""
+    a slot on its instance: hand out the next waiting job at once (unless the
+    caller schedules that itself)."""
     run = Run.objects.select_for_update().get(pk=run_id)
     plugin_id = run.plugin_id
-    transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    if dispatch:
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
     rows = list(run.items.values_list("state", "failure").distinct())
     states = {state for state, _ in rows}
     if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
@@ -1302,6 +1306,9 @@ def _notify_after_commit(run_id: int) -> None:
 
 # --- workflow Plugin stages -------------------------------------------------------
 OPEN_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
+WORKFLOW_SLOT_GRACE_SECONDS = 0.5
+MAX_WORKFLOW_BOUNCES = 5
+BUSY_NOTE = "The instance's workflow slots were all busy (it refused the job at once);"
 
 
 class WorkflowAnswerError(Exception):
@@ -1471,8 +1478,43 @@ def workflow_answer(
         moved_to = _workflow_move_on(task, run) if next_stage else None
         where = f"; the task moved to “{moved_to}”" if moved_to else ""
         _hub_log(run, note + where, item=item)
-        _run_settle(run.pk)
+        _run_settle(run.pk, dispatch=False)
+        _dispatch_soon(run.plugin_id)
     return {"task": str(task.pk), "stage": moved_to or task.stage}
+
+
+def _dispatch_soon(plugin_id: int) -> None:
+    """Hand out the next job once the instance freed its workflow slot: the SDK
+    frees it only after reading this very HTTP reply, so a job sent at once
+    could find the slot still taken."""
+    from plugins_app.tasks import dispatch_plugin_work
+
+    transaction.on_commit(
+        lambda: dispatch_plugin_work.apply_async(
+            (plugin_id,), countdown=WORKFLOW_SLOT_GRACE_SECONDS
+        )
+    )
+
+
+def _workflow_bounced(item: WorkItem) -> bool:
+    """1.4.x answers a workflow job {"error": true} at once, without running the
+    callback (so without one log line), when all its `concurrency` slots are
+    taken. That is no failure of the job: it goes back to the queue, its attempt
+    not counted, a few times at most."""
+    if item.run.trigger != WORKFLOW_TRIGGER or item.leased_at is None:
+        return False
+    quick = timezone.now() - item.leased_at < timedelta(seconds=2)
+    logged = RunLogLine.objects.filter(item=item).exclude(level=HUB)
+    bounces = RunLogLine.objects.filter(item=item, message__startswith=BUSY_NOTE)
+    if not quick or logged.exists() or bounces.count() >= MAX_WORKFLOW_BOUNCES:
+        return False
+    with transaction.atomic():
+        if not _requeue(item, timezone.now()):
+            return False
+        WorkItem.objects.filter(pk=item.pk).update(attempts=F("attempts") - 1)
+        _hub_log(item.run, BUSY_NOTE + " the job goes back to the queue.", item=item)
+        _dispatch_soon(item.run.plugin_id)
+    return True
 
 
 def _workflow_move_on(task: Task, run: Run) -> str | None:
