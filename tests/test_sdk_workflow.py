@@ -144,6 +144,34 @@ def test_submitted_tasks_move_through_a_plugin_stage(
 
 
 @pytest.mark.parametrize("sdk", ["1.3.22", "1.4"])
+def test_a_stage_without_overwrite_merges_the_answer_into_the_labels(
+    sdk: str,
+    workspace: Any,
+    make_plugin: Any,
+    plugin_runner: Any,
+    eager_celery: None,
+) -> None:
+    """overwrite=false: the SDK reads the task (GET /v2/task/{id}, answer.tools)
+    and posts the labeler's objects together with the plugin's."""
+    registered = make_plugin(name="Auto labeler")
+    with_stage(workspace, registered.plugin, overwrite=False)
+    plugin = plugin_runner(SCRIPT, registered, sdk=sdk)
+    task = workspace.asset("astronaut").task
+    client = member(workspace)
+
+    submit(client, workspace, task)
+    wait_all_in("Review", [task], plugin)
+
+    task.refresh_from_db()
+    assert sorted(t["schemaId"] for t in task.answer["tools"]) == [
+        "coin-box",
+        "face-box",
+    ]
+    mine = next(t for t in task.answer["tools"] if t["schemaId"] == "coin-box")
+    assert mine["objectId"] == "mine"
+
+
+@pytest.mark.parametrize("sdk", ["1.3.22", "1.4"])
 def test_a_plugin_killed_mid_stage_leaves_its_tasks_visible_and_retryable(
     sdk: str,
     workspace: Any,

@@ -29,7 +29,12 @@ def callback(data):
     box = {"x": 10, "y": 20, "width": 30, "height": 40}
     objects = [{"schemaId": mapping[0]["schemaId"], "bounding-box": box}]
     if AnnotationPayload is None:
-        return {"externalId": data.get("externalId"), "objects": objects}
+        return {
+            "externalId": data.get("externalId"),
+            "objects": objects,
+            "classifications": [],
+            "relations": [],
+        }
     return AnnotationPayload(answer=Answer(objects=objects))
 
 
