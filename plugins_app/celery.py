@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
 
 app = Celery("plugins_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["plugins_app"])
+app.autodiscover_tasks(["plugins_app", "plugins_app.hosted"])

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "plugins_app.workspace",
     "plugins_app.plugins",
     "plugins_app.runs",
+    "plugins_app.hosted",
     "plugins_app.wire",
     "plugins_app.web",
 ]
@@ -225,6 +226,19 @@ HUB_STORAGE_KEYS = [
 # REST connectors (jobs POSTed to <url>/plugin): the HTTP timeout of one probe
 # of GET <url>/heartbeat (its cadence, HUB_CONNECTOR_PROBE_SECONDS, is above).
 HUB_CONNECTOR_PROBE_TIMEOUT = float(os.environ.get("HUB_CONNECTOR_PROBE_TIMEOUT", "5"))
+
+# --- Hosted plugins (plugins_app/hosted/) --------------------------------------
+# Uploaded code and per-plugin virtual environments. The sandbox user must be
+# able to reach it (every parent directory executable by others); keep nothing
+# else in it.
+HUB_HOSTED_DIR = Path(os.environ.get("HUB_HOSTED_DIR", VAR_DIR / "hosted"))
+# The interpreter handlers run on (and virtual environments are made from):
+# Debian's, outside the hub's own virtual environment and its packages.
+HUB_HOSTED_PYTHON = os.environ.get("HUB_HOSTED_PYTHON", "/usr/bin/python3")
+# The unprivileged user sandboxes run as when the worker is root.
+HUB_HOSTED_UID = envint("HUB_HOSTED_UID", 65534)
+HUB_HOSTED_MAX_UPLOAD_BYTES = envint("HUB_HOSTED_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
+HUB_HOSTED_BUILD_TIMEOUT_SECONDS = envint("HUB_HOSTED_BUILD_TIMEOUT_SECONDS", 600)
 
 # --- Operations (plugins_app/ops/) --------------------------------------------
 # Shared by every process with Redis; the heartbeat guard keeps its counters here.

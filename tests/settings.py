@@ -6,6 +6,11 @@ import os
 import tempfile
 
 os.environ.setdefault("HUB_VAR_DIR", tempfile.mkdtemp(prefix="pluginhub-test-"))
+if "HUB_HOSTED_DIR" not in os.environ:
+    # Hosted plugins' sandbox user must reach their code: mkdtemp's 0700 would
+    # stop it, so this directory is opened up (it holds only uploaded code).
+    os.environ["HUB_HOSTED_DIR"] = tempfile.mkdtemp(prefix="pluginhub-hosted-")
+    os.chmod(os.environ["HUB_HOSTED_DIR"], 0o755)
 os.environ.setdefault(
     "HUB_TEST_DB", os.path.join(os.environ["HUB_VAR_DIR"], "test.sqlite3")
 )

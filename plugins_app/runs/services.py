@@ -362,6 +362,8 @@ def dispatch_pending(plugin_id: int) -> int:
     from any process at any time: the conditional UPDATE lets one caller win."""
     if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.REST).exists():
         return _dispatch_rest(plugin_id)
+    if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.HOSTED).exists():
+        return _dispatch_hosted(plugin_id)
     sent = 0
     while True:
         item = _next_pending_item(plugin_id)
@@ -429,15 +431,22 @@ def _least_loaded_instance(
 
 
 def _lease(
-    item: WorkItem, instance: PluginInstance, *, hold: timedelta | None = None
+    item: WorkItem,
+    instance: PluginInstance | None,
+    *,
+    hold: timedelta | None = None,
+    seconds: int | None = None,
+    note: str = "",
 ) -> bool:
     """Pending → leased to `instance`, one attempt more, if no one else won it.
-    The lease lasts `hold` unless renewed: one ping cycle for sockets (their
-    pongs renew it), the whole deadline for REST connectors (nothing renews a
-    synchronous HTTP call; the deadline sweep covers a lost worker)."""
+    Every delivery leases through here. The lease lasts `hold` unless renewed:
+    one ping cycle for sockets (their pongs renew it), the whole deadline for
+    REST connectors and hosted workers (nothing renews a synchronous call; the
+    deadline sweep covers a lost worker). Hosted items have no instance and a
+    longer first deadline (`seconds`): they may wait in Celery's queue."""
     run = item.run
     now = timezone.now()
-    deadline = now + timedelta(seconds=run.plugin.timeout_seconds)
+    deadline = now + timedelta(seconds=seconds or run.plugin.timeout_seconds)
     with transaction.atomic():
         won = WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.PENDING).update(
             state=WorkItem.State.LEASED,
@@ -454,13 +463,15 @@ def _lease(
             instance,
             deadline,
         )
-        PluginInstance.objects.filter(pk=instance.pk).update(last_dispatch_at=now)
+        if instance is not None:
+            PluginInstance.objects.filter(pk=instance.pk).update(last_dispatch_at=now)
         if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING, started_at=now
         ):
             run.status, run.started_at = Run.Status.RUNNING, now
         what = f" for {item.asset.external_id}" if item.asset else ""
-        _hub_log(run, f"Job sent to instance at {instance.address}{what}.", item=item)
+        where = f"instance at {instance.address}" if instance else "a hosted worker"
+        _hub_log(run, note or f"Job sent to {where}{what}.", item=item)
         _notify_after_commit(run.pk)
         return True
 
@@ -661,6 +672,106 @@ def connector_respond(run: Run, data: Any) -> str:
     return item_respond(session=session, payload=data, channel_name=channel)
 
 
+# --- hosted delivery ------------------------------------------------------------
+# The handler starts when a Celery worker picks the job up, which may be a while
+# after the lease: the worker restamps the deadline then (hosted_item_started).
+HOSTED_QUEUE_GRACE_SECONDS = 60
+# The worker kills the sandbox at the plugin's timeout; the sweep's deadline
+# comes a little later, so the worker's precise reason wins.
+HOSTED_KILL_GRACE_SECONDS = 10
+
+
+def _dispatch_hosted(plugin_id: int) -> int:
+    """Hosted plugins: lease waiting items, up to the plugin's concurrency across
+    all workers, and hand each to a Celery worker that runs the uploaded handler
+    in a sandbox (plugins_app/hosted/). Items wait while the code builds and
+    fail, saying why, when there is no working build."""
+    from plugins_app.hosted.models import HostedCode
+    from plugins_app.hosted.tasks import run_hosted_item
+
+    plugin = Plugin.objects.get(pk=plugin_id)
+    code = HostedCode.objects.filter(plugin_id=plugin_id).first()
+    if code is None or code.status == HostedCode.Status.FAILED:
+        why = "has no uploaded code" if code is None else "failed to build"
+        _fail_pending(plugin_id, f"The hosted plugin {why}; see its page.")
+        return 0
+    if code.status != HostedCode.Status.ACTIVE:
+        return 0  # building: dispatched again when the build ends
+    sent = 0
+    in_flight = WorkItem.objects.filter(
+        plugin_id=plugin_id, state=WorkItem.State.LEASED
+    ).count()
+    while in_flight + sent < plugin.concurrency:
+        item = _next_pending_item(plugin_id)
+        if item is None:
+            break
+        wait = plugin.timeout_seconds + HOSTED_QUEUE_GRACE_SECONDS
+        if _lease(item, None, hold=timedelta(seconds=wait), seconds=wait):
+            run_hosted_item.delay(item.pk)
+            sent += 1
+    return sent
+
+
+def _fail_pending(plugin_id: int, error: str) -> int:
+    failed = 0
+    for item in WorkItem.objects.filter(
+        plugin_id=plugin_id, state=WorkItem.State.PENDING
+    ).select_related("run"):
+        with transaction.atomic():
+            if WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.PENDING).update(
+                state=WorkItem.State.FAILED,
+                failure=WorkItem.Failure.ERROR,
+                error=error,
+                finished_at=timezone.now(),
+            ):
+                _hub_log(item.run, error, item=item, level="ERROR")
+                _run_settle(item.run_id)
+                failed += 1
+    return failed
+
+
+def hosted_item_started(item_id: int, *, worker: str) -> WorkItem | None:
+    """A worker starts the handler: the attempt's deadline counts from now.
+    None when the item is no longer leased (cancelled, or timed out waiting)."""
+    item = (
+        WorkItem.objects.select_related(
+            "run__plugin", "run__project", "run__task", "asset__task"
+        )
+        .filter(pk=item_id, state=WorkItem.State.LEASED, instance__isnull=True)
+        .first()
+    )
+    if item is None:
+        return None
+    until = timezone.now() + timedelta(
+        seconds=item.run.plugin.timeout_seconds + HOSTED_KILL_GRACE_SECONDS
+    )
+    WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
+        deadline_at=until, lease_expires_at=until
+    )
+    _hub_log(item.run, f"Handler started on worker {worker}.", item=item)
+    return item
+
+
+def hosted_item_finish(
+    item: WorkItem,
+    *,
+    note: str = "",
+    error: str = "",
+    failure: str = WorkItem.Failure.ERROR,
+) -> None:
+    """The sandboxed handler returned (note) or failed, was killed at a limit,
+    or crashed (error, with its failure kind). A no-op if the item was
+    cancelled meanwhile."""
+    if error:
+        _item_fail(item, failure, error)
+    else:
+        _item_done(item, note)
+
+
+def item_is_open(item_id: int) -> bool:
+    return WorkItem.objects.filter(pk=item_id, state=WorkItem.State.LEASED).exists()
+
+
 # --- plugin instances ---------------------------------------------------------
 def instance_heartbeat(
     *,
@@ -810,13 +921,22 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
     """Store a batch of plugin log lines, update progress, push them to watchers.
     Lines for sessions this instance does not hold are dropped (and counted)."""
     records = list(records)
-    items = {
-        i.session: i
-        for i in WorkItem.objects.filter(
-            session__in={r.session for r in records},
-            instance__channel_name=channel_name,
-        )
-    }
+    items = WorkItem.objects.filter(
+        session__in={r.session for r in records},
+        instance__channel_name=channel_name,
+    )
+    return _logs_store(records, items)
+
+
+def logs_ingest_hosted(records: Iterable[PluginLogRecord], *, item_id: int) -> int:
+    """The same for a hosted handler's lines, sent by the worker running it
+    (which holds the item without an instance) while the item is leased."""
+    items = WorkItem.objects.filter(pk=item_id, state=WorkItem.State.LEASED)
+    return _logs_store(list(records), items)
+
+
+def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int:
+    items = {i.session: i for i in held}
     lines = [
         RunLogLine(
             run_id=items[r.session].run_id,
@@ -1262,6 +1382,7 @@ def _time_out_unclaimed(now: Any) -> int:
     waiting = (
         WorkItem.objects.filter(state=WorkItem.State.PENDING)
         .exclude(run__plugin_id__in=live_plugins)
+        .exclude(plugin__delivery=Delivery.HOSTED)
         .select_related("run__plugin")
     )
     for item in waiting:
