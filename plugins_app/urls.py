@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include("plugins_app.ops.urls")),
     path("", include("plugins_app.web.urls")),
+    path("", include("plugins_app.hosted.urls")),
 ]

@@ -9,10 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.runs.models import Run, RunApiKey
 from plugins_app.runs.services import (
@@ -73,6 +75,7 @@ def acme_pages(workspace: Any, acme: dict[str, Any]) -> list[str]:
         f"/projects/{project}/assets/{asset}/",
         f"/projects/{project}/assets/{asset}/image",
         f"/plugins/{plugin}/",
+        f"/plugins/{plugin}/code/status/",
         f"/projects/{project}/plugins/{plugin}/run/",
         f"/projects/{project}/plugins/{plugin}/run/?asset=astronaut",
         f"/runs/{acme['run'].pk}/",
@@ -114,6 +117,12 @@ def test_it_answers_404_to_an_outsider_managing_acmes_plugin(
     )
     assert edited.status_code == 404
     assert client.post(f"/plugins/{plugin.pk}/rotate/").status_code == 404
+    uploaded = client.post(
+        f"/plugins/{plugin.pk}/code/",
+        {"code": SimpleUploadedFile("main.py", b"x = 1"), "memory_limit_mb": 256},
+    )
+    assert uploaded.status_code == 404
+    assert not HostedCode.objects.filter(plugin=plugin).exists()
     plugin.refresh_from_db()
     assert plugin.name != "Hijacked" and plugin.secret_hash == old_hash
 
