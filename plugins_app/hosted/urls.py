@@ -6,7 +6,5 @@ app_name = "hosted"
 
 urlpatterns = [
     path("plugins/<int:plugin_id>/code/", views.code_upload_view, name="upload"),
-    path(
-        "plugins/<int:plugin_id>/code/status/", views.code_status_view, name="status"
-    ),
+    path("plugins/<int:plugin_id>/code/status/", views.code_status_view, name="status"),
 ]
