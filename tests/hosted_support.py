@@ -3,14 +3,17 @@ create an event-triggered run the way the trigger service does."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
+from typing import Any
 
 from plugins_app.hosted.build import build
+from plugins_app.hosted.invoices import invoice_answer
 from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.services import code_upload
 from plugins_app.plugins.models import Plugin
-from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.models import Run
+from plugins_app.runs.services import run_create_for_event
+from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,19 +37,20 @@ def upload_and_build(
 
 
 def event_run(plugin: Plugin, task: Task, event: str) -> Run:
-    """An event-triggered run of one task (until the triggers' own service is on
-    main, the same rows it writes: a Run with trigger and task, one item)."""
-    run = Run.objects.create(
-        organization_id=task.project.organization_id,
-        project=task.project,
-        plugin=plugin,
-        trigger=event,
-        task=task,
-    )
-    WorkItem.objects.create(
-        run=run, plugin=plugin, asset=task.asset, session=uuid.uuid4().hex
-    )
+    """The run the trigger service creates for the task's last `event`."""
+    last = task.events.filter(name=event).last()
+    assert last is not None, f"no {event} on {task}"
+    run = run_create_for_event(plugin.pk, last.pk)
+    assert run is not None
     return run
+
+
+def submit(workspace: Any, external_id: str, *, iban: str, currency: str) -> Task:
+    """A labeler submits an invoice label (the task moves on to Review)."""
+    task = workspace.asset(external_id).task
+    return task_submit(
+        task, user=workspace.annotator, answer=invoice_answer(iban, currency)
+    )
 
 
 def log_text(run: Run) -> str:

@@ -15,14 +15,20 @@ import pytest
 from django.test import override_settings
 
 from plugins_app.hosted.archive import ArchiveError
-from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
+from plugins_app.hosted.invoices import INVOICE_ONTOLOGY
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Delivery, PluginType
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
-from tests.hosted_support import QA_EXAMPLE, event_run, log_text, upload_and_build
+from tests.hosted_support import (
+    QA_EXAMPLE,
+    event_run,
+    log_text,
+    submit,
+    upload_and_build,
+)
 
 pytestmark = pytest.mark.usefixtures("eager_celery")
 
@@ -91,16 +97,6 @@ def invoices(workspace: Any) -> Any:
     return workspace
 
 
-def submitted(workspace: Any, external_id: str, *, iban: str, currency: str) -> Task:
-    """A task as submitting leaves it: the labeler's answer, in Review."""
-    task = workspace.asset(external_id).task
-    task.answer = invoice_answer(iban, currency)
-    task.stage, task.status = "Review", Task.Status.SUBMITTED
-    task.save()
-    events.emit(task, events.LABEL_SUBMITTED, actor=workspace.annotator)
-    return task
-
-
 def hosted_plugin(
     make_plugin: Any, source: str, *, timeout: int = 30, memory_mb: int = 256
 ) -> Any:
@@ -167,7 +163,7 @@ def test_runs_of_a_plugin_whose_build_failed_fail_saying_why(
 ) -> None:
     plugin = make_plugin(type=PluginType.EVENT).plugin
     upload_and_build(plugin, "raise SystemExit(3)\n")
-    task = submitted(invoices, "astronaut", iban="FR76", currency="EUR")
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
     run = trigger(plugin, task)
     assert run.status == Run.Status.FAILED
     assert "failed to build" in run.error
@@ -195,7 +191,7 @@ class PluginHandler(PluginCore):
     )
     assert code.status == HostedCode.Status.ACTIVE, code.build_log
     assert code.env_path and "Successfully installed python-stdnum" in code.build_log
-    good = submitted(
+    good = submit(
         invoices, "astronaut", iban="FR1420041010050500013M02606", currency="EUR"
     )
     assert trigger(plugin, good).status == Run.Status.SUCCEEDED
@@ -208,9 +204,7 @@ def test_the_qa_example_opens_issues_sends_back_and_records_accuracy(
     invoices: Any, make_plugin: Any
 ) -> None:
     plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
-    task = submitted(
-        invoices, "astronaut", iban="DE89370400440532013000", currency="GBP"
-    )
+    task = submit(invoices, "astronaut", iban="DE89370400440532013000", currency="GBP")
     run = trigger(plugin, task)
     assert run.status == Run.Status.SUCCEEDED, log_text(run)
     task.refresh_from_db()
@@ -237,10 +231,8 @@ def test_the_qa_example_lets_a_good_label_through_to_review(
     invoices: Any, make_plugin: Any
 ) -> None:
     plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
-    task = submitted(
-        invoices, "coins", iban="FR7630006000011234567890189", currency="USD"
-    )
-    half = submitted(
+    task = submit(invoices, "coins", iban="FR7630006000011234567890189", currency="USD")
+    half = submit(
         invoices, "astronaut", iban="FR7630006000011234567890189", currency="YEN"
     )
     assert trigger(plugin, task).status == Run.Status.SUCCEEDED
@@ -281,7 +273,7 @@ class PluginHandler(PluginCore):
         self.logger.info("LABELS " + str(len(self.hub.labels())))
 """
     plugin = hosted_plugin(make_plugin, source)
-    task = submitted(invoices, "astronaut", iban="FR76", currency="EUR")
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
     run = trigger(plugin, task)
     text = log_text(run)
     assert run.status == Run.Status.SUCCEEDED, text
@@ -298,7 +290,7 @@ def test_a_handler_that_loops_forever_is_killed_at_the_time_limit(
     invoices: Any, make_plugin: Any
 ) -> None:
     plugin = hosted_plugin(make_plugin, LOOP_FOREVER, timeout=2)
-    task = submitted(invoices, "astronaut", iban="FR76", currency="EUR")
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
     run = trigger(plugin, task)
     assert run.status == Run.Status.TIMED_OUT
     assert "time limit of 2 s and was killed" in run.error
@@ -312,7 +304,7 @@ def test_a_handler_that_allocates_without_bound_is_stopped_at_the_memory_limit(
     plugin = hosted_plugin(
         make_plugin, ALLOCATE_WITHOUT_BOUND, timeout=20, memory_mb=128
     )
-    task = submitted(invoices, "astronaut", iban="FR76", currency="EUR")
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
     run = trigger(plugin, task)
     assert run.status == Run.Status.FAILED
     assert "memory limit of 128 MB" in run.error
@@ -345,9 +337,7 @@ def test_a_handler_finds_nothing_secret_in_its_environment_or_filesystem(
     with socket_listener() as port:
         source = SNOOP.replace("TARGETS", repr(targets)).replace("PORT", str(port))
         plugin = hosted_plugin(make_plugin, source)
-        run = trigger(
-            plugin, submitted(invoices, "astronaut", iban="FR", currency="EUR")
-        )
+        run = trigger(plugin, submit(invoices, "astronaut", iban="FR", currency="EUR"))
     text = log_text(run)
     assert run.status == Run.Status.SUCCEEDED, text
     for value in secrets.values():

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
+from plugins_app.hosted.invoices import INVOICE_ONTOLOGY
 from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.services import code_upload
 from plugins_app.plugins.models import PluginType
+from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
-from tests.hosted_support import QA_EXAMPLE, event_run, log_text
+from tests.hosted_support import QA_EXAMPLE, event_run, log_text, submit
 from tests.hub import LiveHub, PluginProcess, start_celery_worker, wait_for
 from tests.test_hosted import ALLOCATE_WITHOUT_BOUND, LOOP_FOREVER
 
@@ -62,15 +63,6 @@ def built(
     assert "build_hosted_code" in worker.log()
 
 
-def submit(workspace: Any, external_id: str, *, iban: str, currency: str) -> Task:
-    task = workspace.asset(external_id).task
-    task.answer = invoice_answer(iban, currency)
-    task.stage, task.status = "Review", Task.Status.SUBMITTED
-    task.save()
-    events.emit(task, events.LABEL_SUBMITTED, actor=workspace.annotator)
-    return task
-
-
 def finished(run: Run, worker: PluginProcess, timeout: float = 60) -> Run:
     wait_for(
         lambda: Run.objects.get(pk=run.pk).is_finished,
@@ -86,23 +78,33 @@ def test_submitting_triggers_the_hosted_qa_plugin_on_a_real_worker(
 ) -> None:
     plugin = make_plugin(type=PluginType.EVENT, max_attempts=1).plugin
     built(plugin, QA_EXAMPLE.read_bytes(), celery_worker)
+    plugin_set_triggers(
+        plugin, projects=[invoices.project], event_names=[events.LABEL_SUBMITTED]
+    )
+    # Real submits: the trigger listener hands each event to the worker, which
+    # creates the run; its item is leased and run in the sandbox on the worker.
     bad = submit(invoices, "astronaut", iban="DE89370400440532013000", currency="EUR")
     good = submit(invoices, "coins", iban="FR7630006000011234567890189", currency="USD")
-    bad_run = event_run(plugin, bad, events.LABEL_SUBMITTED)
-    good_run = event_run(plugin, good, events.LABEL_SUBMITTED)
-    dispatch_pending(plugin.pk)
-    bad_run, good_run = (
-        finished(bad_run, celery_worker),
-        finished(good_run, celery_worker),
+    wait_for(
+        lambda: Run.objects.filter(plugin=plugin).count() == 2,
+        timeout=30,
+        what=f"the triggered runs\n{celery_worker.log()[-3000:]}",
     )
+    bad_run = Run.objects.get(plugin=plugin, task=bad)
+    good_run = Run.objects.get(plugin=plugin, task=good)
+    bad_run = finished(bad_run, celery_worker)
+    good_run = finished(good_run, celery_worker)
     assert bad_run.status == good_run.status == Run.Status.SUCCEEDED, log_text(bad_run)
+    assert bad_run.trigger == events.LABEL_SUBMITTED and bad_run.event is not None
+    assert "create_event_run" in celery_worker.log()
     assert "run_hosted_item" in celery_worker.log()
     bad.refresh_from_db()
     good.refresh_from_db()
     assert list(bad.issues.values_list("content", flat=True)) == [
         "IBAN number should start by FR"
     ]
-    assert bad.stage == "Label" and bad.metadata == {"accuracy": 50.0}
+    assert bad.stage == "Label" and bad.status == Task.Status.TODO
+    assert bad.metadata == {"accuracy": 50.0}
     assert good.stage == "Review" and good.metadata == {"accuracy": 100.0}
     assert not good.issues.exists()
     assert "[INFO] Label" in log_text(bad_run)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plugins_app.hosted.labels import handler_label
+from plugins_app.hosted.labels import asset_labels
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run
 from plugins_app.workspace import lifecycle, workflow
@@ -86,7 +86,7 @@ def _ontology(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _labels(scope: Scope, params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [handler_label(_fresh(scope), event=None)]
+    return asset_labels(_fresh(scope))
 
 
 def _asset(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:

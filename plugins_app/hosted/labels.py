@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugins_app.workspace.events import LABEL_REVIEWED
 from plugins_app.workspace.models import Task, TaskEvent
 
 OBJECTS_JOB = "JOB_0"
@@ -21,21 +22,59 @@ GEOMETRY_KEYS = ("bounding-box", "polygon", "polyline", "point", "rotated-boundi
 
 
 def handler_label(task: Task, *, event: TaskEvent | None) -> dict[str, Any]:
-    answer = task.answer or {}
-    titles = _titles(task.project.ontology or {})
+    """The label the event is about: the answer recorded with the event (what
+    the labeler submitted), else the task's current answer."""
+    data = event.data if event else {}
+    answer = data.get("answer") if isinstance(data.get("answer"), dict) else None
     author = event.actor.get_username() if event and event.actor else ""
+    return _label(
+        task,
+        answer if answer is not None else task.answer or {},
+        label_id=f"{task.pk}-{event.pk}" if event else str(task.pk),
+        author=author,
+        label_type="REVIEW" if event and event.name == LABEL_REVIEWED else "DEFAULT",
+        extra={"event": event.name if event else "", "eventData": data},
+    )
+
+
+def asset_labels(task: Task) -> list[dict[str, Any]]:
+    """Every active label of the task's asset: each labeler's submission under
+    consensus; the current answer when nobody has submitted."""
+    submissions = list(task.submissions.filter(active=True).select_related("user"))
+    if not submissions:
+        return [handler_label(task, event=None)]
+    return [
+        _label(
+            task,
+            s.answer or {},
+            label_id=f"{task.pk}-s{s.pk}",
+            author=s.user.get_username(),
+            label_type="DEFAULT",
+            extra={"submittedAt": s.submitted_at.isoformat()},
+        )
+        for s in submissions
+    ]
+
+
+def _label(
+    task: Task,
+    answer: dict[str, Any],
+    *,
+    label_id: str,
+    author: str,
+    label_type: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    titles = _titles(task.project.ontology or {})
     return {
-        "id": f"{task.pk}-{event.pk}" if event else str(task.pk),
+        "id": label_id,
         "taskId": str(task.pk),
         "externalId": task.asset.external_id,
-        "labelType": "REVIEW"
-        if event and event.name == "label.reviewed"
-        else "DEFAULT",
+        "labelType": label_type,
         "author": {"email": author, "id": author},
-        "event": event.name if event else "",
-        "eventData": event.data if event else {},
         "jsonResponse": kili_json_response(answer, titles),
         "answer": answer,
+        **extra,
     }
 
 

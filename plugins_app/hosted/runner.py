@@ -37,10 +37,8 @@ def run_item(item_id: int) -> str:
         return _fail(item, "The plugin's code is not built (see the plugin's page).")
     if task is None:
         return _fail(item, "This run is about no task, so no handler can be called.")
-    event = (
-        TaskEvent.objects.filter(task=task, name=run.trigger)
-        .select_related("actor")
-        .last()
+    event = run.event or (
+        TaskEvent.objects.filter(task=task, name=run.trigger).last()
         if run.trigger
         else None
     )

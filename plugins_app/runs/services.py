@@ -735,7 +735,11 @@ def hosted_item_started(item_id: int, *, worker: str) -> WorkItem | None:
     None when the item is no longer leased (cancelled, or timed out waiting)."""
     item = (
         WorkItem.objects.select_related(
-            "run__plugin", "run__project", "run__task", "asset__task"
+            "run__plugin",
+            "run__project",
+            "run__task",
+            "run__event__actor",
+            "asset__task",
         )
         .filter(pk=item_id, state=WorkItem.State.LEASED, instance__isnull=True)
         .first()
