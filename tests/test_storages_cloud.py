@@ -340,3 +340,88 @@ def test_the_asset_page_renders_markdown_escaped(workspace: Any, md_key: str) ->
     assert "<h1>Title</h1>" in page and "<strong>bold</strong>" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script>alert(1)" not in page and 'href="javascript:' not in page
+
+
+# --- the Storages page ----------------------------------------------------------------
+def test_an_admin_adds_a_storage_whose_keys_are_never_shown(workspace: Any) -> None:
+    admin = client_for(workspace.admin)
+    form = {
+        "name": "Scans",
+        "provider": "aws",
+        "bucket": "acme-scans",
+        "region": "eu-west-1",
+        "project": workspace.project.pk,
+        "public_key": "AKIASCANS",
+    }
+
+    half = admin.post("/storages/new/", form, HTTP_HX_REQUEST="true")
+    done = admin.post(
+        "/storages/new/", {**form, "private_key": "scan-secret"}, HTTP_HX_REQUEST="true"
+    )
+    page = admin.get("/storages/").content.decode()
+
+    assert "Give both the access key ID and the secret" in half.content.decode()
+    assert "HX-Redirect" in done
+    storage = Storage.objects.get(name="Scans")
+    assert storage.organization == workspace.org
+    assert storage.credentials() == {
+        "publicKey": "AKIASCANS",
+        "privateKey": "scan-secret",
+    }
+    assert "acme-scans" in page and "scan-secret" not in page
+    assert "AKIASCANS" not in page
+
+
+def test_storages_stay_inside_their_organization(workspace: Any) -> None:
+    storage = make_storage(workspace, workspace.project)
+    rivals = Project.objects.get(pk=workspace.other_project.pk)
+    outsider = client_for(workspace.outsider)
+
+    foreign = outsider.post(
+        "/storages/new/",
+        {
+            "name": "x",
+            "provider": "aws",
+            "bucket": "b",
+            "project": workspace.project.pk,
+            "public_key": "a",
+            "private_key": "b",
+        },
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert "Select a valid choice" in foreign.content.decode()
+    assert outsider.post(f"/storages/{storage.pk}/delete/").status_code == 404
+    assert "Acme bucket" not in outsider.get("/storages/").content.decode()
+    assert client_for(workspace.annotator).get("/storages/").status_code == 403
+    assert Storage.objects.filter(pk=storage.pk).exists()
+    assert not Storage.objects.filter(project=rivals).exists()
+    client_for(workspace.admin).post(f"/storages/{storage.pk}/delete/")
+    assert not Storage.objects.filter(pk=storage.pk).exists()
+
+
+def test_the_json_api_takes_a_file_explorer_run_and_checks_its_storage(
+    workspace: Any, explorer: Any
+) -> None:
+    from tests.test_isolation import bearer
+
+    mine = make_storage(workspace, workspace.project)
+    other_project = Project.objects.create(organization=workspace.org, name="Q")
+    theirs = make_storage(workspace, other_project)
+    connect_instance(explorer, CHANNEL)
+    api = bearer("bob")
+
+    def post(storage_id: int) -> Any:
+        body = {
+            "plugin_id": explorer.pk,
+            "project_id": workspace.project.pk,
+            "inputs": {"storage_id": storage_id, "folder": "img/", "upload": True},
+        }
+        return api.post("/api/runs", json.dumps(body), "application/json")
+
+    refused, created = post(theirs.pk), post(mine.pk)
+
+    assert refused.status_code == 400 and "storage" in refused.json()["errors"]
+    assert created.status_code == 201
+    run = Run.objects.get(pk=created.json()["id"])
+    assert run.inputs["bucket"] == "acme-data" and run.inputs["folder"] == "img/"

@@ -17,6 +17,7 @@ from plugins_app.workspace.models import (
     Membership,
     Organization,
     Project,
+    Storage,
     Task,
 )
 
@@ -115,3 +116,19 @@ def get_preset(project: Project, plugin: Plugin, preset_id: Any) -> Preset | Non
         )
     except (Preset.DoesNotExist, ValueError, TypeError):
         raise Http404("No such preset") from None
+
+
+def admin_storages(user: Any) -> QuerySet[Storage]:
+    """Storages of the organizations the user administers (members see only
+    names on project pages; keys are never shown to anyone)."""
+    return Storage.objects.filter(
+        organization__memberships__user=user,
+        organization__memberships__role=Membership.Role.ADMIN,
+    ).select_related("organization", "project")
+
+
+def get_admin_storage_for_user(user: Any, storage_id: int) -> Storage:
+    try:
+        return admin_storages(user).get(pk=storage_id)
+    except Storage.DoesNotExist:
+        raise Http404("No such storage") from None

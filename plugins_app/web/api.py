@@ -123,6 +123,9 @@ class RunIn(Schema):
     config_json: str | None = None
     external_ids: list[str] = []
     batch_ids: list[int] = []
+    # File Explorer: {"storage_id", "folder", "files", "upload"}; Markdown:
+    # {"csv_name", "csv_base64", "markdown_text"} (checked like the Run dialog's).
+    inputs: dict[str, Any] = {}
 
 
 class RunOut(Schema):
@@ -319,6 +322,7 @@ def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
                 ),
                 external_ids=body.external_ids,
                 batch_ids=body.batch_ids,
+                inputs=body.inputs,
             )
         )
     except RunRequestError as exc:

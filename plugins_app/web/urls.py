@@ -12,6 +12,13 @@ urlpatterns = [
     path("plugins/<int:plugin_id>/edit/", views.plugin_edit, name="plugin-edit"),
     path("plugins/<int:plugin_id>/rotate/", views.plugin_rotate, name="plugin-rotate"),
     path("plugins/<int:plugin_id>/probe/", views.plugin_probe, name="plugin-probe"),
+    path("storages/", views.storage_list, name="storage-list"),
+    path("storages/new/", views.storage_new, name="storage-new"),
+    path(
+        "storages/<int:storage_id>/delete/",
+        views.storage_delete,
+        name="storage-delete",
+    ),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path(
         "projects/<int:project_id>/assets/<int:asset_id>/",

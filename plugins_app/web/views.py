@@ -34,6 +34,7 @@ from plugins_app.web import access
 from plugins_app.web.files import asset_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import render_markdown
+from plugins_app.workspace.forms import StorageForm
 from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
 from plugins_app.workspace.models import Asset, Project, Storage, Task
 
@@ -180,6 +181,39 @@ def plugin_detail(request: HttpRequest, plugin_id: int) -> HttpResponse:
             "runs": plugin.runs.select_related("project", "created_by")[:10],
         },
     )
+
+
+# --- cloud storages -------------------------------------------------------------
+@require_GET
+@login_required
+def storage_list(request: HttpRequest) -> HttpResponse:
+    if not access.admin_orgs(request.user).exists():
+        raise PermissionDenied("Only admins manage storages")
+    return render(
+        request,
+        "storages/storage_list.html",
+        {"storages": access.admin_storages(request.user)},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def storage_new(request: HttpRequest) -> HttpResponse:
+    organization = access.admin_orgs(request.user).first()
+    if organization is None:
+        raise PermissionDenied("Only admins manage storages")
+    form = StorageForm(request.POST or None, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return HttpResponseClientRedirect(reverse("web:storage-list"))
+    return render(request, "storages/storage_list.html#storage-form", {"form": form})
+
+
+@require_POST
+@login_required
+def storage_delete(request: HttpRequest, storage_id: int) -> HttpResponse:
+    access.get_admin_storage_for_user(request.user, storage_id).delete()
+    return HttpResponseClientRedirect(reverse("web:storage-list"))
 
 
 # --- projects and assets --------------------------------------------------------

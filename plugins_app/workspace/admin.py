@@ -1,8 +1,6 @@
-from typing import Any
-
-from django import forms
 from django.contrib import admin
 
+from plugins_app.workspace.forms import STORAGE_FIELDS, StorageForm
 from plugins_app.workspace.models import (
     ApiToken,
     Asset,
@@ -57,53 +55,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["key_hash"]
 
 
-class StorageForm(forms.ModelForm):
-    """The keys are write-only: typed here, stored encrypted, never shown."""
-
-    public_key = forms.CharField(
-        label="Access key ID", required=False, widget=forms.PasswordInput
-    )
-    private_key = forms.CharField(
-        label="Secret access key", required=False, widget=forms.PasswordInput
-    )
-
-    class Meta:
-        model = Storage
-        fields = [
-            "organization",
-            "project",
-            "name",
-            "provider",
-            "bucket",
-            "region",
-            "endpoint_url",
-        ]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        project, org = data.get("project"), data.get("organization")
-        if project and org and project.organization_id != org.pk:
-            self.add_error("project", "The project belongs to another organization.")
-        if not self.instance.pk and not (
-            data.get("public_key") and data.get("private_key")
-        ):
-            raise forms.ValidationError("Give both keys for a new storage.")
-        return data
-
-    def save(self, commit: bool = True) -> Storage:
-        storage = super().save(commit=False)
-        # Left empty on edit: keep the stored keys.
-        if self.cleaned_data.get("public_key") and self.cleaned_data.get("private_key"):
-            storage.set_credentials(
-                self.cleaned_data["public_key"], self.cleaned_data["private_key"]
-            )
-        if commit:
-            storage.save()
-        return storage
+class StorageAdminForm(StorageForm):
+    class Meta(StorageForm.Meta):
+        fields = ["organization", *STORAGE_FIELDS]
 
 
 @admin.register(Storage)
 class StorageAdmin(admin.ModelAdmin):
-    form = StorageForm
+    form = StorageAdminForm
     list_display = ["name", "organization", "project", "provider", "bucket"]
     list_filter = ["organization", "provider"]
