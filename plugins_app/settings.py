@@ -198,6 +198,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plugins_app.tasks.probe_connectors",
         "schedule": float(os.environ.get("HUB_CONNECTOR_PROBE_SECONDS", "30")),
     },
+    "retrigger-missed-events": {
+        "task": "plugins_app.tasks.retrigger_missed_events",
+        "schedule": float(os.environ.get("HUB_TRIGGER_RECOVERY_SECONDS", "30")),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -218,6 +222,11 @@ HUB_DEFAULT_CONCURRENCY = envint("HUB_DEFAULT_CONCURRENCY", 8)
 HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"))
 # Extra life of a run's API key beyond the plugin's timeout.
 HUB_API_KEY_GRACE_SECONDS = envint("HUB_API_KEY_GRACE_SECONDS", 60)
+# Triggered events whose Celery task never ran (the broker was down at commit,
+# the process died in between) get their run from beat if they are this recent.
+HUB_TRIGGER_RECOVERY_WINDOW_SECONDS = envint(
+    "HUB_TRIGGER_RECOVERY_WINDOW_SECONDS", 15 * 60
+)
 # Fernet keys for cloud storage credentials (workspace/crypto.py); the first
 # encrypts. Unset: one key derived from SECRET_KEY.
 HUB_STORAGE_KEYS = [

@@ -63,3 +63,17 @@ def probe_connector(plugin_id: int) -> bool:
     from plugins_app.runs.services import connector_probe
 
     return connector_probe(plugin_id)
+
+
+@shared_task
+def retrigger_missed_events() -> int:
+    """Beat: create the runs of triggering events whose task never ran."""
+    from django.utils import timezone
+
+    from plugins_app.plugins.triggers import missed_triggers
+    from plugins_app.runs.services import run_create_for_event
+
+    missed = missed_triggers(timezone.now())
+    for plugin_id, event_id in missed:
+        run_create_for_event(plugin_id, event_id)
+    return len(missed)

@@ -482,3 +482,35 @@ def test_rest_refuses_what_it_cannot_do_and_changes_nothing(
         Client().post("/v2/issues", "{}", content_type="application/json").status_code
         == 401
     )
+
+
+def test_beat_creates_the_runs_of_triggers_whose_celery_task_was_lost(
+    workspace: Any, make_plugin: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from plugins_app.tasks import retrigger_missed_events
+
+    registered = event_plugin(make_plugin, workspace)
+    PluginTrigger.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    # Submitted without the on-commit listener running: the trigger was lost.
+    lost = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    fresh = task_submit(
+        in_label(workspace, "coins"), user=workspace.annotator, answer=ANSWER
+    )
+    minute_ago = timezone.now() - timedelta(minutes=1)
+    TaskEvent.objects.filter(task=lost).update(created_at=minute_ago)
+
+    assert retrigger_missed_events.apply().get() == 1
+    assert retrigger_missed_events.apply().get() == 0
+
+    run = Run.objects.get(plugin=registered.plugin)
+    assert run.task_id == lost.pk and run.trigger == events.LABEL_SUBMITTED
+    # Too recent (its task may still be in the broker): left alone for now.
+    assert not Run.objects.filter(task=fresh).exists()
+    # An event from before the trigger was set never runs it.
+    PluginTrigger.objects.update(created_at=timezone.now())
+    TaskEvent.objects.filter(task=fresh).update(created_at=minute_ago)
+    assert retrigger_missed_events.apply().get() == 0

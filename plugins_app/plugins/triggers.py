@@ -4,6 +4,9 @@ labeler's click never waits for a plugin)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import transaction
 
 from plugins_app.plugins.models import Plugin, PluginTrigger, PluginType
@@ -31,6 +34,31 @@ def on_task_event(event: TaskEvent) -> None:
 
     for plugin_id in triggered_plugin_ids(event.task.project_id, event.name):
         create_event_run.delay(plugin_id, event.pk)
+
+
+# An event younger than this is still on its way through the broker.
+RECOVERY_GRACE = timedelta(seconds=20)
+
+
+def missed_triggers(now: datetime) -> list[tuple[int, int]]:
+    """(plugin id, event id) of recent triggering events that have no run of
+    a plugin triggered by them: their Celery task was never queued or lost.
+    Only events after the trigger was set count, and only complete ones."""
+    since = now - timedelta(seconds=settings.HUB_TRIGGER_RECOVERY_WINDOW_SECONDS)
+    missed: list[tuple[int, int]] = []
+    for trigger in PluginTrigger.objects.all():
+        if not trigger.events:
+            continue
+        candidates = TaskEvent.objects.filter(
+            task__project_id=trigger.project_id,
+            name__in=trigger.events,
+            created_at__gte=max(since, trigger.created_at),
+            created_at__lt=now - RECOVERY_GRACE,
+        ).exclude(runs__plugin_id=trigger.plugin_id)
+        for event_id, data in candidates.values_list("pk", "data"):
+            if (data or {}).get("complete") is not False:
+                missed.append((trigger.plugin_id, event_id))
+    return missed
 
 
 def plugin_set_triggers(
