@@ -43,6 +43,8 @@ def api_key_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRes
             return fail("Missing, unknown or expired apikey.", 401)
         return view(request, run, *args, **kwargs)
 
+    # Marks the view for tests that try every apikey endpoint (test_api_key_scope).
+    wrapper.requires_api_key = True  # type: ignore[attr-defined]
     return wrapper
 
 
