@@ -47,6 +47,8 @@ test: venvs lint
 bench: venvs
 	$(PY) bench/relay.py
 	$(PY) bench/logs.py
+	$(PY) bench/batch_model.py
+	$(PY) bench/export.py
 
 # Production mode: needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379.
 bench-fleet: venvs

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "plugins_app.plugins",
     "plugins_app.runs",
     "plugins_app.hosted",
+    "plugins_app.exports",
     "plugins_app.wire",
     "plugins_app.web",
 ]
@@ -143,6 +144,32 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("HUB_MEDIA_ROOT", VAR_DIR / "media"))
+
+# Export files (the NDJSON exports the hub builds and the files export plugins
+# upload): below MEDIA_ROOT/exports, or in an S3-compatible bucket when
+# HUB_EXPORT_S3_BUCKET is set (django-storages; credentials from the usual
+# AWS_* variables or the instance role).
+HUB_EXPORT_S3_BUCKET = os.environ.get("HUB_EXPORT_S3_BUCKET", "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "exports": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT / "exports"},
+    },
+}
+if HUB_EXPORT_S3_BUCKET:
+    STORAGES["exports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": HUB_EXPORT_S3_BUCKET,
+            "endpoint_url": os.environ.get("HUB_EXPORT_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("HUB_EXPORT_S3_REGION") or None,
+            "location": os.environ.get("HUB_EXPORT_S3_PREFIX", "exports"),
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
 
 # --- Channels -----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -212,6 +239,12 @@ HUB_PING_TIMEOUT_MS = envint("HUB_PING_TIMEOUT_MS", 20_000)
 # Frames above this are refused with a clear run error (the ASGI server's own cap,
 # set in the Makefile/Procfile, is larger so the hub gets to say why).
 HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
+# Export runs: how long the export link and upload URLs stay valid, the largest
+# file a plugin may upload, how long GET /v2/export waits for its Celery build.
+HUB_EXPORT_LINK_SECONDS = envint("HUB_EXPORT_LINK_SECONDS", 3600)
+HUB_UPLOAD_URL_SECONDS = envint("HUB_UPLOAD_URL_SECONDS", 3600)
+HUB_EXPORT_MAX_UPLOAD_BYTES = envint("HUB_EXPORT_MAX_UPLOAD_BYTES", 2 * 1024**3)
+HUB_EXPORT_WAIT_SECONDS = envint("HUB_EXPORT_WAIT_SECONDS", 600)
 # The largest body of one POST /v2/import/labels (10,000 records fit easily).
 HUB_IMPORT_MAX_BYTES = envint("HUB_IMPORT_MAX_BYTES", 256 * 1024 * 1024)
 # A plugin is shown live while its last heartbeat (sent every 60 s) is this recent.

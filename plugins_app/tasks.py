@@ -77,3 +77,11 @@ def retrigger_missed_events() -> int:
     for plugin_id, event_id in missed:
         run_create_for_event(plugin_id, event_id)
     return len(missed)
+
+
+@shared_task
+def build_export(snapshot_id: int) -> None:
+    """Write the v3 NDJSON export of an Export run (streamed to storage)."""
+    from plugins_app.exports.services import snapshot_build
+
+    snapshot_build(snapshot_id)

@@ -72,13 +72,15 @@ def bulk_assets(project: Any, count: int, *, prefix: str = "bulk") -> list[str]:
     return external_ids
 
 
-def leased_batch_run(workspace: Any, plugin: Plugin) -> tuple[Run, dict[str, Any]]:
-    """A Batch Model run over the whole project whose job went out to a socketless
-    instance; returns the run and the job (with its apiKey)."""
+def leased_project_run(
+    workspace: Any, plugin: Plugin, *, stages: list[str] | None = None
+) -> tuple[Run, dict[str, Any]]:
+    """A Batch Model or Export run over the whole project whose job went out to
+    a socketless instance; returns the run and the job (with its apiKey)."""
     from plugins_app.runs.services import dispatch_pending
     from plugins_app.wire.models import OutboxMessage
 
-    connect_instance(plugin)
+    connect_instance(plugin, f"{CHANNEL}-{plugin.pk}")
     run = run_create(
         RunRequest(
             plugin=plugin,
@@ -88,12 +90,13 @@ def leased_batch_run(workspace: Any, plugin: Plugin) -> tuple[Run, dict[str, Any
             config_json="{}",
             external_ids=[],
             batch_ids=[],
+            inputs={"stages": stages or []},
         ),
         dispatch=False,
     )
     assert dispatch_pending(plugin.pk) == 1
     session = run.items.get().session
-    for row in OutboxMessage.objects.filter(method="send", target=CHANNEL):
+    for row in OutboxMessage.objects.filter(method="send"):
         if row.message["job"]["session"] == session:
             return run, row.message["job"]
     raise AssertionError("no job sent for this run")

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.workspace.models import Task
-from tests.builders import bulk_assets, leased_batch_run
+from tests.builders import bulk_assets, leased_project_run
 from tests.hub import SCRIPTS, wait_for
 
 COUNT = 10_000
@@ -58,7 +58,7 @@ def post_import(api_key: str, body: dict[str, Any]) -> Any:
 def big_batch_run(workspace: Any, make_plugin: Any) -> tuple[Run, dict, list[str]]:
     external_ids = bulk_assets(workspace.project, COUNT)
     plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
-    run, job = leased_batch_run(workspace, plugin)
+    run, job = leased_project_run(workspace, plugin)
     return run, job, external_ids
 
 

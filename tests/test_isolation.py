@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from plugins_app.exports.services import upload_grant, upload_store
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.runs.models import Run, RunApiKey
@@ -64,7 +65,10 @@ def acme(workspace: Any, make_plugin: Any) -> dict[str, Any]:
     plugin = make_plugin().plugin
     run = leased_run(workspace, plugin)
     asset = workspace.asset("astronaut")
-    return {"plugin": plugin, "run": run, "asset": asset}
+    # A file an export plugin uploaded for this run (the run page's download).
+    grant = upload_grant(run, name="acme-export.zip", file_type="exports")
+    upload_store(grant.token, io.BytesIO(b"face-box secrets"), declared=None)
+    return {"plugin": plugin, "run": run, "asset": asset, "upload": grant.upload}
 
 
 def acme_pages(workspace: Any, acme: dict[str, Any]) -> list[str]:
@@ -81,6 +85,7 @@ def acme_pages(workspace: Any, acme: dict[str, Any]) -> list[str]:
         f"/runs/{acme['run'].pk}/",
         f"/projects/{project}/tasks/{acme['asset'].task.pk}/",
         f"/projects/{project}/workflow/",
+        f"/runs/{acme['run'].pk}/exports/{acme['upload'].pk}/",
     ]
 
 

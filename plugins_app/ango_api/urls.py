@@ -23,4 +23,11 @@ urlpatterns = [
     path("task/<str:task_id>", views.task_detail, name="task"),
     path("annotate/<str:task_id>", views.annotate, name="annotate"),
     path("files/<str:token>", views.asset_file, name="asset-file"),
+    # Export plugins: 1.4.x calls /export, 1.3.x /exportV3 (same parameters).
+    path("export", views.export, name="export"),
+    path("exportV3", views.export, name="export-v3"),
+    path("exportFiles/<str:token>", views.export_file, name="export-file"),
+    path("getUploadUrl", views.get_upload_url, name="get-upload-url"),
+    path("getSignedUrl", views.get_signed_url, name="get-signed-url"),
+    path("uploads/<str:token>", views.upload, name="upload"),
 ]

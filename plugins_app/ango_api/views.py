@@ -7,16 +7,28 @@ sends them unencoded or as JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from plugins_app.ango_api.auth import api_key_required, fail, same_project
+from plugins_app.ango_api.auth import (
+    api_key_required,
+    fail,
+    run_for_api_key,
+    same_project,
+)
+from plugins_app.exports import services as exports
+from plugins_app.exports.models import ExportSnapshot
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import services as runs
 from plugins_app.runs.models import Run
@@ -31,6 +43,7 @@ from plugins_app.workspace.services import (
 
 MAX_PAGE_SIZE = 1000
 FILE_LINK_MAX_AGE = 24 * 3600
+EXPORT_POLL_SECONDS = 0.2
 
 
 def ok(data: dict[str, Any]) -> JsonResponse:
@@ -454,6 +467,62 @@ def _batches_json(run: Run) -> list[dict[str, str]]:
     return [{"_id": str(b.pk), "name": b.name} for b in run.project.batches.all()]
 
 
+# --- Export plugins ---------------------------------------------------------------
+async def export(request: HttpRequest) -> JsonResponse:
+    """`GET /v2/export` (1.4.x) and `/v2/exportV3` (1.3.x): queue the build of the
+    v3 NDJSON export (a Celery task) and answer with its link once it is ready.
+    Async, so waiting for the worker holds no thread."""
+    if request.method != "GET":
+        return fail("Use GET.", 405)
+    run = await sync_to_async(run_for_api_key)(request)
+    if run is None:
+        return fail("Missing, unknown or expired apikey.", 401)
+    if not same_project(run, request.GET.get("project", "")):
+        return fail("This apikey is not valid for that project.", 403)
+    try:
+        snapshot, token = await sync_to_async(exports.snapshot_request)(
+            run,
+            stages=_str_list(request.GET.get("stage")),
+            batch_ids=_str_list(request.GET.get("batches")),
+            base_url=request.build_absolute_uri("/"),
+            path=request.path,
+        )
+    except exports.ExportError as exc:
+        return fail(str(exc), exc.status)
+    deadline = time.monotonic() + settings.HUB_EXPORT_WAIT_SECONDS
+    while True:
+        state, error = await sync_to_async(exports.snapshot_state)(snapshot.pk)
+        if state == ExportSnapshot.State.READY:
+            link = reverse("ango_api:export-file", args=[token])
+            return ok({"exportPath": request.build_absolute_uri(link)})
+        if state == ExportSnapshot.State.FAILED:
+            return fail(f"The export could not be built: {error}", 500)
+        if time.monotonic() > deadline:
+            return fail(
+                "The export was not built in time: is a Celery worker running?", 504
+            )
+        await asyncio.sleep(EXPORT_POLL_SECONDS)
+
+
+# Async, so not wrapped by api_key_required; marked for test_api_key_scope.
+export.requires_api_key = True  # type: ignore[attr-defined]
+
+
+@require_GET
+def export_file(request: HttpRequest, token: str) -> HttpResponse:
+    """The export zip; the SDK fetches it with urllib, without its apikey, so
+    the token in the path is the credential (expiring)."""
+    snapshot = exports.snapshot_for_token(token)
+    if snapshot is None:
+        raise Http404("Unknown or expired export link")
+    return FileResponse(
+        exports.export_storage().open(snapshot.file, "rb"),
+        as_attachment=True,
+        filename=f"export-{snapshot.run.project_id}.zip",
+        content_type="application/zip",
+    )
+
+
 @require_GET
 @api_key_required
 def storages(request: HttpRequest, run: Run) -> JsonResponse:
@@ -506,3 +575,55 @@ def plugin_response(request: HttpRequest, run: Run) -> JsonResponse:
     if outcome == "unknown-session":
         return fail("The response needs the session of a job of this apikey.", 400)
     return ok({"result": outcome})
+
+
+@require_GET
+@api_key_required
+def get_upload_url(request: HttpRequest, run: Run) -> JsonResponse:
+    if not same_project(run, request.GET.get("project", "")):
+        return fail("This apikey is not valid for that project.", 403)
+    try:
+        grant = exports.upload_grant(
+            run,
+            name=request.GET.get("name", ""),
+            file_type=request.GET.get("type", ""),
+        )
+    except exports.ExportError as exc:
+        return fail(str(exc), exc.status)
+    url = request.build_absolute_uri(exports.upload_path(grant.token))
+    return ok({"uploadUrl": url})
+
+
+@require_GET
+@api_key_required
+def get_signed_url(request: HttpRequest, run: Run) -> JsonResponse:
+    if not same_project(run, request.GET.get("project", "")):
+        return fail("This apikey is not valid for that project.", 403)
+    # `name` is the upload URL, sent unencoded; it has no query of its own.
+    upload = exports.upload_of_url(run, request.GET.get("name", ""))
+    if upload is None:
+        return fail("That is not an upload URL of this run.", 404)
+    url = request.build_absolute_uri(exports.download_path(upload))
+    return ok({"signedUrl": url})
+
+
+@csrf_exempt
+@require_http_methods(["PUT"])
+def upload(request: HttpRequest, token: str) -> JsonResponse:
+    """The SDK PUTs the export file here with no header at all: the one-shot,
+    expiring token in the path is the credential."""
+    declared = request.headers.get("Content-Length")
+    try:
+        stored = exports.upload_store(
+            token, request, declared=int(declared) if declared else None
+        )
+    except exports.ExportError as exc:
+        return fail(str(exc), exc.status)
+    return ok({"name": stored.name, "size": stored.size})
+
+
+def _str_list(value: str | None) -> list[str]:
+    """`stage=["Complete"]`, `stage=Complete` or nothing."""
+    parsed = _json_param(value, default=[])
+    items = parsed if isinstance(parsed, list) else [parsed]
+    return [str(i) for i in items if i not in (None, "")]

@@ -25,6 +25,7 @@ class PluginType(models.TextChoices):
 RUNNABLE_TYPES = (
     PluginType.MODEL,
     PluginType.BATCH_MODEL,
+    PluginType.EXPORT,
     PluginType.FILE_EXPLORER,
     PluginType.MARKDOWN,
 )

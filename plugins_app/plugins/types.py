@@ -207,6 +207,32 @@ def _input_apply(item: WorkItem, response: Any) -> Outcome:
     return _note_apply(item, response)
 
 
+def _export_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:
+    job = base_job(item, api_key=api_key)
+    # Stage names; [] exports every stage (the SDK then sends no `stage`).
+    job["stage"] = list(item.run.inputs.get("stages", []))
+    return job
+
+
+def _export_apply(item: WorkItem, response: Any) -> Outcome:
+    # The SDK sends {"export": true, "response": <signedUrl>} after its PUT; the
+    # file must be one this run uploaded.
+    from plugins_app.exports.services import uploaded_file
+
+    upload = uploaded_file(item.run, response)
+    if upload is None:
+        return Outcome(
+            problems=[
+                "the plugin reported an export, but it names no file this run "
+                f"uploaded (got {str(response)[:200]!r})"
+            ]
+        )
+    return Outcome(
+        note=f"Export file {upload.name} ({upload.size:,} bytes) is ready to "
+        "download from this page."
+    )
+
+
 @dataclass(frozen=True)
 class PluginKind:
     build_job: Any
@@ -217,6 +243,7 @@ KINDS: dict[str, PluginKind] = {
     PluginType.MODEL: PluginKind(_model_job, _model_apply),
     PluginType.BATCH_MODEL: PluginKind(_batch_job, _note_apply),
     PluginType.EVENT: PluginKind(_event_job, _note_apply),
+    PluginType.EXPORT: PluginKind(_export_job, _export_apply),
     PluginType.FILE_EXPLORER: PluginKind(_file_explorer_job, _input_apply),
     PluginType.MARKDOWN: PluginKind(_markdown_job, _input_apply),
 }

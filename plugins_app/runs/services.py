@@ -286,6 +286,8 @@ def checked_inputs(
         return _checked_explorer_inputs(project, inputs, errors)
     if plugin.type == PluginType.MARKDOWN:
         return _checked_markdown_inputs(inputs, errors)
+    if plugin.type == PluginType.EXPORT:
+        return _checked_export_inputs(project, inputs, errors)
     return {}
 
 
@@ -342,6 +344,27 @@ def _checked_markdown_inputs(
         "csv_base64": csv_b64,
         "markdown_text": template,
     }
+
+
+def _checked_export_inputs(
+    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The workflow stages to export (the job's `stage`; [] = every stage)."""
+    known = project_stage_names(project)
+    wanted = list(dict.fromkeys(str(s) for s in inputs.get("stages") or [] if s))
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        errors.setdefault("stages", []).append(
+            "Not stages of this project's workflow: " + ", ".join(unknown)
+        )
+    return {"stages": wanted}
+
+
+def project_stage_names(project: Project) -> list[str]:
+    """The workflow's stage names, then any other stage tasks are in."""
+    names = [s.get("name", "") for s in workflow.stages(project.workflow)]
+    extra = project.tasks.exclude(stage__in=names).values_list("stage", flat=True)
+    return names + sorted(set(extra))
 
 
 def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset

@@ -14,7 +14,7 @@ from plugins_app.plugins.services import (
     parse_class_names,
 )
 from plugins_app.plugins.triggers import plugin_trigger_events
-from plugins_app.runs.services import MAX_CSV_BYTES
+from plugins_app.runs.services import MAX_CSV_BYTES, project_stage_names
 from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project, Storage
 
@@ -215,6 +215,8 @@ class RunForm(forms.Form):
             del self.fields["batches"]
         elif "batches" in self.fields:
             self.fields["batches"].queryset = project.batches.all()
+        if plugin.type == PluginType.EXPORT:
+            self.fields["stages"] = stages_field(project)
         entries = [e for e in project.ontology_entries() if e.get("schemaId")]
         choices = [("", "— not mapped —")] + [
             (e["schemaId"], f"{e.get('title', e['schemaId'])} ({e.get('tool', '?')})")
@@ -300,6 +302,8 @@ class RunForm(forms.Form):
                 else "",
                 "markdown_text": data.get("markdown_text", ""),
             }
+        if self.plugin.type == PluginType.EXPORT:
+            return {"stages": data.get("stages", [])}
         return {}
 
     def class_mapping(self) -> dict[str, str]:
@@ -311,3 +315,17 @@ class RunForm(forms.Form):
     def external_id_list(self) -> list[str]:
         text = self.cleaned_data.get("external_ids") or ""
         return [p.strip() for line in text.splitlines() for p in line.split(",")]
+
+
+def stages_field(project: Project) -> forms.MultipleChoiceField:
+    """What an export needs besides batches: the workflow stages to export."""
+    names = project_stage_names(project)
+    return forms.MultipleChoiceField(
+        label="Stages",
+        choices=[(n, n) for n in names],
+        required=False,
+        initial=["Complete"] if "Complete" in names else [],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Tasks in these stages are exported; none chosen exports every "
+        "stage.",
+    )

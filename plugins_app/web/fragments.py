@@ -9,6 +9,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from plugins_app.exports.services import run_files
 from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.runs.selectors import run_labeled_assets, run_progress
 
@@ -20,6 +21,7 @@ def render_run_status(run: Run) -> str:
         "run": run,
         "progress": run_progress(run),
         "labeled_assets": run_labeled_assets(run),
+        "export_files": run_files(run),
         "oob": True,
     }
     return render_to_string("runs/run_detail.html#run-live", context) + (

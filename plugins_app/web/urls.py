@@ -79,4 +79,9 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run-cancel"),
     path("runs/<int:run_id>/retry/", views.run_retry_view, name="run-retry"),
+    path(
+        "runs/<int:run_id>/exports/<int:upload_id>/",
+        views.run_export_file,
+        name="run-export-file",
+    ),
 ]

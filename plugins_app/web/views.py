@@ -9,12 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from plugins_app.exports.services import export_storage, run_files
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.plugins.presets import PresetError, preset_problems, preset_save
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
@@ -479,7 +480,23 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             # The websocket catches the page up on anything logged after these.
             "last_line_id": lines[-1].pk if lines else 0,
             "labeled_assets": selectors.run_labeled_assets(run),
+            "export_files": run_files(run),
         },
+    )
+
+
+@require_GET
+@login_required
+def run_export_file(request: HttpRequest, run_id: int, upload_id: int) -> HttpResponse:
+    """An export plugin's file, for members of the run's organization only."""
+    run = access.get_run_for_user(request.user, run_id)
+    upload = get_object_or_404(
+        run.uploads.filter(uploaded_at__isnull=False), pk=upload_id
+    )
+    return FileResponse(
+        export_storage().open(upload.file, "rb"),
+        as_attachment=True,
+        filename=upload.name,
     )
 
 
@@ -514,6 +531,7 @@ def _run_live(
         "run": run,
         "progress": selectors.run_progress(run),
         "action_error": error,
+        "export_files": run_files(run),
     }
     return render(request, "runs/run_detail.html#run-live", context, status=status)
 
