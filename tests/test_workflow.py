@@ -280,6 +280,30 @@ def test_it_never_sends_an_instance_more_workflow_jobs_than_it_declared(
     assert dispatch_pending(model.pk) == 0
 
 
+def test_jobs_of_other_runs_do_not_wait_behind_full_workflow_slots(
+    workspace: Any,
+    model: Plugin,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    add_stage(workspace.project, model)
+    connect_instance(model)
+    enter_stage(django_capture_on_commit_callbacks, workspace, "astronaut", "coins")
+    # A two-asset run queued after them, at the same (batch) priority.
+    batch = new_run(workspace, model, "camera", "chelsea")
+
+    assert dispatch_pending(model.pk) == 2
+
+    states = dict(WorkItem.objects.values_list("asset__external_id", "state"))
+    assert states == {
+        "astronaut": WorkItem.State.LEASED,
+        "coins": WorkItem.State.PENDING,
+        "camera": WorkItem.State.LEASED,
+        "chelsea": WorkItem.State.LEASED,
+    }
+    assert batch.items.filter(state=WorkItem.State.LEASED).count() == 2
+
+
 # --- the answer: POST /v2/annotate ----------------------------------------------------
 @pytest.fixture
 def in_stage(
@@ -448,6 +472,34 @@ def test_a_plugin_error_keeps_the_task_in_the_stage_and_it_can_be_retried(
     assert task.stage == "Review"
     # Nothing left to retry: a retry of all failed sends nothing.
     assert workflow_stage_retry(workspace.project, STAGE) == 0
+
+
+def test_the_task_page_shows_the_failure_and_retries_the_task(
+    workspace: Any,
+    in_stage: dict[str, Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    task, run, job = in_stage["task"], in_stage["run"], in_stage["job"]
+    failed = PluginLogRecord(job["session"], "ERROR", "CUDA out of memory", {})
+    logs_ingest([failed], channel_name=CHANNEL)
+    item_respond(session=job["session"], payload={"error": True}, channel_name=CHANNEL)
+    client = Client()
+    client.force_login(workspace.annotator)
+    page_url = f"/projects/{workspace.project.pk}/tasks/{task.pk}/"
+
+    page = client.get(page_url).content.decode()
+
+    assert 'id="task-plugin-stage"' in page and "CUDA out of memory" in page
+    assert f'href="/runs/{run.pk}/"' in page and 'id="task-retry"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = client.post(
+            f"/projects/{workspace.project.pk}/workflow/retry/",
+            {"stage": STAGE, "task": task.pk, "next": page_url},
+        )
+    assert retried.status_code == 302 and retried["Location"] == page_url
+    assert Run.objects.filter(task=task, status=Run.Status.RUNNING).count() == 1
+    again = client.get(page_url).content.decode()
+    assert "Running" in again and 'id="task-retry"' not in again
 
 
 def test_a_refusal_from_busy_slots_puts_the_job_back_in_the_queue(

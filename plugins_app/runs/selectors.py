@@ -217,6 +217,9 @@ def task_page(task: Task) -> dict[str, Any]:
         "history": history,
         "runs": runs[:20],
         "drawn": DrawnAsset(task.asset, *answer_drawing(task.answer, project.ontology)),
+        "stage_task": _stage_tasks(project, task.stage, task_id=task.pk)[0]
+        if stage.get("type") == workflow.PLUGIN
+        else None,
     }
 
 
@@ -294,12 +297,13 @@ def workflow_overview(project: Any, tasks_per_stage: int = 200) -> list[StageRow
     return rows
 
 
-def _stage_tasks(project: Any, stage_name: str, limit: int) -> tuple[StageTask, ...]:
-    tasks = list(
-        project.tasks.filter(stage=stage_name)
-        .select_related("asset")
-        .order_by("id")[:limit]
-    )
+def _stage_tasks(
+    project: Any, stage_name: str, limit: int = 1, task_id: int | None = None
+) -> tuple[StageTask, ...]:
+    in_stage = project.tasks.filter(stage=stage_name)
+    if task_id is not None:
+        in_stage = in_stage.filter(pk=task_id)
+    tasks = list(in_stage.select_related("asset").order_by("id")[:limit])
     latest: dict[int, Run] = {}
     runs = Run.objects.filter(
         task__in=[t.pk for t in tasks], trigger="workflow"

@@ -388,13 +388,17 @@ def dispatch_pending(plugin_id: int) -> int:
     if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.HOSTED).exists():
         return _dispatch_hosted(plugin_id)
     sent = 0
+    skip_workflow = False
     while True:
-        item = _next_pending_item(plugin_id)
+        item = _next_pending_item(plugin_id, skip_workflow=skip_workflow)
         if item is None:
             return sent
-        instance = _least_loaded_instance(
-            item.run.plugin, workflow=item.run.trigger == WORKFLOW_TRIGGER
-        )
+        workflow = item.run.trigger == WORKFLOW_TRIGGER
+        instance = _least_loaded_instance(item.run.plugin, workflow=workflow)
+        if instance is None and workflow:
+            # Every workflow slot is taken: other jobs need not wait behind.
+            skip_workflow = True
+            continue
         if instance is None:
             return sent
         with transaction.atomic():
@@ -404,9 +408,13 @@ def dispatch_pending(plugin_id: int) -> int:
             sent += 1
 
 
-def _next_pending_item(plugin_id: int) -> WorkItem | None:
+def _next_pending_item(
+    plugin_id: int, *, skip_workflow: bool = False
+) -> WorkItem | None:
     # A cheap indexed probe first: most calls find nothing waiting.
     pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
+    if skip_workflow:
+        pending = pending.exclude(run__trigger=WORKFLOW_TRIGGER)
     first_id = pending.order_by("priority", "id").values_list("id", flat=True).first()
     if first_id is None:
         return None

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from plugins_app.plugins.models import PluginType, Preset
@@ -110,6 +111,9 @@ def _section(
     status: int = 200,
 ) -> HttpResponse:
     if request.method == "POST" and not getattr(request, "htmx", False):
+        back = request.POST.get("next", "")
+        if back and url_has_allowed_host_and_scheme(back, allowed_hosts=None):
+            return redirect(back)  # the task page's Retry
         return redirect("web:project-detail", project_id=project.pk)
     presets = Preset.objects.filter(project=project).select_related(
         "plugin", "created_by"
