@@ -393,7 +393,10 @@ def test_storages_stay_inside_their_organization(workspace: Any) -> None:
     assert "Select a valid choice" in foreign.content.decode()
     assert outsider.post(f"/storages/{storage.pk}/delete/").status_code == 404
     assert "Acme bucket" not in outsider.get("/storages/").content.decode()
-    assert client_for(workspace.annotator).get("/storages/").status_code == 403
+    member_page = client_for(workspace.annotator).get("/storages/").content.decode()
+    assert "Only your organization's admins" in member_page
+    assert "Acme bucket" not in member_page
+    assert client_for(workspace.annotator).get("/storages/new/").status_code == 403
     assert Storage.objects.filter(pk=storage.pk).exists()
     assert not Storage.objects.filter(project=rivals).exists()
     client_for(workspace.admin).post(f"/storages/{storage.pk}/delete/")

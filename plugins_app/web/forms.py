@@ -20,6 +20,14 @@ from plugins_app.workspace.models import Batch, Organization, Project, Storage
 
 
 class PluginForm(forms.ModelForm):
+    connector_url = forms.URLField(
+        label="Connector URL",
+        required=False,
+        assume_scheme="https",
+        help_text="REST delivery: the base URL of the plugin started with "
+        "CONNECTOR=REST (the hub POSTs jobs to <url>/plugin and probes "
+        "<url>/heartbeat).",
+    )
     class_names_text = forms.CharField(
         label="Class names",
         required=False,
@@ -54,12 +62,7 @@ class PluginForm(forms.ModelForm):
             "default_config": forms.Textarea(attrs={"rows": 4, "class": "mono"}),
             "projects": forms.CheckboxSelectMultiple,
         }
-        labels = {"projects": "Active on projects", "connector_url": "Connector URL"}
-        help_texts = {
-            "connector_url": "REST delivery: the base URL of the plugin started with "
-            "CONNECTOR=REST (the hub POSTs jobs to <url>/plugin and probes "
-            "<url>/heartbeat)."
-        }
+        labels = {"projects": "Active on projects"}
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any):
         super().__init__(*args, **kwargs)

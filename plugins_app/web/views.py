@@ -188,12 +188,14 @@ def plugin_detail(request: HttpRequest, plugin_id: int) -> HttpResponse:
 @require_GET
 @login_required
 def storage_list(request: HttpRequest) -> HttpResponse:
-    if not access.admin_orgs(request.user).exists():
-        raise PermissionDenied("Only admins manage storages")
+    # Members who are not admins see that storages exist only on project pages.
     return render(
         request,
         "storages/storage_list.html",
-        {"storages": access.admin_storages(request.user)},
+        {
+            "storages": access.admin_storages(request.user),
+            "can_manage": access.admin_orgs(request.user).exists(),
+        },
     )
 
 

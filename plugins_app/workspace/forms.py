@@ -13,6 +13,12 @@ STORAGE_FIELDS = ["project", "name", "provider", "bucket", "region", "endpoint_u
 
 
 class StorageForm(forms.ModelForm):
+    endpoint_url = forms.URLField(
+        label="Endpoint URL",
+        required=False,
+        assume_scheme="https",
+        help_text="S3-compatible storages only.",
+    )
     public_key = forms.CharField(
         label="Access key ID",
         required=False,
@@ -37,7 +43,6 @@ class StorageForm(forms.ModelForm):
         self.organization = organization
         if organization is not None:
             self.fields["project"].queryset = organization.projects.all()
-        self.fields["endpoint_url"].assume_scheme = "https"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
