@@ -8,6 +8,12 @@ import json
 from typing import Any
 
 from plugins_app.workspace import events
+from plugins_app.workspace.lifecycle import (
+    issue_create,
+    task_metadata_update,
+    task_send_back,
+    task_submit,
+)
 from plugins_app.workspace.models import Task
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Tab,
@@ -67,3 +73,31 @@ def test_a_labeler_submits_and_a_reviewer_rejects_on_the_task_page(
     assert page.locator("#task-history b").count() == 0
     task.refresh_from_db()
     assert (task.stage, task.status) == ("Label", Task.Status.TODO)
+
+
+def test_the_task_page_shows_what_a_plugin_did_without_a_reload(
+    workspace: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    """A QA plugin acting while the reviewer looks: the issue, the metadata and
+    the send-back appear, and the Accept/Reject panel gives way to Submit."""
+    page = tab.page
+    task = task_submit(
+        workspace.asset("astronaut").task, user=workspace.annotator, answer=ANSWER
+    )
+    log_in(page, live_hub, "alice")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
+    expect(page.locator("#task-accept")).to_be_visible()
+    navigations = tab.mark()
+
+    issue_create(task, content="Box misses the chin", actor_label="plugin QA bot")
+    task_metadata_update(task, {"qa": "failed"})
+    task_send_back(task, actor_label="plugin QA bot", reason="QA failed")
+
+    expect(page.locator("#task-issues")).to_contain_text("Box misses the chin")
+    expect(page.locator("#task-metadata")).to_contain_text("failed")
+    expect(page.locator("#task-stage")).to_have_text("Label")
+    expect(page.locator("#task-submit")).to_be_visible()
+    assert page.locator("#task-accept").count() == 0
+    tab.assert_not_reloaded(navigations)

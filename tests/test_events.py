@@ -514,3 +514,33 @@ def test_beat_creates_the_runs_of_triggers_whose_celery_task_was_lost(
     PluginTrigger.objects.update(created_at=timezone.now())
     TaskEvent.objects.filter(task=fresh).update(created_at=minute_ago)
     assert retrigger_missed_events.apply().get() == 0
+
+
+def test_registering_an_event_plugin_with_triggers_and_refusing_them_elsewhere(
+    workspace: Any,
+) -> None:
+    admin = client_for(workspace.admin)
+    form = {
+        "name": "Checker",
+        "type": "event",
+        "default_config": "{}",
+        "timeout_seconds": 60,
+        "concurrency": 1,
+        "projects": [workspace.project.pk],
+        "trigger_events": ["label.reviewed"],
+    }
+
+    created = admin.post("/plugins/new/", form, HTTP_HX_REQUEST="true")
+    refused = admin.post(
+        "/plugins/new/",
+        {**form, "name": "Model", "type": "model", "class_names_text": "face"},
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert created.status_code == 200 and "PLUGIN_SECRET" in created.content.decode()
+    trigger = PluginTrigger.objects.get(plugin__name="Checker")
+    assert (trigger.project, trigger.events) == (workspace.project, ["label.reviewed"])
+    page = admin.get(f"/plugins/{trigger.plugin_id}/").content.decode()
+    assert 'id="plugin-triggers"' in page and "label.reviewed" in page
+    assert "Only Event-triggered plugins run on events." in refused.content.decode()
+    assert not PluginTrigger.objects.filter(plugin__name="Model").exists()

@@ -273,7 +273,17 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
 def task_detail(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
-    return render(request, "projects/task_detail.html", _task_context(task))
+    context = _task_context(task)
+    # The live section's poll names the stage it shows: if the task moved
+    # since, the action panel comes along (out of band).
+    seen_stage = request.GET.get("stage")
+    context["panel_oob"] = (
+        getattr(request, "htmx", False)
+        and seen_stage is not None
+        and seen_stage != task.stage
+    )
+    template = _partial(request, "projects/task_detail.html", "task-live")
+    return render(request, template, context)
 
 
 @require_POST
@@ -328,11 +338,8 @@ def _task_panel(request: HttpRequest, task: Task, *, error: str = "") -> HttpRes
             )
         context = _task_context(task, error=error)
         return render(request, "projects/task_detail.html", context, status=409)
-    return render(
-        request,
-        "projects/task_detail.html#task-panel",
-        _task_context(task, error=error),
-    )
+    context = {**_task_context(task, error=error), "live_oob": True}
+    return render(request, "projects/task_detail.html#task-panel", context)
 
 
 @require_GET
