@@ -84,3 +84,55 @@ def test_it_saves_a_preset_and_loads_it_into_the_dialog(
     expect(dialog.locator("#preset-warning")).to_contain_text(
         "“coin” is mapped to “object-box”, which is no longer in this project's"
     )
+
+
+def test_an_admin_adds_a_plugin_stage_with_a_preset_and_retries_a_task(
+    workspace: Any,
+    make_plugin: Plugins,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    from plugins_app.runs.models import Run
+    from plugins_app.workspace.models import Task
+
+    registered = make_plugin(name="Detector")
+    Preset.objects.create(
+        project=workspace.project,
+        plugin=registered.plugin,
+        name="Faces",
+        class_mapping={"face": "face-box"},
+    )
+    page = tab.page
+    log_in(page, live_hub, "alice")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/")
+    form = page.locator("#stage-add-form")
+    form.get_by_label("Stage name").fill("Auto-label")
+    form.get_by_label("Model plugin").select_option(label="Detector (offline)")
+    form.get_by_label("Preset").select_option(label="Detector: Faces")
+    form.get_by_role("button", name="Add stage").click()
+
+    expect(page.get_by_role("status")).to_have_text("Plugin stage added.")
+    stages = page.locator("#workflow-stages li")
+    expect(stages).to_have_count(5)
+    expect(stages.nth(2)).to_contain_text("Auto-label")
+    expect(stages.nth(2)).to_contain_text("Detector (preset “Faces”)")
+    workspace.project.refresh_from_db()
+    assert workspace.project.workflow[2]["preset"] == Preset.objects.get().pk
+
+    # A task put in the stage without the stage event (as Ango's requeue into a
+    # Plugin stage does): shown as not sent; Retry sends it (it then waits for
+    # the offline plugin).
+    Task.objects.filter(pk=workspace.asset("coins").task.pk).update(stage="Auto-label")
+    page.reload()
+    row = page.locator(".stage-tasks tr", has_text="coins")
+    expect(row).to_contain_text("not sent")
+    row.get_by_role("button", name="Retry").click()
+
+    expect(page.get_by_role("status")).to_have_text(
+        "Sent 1 task(s) to the plugin again."
+    )
+    row = page.locator(".stage-tasks tr", has_text="coins")
+    expect(row).to_contain_text("Queued")
+    run = Run.objects.get(task=workspace.asset("coins").task)
+    assert run.trigger == "workflow"
+    assert run.class_mapping == [{"schemaId": "face-box", "modelClass": "face"}]
