@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 
 from plugins_app.hosted import client_api, sandbox
@@ -26,7 +27,24 @@ EVENT_METHODS = {
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
+_state = threading.local()
+
+
+def busy() -> bool:
+    """This thread is running a handler (a settle inside it must not start
+    the next one inline: the chain would nest)."""
+    return getattr(_state, "busy", False)
+
+
 def run_item(item_id: int) -> str:
+    _state.busy = True
+    try:
+        return _run_item(item_id)
+    finally:
+        _state.busy = False
+
+
+def _run_item(item_id: int) -> str:
     item = runs.hosted_item_started(item_id, worker=WORKER)
     if item is None:
         return "not leased"

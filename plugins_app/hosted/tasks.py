@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import current_task, shared_task
 
 
 @shared_task
@@ -17,3 +17,18 @@ def run_hosted_item(item_id: int) -> str:
     from plugins_app.hosted.runner import run_item
 
     return run_item(item_id)
+
+
+def hand_off(item_ids: list[int]) -> None:
+    """Give leased hosted items to workers. Inside a Celery task that is not
+    itself running a handler (e.g. the one that just created the event's run),
+    the first item runs right here: one broker round trip less (~100 ms with
+    the embedded broker's 0.2 s polling). The others go through the broker, to
+    whichever worker is free."""
+    from plugins_app.hosted import runner
+
+    inline = bool(item_ids) and current_task and not runner.busy()
+    for item_id in item_ids[1:] if inline else item_ids:
+        run_hosted_item.delay(item_id)
+    if inline:
+        runner.run_item(item_ids[0])

@@ -718,7 +718,7 @@ def _dispatch_hosted(plugin_id: int) -> int:
     in a sandbox (plugins_app/hosted/). Items wait while the code builds and
     fail, saying why, when there is no working build."""
     from plugins_app.hosted.models import HostedCode
-    from plugins_app.hosted.tasks import run_hosted_item
+    from plugins_app.hosted.tasks import hand_off
 
     plugin = Plugin.objects.get(pk=plugin_id)
     code = HostedCode.objects.filter(plugin_id=plugin_id).first()
@@ -728,19 +728,19 @@ def _dispatch_hosted(plugin_id: int) -> int:
         return 0
     if code.status != HostedCode.Status.ACTIVE:
         return 0  # building: dispatched again when the build ends
-    sent = 0
+    leased: list[int] = []
     in_flight = WorkItem.objects.filter(
         plugin_id=plugin_id, state=WorkItem.State.LEASED
     ).count()
-    while in_flight + sent < plugin.concurrency:
+    while in_flight + len(leased) < plugin.concurrency:
         item = _next_pending_item(plugin_id)
         if item is None:
             break
         wait = plugin.timeout_seconds + HOSTED_QUEUE_GRACE_SECONDS
         if _lease(item, None, hold=timedelta(seconds=wait), seconds=wait):
-            run_hosted_item.delay(item.pk)
-            sent += 1
-    return sent
+            leased.append(item.pk)
+    hand_off(leased)
+    return len(leased)
 
 
 def _fail_pending(plugin_id: int, error: str) -> int:

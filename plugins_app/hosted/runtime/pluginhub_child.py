@@ -7,7 +7,6 @@ given on the command line (JSON lines both ways).
 """
 
 import importlib.util
-import inspect
 import json
 import logging
 import socket
@@ -92,8 +91,11 @@ def load_handler_class() -> type:
     spec.loader.exec_module(module)
     classes = [
         c
-        for _, c in inspect.getmembers(module, inspect.isclass)
-        if issubclass(c, PluginCore) and c is not PluginCore and c.__module__ == "main"
+        for c in vars(module).values()
+        if isinstance(c, type)
+        and issubclass(c, PluginCore)
+        and c is not PluginCore
+        and c.__module__ == "main"
     ]
     named = [c for c in classes if c.__name__ == "PluginHandler"]
     if named:

@@ -1,0 +1,39 @@
+"""Embedded mode's Celery broker: kombu's filesystem transport, with atomic
+message files.
+
+kombu (5.x) creates a message file under its final `*.msg` name and then
+writes it. A worker polling at that instant moves the still-empty file away,
+fails to decode it and stops ("Unrecoverable error: JSONDecodeError"), and the
+message is lost. It shows as soon as two processes share the folder under load
+(two workers and a stream of events). Writing under a name the readers skip
+(no `.msg` suffix) and renaming it into place makes a message appear whole or
+not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
+
+
+def _put_atomically(
+    self: filesystem.Channel, queue: str, payload: Any, **_: Any
+) -> None:
+    name = f"{int(round(filesystem.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+    final = os.path.join(self.data_folder_out, name)
+    partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4().hex}")
+    try:
+        with open(partial, "wb") as f:
+            f.write(dumps(payload).encode())
+        os.replace(partial, final)
+    except OSError as exc:
+        raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+def install() -> None:
+    filesystem.Channel._put = _put_atomically  # type: ignore[method-assign]
