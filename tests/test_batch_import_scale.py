@@ -86,6 +86,11 @@ def test_it_imports_10000_records_in_one_call_with_few_statements(
     run.refresh_from_db()
     assert run.assets_labeled == COUNT
     assert run.assets_total == workspace.project.assets.count() > COUNT
+    # The run page shows assets labeled over assets in scope.
+    user = Client()
+    user.force_login(workspace.annotator)
+    page = user.get(f"/runs/{run.pk}/").content.decode()
+    assert f"{COUNT} of {run.assets_total} assets labeled" in page
 
 
 def test_it_refuses_all_10000_when_a_few_are_bad_and_names_each(

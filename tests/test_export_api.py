@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import item_respond, run_cancel
 from plugins_app.workspace.models import Task
-from tests.builders import leased_project_run
+from tests.builders import connect_instance, leased_project_run
 
 
 @pytest.fixture
@@ -288,3 +289,31 @@ def test_the_run_dialog_refuses_a_stage_the_project_does_not_have(
     )
     assert "Nope" in response.content.decode()
     assert not Run.objects.exists()
+
+
+def test_the_json_api_starts_an_export_run_with_its_stages(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.EXPORT).plugin
+    connect_instance(plugin, "test!api-export")
+    out = io.StringIO()
+    call_command("create_api_token", workspace.annotator.username, stdout=out)
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {json.loads(out.getvalue())['token']}")
+
+    def post(stages: list[str]) -> Any:
+        body = {
+            "plugin_id": plugin.pk,
+            "project_id": workspace.project.pk,
+            "batch_ids": [workspace.batch_a.pk],
+            "inputs": {"stages": stages},
+        }
+        return api.post("/api/runs", json.dumps(body), content_type="application/json")
+
+    refused = post(["Shipped"])
+    assert refused.status_code == 400
+    assert "Shipped" in json.dumps(refused.json()["errors"])
+    created = post(["Review", "Complete"])
+    assert created.status_code == 201, created.content
+    run = Run.objects.get(pk=created.json()["id"])
+    assert run.inputs == {"stages": ["Review", "Complete"]}
+    assert run.batch_ids == [workspace.batch_a.pk]

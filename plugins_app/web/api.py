@@ -124,7 +124,8 @@ class RunIn(Schema):
     external_ids: list[str] = []
     batch_ids: list[int] = []
     # File Explorer: {"storage_id", "folder", "files", "upload"}; Markdown:
-    # {"csv_name", "csv_base64", "markdown_text"} (checked like the Run dialog's).
+    # {"csv_name", "csv_base64", "markdown_text"}; Export: {"stages": [...]}
+    # (checked like the Run dialog's).
     inputs: dict[str, Any] = {}
 
 
