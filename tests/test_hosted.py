@@ -427,3 +427,49 @@ def test_an_admin_uploads_code_on_the_plugin_page_and_sees_the_build(
     assert refused.status_code == 403
     page = admin.get(f"/plugins/{plugin.pk}/").content.decode()
     assert "Upload a new version" in page and "300 MB memory" in page
+
+
+def test_a_hosted_job_whose_worker_died_goes_back_to_the_queue(
+    invoices: Any, make_plugin: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from plugins_app.runs.services import _lease, runs_sweep
+
+    plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
+    Plugin = type(plugin)
+    Plugin.objects.filter(pk=plugin.pk).update(max_attempts=2)
+    task = submit(invoices, "astronaut", iban="DE89", currency="EUR")
+    run = event_run(plugin, task, events.LABEL_SUBMITTED)
+    item = run.items.select_related("run__plugin", "asset").get()
+    # A worker took the job and died: nothing settles it, its lease runs out.
+    assert _lease(item, None, seconds=60)
+    WorkItem.objects.filter(pk=item.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    result = runs_sweep()
+    assert result["requeued"] == 1 and result["dispatched"] == 1
+    run.refresh_from_db()
+    item.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, log_text(run)
+    assert item.attempts == 2
+    assert "stopped answering" in log_text(run) or "went silent" in log_text(run)
+    task.refresh_from_db()
+    assert task.issues.count() == 1
+
+
+def test_the_plugin_list_shows_hosted_plugins_and_their_build(
+    workspace: Any, make_plugin: Any
+) -> None:
+    from django.test import Client
+
+    plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
+    broken = make_plugin(type=PluginType.EVENT, name="Broken").plugin
+    upload_and_build(broken, "raise SystemExit(1)\n")
+    client = Client()
+    client.force_login(workspace.annotator)
+    page = client.get("/plugins/").content.decode()
+    assert "● hosted · active" in page and "○ hosted · failed" in page
+    assert plugin.name in page

@@ -180,3 +180,25 @@ class PluginHandler(PluginCore):
     assert "ENV {" in text
     assert SECRET_KEY not in text and "DATABASE_URL" not in text
     assert "sqlite" not in text and "HUB_VAR_DIR" not in text
+
+
+def test_cancelling_a_run_kills_its_handler_and_frees_the_worker(
+    invoices: Any, make_plugin: Any, celery_worker: PluginProcess
+) -> None:
+    from plugins_app.runs.services import run_cancel
+    from tests.test_hosted import _sandboxes_left
+
+    looper = make_plugin(type=PluginType.EVENT, timeout=120, max_attempts=1).plugin
+    built(looper, LOOP_FOREVER.encode(), celery_worker)
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
+    run = event_run(looper, task, events.LABEL_SUBMITTED)
+    wait_for(lambda: "looping" in log_text(run), timeout=30, what="the loop")
+    run_cancel(run, by=invoices.admin)
+    wait_for(lambda: not _sandboxes_left(), timeout=10, what="the sandbox to die")
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    # The worker is free again long before the 120 s limit.
+    qa = make_plugin(type=PluginType.EVENT, max_attempts=1, name="QA").plugin
+    built(qa, QA_EXAMPLE.read_bytes(), celery_worker)
+    qa_run = event_run(qa, task, events.LABEL_SUBMITTED)
+    assert finished(qa_run, celery_worker, timeout=30).status == Run.Status.SUCCEEDED

@@ -31,14 +31,19 @@ def plugins_with_liveness(plugins: QuerySet[Plugin]) -> QuerySet[Plugin]:
         instances__last_heartbeat__gte=cutoff,
         instances__last_seen_at__gte=now - lease_ttl(),
     )
-    return plugins.annotate(
-        live_instances=Count("instances", filter=live, distinct=True),
-        last_heartbeat=Max("instances__last_heartbeat", filter=live),
-    ).prefetch_related(
-        Prefetch(
-            "instances",
-            queryset=PluginInstance.objects.live(),
-            to_attr="live_instance_list",
+    return (
+        plugins.annotate(
+            live_instances=Count("instances", filter=live, distinct=True),
+            last_heartbeat=Max("instances__last_heartbeat", filter=live),
+        )
+        .select_related("hosted_code")
+        .defer("hosted_code__archive", "hosted_code__build_log")
+        .prefetch_related(
+            Prefetch(
+                "instances",
+                queryset=PluginInstance.objects.live(),
+                to_attr="live_instance_list",
+            )
         )
     )
 
