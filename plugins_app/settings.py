@@ -216,6 +216,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "false")
+# REST connectors: how often Celery beat probes GET <url>/heartbeat.
+HUB_CONNECTOR_PROBE_SECONDS = float(os.environ.get("HUB_CONNECTOR_PROBE_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {
         "task": "plugins_app.tasks.sweep_runs",
@@ -223,7 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "probe-connectors": {
         "task": "plugins_app.tasks.probe_connectors",
-        "schedule": float(os.environ.get("HUB_CONNECTOR_PROBE_SECONDS", "30")),
+        "schedule": HUB_CONNECTOR_PROBE_SECONDS,
+        # A busy worker drops stale probes instead of queueing them ahead of
+        # connector jobs.
+        "options": {"expires": HUB_CONNECTOR_PROBE_SECONDS},
     },
     "retrigger-missed-events": {
         "task": "plugins_app.tasks.retrigger_missed_events",
@@ -265,8 +270,7 @@ HUB_TRIGGER_RECOVERY_WINDOW_SECONDS = envint(
 HUB_STORAGE_KEYS = [
     k for k in os.environ.get("HUB_STORAGE_KEYS", "").split(",") if k.strip()
 ]
-# REST connectors (jobs POSTed to <url>/plugin): the HTTP timeout of one probe
-# of GET <url>/heartbeat (its cadence, HUB_CONNECTOR_PROBE_SECONDS, is above).
+# REST connectors: the HTTP timeout of one heartbeat probe.
 HUB_CONNECTOR_PROBE_TIMEOUT = float(os.environ.get("HUB_CONNECTOR_PROBE_TIMEOUT", "5"))
 
 # --- Hosted plugins (plugins_app/hosted/) --------------------------------------

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from plugins_app.plugins.models import Delivery, FailedHeartbeat, Plugin, PluginType
+from plugins_app.plugins.models import (
+    Delivery,
+    FailedHeartbeat,
+    Plugin,
+    PluginInstance,
+    PluginType,
+)
 from plugins_app.plugins.services import (
     connector_secret,
     plugin_create,
@@ -64,14 +70,15 @@ def run_astronaut(workspace: Any, plugin: Plugin) -> Run:
     )
     assert "HX-Redirect" in response, response.content.decode()
     run = Run.objects.latest("id")
-    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=60, what="run")
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=90, what="run")
     run.refresh_from_db()
     return run
 
 
 @pytest.fixture
 def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
-    worker = start_celery_worker(tmp_path, beat=True, env={"HUB_SWEEP_SECONDS": "0.5"})
+    env = {"HUB_SWEEP_SECONDS": "0.5", "HUB_CONNECTOR_PROBE_SECONDS": "2"}
+    worker = start_celery_worker(tmp_path, beat=True, env=env)
     yield worker
     worker.stop()
 
@@ -127,6 +134,15 @@ def test_a_run_reaches_a_rest_connector_and_its_answer_is_a_prelabel(
     assert (run.reported_progress, run.reported_total) == (2, 2)
     assert "HANDLED" in process.log()
     assert "deliver_connector_job" in celery_worker.log()
+    # Celery beat keeps probing it: the heartbeat moves on without the test.
+    instance = PluginInstance.objects.get(plugin=plugin)
+    probed = instance.last_heartbeat
+    wait_for(
+        lambda: PluginInstance.objects.get(pk=instance.pk).last_heartbeat > probed,
+        timeout=20,
+        what="a heartbeat probe from Celery beat",
+    )
+    assert "probe_connectors" in celery_worker.log()
 
 
 def test_a_callback_error_fails_the_run_with_the_plugins_log(
@@ -275,3 +291,17 @@ def test_plugin_log_and_response_need_a_session_of_the_keys_run(
         run=run, message__contains="Ignored a response"
     ).exists()
     assert not Run.objects.filter(plugin=other).exists()
+
+
+@pytest.mark.django_db
+def test_probe_now_is_for_admins_of_the_plugins_organization(workspace: Any) -> None:
+    plugin, _ = rest_plugin(workspace, "http://127.0.0.1:9")
+
+    def probe(user: Any) -> int:
+        client = Client()
+        client.force_login(user)
+        return client.post(f"/plugins/{plugin.pk}/probe/").status_code
+
+    assert probe(workspace.admin) == 200
+    assert probe(workspace.annotator) == 403
+    assert probe(workspace.outsider) == 404
