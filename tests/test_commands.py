@@ -199,7 +199,7 @@ def test_it_seeds_the_demo_idempotently(
     assert Asset.objects.count() == 2 * len(demo_images) >= 40
     assert Batch.objects.count() == 4
     assert all(a.batches.count() == 1 for a in Asset.objects.all())
-    assert Plugin.objects.count() == 4
+    assert Plugin.objects.count() == 5
     assert written_first["model_plugin"] == first["model_plugin"]
     # Rewritten on the second run, with secrets that match the stored hashes.
     assert written["model_plugin"] == second["model_plugin"]
@@ -210,6 +210,7 @@ def test_it_seeds_the_demo_idempotently(
         ("batch_plugin", PluginType.BATCH_MODEL),
         ("qa_plugin", PluginType.EVENT),
         ("consensus_plugin", PluginType.EVENT),
+        ("export_plugin", PluginType.EXPORT),
     ):
         plugin = Plugin.objects.get(public_id=written[key]["id"])
         assert plugin.type == type

@@ -13,7 +13,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from plugins_app.plugins.models import Plugin, PluginType
-from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.plugins.services import (
+    MODEL_TYPES,
+    plugin_create,
+    plugin_rotate_secret,
+)
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.workspace.events import LABEL_SUBMITTED
 from plugins_app.workspace.models import (
@@ -89,6 +93,7 @@ class DemoCredentials:
     batch_plugin: dict[str, str]
     qa_plugin: dict[str, str]
     consensus_plugin: dict[str, str]
+    export_plugin: dict[str, str]
 
 
 def seed_demo() -> DemoCredentials:
@@ -146,11 +151,21 @@ def seed_demo() -> DemoCredentials:
             "by IoU into one pre-label for review.",
             default_config=CONSENSUS_CONFIG,
         )
+        export = _plugin(
+            org,
+            project,
+            "Box CSV export",
+            PluginType.EXPORT,
+            description="examples/export_plugin.py: the boxes of the chosen stages "
+            "and batches as a CSV (and a summary), to download from the run page.",
+            default_config='{"separator": ","}',
+        )
     credentials = DemoCredentials(
         model_plugin=model,
         batch_plugin=batch,
         qa_plugin=qa,
         consensus_plugin=consensus,
+        export_plugin=export,
     )
     path = settings.VAR_DIR / "demo-plugins.json"
     path.write_text(json.dumps(credentials.__dict__, indent=2))
@@ -206,7 +221,7 @@ def _plugin(
             name=name,
             type=type,
             description=description,
-            class_names=["face", "coin"] if type != PluginType.EVENT else [],
+            class_names=["face", "coin"] if type in MODEL_TYPES else [],
             default_config=default_config,
             timeout_seconds=120,
             projects=[project],

@@ -95,6 +95,7 @@ class Command(BaseCommand):
             "batch_plugin": "examples/batch_model_plugin.py",
             "qa_plugin": "examples/qa_event_plugin.py",
             "consensus_plugin": "examples/consensus_plugin.py",
+            "export_plugin": "examples/export_plugin.py",
         }
         commands = {}
         for key, script in scripts.items():
