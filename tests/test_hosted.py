@@ -473,3 +473,35 @@ def test_the_plugin_list_shows_hosted_plugins_and_their_build(
     page = client.get("/plugins/").content.decode()
     assert "● hosted · active" in page and "○ hosted · failed" in page
     assert plugin.name in page
+
+
+def test_the_edit_dialog_keeps_a_hosted_plugin_hosted_and_sets_its_triggers(
+    workspace: Any, make_plugin: Any
+) -> None:
+    from django.test import Client
+
+    from plugins_app.plugins.triggers import plugin_trigger_events
+
+    plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
+    admin = Client()
+    admin.force_login(workspace.admin)
+    dialog = admin.get(f"/plugins/{plugin.pk}/edit/").content.decode()
+    assert 'value="hosted" selected' in dialog
+    response = admin.post(
+        f"/plugins/{plugin.pk}/edit/",
+        {
+            "name": plugin.name,
+            "type": "event",
+            "delivery": "hosted",
+            "default_config": "{}",
+            "timeout_seconds": 20,
+            "concurrency": 2,
+            "projects": [workspace.project.pk],
+            "trigger_events": ["label.submitted"],
+        },
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200 and "HX-Redirect" in response
+    plugin.refresh_from_db()
+    assert plugin.delivery == Delivery.HOSTED and plugin.timeout_seconds == 20
+    assert plugin_trigger_events(plugin) == ["label.submitted"]

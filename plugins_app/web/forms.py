@@ -69,11 +69,8 @@ class PluginForm(forms.ModelForm):
         self.organization = organization
         # Left out, a plugin connects out (forms posted before delivery existed).
         self.fields["delivery"].required = False
-        self.fields["delivery"].choices = [
-            (value, label)
-            for value, label in Delivery.choices
-            if value in (Delivery.SOCKET, Delivery.REST)
-        ]
+        # Hosted: code uploaded on the plugin's page (plugins_app/hosted/).
+        self.fields["delivery"].choices = Delivery.choices
         self.fields["projects"].queryset = organization.projects.all()
         # Left empty, it keeps the model's default (scripts posting older forms).
         self.fields["max_attempts"].required = False
