@@ -36,6 +36,7 @@ BOX = {
     "schemaId": "face-box",
     "objectId": "o1",
     "bounding-box": {"x": 10, "y": 10, "width": 40, "height": 40},
+    "title": "Face",  # the hub adds the ontology's title when it stores a label
 }
 ANSWER = {"tools": [BOX], "classifications": [], "relations": []}
 
@@ -122,7 +123,7 @@ def test_actions_that_do_not_apply_are_refused_clearly(workspace: Any) -> None:
     task_submit(task, user=workspace.annotator, answer=ANSWER)
     with pytest.raises(TaskActionError, match="only a task in a Label stage"):
         task_submit(task, user=workspace.admin, answer=ANSWER)
-    with pytest.raises(TaskActionError, match="must be a list"):
+    with pytest.raises(TaskActionError, match="does not fit this project"):
         task_submit(
             in_label(workspace, "coins"), user=workspace.admin, answer={"tools": 3}
         )
@@ -302,10 +303,28 @@ def test_a_bad_answer_is_refused_inline_and_changes_nothing(workspace: Any) -> N
     task = in_label(workspace)
     url = f"/projects/{workspace.project.pk}/tasks/{task.pk}/submit/"
 
-    response = client_for(workspace.annotator).post(url, {"answer": "{nope"})
+    client = client_for(workspace.annotator)
+    outside = {
+        "tools": [
+            {
+                "schemaId": "face-box",
+                "bounding-box": {"x": 500, "y": 0, "width": 90, "height": 9},
+            },
+            {
+                "schemaId": "<no-such-tool>",
+                "bounding-box": {"x": 0, "y": 0, "width": 9, "height": 9},
+            },
+        ]
+    }
+
+    response = client.post(url, {"answer": "{nope"})
+    refused = client.post(url, {"answer": json.dumps(outside)}, HTTP_HX_REQUEST="true")
 
     assert response.status_code == 409
     assert "not valid JSON" in response.content.decode()
+    html = refused.content.decode()
+    assert "does not fit this project" in html and "&lt;no-such-tool&gt;" in html
+    assert "<no-such-tool>" not in html
     task.refresh_from_db()
     assert task.stage == "Label" and not task.events.exists()
 

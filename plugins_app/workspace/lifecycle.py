@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from plugins_app.runs.validation import validate_answer
 from plugins_app.workspace import events, workflow
 from plugins_app.workspace.models import Issue, Project, Submission, Task
 
@@ -125,7 +126,7 @@ def task_submit(
     `label.submitted`; `data["complete"]` says whether it was the last one
     needed (only complete submissions trigger plugins)."""
     # No answer given: the labeler submits the task's current labels as they are.
-    answer = _checked_answer(task.answer if answer is None else answer)
+    answer = _checked_answer(task, task.answer if answer is None else answer)
     with transaction.atomic():
         task = (
             Task.objects.select_for_update().select_related("project").get(pk=task.pk)
@@ -206,19 +207,29 @@ def _move_on(task: Task, stage: workflow.Stage, *, actor: AbstractBaseUser) -> T
     return task_move(task, to_stage=following["name"], actor=actor)
 
 
-def _checked_answer(answer: Any) -> dict[str, Any]:
-    """An Ango answer object; missing lists are filled in, anything else refused."""
+def _checked_answer(task: Task, answer: Any) -> dict[str, Any]:
+    """The answer as the hub stores answers: checked against the project's
+    ontology and the asset's size, like a plugin's (runs/validation.py)."""
     if not isinstance(answer, dict):
         raise TaskActionError(
             'The answer must be a JSON object like {"tools": [], '
             '"classifications": [], "relations": []}.'
         )
-    checked = dict(answer)
-    for key in ("tools", "classifications", "relations"):
-        value = checked.setdefault(key, [])
-        if not isinstance(value, list):
-            raise TaskActionError(f"The answer's “{key}” must be a list.")
-    return checked
+    checked = validate_answer(
+        answer,
+        ontology=task.project.ontology,
+        mapping=None,
+        image_size=(task.asset.width, task.asset.height),
+    )
+    if not checked.ok:
+        shown = checked.problems[:10]
+        more = len(checked.problems) - len(shown)
+        raise TaskActionError(
+            "The answer does not fit this project: "
+            + "; ".join(shown)
+            + (f" (and {more} more)" if more > 0 else "")
+        )
+    return checked.answer
 
 
 def _label_json(submission: Submission) -> dict[str, Any]:
