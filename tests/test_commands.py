@@ -194,12 +194,19 @@ def test_it_seeds_the_demo_idempotently(
         ("admin", Membership.Role.ADMIN),
         ("annotator", Membership.Role.ANNOTATOR),
     }
-    # The main project, and a consensus project (2 labels per asset).
-    assert Project.objects.filter(organization=org).count() == 2
-    assert Asset.objects.count() == 2 * len(demo_images) >= 40
-    assert Batch.objects.count() == 4
+    # The main project, a consensus project (2 labels per asset), and the
+    # hosted QA bot's invoices (4 tasks with labels ready to submit).
+    assert Project.objects.filter(organization=org).count() == 3
+    invoices = Project.objects.get(name="Invoices (hosted QA bot)")
+    assert invoices.assets.count() == 4
+    assert all(t.answer["tools"] for t in invoices.tasks.all())
+    assert Asset.objects.count() == 2 * len(demo_images) + 4 >= 44
+    assert Batch.objects.exclude(project=invoices).count() == 4
     assert all(a.batches.count() == 1 for a in Asset.objects.all())
-    assert Plugin.objects.count() == 5
+    assert Plugin.objects.count() == 6
+    hosted = Plugin.objects.get(name="Invoice QA (hosted)")
+    # Uploaded once (the second seed found the same code), built by Celery.
+    assert hosted.delivery == "hosted" and hosted.hosted_code.version == 1
     assert written_first["model_plugin"] == first["model_plugin"]
     # Rewritten on the second run, with secrets that match the stored hashes.
     assert written["model_plugin"] == second["model_plugin"]
@@ -224,6 +231,7 @@ def test_it_seeds_the_demo_idempotently(
     assert triggers == {
         ("QA bot", 1, ("label.submitted",)),
         ("Consensus merger", 2, ("label.submitted",)),
+        ("Invoice QA (hosted)", 1, ("label.submitted",)),
     }
     assert credentials_file.stat().st_mode & 0o777 == 0o600
 

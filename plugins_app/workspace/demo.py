@@ -151,6 +151,7 @@ def seed_demo() -> DemoCredentials:
             "by IoU into one pre-label for review.",
             default_config=CONSENSUS_CONFIG,
         )
+        _hosted_qa_demo(org, images)
         export = _plugin(
             org,
             project,
@@ -171,6 +172,59 @@ def seed_demo() -> DemoCredentials:
     path.write_text(json.dumps(credentials.__dict__, indent=2))
     path.chmod(0o600)
     return credentials
+
+
+# Invoice labels waiting to be submitted in the hosted demo: (IBAN, currency).
+INVOICE_SAMPLES = [
+    ("DE89370400440532013000", "EUR"),
+    ("FR7630006000011234567890189", "USD"),
+    ("FR7630006000011234567890189", "GBP"),
+    ("GB29NWBK60161331926819", "JPY"),
+]
+HOSTED_QA_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hosted_qa"
+
+
+def _hosted_qa_demo(org: Organization, images: list[Any]) -> None:
+    """An invoice project whose tasks hold labels ready to submit, and the QA
+    bot of examples/hosted_qa/ uploaded as a hosted plugin triggered by
+    submits (built by the Celery worker; uploaded again only if it changed)."""
+    from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
+    from plugins_app.hosted.models import HostedCode
+    from plugins_app.hosted.services import code_upload
+
+    invoices, _ = Project.objects.update_or_create(
+        organization=org,
+        name="Invoices (hosted QA bot)",
+        defaults={
+            "ontology": INVOICE_ONTOLOGY,
+            "description": "Open a task and Submit: the hosted QA bot checks the "
+            "IBAN (FR…) and the currency (EUR or USD).",
+        },
+    )
+    _assets(invoices, images[: len(INVOICE_SAMPLES)])
+    tasks = invoices.tasks.order_by("asset__external_id")
+    for task, (iban, currency) in zip(tasks, INVOICE_SAMPLES, strict=False):
+        if not task.answer and task.stage == "Label":
+            task.answer = invoice_answer(iban, currency)
+            task.save(update_fields=["answer", "updated_at"])
+    plugin = Plugin.objects.filter(organization=org, name="Invoice QA (hosted)").first()
+    if plugin is None:
+        plugin = plugin_create(
+            organization=org,
+            name="Invoice QA (hosted)",
+            type=PluginType.EVENT,
+            description="examples/hosted_qa/main.py, running on the hub in a "
+            "sandbox: issues, back to the queue and accuracy for a bad invoice.",
+            timeout_seconds=30,
+            projects=[invoices],
+        ).plugin
+    plugin_set_triggers(plugin, projects=[invoices], event_names=[LABEL_SUBMITTED])
+    source = (HOSTED_QA_EXAMPLE / "main.py").read_bytes()
+    code = HostedCode.objects.filter(plugin=plugin).first()
+    if code is None or bytes(code.archive) != source:
+        code_upload(
+            plugin, filename="main.py", data=source, memory_limit_mb=256, user=None
+        )
 
 
 def _user(org: Organization, username: str, role: str, staff: bool = False) -> None:
