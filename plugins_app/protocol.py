@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,29 @@ def _deliver(method: str, target: str, message: dict[str, Any]) -> None:
         # loop runs sends in the order they were handed over.
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         future.add_done_callback(_log_failure)
+
+
+def run_later(delay: float, fn: Callable[..., Any], *args: Any) -> bool:
+    """Call the synchronous `fn(*args)` in a worker thread of this ASGI process
+    `delay` seconds from now; False when this is not the ASGI process (the
+    caller then uses Celery). For waits far below a Celery round trip."""
+    loop = _asgi_loop
+    if loop is None or not loop.is_running():
+        return False
+
+    def in_thread() -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("delayed %s failed", getattr(fn, "__name__", fn))
+        finally:
+            connection.close()  # this pool thread's own database connection
+
+    def start() -> None:
+        loop.call_later(delay, lambda: loop.run_in_executor(None, in_thread))
+
+    loop.call_soon_threadsafe(start)
+    return True
 
 
 def _log_failure(future: Any) -> None:

@@ -221,3 +221,27 @@ def test_the_same_key_works_on_its_own_project_while_the_run_lasts(
         "classifications",
         "relations",
     }
+
+
+def test_a_host_with_a_query_string_still_reaches_the_endpoints(
+    workspace: Any, scope: dict[str, Any]
+) -> None:
+    """HOST=http://hub/?concurrency=4 (how a script declares its slots) makes the
+    SDK request `/?concurrency=4/v2/task/7?includeAnswer=False`."""
+    task = workspace.asset("astronaut").task
+    client = Client()
+
+    read = client.get(
+        f"/?concurrency=4/v2/task/{task.pk}?includeAnswer=False",
+        HTTP_APIKEY=scope["key"],
+    )
+    theirs = client.get(
+        f"/?concurrency=4/v2/project/{workspace.other_project.pk}",
+        HTTP_APIKEY=scope["key"],
+    )
+
+    assert read.status_code == 200
+    assert read.json()["data"]["task"]["_id"] == str(task.pk)
+    assert theirs.status_code == 403
+    # A plain visit to / is left alone.
+    assert client.get("/?concurrency=4").status_code in (200, 302)

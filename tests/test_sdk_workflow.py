@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from plugins_app.celery import app as celery_app
-from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import runs_sweep
 from plugins_app.workspace import events, lifecycle
@@ -113,17 +113,31 @@ def assert_moved_on_once(task: Task) -> None:
     assert entered.filter(data__to=STAGE).count() == 1
 
 
-@pytest.mark.parametrize("sdk", ["1.3.22", "1.4"])
+@pytest.mark.parametrize(
+    ("sdk", "slots"),
+    [("1.3.22", 1), ("1.4", 1), ("1.4", 2)],
+    ids=["1.3.22", "1.4", "1.4-two-slots"],
+)
 def test_submitted_tasks_move_through_a_plugin_stage(
     sdk: str,
+    slots: int,
     workspace: Any,
     make_plugin: Any,
     plugin_runner: Any,
+    live_hub: LiveHub,
     celery_worker: PluginProcess,
 ) -> None:
     registered = make_plugin(name="Auto labeler")
     with_stage(workspace, registered.plugin)
-    plugin = plugin_runner(SCRIPT, registered, sdk=sdk)
+    # Two slots are declared the documented way, in HOST's query string, which
+    # the SDK then also prefixes to every REST path (the hub undoes that).
+    env = {"CONCURRENCY": str(slots)}
+    if slots > 1:
+        env["HOST"] = f"{live_hub.url}/?concurrency={slots}"
+    plugin = plugin_runner(SCRIPT, registered, sdk=sdk, env=env)
+    if slots > 1:
+        instance = PluginInstance.objects.live().get(plugin=registered.plugin)
+        assert instance.capacity == slots
     tasks = tasks_of(workspace)
     client = member(workspace)
 
@@ -135,8 +149,9 @@ def test_submitted_tasks_move_through_a_plugin_stage(
         assert_moved_on_once(task)
         assert f"HANDLED {task.pk}\n" in plugin.log()
         assert plugin.log().count(f"HANDLED {task.pk}\n") == 1
-    # Three jobs for an instance with one workflow slot (the SDK's default): had
-    # the hub sent two at once, 1.4.x would have answered {"error": true}.
+    # Three jobs for an instance with `slots` workflow slots: had the hub sent
+    # more at once, 1.4.x would have answered {"error": true} (and a busy
+    # refusal would be requeued, never failed).
     assert not Run.objects.exclude(status=Run.Status.SUCCEEDED).exists()
     # The project page lists the stage, now empty.
     section = client.get(f"/projects/{workspace.project.pk}/workflow/")

@@ -1462,7 +1462,7 @@ def _notify_after_commit(run_id: int) -> None:
 
 # --- workflow Plugin stages -------------------------------------------------------
 OPEN_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
-WORKFLOW_SLOT_GRACE_SECONDS = 0.5
+WORKFLOW_SLOT_GRACE_SECONDS = 0.05
 MAX_WORKFLOW_BOUNCES = 5
 BUSY_NOTE = "The instance's workflow slots were all busy (it refused the job at once);"
 
@@ -1642,14 +1642,16 @@ def workflow_answer(
 def _dispatch_soon(plugin_id: int) -> None:
     """Hand out the next job once the instance freed its workflow slot: the SDK
     frees it only after reading this very HTTP reply, so a job sent at once
-    could find the slot still taken."""
+    would find the slot still taken. In the ASGI process a timer does it (a
+    Celery round trip would cost far more than the wait); elsewhere Celery."""
     from plugins_app.tasks import dispatch_plugin_work
 
-    transaction.on_commit(
-        lambda: dispatch_plugin_work.apply_async(
-            (plugin_id,), countdown=WORKFLOW_SLOT_GRACE_SECONDS
-        )
-    )
+    def later() -> None:
+        grace = WORKFLOW_SLOT_GRACE_SECONDS
+        if not protocol.run_later(grace, dispatch_pending, plugin_id):
+            dispatch_plugin_work.apply_async((plugin_id,), countdown=grace)
+
+    transaction.on_commit(later)
 
 
 def _workflow_bounced(item: WorkItem) -> bool:
