@@ -76,7 +76,7 @@ def test_it_imports_10000_records_in_one_call_with_few_statements(
         )
     assert response.status_code == 200, response.content[:500]
     assert response.json()["data"]["project"] == "10000 / 10000 tasks are labeled."
-    # Bulk: a handful of reads and one UPDATE per 500 tasks, never one per record.
+    # Bulk: a handful of reads and one executemany, never a save per record.
     assert len(queries.captured_queries) < 60, len(queries.captured_queries)
     labeled = Task.objects.filter(prelabel_run=run, asset__external_id__in=external_ids)
     assert labeled.count() == COUNT

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from plugins_app.runs.validation import unwrap_import_record, validate_answer
 from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
@@ -67,16 +68,44 @@ def prelabels_import(
     if result.errors:
         return result
     with transaction.atomic():
-        tasks = list(Task.objects.filter(asset_id__in=answers))
-        for task in tasks:
-            task.answer = answers[task.asset_id]
-            task.status = _prelabel_status(project, task)
-            task.prelabel_run_id = run_id
-        Task.objects.bulk_update(
-            tasks, ["answer", "status", "prelabel_run"], batch_size=500
+        tasks = list(
+            Task.objects.filter(asset_id__in=answers).only("id", "asset_id", "stage")
+        )
+        _write_prelabels(
+            [
+                (task.pk, answers[task.asset_id], _prelabel_status(project, task))
+                for task in tasks
+            ],
+            run_id=run_id,
         )
     result.labeled = len(tasks)
     return result
+
+
+def _write_prelabels(rows: list[tuple[int, Any, str]], *, run_id: int | None) -> None:
+    """One prepared UPDATE run for every (task id, answer, status): a single
+    executemany. Django's bulk_update builds a CASE WHEN per row and per field,
+    which costs seconds of Python for 10,000 tasks; this costs milliseconds."""
+    if not rows:
+        return
+    meta = Task._meta
+    column = {name: meta.get_field(name).column for name in PRELABEL_FIELDS}
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(column[name])} = %s" for name in PRELABEL_FIELDS)
+    # Only quoted column names from the model are formatted in; values are params.
+    where = f"{quote(meta.pk.column)} = %s"
+    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}"  # noqa: S608
+    answer_field = meta.get_field("answer")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [
+        (answer_field.get_db_prep_value(answer, connection), status, run_id, now, pk)
+        for pk, answer, status in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+PRELABEL_FIELDS = ("answer", "status", "prelabel_run", "updated_at")
 
 
 def _prelabel_status(project: Project, task: Task) -> str:
