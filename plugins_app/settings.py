@@ -236,6 +236,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plugins_app.tasks.retrigger_missed_events",
         "schedule": float(os.environ.get("HUB_TRIGGER_RECOVERY_SECONDS", "30")),
     },
+    "expire-export-snapshots": {
+        "task": "plugins_app.tasks.expire_export_snapshots",
+        "schedule": 600.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -85,3 +85,12 @@ def build_export(snapshot_id: int) -> None:
     from plugins_app.exports.services import snapshot_build
 
     snapshot_build(snapshot_id)
+
+
+@shared_task
+def expire_export_snapshots() -> int:
+    """Beat: delete the files of exports whose link expired (the plugins' own
+    uploads stay: they are what users download)."""
+    from plugins_app.exports.services import snapshots_expire
+
+    return snapshots_expire()

@@ -25,6 +25,8 @@ from plugins_app.exports.services import (
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import item_respond, run_cancel
+from plugins_app.tasks import expire_export_snapshots
+from plugins_app.web.fragments import render_run_status
 from plugins_app.workspace.models import Task
 from tests.builders import connect_instance, leased_project_run
 
@@ -317,3 +319,42 @@ def test_the_json_api_starts_an_export_run_with_its_stages(
     run = Run.objects.get(pk=created.json()["id"])
     assert run.inputs == {"stages": ["Review", "Complete"]}
     assert run.batch_ids == [workspace.batch_a.pk]
+
+
+def test_expired_export_files_are_deleted_and_uploads_kept(
+    export_run: tuple[Run, dict[str, Any]],
+) -> None:
+    run, job = export_run
+    fresh, _ = snapshot_request(
+        run, stages=[], batch_ids=[], base_url="http://x", path="/v2/export"
+    )
+    old, _ = snapshot_request(
+        run, stages=[], batch_ids=[], base_url="http://x", path="/v2/export"
+    )
+    for snapshot in (fresh, old):
+        snapshot_build(snapshot.pk)
+        snapshot.refresh_from_db()
+    put(grant(job), b"the user's file")
+    upload = ExportUpload.objects.get(run=run)
+    ExportSnapshot.objects.filter(pk=old.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert expire_export_snapshots() == 1
+    storage = export_storage()
+    assert not storage.exists(old.file) and storage.exists(fresh.file)
+    assert storage.exists(upload.file)
+    assert ExportSnapshot.objects.get(pk=old.pk).file == ""
+    assert expire_export_snapshots() == 0
+
+
+def test_the_live_run_section_offers_the_file_once_it_is_stored(
+    export_run: tuple[Run, dict[str, Any]],
+) -> None:
+    """What the websocket pushes to a watching run page (web/fragments.py)."""
+    run, job = export_run
+    assert "run-export-files" not in render_run_status(run)
+    put(grant(job, "boxes.zip"), b"PK")
+    upload = ExportUpload.objects.get(run=run)
+    html = render_run_status(run)
+    assert f'href="/runs/{run.pk}/exports/{upload.pk}/"' in html
+    assert "Download boxes.zip" in html

@@ -104,6 +104,19 @@ def snapshot_for_token(token: str) -> ExportSnapshot | None:
     ).first()
 
 
+def snapshots_expire() -> int:
+    """Delete the stored zips of exports whose link expired (a plugin fetches
+    its export once, right after asking); returns how many were deleted."""
+    expired = ExportSnapshot.objects.filter(
+        expires_at__lte=timezone.now(), state=ExportSnapshot.State.READY
+    ).exclude(file="")
+    deleted = 0
+    for pk, name in expired.values_list("pk", "file"):
+        export_storage().delete(name)
+        deleted += ExportSnapshot.objects.filter(pk=pk, file=name).update(file="")
+    return deleted
+
+
 def snapshot_build(snapshot_id: int) -> None:
     """Stream the export into a zip (one NDJSON member) on a temporary file,
     then hand it to the storage: memory stays flat whatever the task count."""
