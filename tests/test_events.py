@@ -375,6 +375,11 @@ def test_the_api_submits_and_reviews(workspace: Any) -> None:
     assert reviewed.json()["stage"] == "Complete"
     names = [e["name"] for e in client.get(f"/api/tasks/{task.pk}/events").json()]
     assert names[0] == "label.submitted" and "label.reviewed" in names
+    listed = client.get(f"/api/projects/{workspace.project.pk}/tasks?stage=Complete")
+    assert [t["id"] for t in listed.json()] == [task.pk]
+    project = client.get("/api/projects").json()[0]
+    assert project["labels_per_asset"] == 1
+    assert [s["name"] for s in project["workflow"]][1:3] == ["Label", "Review"]
 
 
 def test_the_edit_dialog_and_the_api_set_triggers(

@@ -218,6 +218,7 @@ def test_it_answers_404_to_an_outsider_on_the_api(
         f"/api/runs/{run.pk}/logs",
         f"/api/tasks/{acme['asset'].task.pk}",
         f"/api/tasks/{acme['asset'].task.pk}/events",
+        f"/api/projects/{workspace.project.pk}/tasks",
     ]
 
     for url in urls:

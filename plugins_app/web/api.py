@@ -31,6 +31,7 @@ from plugins_app.runs.services import (
     run_retry,
 )
 from plugins_app.web import access
+from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
 from plugins_app.workspace.models import ApiToken, Task
 
@@ -64,6 +65,8 @@ class ProjectOut(Schema):
     organization: str
     ontology: dict[str, Any]
     batches: list[dict[str, Any]]
+    labels_per_asset: int
+    workflow: list[dict[str, Any]]
 
 
 class PluginIn(Schema):
@@ -215,6 +218,8 @@ def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
             "organization": p.organization.name,
             "ontology": p.ontology,
             "batches": [{"id": b.pk, "name": b.name} for b in p.batches.all()],
+            "labels_per_asset": p.labels_per_asset,
+            "workflow": workflow.stages(p.workflow),
         }
         for p in access.visible_projects(request.user).select_related("organization")
     ]
@@ -436,6 +441,24 @@ def task_out(task: Task) -> dict[str, Any]:
         "labels_submitted": task.submissions.filter(active=True).count(),
         "labels_per_asset": task.project.labels_per_asset,
     }
+
+
+@api.get("/projects/{project_id}/tasks", response=list[TaskOut])
+def list_tasks(
+    request: HttpRequest,
+    project_id: int,
+    stage: str = "",
+    page: int = 1,
+    per_page: int = 100,
+) -> list[dict[str, Any]]:
+    """The project's tasks by id, optionally only those in one stage."""
+    project = access.get_project_for_user(request.user, project_id)
+    tasks = project.tasks.select_related("asset", "project").order_by("id")
+    if stage:
+        tasks = tasks.filter(stage=stage)
+    per_page = max(1, min(per_page, 500))
+    start = (max(page, 1) - 1) * per_page
+    return [task_out(t) for t in tasks[start : start + per_page]]
 
 
 @api.get("/tasks/{task_id}", response=TaskOut)
