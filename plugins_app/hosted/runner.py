@@ -85,7 +85,8 @@ def _run_item(item_id: int) -> str:
     )
     try:
         outcome = session.run("run", job)
-    except sandbox.SandboxUnavailable as exc:
+    except (sandbox.SandboxUnavailable, OSError) as exc:
+        # bwrap missing, the code's folder gone, no user namespaces: say so.
         return _fail(item, f"The sandbox cannot start on this worker: {exc}")
     return _settle(item, outcome, code=code, method=method)
 

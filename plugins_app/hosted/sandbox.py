@@ -16,10 +16,13 @@ What the sandbox is (README, "Hosted plugins", says what it stops and not):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import resource
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,22 +62,30 @@ class Spec:
 
 
 def runtime_dir() -> Path:
-    """The `pluginhub` library, copied where the sandbox user can read it."""
-    target = Path(settings.HUB_HOSTED_DIR) / "runtime"
-    stamp = target / ".source"
-    if not stamp.exists() or stamp.read_text() != str(_runtime_mtime()):
-        tmp = target.with_name(f"runtime.{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(RUNTIME_SRC, tmp, ignore=shutil.ignore_patterns("__pycache__"))
-        (tmp / ".source").write_text(str(_runtime_mtime()))
-        _open_up(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+    """The `pluginhub` library, copied where the sandbox user can read it, in a
+    folder named by its content: workers of different versions never share or
+    delete each other's copy, and concurrent first uses race harmlessly."""
+    target = hosted_root() / f"runtime-{_runtime_version()}"
+    if not target.exists():
+        partial = hosted_root() / f".runtime-{os.getpid()}-{uuid.uuid4().hex}"
+        shutil.copytree(
+            RUNTIME_SRC, partial, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        _open_up(partial)
+        try:
+            partial.rename(target)
+        except OSError:  # another worker put it there first
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
-def _runtime_mtime() -> int:
-    return max(p.stat().st_mtime_ns for p in RUNTIME_SRC.rglob("*.py"))
+@functools.cache
+def _runtime_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(RUNTIME_SRC.rglob("*.py")):
+        digest.update(str(path.relative_to(RUNTIME_SRC)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def hosted_root() -> Path:

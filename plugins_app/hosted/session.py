@@ -120,7 +120,10 @@ class Session:
                     return Outcome("cancelled", "the run was cancelled")
             for key, _ in selector.select(timeout=min(deadline - now, FLUSH_SECONDS)):
                 fd = key.fd
-                data = os.read(fd, 65536)
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # e.g. the sandbox died mid-write: end of stream
+                    data = b""
                 if not data:
                     selector.unregister(fd)
                     rest = buffers.pop(fd)
