@@ -568,3 +568,22 @@ def test_registering_an_event_plugin_with_triggers_and_refusing_them_elsewhere(
     assert 'id="plugin-triggers"' in page and "label.reviewed" in page
     assert "Only Event-triggered plugins run on events." in refused.content.decode()
     assert not PluginTrigger.objects.filter(plugin__name="Model").exists()
+
+
+def test_a_double_submit_racing_past_the_check_gets_the_same_refusal(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models import QuerySet
+
+    from plugins_app.workspace.models import Submission
+
+    workspace.project.labels_per_asset = 2
+    workspace.project.save()
+    task = in_label(workspace)
+    Submission.objects.create(task=task, user=workspace.annotator, answer={})
+    # As if the other request's row was not visible yet when this one checked.
+    monkeypatch.setattr(QuerySet, "exists", lambda self: False)
+
+    with pytest.raises(TaskActionError, match="already submitted"):
+        task_submit(task, user=workspace.annotator, answer=ANSWER)
+    assert task.submissions.count() == 1 and not task.events.exists()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from plugins_app.runs.validation import validate_answer
 from plugins_app.workspace import events, workflow
@@ -132,12 +132,19 @@ def task_submit(
             Task.objects.select_for_update().select_related("project").get(pk=task.pk)
         )
         stage = _stage_of_type(task, workflow.LABEL, "submitted")
+        already = TaskActionError(
+            "You already submitted this task; it waits for other labelers "
+            f"({task.project.labels_per_asset} labels per asset)."
+        )
         if task.submissions.filter(active=True, user=user).exists():
-            raise TaskActionError(
-                "You already submitted this task; it waits for other labelers "
-                f"({task.project.labels_per_asset} labels per asset)."
-            )
-        Submission.objects.create(task=task, user=user, answer=answer)
+            raise already
+        try:
+            # A double click racing itself past the check above: the unique
+            # constraint decides, and the second gets the same answer.
+            with transaction.atomic():
+                Submission.objects.create(task=task, user=user, answer=answer)
+        except IntegrityError:
+            raise already from None
         labels = list(task.submissions.filter(active=True).select_related("user"))
         required = max(1, task.project.labels_per_asset)
         complete = len(labels) >= required
