@@ -6,6 +6,7 @@ serving and the worker takes the next event."""
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,7 @@ def built(
     )
     code.refresh_from_db()
     assert code.status == HostedCode.Status.ACTIVE, (code.build_log, worker.log())
-    assert "build_hosted_code" in worker.log()
+    assert "tasks.build_hosted_code[" in worker.log()
 
 
 def finished(run: Run, worker: PluginProcess, timeout: float = 60) -> Run:
@@ -96,8 +97,12 @@ def test_submitting_triggers_the_hosted_qa_plugin_on_a_real_worker(
     good_run = finished(good_run, celery_worker)
     assert bad_run.status == good_run.status == Run.Status.SUCCEEDED, log_text(bad_run)
     assert bad_run.trigger == events.LABEL_SUBMITTED and bad_run.event is not None
-    assert "create_event_run" in celery_worker.log()
-    assert "run_hosted_item" in celery_worker.log()
+    # Created by the worker's create_event_run, which ran the handler itself.
+    assert "tasks.create_event_run[" in celery_worker.log()
+    worker_pid = str(celery_worker.proc.pid)
+    assert f"Handler started on worker {socket.gethostname()}:{worker_pid}" in (
+        log_text(bad_run)
+    )
     bad.refresh_from_db()
     good.refresh_from_db()
     assert list(bad.issues.values_list("content", flat=True)) == [

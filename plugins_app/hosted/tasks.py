@@ -19,15 +19,23 @@ def run_hosted_item(item_id: int) -> str:
     return run_item(item_id)
 
 
+# Tasks whose whole job is to start one event's run: when they lease a hosted
+# item, they may run it themselves. Others (the sweep, dispatch after a settle)
+# have other work to finish and always go through the broker.
+INLINE_FROM = frozenset(
+    {"plugins_app.tasks.create_event_run", "plugins_app.tasks.workflow_stage_entered"}
+)
+
+
 def hand_off(item_ids: list[int]) -> None:
-    """Give leased hosted items to workers. Inside a Celery task that is not
-    itself running a handler (e.g. the one that just created the event's run),
-    the first item runs right here: one broker round trip less (~100 ms with
-    the embedded broker's 0.2 s polling). The others go through the broker, to
-    whichever worker is free."""
+    """Give leased hosted items to workers. In a task that just created the
+    event's run, the first item runs right here: one broker round trip less
+    (~100 ms with the embedded broker's 0.2 s polling). The others go through
+    the broker, to whichever worker is free."""
     from plugins_app.hosted import runner
 
-    inline = bool(item_ids) and current_task and not runner.busy()
+    task_name = getattr(current_task, "name", None) if current_task else None
+    inline = bool(item_ids) and task_name in INLINE_FROM and not runner.busy()
     for item_id in item_ids[1:] if inline else item_ids:
         run_hosted_item.delay(item_id)
     if inline:

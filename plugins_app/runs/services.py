@@ -181,10 +181,15 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
                 priority=PRIORITY_INTERACTIVE,
             )
             who = event.actor.get_username() if event.actor else event.actor_label
+            waits_for = (
+                "a hosted worker"
+                if plugin.delivery == Delivery.HOSTED
+                else "a plugin instance"
+            )
             _hub_log(
                 run,
                 f"Triggered by {event.name} on {task.asset.external_id}"
-                f"{f' ({who})' if who else ''}; waiting for a plugin instance.",
+                f"{f' ({who})' if who else ''}; waiting for {waits_for}.",
             )
             transaction.on_commit(lambda: dispatch_pending(plugin_id))
     except IntegrityError:
