@@ -505,3 +505,46 @@ def test_the_edit_dialog_keeps_a_hosted_plugin_hosted_and_sets_its_triggers(
     plugin.refresh_from_db()
     assert plugin.delivery == Delivery.HOSTED and plugin.timeout_seconds == 20
     assert plugin_trigger_events(plugin) == ["label.submitted"]
+
+
+def test_the_json_api_uploads_code_and_reports_the_build(
+    workspace: Any, make_plugin: Any
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from plugins_app.hosted.tasks import build_hosted_code
+    from tests.test_isolation import bearer
+
+    plugin = make_plugin(type=PluginType.EVENT).plugin
+    admin, annotator = bearer("alice"), bearer("bob")
+    url = f"/api/plugins/{plugin.pk}/code"
+    assert annotator.get(url).json() == {
+        "plugin_id": plugin.pk,
+        "status": "none",
+        "filename": "",
+        "version": 0,
+        "handler": "",
+        "requirements": "",
+        "memory_limit_mb": 0,
+        "build_log": "",
+        "uploaded_at": None,
+        "built_at": None,
+    }
+    bad = admin.post(url, {"code": SimpleUploadedFile("main.py", b"def (:\n")})
+    assert bad.status_code == 400
+    assert "main.py line 1" in bad.json()["errors"]["code"][0]
+    refused = annotator.post(url, {"code": SimpleUploadedFile("main.py", b"x = 1")})
+    assert refused.status_code == 403
+    accepted = admin.post(
+        url,
+        {
+            "code": SimpleUploadedFile("main.py", QA_EXAMPLE.read_bytes()),
+            "memory_limit_mb": 200,
+        },
+    )
+    assert accepted.status_code == 202, accepted.content
+    assert accepted.json()["status"] == "building"
+    build_hosted_code(HostedCode.objects.get(plugin=plugin).pk)
+    done = annotator.get(url).json()
+    assert done["status"] == "active" and done["handler"] == "PluginHandler"
+    assert done["memory_limit_mb"] == 200 and "Built in" in done["build_log"]

@@ -214,6 +214,7 @@ def test_it_answers_404_to_an_outsider_on_the_api(
     run, plugin = acme["run"], acme["plugin"]
     urls = [
         f"/api/plugins/{plugin.pk}",
+        f"/api/plugins/{plugin.pk}/code",
         f"/api/runs/{run.pk}",
         f"/api/runs/{run.pk}/logs",
         f"/api/tasks/{acme['asset'].task.pk}",
@@ -225,6 +226,8 @@ def test_it_answers_404_to_an_outsider_on_the_api(
         assert member.get(url).status_code == 200, url
         assert outsider.get(url).status_code == 404, url
     assert outsider.post(f"/api/plugins/{plugin.pk}/rotate-secret").status_code == 404
+    upload = {"code": SimpleUploadedFile("main.py", b"x = 1")}
+    assert outsider.post(f"/api/plugins/{plugin.pk}/code", upload).status_code == 404
     assert [p["id"] for p in outsider.get("/api/projects").json()] == [
         workspace.other_project.pk
     ]
