@@ -548,3 +548,25 @@ def test_the_json_api_uploads_code_and_reports_the_build(
     done = annotator.get(url).json()
     assert done["status"] == "active" and done["handler"] == "PluginHandler"
     assert done["memory_limit_mb"] == 200 and "Built in" in done["build_log"]
+
+
+def test_a_handler_that_floods_calls_without_reading_answers_is_stopped_in_time(
+    invoices: Any, make_plugin: Any
+) -> None:
+    source = """
+from pluginhub.plugins import PluginCore
+
+class PluginHandler(PluginCore):
+    def on_submit(self, label, asset_id):
+        self.logger.info("flooding")
+        while True:  # calls whose answers are never read fill the socket
+            self.hub._channel.send(
+                {"type": "call", "id": 1, "method": "ontology", "params": {}}
+            )
+"""
+    plugin = hosted_plugin(make_plugin, source, timeout=3)
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
+    run = trigger(plugin, task)
+    assert run.status == Run.Status.TIMED_OUT, log_text(run)
+    assert "time limit of 3 s and was killed" in run.error
+    assert _sandboxes_left() == []

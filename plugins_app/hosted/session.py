@@ -40,6 +40,10 @@ class Outcome:
     calls: int = 0
 
 
+class _PastDeadline(Exception):
+    """A call arrived, or its answer could not be delivered, past the limit."""
+
+
 LogSink = Callable[[list[tuple[str, str]]], None]
 CallHandler = Callable[[Any, Any], dict[str, Any]]
 
@@ -62,6 +66,7 @@ class Session:
         self.pending_logs: list[tuple[str, str]] = []
         self.logged = 0
         self.calls = 0
+        self.deadline = float("inf")
 
     def run(self, mode: str, job: dict[str, Any] | None = None) -> Outcome:
         started = time.monotonic()
@@ -91,7 +96,7 @@ class Session:
     def _converse(
         self, proc: subprocess.Popen, sock: socket.socket, started: float
     ) -> Outcome:
-        deadline = started + self.wall_seconds
+        deadline = self.deadline = started + self.wall_seconds
         selector = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
         streams = {
@@ -136,11 +141,20 @@ class Session:
                 if len(buffers[fd]) > MAX_LINE_BYTES:
                     sandbox.kill(proc)
                     return Outcome("protocol", "sent a line over 1 MiB")
-                for line in lines:
-                    if streams[fd] == "channel":
-                        final = self._message(line, sock) or final
-                    else:
-                        self._log(streams[fd], line.decode(errors="replace"))
+                try:
+                    for line in lines:
+                        if streams[fd] == "channel":
+                            final = self._message(line, sock) or final
+                        else:
+                            self._log(streams[fd], line.decode(errors="replace"))
+                except _PastDeadline:
+                    # A handler flooding calls (or not reading the answers)
+                    # must not keep the worker past the limit.
+                    sandbox.kill(proc)
+                    return Outcome(
+                        "timeout",
+                        f"killed at its time limit of {self.wall_seconds:g} s",
+                    )
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 self._flush()
                 last_flush = time.monotonic()
@@ -167,6 +181,8 @@ class Session:
                 str(message.get("message", "")),
             )
         elif kind == "call":
+            if time.monotonic() >= self.deadline:
+                raise _PastDeadline
             self._flush()  # lines logged before a call show before its effects
             self.calls += 1
             if self.on_call is None or self.calls > MAX_CALLS:
@@ -174,7 +190,7 @@ class Session:
             else:
                 reply = self.on_call(message.get("method"), message.get("params"))
             reply["id"] = message.get("id")
-            sock.sendall(json.dumps(reply, default=str).encode() + b"\n")
+            self._send(sock, json.dumps(reply, default=str).encode() + b"\n")
         elif kind in ("done", "checked"):
             return Outcome(kind, detail=message)
         elif kind == "error":
@@ -183,6 +199,17 @@ class Session:
             trace = str(message.get("traceback", ""))[-8000:]
             return Outcome("memory" if memory else "error", text, {"traceback": trace})
         return None
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        """A handler that stops reading its answers fills the socket: give up
+        at the time limit instead of blocking the worker."""
+        sock.settimeout(max(0.05, self.deadline - time.monotonic()))
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            raise _PastDeadline from None
+        finally:
+            sock.settimeout(None)
 
     def _log(self, level: str, message: str) -> None:
         self.logged += 1
