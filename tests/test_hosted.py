@@ -570,3 +570,37 @@ class PluginHandler(PluginCore):
     assert run.status == Run.Status.TIMED_OUT, log_text(run)
     assert "time limit of 3 s and was killed" in run.error
     assert _sandboxes_left() == []
+
+
+def test_each_event_calls_its_kili_handler(invoices: Any, make_plugin: Any) -> None:
+    from plugins_app.workspace.lifecycle import task_review
+
+    source = """
+from pluginhub.plugins import PluginCore
+
+class PluginHandler(PluginCore):
+    def on_submit(self, label, asset_id):
+        self.logger.info(f"SUBMIT {label['labelType']} {label['author']['id']}")
+
+    def on_review(self, label, asset_id):
+        verdict = label["eventData"]["verdict"]
+        self.logger.info(f"REVIEW {label['labelType']} {verdict}")
+
+    def on_send_back_to_queue(self, label, asset_id):
+        self.logger.info(f"SENT BACK {label['eventData']['reason']}")
+"""
+    plugin = hosted_plugin(make_plugin, source)
+    task = submit(invoices, "astronaut", iban="FR76", currency="EUR")
+    task = task_review(task, user=invoices.admin, accept=False, reason="blurry")
+    runs = {
+        name: trigger(plugin, task, name)
+        for name in (
+            events.LABEL_SUBMITTED,
+            events.LABEL_REVIEWED,
+            events.TASK_SENT_BACK,
+        )
+    }
+    assert "SUBMIT DEFAULT bob" in log_text(runs[events.LABEL_SUBMITTED])
+    assert "REVIEW REVIEW rejected" in log_text(runs[events.LABEL_REVIEWED])
+    assert "SENT BACK blurry" in log_text(runs[events.TASK_SENT_BACK])
+    assert all(r.status == Run.Status.SUCCEEDED for r in runs.values())
