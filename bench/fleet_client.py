@@ -4,7 +4,8 @@ no venv here has).
 
 Each instance is one websocket speaking Engine.IO 4 / Socket.IO 5 frames by
 hand, as the SDK does on the wire: `/socket.io/?EIO=4&transport=websocket`,
-connect to namespace `/plugin` (`40/plugin,`), `heartbeat` {id, secret} once
+no permessage-deflate (the SDK's websocket-client has none; `--deflate`
+offers it), connect to namespace `/plugin` (`40/plugin,`), `heartbeat` {id, secret} once
 connected (and every 60 s), a pong `3` for every ping `2`, and every `plugin`
 job answered with an empty valid `response` (acknowledged if it carries an ack
 id) — unless `--hold`: jobs are received and never answered (the process that
@@ -50,7 +51,13 @@ class Instance:
         hello = {"id": self.args.id, "secret": self.args.secret}
         async with gate:
             self.ws = await websockets.connect(
-                url, max_size=None, ping_interval=None, open_timeout=60
+                url,
+                max_size=None,
+                ping_interval=None,
+                open_timeout=60,
+                # The SDK's websocket-client never offers permessage-deflate;
+                # accepting it costs the hub a zlib state per connection.
+                compression="deflate" if self.args.deflate else None,
             )
         try:
             async for frame in self.ws:
@@ -102,6 +109,7 @@ async def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--tag", default="c")
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--deflate", action="store_true", help="offer compression")
     args = parser.parse_args()
     gate = asyncio.Semaphore(20)
     hello = {"id": args.id, "secret": args.secret}

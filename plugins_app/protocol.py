@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -70,33 +72,53 @@ def mark_asgi_process(loop: asyncio.AbstractEventLoop | None) -> None:
     _asgi_loop = loop
 
 
+Delivery = tuple[str, str, dict[str, Any]]  # (layer method, target, message)
+
+
 def send(channel_name: str, message: dict[str, Any]) -> None:
-    _deliver("send", channel_name, message)
+    deliver_many([("send", channel_name, message)])
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:
-    _deliver("group_send", group, message)
+    deliver_many([("group_send", group, message)])
 
 
 async def deliver_async(method: str, target: str, message: dict[str, Any]) -> None:
     await getattr(get_channel_layer(), method)(target, message)
 
 
-def _deliver(method: str, target: str, message: dict[str, Any]) -> None:
+async def _deliver_all(deliveries: Sequence[Delivery]) -> None:
+    for method, target, message in deliveries:
+        await deliver_async(method, target, message)
+
+
+def deliver_many(deliveries: Sequence[Delivery]) -> None:
+    """Send messages in order, in one hop to an event loop however many."""
+    if not deliveries:
+        return
     if not settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
-        async_to_sync(deliver_async)(method, target, message)
+        if _asgi_loop is None:
+            # Celery, the CLI: a loop of our own that lives on, so the Redis
+            # layer keeps its connection (async_to_sync here would make a new
+            # loop, hence a new connection, for every call).
+            future = asyncio.run_coroutine_threadsafe(
+                _deliver_all(deliveries), _sender_loop()
+            )
+            future.result(timeout=30)
+        else:
+            async_to_sync(_deliver_all)(deliveries)
         return
     loop = _asgi_loop
     if loop is None or not loop.is_running():
-        from plugins_app.wire.outbox import outbox_put
+        from plugins_app.wire.outbox import outbox_put_many
 
-        outbox_put(method, target, message)
+        outbox_put_many(deliveries)
         return
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    coro = deliver_async(method, target, message)
+    coro = _deliver_all(deliveries)
     if running is loop:
         loop.create_task(coro)
     else:
@@ -128,6 +150,24 @@ def run_later(delay: float, fn: Callable[..., Any], *args: Any) -> bool:
 
     loop.call_soon_threadsafe(start)
     return True
+
+
+_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """This process's sending loop, in a daemon thread; started on first use
+    (and again in a forked child, which inherits no threads)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="channel-layer-sender", daemon=True
+            ).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
 
 
 def _log_failure(future: Any) -> None:

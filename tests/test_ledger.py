@@ -32,7 +32,7 @@ from plugins_app.runs.services import (
     dispatch_pending,
     instance_disconnect,
     instance_heartbeat,
-    instance_seen,
+    instances_seen,
     item_respond,
     run_cancel,
     run_retry,
@@ -244,7 +244,7 @@ def test_it_renews_the_leases_and_liveness_of_an_instance_seen(
     WorkItem.objects.filter(pk=item.pk).update(lease_expires_at=past())
     assert not PluginInstance.objects.live().filter(pk=instance.pk).exists()
 
-    assert instance_seen(channel_name=CHANNEL) == 1
+    assert instances_seen([CHANNEL, "another"]) == 1
 
     item.refresh_from_db()
     assert item.lease_expires_at > timezone.now() + lease_ttl() - timedelta(seconds=5)

@@ -19,8 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Value
-from django.db.models.functions import Coalesce, Least
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -136,9 +135,22 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         who = request.user.get_username() if request.user else "the command line"
         _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
         if dispatch:
-            plugin_id = request.plugin.pk
-            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+            _dispatch_on_commit(request.plugin)
     return run
+
+
+def _dispatch_on_commit(plugin: Plugin) -> None:
+    """Socket plugins: lease in the creating transaction (one commit for the
+    run and its leases) and send the jobs once it commits. Other deliveries
+    dispatch after the commit."""
+    plugin_id = plugin.pk
+    if plugin.delivery != Delivery.SOCKET:
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+        return
+    jobs = _lease_pending(plugin_id)
+    transaction.on_commit(lambda: protocol.deliver_many(jobs))
+    if len(jobs) == DISPATCH_BATCH:  # maybe room for more
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
 
 
 def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
@@ -384,33 +396,29 @@ def _new_session() -> str:
 
 
 # --- dispatching --------------------------------------------------------------
+DISPATCH_BATCH = 100  # socket jobs leased in one transaction
+_DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
+
+
 def dispatch_pending(plugin_id: int) -> int:
-    """Lease pending items of a plugin to its live instances with free capacity,
-    least loaded first, and send each job over the channel layer. Safe to call
-    from any process at any time: the conditional UPDATE lets one caller win."""
-    if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.REST).exists():
+    """Lease pending items of a plugin and hand them over: to its live
+    instances with free capacity, least loaded first, over the channel layer
+    once leased (or to its REST connector, or to hosted workers). Safe to call
+    from any process at any time (see `_lease_pending`)."""
+    delivery = Plugin.objects.filter(pk=plugin_id).values_list("delivery", flat=True)
+    how = delivery.first()
+    if how == Delivery.REST:
         return _dispatch_rest(plugin_id)
-    if Plugin.objects.filter(pk=plugin_id, delivery=Delivery.HOSTED).exists():
+    if how == Delivery.HOSTED:
         return _dispatch_hosted(plugin_id)
     sent = 0
-    skip_workflow = False
     while True:
-        item = _next_pending_item(plugin_id, skip_workflow=skip_workflow)
-        if item is None:
-            return sent
-        workflow = item.run.trigger == WORKFLOW_TRIGGER
-        instance = _least_loaded_instance(item.run.plugin, workflow=workflow)
-        if instance is None and workflow:
-            # Every workflow slot is taken: other jobs need not wait behind.
-            skip_workflow = True
-            continue
-        if instance is None:
-            return sent
         with transaction.atomic():
-            job = _job(item) if _lease(item, instance) else None
-        if job is not None:
-            protocol.send(instance.channel_name, protocol.job_dispatch(job))
-            sent += 1
+            jobs = _lease_pending(plugin_id)
+        protocol.deliver_many(jobs)
+        sent += len(jobs)
+        if len(jobs) < DISPATCH_BATCH:
+            return sent
 
 
 def _next_pending_item(
@@ -437,33 +445,214 @@ def _next_pending_item(
     )
 
 
-def _least_loaded_instance(
-    plugin: Plugin, *, workflow: bool = False
-) -> PluginInstance | None:
-    # An instance takes the smaller of what it declared and the plugin's setting.
-    limit = Least(
-        Coalesce("capacity", Value(plugin.concurrency)), Value(plugin.concurrency)
+def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
+    """Inside a transaction: lease up to DISPATCH_BATCH pending items of a
+    plugin, best priority first, each to the least-loaded live instance with a
+    free slot; the jobs go out after the commit, in one hop to the channel
+    layer. Returns the jobs to send once the transaction commits.
+
+    A handful of statements whatever the batch size: on PostgreSQL a per-plugin
+    advisory lock lets one dispatcher at a time count the instances' free slots
+    (two processes could otherwise fill the same slot), and the items are
+    locked, so a cancel waits for the lease and then cancels it."""
+    # A cheap indexed probe first: most calls find nothing waiting.
+    pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
+    waiting = list(
+        pending.order_by("priority", "id").values_list("id", flat=True)[:DISPATCH_BATCH]
     )
-    leased = Q(items__state=WorkItem.State.LEASED)
-    instances = (
+    if not waiting:
+        return []
+    _lock_dispatch(plugin_id)
+    instances = _instances_with_free_slots(plugin_id)
+    free = sum(i.limit - i.in_flight for i in instances)
+    if not free:
+        return []
+    now = timezone.now()
+    items = _locked(pending.filter(pk__in=waiting[:free]))
+    leased = _allocate(items, instances, now)
+    left = free - len(leased)
+    if left and len(leased) < len(items):
+        # Workflow jobs found every workflow slot taken: other jobs need not
+        # wait behind them.
+        others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
+            pk__in=[i.pk for i in items]
+        )
+        leased += _allocate(_locked(others[:left]), instances, now)
+    return _write_leases(leased, now) if leased else []
+
+
+def _locked(items: Any) -> list[WorkItem]:
+    """Pending items, locked until the transaction ends, with what their jobs
+    are built from."""
+    return list(
+        items.select_for_update(of=("self",))
+        .select_related(
+            "run__plugin",
+            "run__project",
+            "run__created_by",
+            "run__task",
+            "run__event",
+            "asset__task",
+        )
+        .order_by("priority", "id")
+    )
+
+
+def _lock_dispatch(plugin_id: int) -> None:
+    # SQLite needs nothing: its IMMEDIATE transactions already run one at a time.
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [_DISPATCH_LOCK_CLASS, plugin_id],
+            )
+
+
+def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
+    """Live instances with a free slot, each with its jobs in flight and its
+    limit: the smaller of what it declared and the plugin's setting. Counted
+    from the plugin's leased items only (an index range), never from all the
+    items an instance ever held."""
+    counts = {
+        row["instance_id"]: row
+        for row in WorkItem.objects.filter(
+            plugin_id=plugin_id, state=WorkItem.State.LEASED
+        )
+        .values("instance_id")
+        .annotate(
+            n=Count("id"),
+            workflow=Count("id", filter=Q(run__trigger=WORKFLOW_TRIGGER)),
+        )
+    }
+    rows = (
         PluginInstance.objects.live()
-        .filter(plugin=plugin)
-        .annotate(in_flight=Count("items", filter=leased), limit=limit)
-        .filter(in_flight__lt=F("limit"))
+        .filter(plugin_id=plugin_id)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "channel_name",
+            "address",
+            "capacity",
+            "last_dispatch_at",
+            "plugin__concurrency",
+        )
     )
-    if workflow:
+    instances = []
+    # Plain rows, not model instances: a fleet has hundreds of instances, and
+    # building each one as a model cost more than the query.
+    for pk, channel_name, address, capacity, last_dispatch_at, concurrency in rows:
+        held = counts.get(pk, {})
+        limit = min(capacity or concurrency, concurrency)
+        if held.get("n", 0) >= limit:
+            continue
+        instance = PluginInstance(
+            pk=pk,
+            plugin_id=plugin_id,
+            channel_name=channel_name,
+            address=address,
+            capacity=capacity,
+            last_dispatch_at=last_dispatch_at,
+        )
+        instance.in_flight = held.get("n", 0)
+        instance.workflow_in_flight = held.get("workflow", 0)
+        instance.limit = limit
         # The SDK runs workflow jobs on `concurrency` slots (1 unless the script
         # says more; declared to the hub as ?concurrency=N in HOST) and answers
         # {"error": true} at once when they are all busy: never send more.
-        instances = instances.annotate(
-            workflow_in_flight=Count(
-                "items", filter=leased & Q(items__run__trigger=WORKFLOW_TRIGGER)
+        instance.workflow_limit = min(capacity or 1, limit)
+        instances.append(instance)
+    return instances
+
+
+def _allocate(
+    items: list[WorkItem], instances: list[PluginInstance], now: Any
+) -> list[WorkItem]:
+    """Give each item (in order) to the instance with the fewest jobs in flight,
+    the one that waited longest for a job first; skip items nobody can take."""
+    leased = []
+    for n, item in enumerate(items):
+        workflow = item.run.trigger == WORKFLOW_TRIGGER
+        fits = [
+            i
+            for i in instances
+            if i.in_flight < i.limit
+            and (not workflow or i.workflow_in_flight < i.workflow_limit)
+        ]
+        if not fits:
+            continue
+        instance = min(
+            fits,
+            key=lambda i: (
+                i.in_flight,
+                i.last_dispatch_at is not None,
+                i.last_dispatch_at or now,
             ),
-            workflow_limit=Least(Coalesce("capacity", Value(1)), limit),
-        ).filter(workflow_in_flight__lt=F("workflow_limit"))
-    return instances.order_by(
-        "in_flight", F("last_dispatch_at").asc(nulls_first=True)
-    ).first()
+        )
+        instance.in_flight += 1
+        instance.workflow_in_flight += workflow
+        # Later leases of the batch go behind earlier ones among equals.
+        instance.last_dispatch_at = now + timedelta(microseconds=n)
+        item.instance = instance
+        leased.append(item)
+    return leased
+
+
+def _write_leases(items: list[WorkItem], now: Any) -> list[protocol.Delivery]:
+    plugin = items[0].run.plugin
+    deadline = now + timedelta(seconds=plugin.timeout_seconds)
+    for item in items:
+        item.state = WorkItem.State.LEASED
+        item.leased_at = now
+        item.lease_expires_at = now + lease_ttl()
+        item.deadline_at = deadline
+        item.attempts += 1  # the row is locked (or the database is, on SQLite)
+    WorkItem.objects.bulk_update(
+        items,
+        ["state", "instance", "leased_at", "lease_expires_at", "deadline_at"]
+        + ["attempts"],
+    )
+    api_keys = {item.pk: new_token() for item in items}
+    key_expiry = deadline + timedelta(seconds=settings.HUB_API_KEY_GRACE_SECONDS)
+    RunApiKey.objects.bulk_create(
+        RunApiKey(
+            run_id=i.run_id, key_hash=token_hash(api_keys[i.pk]), expires_at=key_expiry
+        )
+        for i in items
+    )
+    instances = {item.instance.pk: item.instance for item in items if item.instance}
+    PluginInstance.objects.bulk_update(instances.values(), ["last_dispatch_at"])
+    runs = {item.run_id: item.run for item in items}
+    Run.objects.filter(pk__in=runs, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, started_at=now
+    )
+    for run in runs.values():
+        if run.status == Run.Status.QUEUED:
+            run.status, run.started_at = Run.Status.RUNNING, now
+    RunLogLine.objects.bulk_create(
+        RunLogLine(
+            run_id=item.run_id,
+            item=item,
+            level=HUB,
+            message=f"Job sent to instance at {item.instance.address}"
+            + (f" for {item.asset.external_id}." if item.asset else "."),
+        )
+        for item in items
+        if item.instance
+    )
+    for run_id in runs:
+        _notify_after_commit(run_id)
+    return [
+        (
+            "send",
+            item.instance.channel_name,
+            protocol.job_dispatch(
+                kind_of(item.run).build_job(item, api_key=api_keys[item.pk])
+            ),
+        )
+        for item in items
+        if item.instance
+    ]
 
 
 def _lease(
@@ -867,16 +1056,18 @@ def _heartbeat_failed(
     return None
 
 
-def instance_seen(*, channel_name: str) -> int:
-    """The socket answered a ping: the instance is alive, and so are the leases
-    it holds. Two UPDATEs; returns the number of leases renewed."""
+def instances_seen(channel_names: Iterable[str]) -> int:
+    """These sockets answered a ping: their instances are alive, and so are the
+    leases they hold. Two UPDATEs for any number of them (a web process saves
+    the pongs of all its sockets together); returns the leases renewed."""
+    names = list(channel_names)
     now = timezone.now()
     PluginInstance.objects.filter(
-        channel_name=channel_name, disconnected_at__isnull=True
+        channel_name__in=names, disconnected_at__isnull=True
     ).update(last_seen_at=now)
     return WorkItem.objects.filter(
         state=WorkItem.State.LEASED,
-        instance__channel_name=channel_name,
+        instance__channel_name__in=names,
         instance__disconnected_at__isnull=True,
     ).update(lease_expires_at=now + lease_ttl())
 
@@ -1457,12 +1648,21 @@ def _hub_log(
 
 def _notify_after_commit(run_id: int) -> None:
     """Tell the run's watchers; they read what is new themselves and coalesce
-    bursts, so a notification is a tiny message, whatever changed."""
-    transaction.on_commit(
-        lambda: protocol.group_send(
-            protocol.run_group(run_id), protocol.run_changed(run_id)
-        )
-    )
+    bursts, so a notification is a tiny message, whatever changed: one per run
+    and transaction is enough. (A notification registered in a savepoint that
+    rolls back goes with it, and so did whatever a later call would announce.)"""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+        getattr(hook[1], "notifies_run", None) == run_id
+        for hook in connection.run_on_commit
+    ):
+        return
+
+    def notify() -> None:
+        protocol.group_send(protocol.run_group(run_id), protocol.run_changed(run_id))
+
+    notify.notifies_run = run_id  # type: ignore[attr-defined]
+    transaction.on_commit(notify)
 
 
 # --- workflow Plugin stages -------------------------------------------------------

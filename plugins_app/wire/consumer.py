@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import time
+import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -70,11 +71,8 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.authenticated = False
         self.capacity = _declared_capacity(query)
         self.last_pong = time.monotonic()
-        self.last_seen_saved = 0.0
-        self.renewal: asyncio.Task[None] | None = None
         self.log_buffer: list[services.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
-        self.pong_watches: set[asyncio.Task[None]] = set()
         self.address = _client_address(self.scope)
         await self.accept()
         await self.send(
@@ -91,8 +89,6 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if hasattr(self, "ping_task"):
             self.ping_task.cancel()
-            for task in list(self.pong_watches):
-                task.cancel()
         if getattr(self, "authenticated", False):
             await self._flush_logs()
             await sync_to_async(services.instance_disconnect)(
@@ -147,24 +143,12 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             await self.send(codec.encode_ack(NAMESPACE, packet.ack_id))
 
     async def _renew_leases(self) -> None:
-        # Pongs answer our pings, one per interval; the half-interval guard keeps
-        # a chatty client to the same pace. Two UPDATEs keep the instance live and
-        # its leases held; silence lets the sweep hand its jobs to others.
-        # Saved in the background, one at a time: reading the socket (the next
-        # pong, a response) never waits behind the database thread for it.
-        least_gap = settings.HUB_PING_INTERVAL_MS / 2000
-        if not self.authenticated or self.last_pong - self.last_seen_saved < least_gap:
-            return
-        if self.renewal is not None and not self.renewal.done():
-            return
-        self.last_seen_saved = self.last_pong
-        self.renewal = asyncio.create_task(self._save_seen())
-
-    async def _save_seen(self) -> None:
-        try:
-            await sync_to_async(services.instance_seen)(channel_name=self.channel_name)
-        except Exception:  # a locked database must not end the socket
-            log.exception("could not renew the leases of %s", self.address)
+        # A pong keeps the instance live and its leases held; silence lets the
+        # sweep hand its jobs to others. Saved in the background with the pongs
+        # of every other socket of this process: reading the socket never waits
+        # for the database, and hundreds of idle instances cost one flush.
+        if self.authenticated:
+            _seen_batch().add(self.channel_name)
 
     async def _on_heartbeat(self, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
@@ -241,36 +225,86 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         await self.send(codec.encode_event(NAMESPACE, "plugin", job))
 
     async def _ping_forever(self) -> None:
-        # The server pings in Engine.IO 4; the client only answers.
+        # The server pings in Engine.IO 4; the client only answers. One task per
+        # socket (hundreds sit idle) both pings every interval and watches the
+        # oldest unanswered ping's deadline. Time spent handling messages after
+        # that ping does not count: a pong may be waiting unread behind them.
         interval = settings.HUB_PING_INTERVAL_MS / 1000
-        while True:
-            await asyncio.sleep(interval)
-            sent_at = time.monotonic()
-            try:
-                await self.send(codec.EIO_PING)
-            except OSError:  # the client is gone; disconnect() follows
-                return
-            watch = asyncio.create_task(self._expect_pong(sent_at))
-            self.pong_watches.add(watch)
-            watch.add_done_callback(self.pong_watches.discard)
-
-    async def _expect_pong(self, sent_at: float) -> None:
         timeout = settings.HUB_PING_TIMEOUT_MS / 1000
-        busy_at_ping = self._busy()
-        while self.last_pong < sent_at:
-            # Time spent handling messages after the ping does not count.
-            left = sent_at + timeout + self._busy() - busy_at_ping - time.monotonic()
-            if left <= 0 and self.busy_since is None:
-                break
-            await asyncio.sleep(max(left, 0.05))
-        else:
-            return
+        next_ping = time.monotonic() + interval
+        unanswered: tuple[float, float] | None = None  # (sent at, busy then)
+        while True:
+            wake = next_ping
+            if unanswered is not None:
+                sent_at, busy_then = unanswered
+                wake = min(wake, sent_at + timeout + self._busy() - busy_then)
+            await asyncio.sleep(max(wake - time.monotonic(), 0.0))
+            now = time.monotonic()
+            if unanswered is not None:
+                sent_at, busy_then = unanswered
+                if self.last_pong >= sent_at:
+                    unanswered = None
+                elif self.busy_since is None and now >= (
+                    sent_at + timeout + self._busy() - busy_then
+                ):
+                    break
+                elif next_ping > now:
+                    await asyncio.sleep(0.05)  # busy: look again shortly
+                    continue
+            if now >= next_ping:
+                next_ping = now + interval
+                try:
+                    await self.send(codec.EIO_PING)
+                except OSError:  # the client is gone; disconnect() follows
+                    return
+                if unanswered is None:
+                    unanswered = (now, self._busy())
         if self.closing:
             return
         self.closing = True
         log.warning("no pong from %s; closing its socket", self.address)
-        self.ping_task.cancel()
         await self.close()
+
+
+class _SeenBatch:
+    """The sockets of this process that answered a ping since the last flush,
+    saved together every fraction of a ping interval (services.instances_seen)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.flushing: asyncio.Task[None] | None = None
+
+    def add(self, channel_name: str) -> None:
+        self.names.add(channel_name)
+        if self.flushing is None:
+            self.flushing = asyncio.create_task(self._flush_while_any())
+
+    async def _flush_while_any(self) -> None:
+        try:
+            while self.names:
+                await asyncio.sleep(min(1.0, settings.HUB_PING_INTERVAL_MS / 4000))
+                names, self.names = self.names, set()
+                try:
+                    await sync_to_async(services.instances_seen)(names)
+                except Exception:  # a locked database must not stop the flushes
+                    log.exception(
+                        "could not renew the leases of %d socket(s)", len(names)
+                    )
+        finally:
+            self.flushing = None
+
+
+_seen_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SeenBatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _seen_batch() -> _SeenBatch:
+    loop = asyncio.get_running_loop()
+    batch = _seen_batches.get(loop)
+    if batch is None:
+        batch = _seen_batches[loop] = _SeenBatch()
+    return batch
 
 
 MAX_CAPACITY = 1000

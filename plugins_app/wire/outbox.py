@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -15,8 +16,11 @@ from plugins_app.wire.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 
-def outbox_put(method: str, target: str, message: dict[str, Any]) -> None:
-    OutboxMessage.objects.create(method=method, target=target, message=message)
+def outbox_put_many(deliveries: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    OutboxMessage.objects.bulk_create(
+        OutboxMessage(method=method, target=target, message=message)
+        for method, target, message in deliveries
+    )
 
 
 def _outbox_take(limit: int = 500) -> list[OutboxMessage]:
