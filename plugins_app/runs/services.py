@@ -477,14 +477,14 @@ def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
         others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
             pk__in=[i.pk for i in items]
         )
-        leased += _allocate(_locked(others[:left]), instances, now)
+        leased += _allocate(_locked(others, limit=left), instances, now)
     return _write_leases(leased, now) if leased else []
 
 
-def _locked(items: Any) -> list[WorkItem]:
-    """Pending items, locked until the transaction ends, with what their jobs
-    are built from."""
-    return list(
+def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
+    """Pending items (the first `limit`), locked until the transaction ends,
+    with what their jobs are built from."""
+    locked = (
         items.select_for_update(of=("self",))
         .select_related(
             "run__plugin",
@@ -496,6 +496,7 @@ def _locked(items: Any) -> list[WorkItem]:
         )
         .order_by("priority", "id")
     )
+    return list(locked[:limit] if limit else locked)
 
 
 def _lock_dispatch(plugin_id: int) -> None:
