@@ -94,6 +94,11 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction done")
     parser.add_argument("--queuers", type=int, default=1, help="queue processes")
     parser.add_argument("--ping-ms", type=int, default=PING_MS, help="interval=timeout")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="clients offer permessage-deflate (the SDK never does; costs memory)",
+    )
     parser.add_argument("--quick", action="store_true", help="20 instances, 500 runs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
@@ -194,7 +199,10 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 "--secret", info["plugin_secret"], "--out", str(tmp / f"{tag}.txt"),
                 "--tag", tag,
             ]  # fmt: skip
-            processes.start(f"plug-{tag}", cmd + (["--hold"] if hold else []))
+            cmd += ["--hold"] if hold else []
+            processes.start(
+                f"plug-{tag}", cmd + (["--deflate"] if args.deflate else [])
+            )
         live_sql = (
             "SELECT count(*) FROM plugins_plugininstance WHERE disconnected_at IS NULL"
         )
@@ -326,7 +334,11 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
         print(f"## Fleet: {args.instances} instances, {args.runs} runs")
         print(f"- web processes: {args.webs}; client processes: {args.procs} + victim")
         print(f"- connect {args.instances} instances: {connect_s:.1f} s")
-        print(f"- hub RSS per idle instance: {per_conn_kb:.1f} KB (target < 100 KB)")
+        deflate = "with" if args.deflate else "without"
+        print(
+            f"- hub RSS per idle instance: {per_conn_kb:.1f} KB (target < 100 KB; "
+            f"clients {deflate} permessage-deflate)"
+        )
         print(
             f"- queue {args.runs} runs (run_create loops in {args.queuers} "
             f"process(es)): {queued_s:.1f} s"

@@ -135,22 +135,9 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         who = request.user.get_username() if request.user else "the command line"
         _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
         if dispatch:
-            _dispatch_on_commit(request.plugin)
+            plugin_id = request.plugin.pk
+            transaction.on_commit(lambda: dispatch_pending(plugin_id))
     return run
-
-
-def _dispatch_on_commit(plugin: Plugin) -> None:
-    """Socket plugins: lease in the creating transaction (one commit for the
-    run and its leases) and send the jobs once it commits. Other deliveries
-    dispatch after the commit."""
-    plugin_id = plugin.pk
-    if plugin.delivery != Delivery.SOCKET:
-        transaction.on_commit(lambda: dispatch_pending(plugin_id))
-        return
-    jobs = _lease_pending(plugin_id)
-    transaction.on_commit(lambda: protocol.deliver_many(jobs))
-    if len(jobs) == DISPATCH_BATCH:  # maybe room for more
-        transaction.on_commit(lambda: dispatch_pending(plugin_id))
 
 
 def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
@@ -1650,12 +1637,12 @@ def _hub_log(
 def _notify_after_commit(run_id: int) -> None:
     """Tell the run's watchers; they read what is new themselves and coalesce
     bursts, so a notification is a tiny message, whatever changed: one per run
-    and transaction is enough. (A notification registered in a savepoint that
-    rolls back goes with it, and so did whatever a later call would announce.)"""
+    is enough for the changes made in one (sub)transaction."""
     connection = transaction.get_connection()
+    scope = set(connection.savepoint_ids)
     if connection.in_atomic_block and any(
-        getattr(hook[1], "notifies_run", None) == run_id
-        for hook in connection.run_on_commit
+        sids == scope and getattr(func, "notifies_run", None) == run_id
+        for sids, func, *_robust in connection.run_on_commit
     ):
         return
 
