@@ -221,13 +221,17 @@ def wait_live(api: httpx.Client, plugin_pk: int, count: int) -> None:
     )
 
 
+def project_of(api: httpx.Client, plugin_pk: int) -> int:
+    """The (first) project the plugin is active on."""
+    return api.get(f"/api/plugins/{plugin_pk}").json()["project_ids"][0]
+
+
 def start_run(api: httpx.Client, plugin_pk: int, *external_ids: str) -> int:
-    project = api.get("/api/projects").json()[0]
     created = api.post(
         "/api/runs",
         json={
             "plugin_id": plugin_pk,
-            "project_id": project["id"],
+            "project_id": project_of(api, plugin_pk),
             "class_mapping": {"face": "face-box"},
             "external_ids": list(external_ids),
         },

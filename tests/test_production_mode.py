@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from tests.hub import wait_for
-from tests.production import Stack, model_plugin, needs_services, wait_live
+from tests.production import (
+    Stack,
+    model_plugin,
+    needs_services,
+    project_of,
+    start_run,
+    wait_live,
+)
 
 pytestmark = needs_services
 
@@ -37,28 +44,18 @@ def test_it_runs_plugins_on_postgresql_and_redis_across_processes(
     api = hub.api()
     plugin = model_plugin(api)
     wait_live(api, plugin["id"], 2)
-    project = api.get("/api/projects").json()[0]
+    project = project_of(api, plugin["id"])
 
     # Created in the ASGI process (JSON API) and in a separate process (CLI):
     # both reach plugins through Redis.
-    created = api.post(
-        "/api/runs",
-        json={
-            "plugin_id": plugin["id"],
-            "project_id": project["id"],
-            "class_mapping": {"face": "face-box"},
-            "external_ids": ["astronaut", "coins", "camera"],
-        },
-    )
-    assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
+    run_id = start_run(api, plugin["id"], "astronaut", "coins", "camera")
     cli = json.loads(
         hub.manage(
             "run_plugin",
             "--plugin",
             plugin["public_id"],
             "--project",
-            str(project["id"]),
+            str(project),
             "--asset",
             "rocket",
             "--map",
