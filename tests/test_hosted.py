@@ -9,10 +9,10 @@ import io
 import os
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from plugins_app.hosted.archive import ArchiveError
 from plugins_app.hosted.invoices import INVOICE_ONTOLOGY
@@ -85,9 +85,15 @@ class PluginHandler(PluginCore):
 
 
 @pytest.fixture
-def eager_celery() -> Any:
-    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
-        yield
+def eager_celery() -> Iterator[None]:
+    """Celery tasks run in the caller (Celery reads its settings once, so the
+    app's conf is set, as in test_events.py, rather than Django's settings)."""
+    from plugins_app import celery_app
+
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
 
 
 @pytest.fixture
