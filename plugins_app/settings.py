@@ -254,6 +254,8 @@ HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
 # file a plugin may upload, how long GET /v2/export waits for its Celery build.
 HUB_EXPORT_LINK_SECONDS = envint("HUB_EXPORT_LINK_SECONDS", 3600)
 HUB_UPLOAD_URL_SECONDS = envint("HUB_UPLOAD_URL_SECONDS", 3600)
+# How long getSignedUrl's link to an export plugin's file stays valid.
+HUB_SIGNED_URL_SECONDS = envint("HUB_SIGNED_URL_SECONDS", 7 * 24 * 3600)
 HUB_EXPORT_MAX_UPLOAD_BYTES = envint("HUB_EXPORT_MAX_UPLOAD_BYTES", 2 * 1024**3)
 HUB_EXPORT_WAIT_SECONDS = envint("HUB_EXPORT_WAIT_SECONDS", 600)
 # The largest body of one POST /v2/import/labels (10,000 records fit easily).

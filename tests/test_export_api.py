@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from plugins_app.exports.models import ExportSnapshot, ExportUpload
@@ -207,8 +207,17 @@ def test_an_upload_url_is_used_once_and_only_for_its_run(
     signed = v2(job, "getSignedUrl", name=url, project=job["projectId"], type="exports")
     assert signed.status_code == 200
     signed_url = signed.json()["data"]["signedUrl"]
+    link = "/" + signed_url.split("://", 1)[1].split("/", 1)[1]
+    assert Client().get(link).status_code == 404  # nothing uploaded yet
 
     assert put(url, b"PK-first").status_code == 200
+    # The signed link is a capability: no apikey, no login.
+    fetched = Client().get(link)
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == b"PK-first"
+    assert Client().get(link[:-2] + "xx").status_code == 404  # tampered
+    with override_settings(HUB_SIGNED_URL_SECONDS=-1):
+        assert Client().get(link).status_code == 404  # expired
     again = put(url, b"PK-second")
     assert again.status_code == 409
     upload = ExportUpload.objects.get(run=run)

@@ -30,4 +30,5 @@ urlpatterns = [
     path("getUploadUrl", views.get_upload_url, name="get-upload-url"),
     path("getSignedUrl", views.get_signed_url, name="get-signed-url"),
     path("uploads/<str:token>", views.upload, name="upload"),
+    path("signedFiles/<str:token>", views.signed_file, name="signed-file"),
 ]

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -32,6 +32,7 @@ from plugins_app.exports.models import ExportSnapshot
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import services as runs
 from plugins_app.runs.models import Run
+from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.workspace import lifecycle, workflow
 from plugins_app.workspace.crypto import SecretUnreadable
 from plugins_app.workspace.models import Asset, Storage, Task
@@ -368,8 +369,6 @@ def asset_file(request: HttpRequest, token: str) -> HttpResponse:
     asset = Asset.objects.filter(pk=asset_id).first()
     if asset is None:
         raise Http404("No such asset")
-    from plugins_app.web.files import asset_file_response
-
     return asset_file_response(asset)
 
 
@@ -515,12 +514,21 @@ def export_file(request: HttpRequest, token: str) -> HttpResponse:
     snapshot = exports.snapshot_for_token(token)
     if snapshot is None:
         raise Http404("Unknown or expired export link")
-    return FileResponse(
-        exports.export_storage().open(snapshot.file, "rb"),
-        as_attachment=True,
+    return export_file_response(
+        snapshot.file,
         filename=f"export-{snapshot.run.project_id}.zip",
         content_type="application/zip",
     )
+
+
+@require_GET
+def signed_file(request: HttpRequest, token: str) -> HttpResponse:
+    """An export plugin's uploaded file behind getSignedUrl's link: fetched
+    without credentials, so the expiring signature is the credential."""
+    upload = exports.upload_for_signed_token(token)
+    if upload is None:
+        raise Http404("Unknown or expired link, or the file is not uploaded yet")
+    return export_file_response(upload.file, filename=upload.name)
 
 
 @require_GET
@@ -603,7 +611,7 @@ def get_signed_url(request: HttpRequest, run: Run) -> JsonResponse:
     upload = exports.upload_of_url(run, request.GET.get("name", ""))
     if upload is None:
         return fail("That is not an upload URL of this run.", 404)
-    url = request.build_absolute_uri(exports.download_path(upload))
+    url = request.build_absolute_uri(exports.signed_path(upload))
     return ok({"signedUrl": url})
 
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core import signing
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import transaction
@@ -301,10 +302,31 @@ def upload_of_url(run: Run, upload_url: str) -> ExportUpload | None:
     return ExportUpload.objects.filter(token_hash=token_hash(token), run=run).first()
 
 
-def download_path(upload: ExportUpload) -> str:
-    """What the user gets (the `signedUrl`): the run page's download link,
-    behind login and the organization check."""
-    return reverse("web:run-export-file", args=[upload.run_id, upload.pk])
+SIGNED_URL_SALT = "plugins_app.export-upload"
+
+
+def signed_path(upload: ExportUpload) -> str:
+    """getSignedUrl's answer: a capability link to the uploaded file. Whoever
+    gets the plugin's result (a person, a script, Ango-style tooling) fetches
+    it without the apikey, so the expiring signature in the path is the
+    credential. Members also download the file from the run page, behind login."""
+    token = signing.TimestampSigner(salt=SIGNED_URL_SALT).sign(str(upload.pk))
+    return reverse("ango_api:signed-file", args=[token])
+
+
+def upload_for_signed_token(token: str) -> ExportUpload | None:
+    """The stored upload a signed link names, while the link is valid."""
+    try:
+        upload_id = signing.TimestampSigner(salt=SIGNED_URL_SALT).unsign(
+            token, max_age=settings.HUB_SIGNED_URL_SECONDS
+        )
+    except signing.BadSignature:
+        return None
+    return (
+        ExportUpload.objects.filter(pk=int(upload_id), uploaded_at__isnull=False)
+        .select_related("run")
+        .first()
+    )
 
 
 def upload_store(token: str, body: IO[bytes], *, declared: int | None) -> ExportUpload:
@@ -363,11 +385,9 @@ def uploaded_file(run: Run, signed_url: Any) -> ExportUpload | None:
     """The run's stored upload that the plugin's `response` (a signedUrl) names."""
     if not isinstance(signed_url, str):
         return None
-    path = urlsplit(signed_url).path
-    for upload in run.uploads.filter(uploaded_at__isnull=False):
-        if download_path(upload) == path:
-            return upload
-    return None
+    token = PurePosixPath(urlsplit(signed_url).path).name
+    upload = upload_for_signed_token(token) if token else None
+    return upload if upload is not None and upload.run_id == run.pk else None
 
 
 def run_files(run: Run) -> list[ExportUpload]:

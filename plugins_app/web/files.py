@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 
 from plugins_app.workspace.models import Asset
 
@@ -15,3 +15,18 @@ def asset_file_response(asset: Asset) -> HttpResponse:
     response = HttpResponse(path.read_bytes(), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def export_file_response(
+    name: str, *, filename: str, content_type: str | None = None
+) -> FileResponse:
+    """A file of the exports storage (built exports, plugins' uploads) as a
+    streamed download: never read whole, whatever its size."""
+    from plugins_app.exports.services import export_storage
+
+    return FileResponse(
+        export_storage().open(name, "rb"),
+        as_attachment=True,
+        filename=filename,
+        content_type=content_type,
+    )

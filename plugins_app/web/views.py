@@ -9,13 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from plugins_app.exports.services import export_storage, run_files
+from plugins_app.exports.services import run_files
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.plugins.presets import PresetError, preset_problems, preset_save
 from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
@@ -32,7 +32,7 @@ from plugins_app.runs.services import (
 )
 from plugins_app.tasks import probe_connector
 from plugins_app.web import access
-from plugins_app.web.files import asset_file_response
+from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import render_markdown
 from plugins_app.workspace.forms import StorageForm
@@ -502,11 +502,7 @@ def run_export_file(request: HttpRequest, run_id: int, upload_id: int) -> HttpRe
     upload = get_object_or_404(
         run.uploads.filter(uploaded_at__isnull=False), pk=upload_id
     )
-    return FileResponse(
-        export_storage().open(upload.file, "rb"),
-        as_attachment=True,
-        filename=upload.name,
-    )
+    return export_file_response(upload.file, filename=upload.name)
 
 
 @require_POST
