@@ -3,7 +3,8 @@ instances and M single-asset runs, and a client process SIGKILLed mid-run.
 
     .venv/bin/python bench/fleet.py               # 200 instances, 10,000 runs
     .venv/bin/python bench/fleet.py --quick       # 20 instances, 500 runs
-    .venv/bin/python bench/fleet.py --instances 200 --runs 2000 --webs 2
+    .venv/bin/python bench/fleet.py --instances 200 --runs 2000 --kill-at 0.1
+    .venv/bin/python bench/fleet.py --runs 300 --deflate   # clients offer deflate
 
 What it starts, each a subprocess killed in `finally`: a fresh PostgreSQL
 database (127.0.0.1:5432, dropped at the end), Redis db 8 (flushed), `--webs`
