@@ -475,6 +475,53 @@ def test_it_prefers_the_less_loaded_of_two_instances(
     assert {m.message["job"]["externalId"] for m in idle_jobs} == {"camera", "coffee"}
 
 
+def test_a_job_that_timed_out_goes_to_another_instance_than_the_hung_one(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(max_attempts=3).plugin
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=1)
+    hung = connect(plugin, "hung")
+    run = new_run(workspace, plugin, "astronaut")
+    assert dispatch_pending(plugin.pk) == 1
+    item = run.items.get()
+    assert item.instance == hung
+    # A second instance connects, and has been waiting longer for work than
+    # the hung one will have once its slot frees up at the timeout.
+    healthy = connect(plugin, "healthy")
+    PluginInstance.objects.filter(pk=healthy.pk).update(last_dispatch_at=None)
+    pass_deadline(item)
+
+    runs_sweep()  # the timeout frees the hung one's slot and requeues the job
+    item.refresh_from_db()
+    if item.state == WorkItem.State.PENDING:
+        dispatch_pending(plugin.pk)
+        item.refresh_from_db()
+
+    assert item.attempts == 2 and item.instance == healthy
+    hung.refresh_from_db()
+    assert hung.timeouts == 1
+    # Both idle now; the one whose job timed out is last in line.
+    other = new_run(workspace, plugin, "coins")
+    assert respond_ok(item) == "done"
+    dispatch_pending(plugin.pk)
+    assert other.items.get().instance == healthy
+
+
+def test_an_instance_that_answers_again_is_back_in_line(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    slow = connect(plugin, "slow")
+    PluginInstance.objects.filter(pk=slow.pk).update(timeouts=2)
+    run = new_run(workspace, plugin, "astronaut")
+    assert dispatch_pending(plugin.pk) == 1  # the only instance still gets work
+
+    assert respond_ok(run.items.get()) == "done"
+
+    slow.refresh_from_db()
+    assert slow.timeouts == 0
+
+
 def test_it_spreads_jobs_over_two_idle_instances(
     workspace: Any, make_plugin: Any
 ) -> None:

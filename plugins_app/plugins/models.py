@@ -151,6 +151,9 @@ class PluginInstance(models.Model):
     # plugin's concurrency. The dispatcher uses the smaller of the two.
     capacity = models.PositiveIntegerField(null=True, blank=True)
     last_dispatch_at = models.DateTimeField(null=True, blank=True)
+    # Jobs that timed out on this instance since it last answered one: a hung
+    # script still answers pings, so this is the only sign; it goes last in line.
+    timeouts = models.PositiveIntegerField(default=0)
     disconnected_at = models.DateTimeField(null=True, blank=True)
 
     objects = PluginInstanceQuerySet.as_manager()

@@ -523,13 +523,16 @@ def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
             "address",
             "capacity",
             "last_dispatch_at",
+            "timeouts",
             "plugin__concurrency",
         )
     )
     instances = []
     # Plain rows, not model instances: a fleet has hundreds of instances, and
     # building each one as a model cost more than the query.
-    for pk, channel_name, address, capacity, last_dispatch_at, concurrency in rows:
+    for row in rows:
+        pk, channel_name, address, capacity, last_dispatch_at, timeouts = row[:6]
+        concurrency = row[6]
         held = counts.get(pk, {})
         limit = min(capacity or concurrency, concurrency)
         if held.get("n", 0) >= limit:
@@ -541,6 +544,7 @@ def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
             address=address,
             capacity=capacity,
             last_dispatch_at=last_dispatch_at,
+            timeouts=timeouts,
         )
         instance.in_flight = held.get("n", 0)
         instance.workflow_in_flight = held.get("workflow", 0)
@@ -557,7 +561,10 @@ def _allocate(
     items: list[WorkItem], instances: list[PluginInstance], now: Any
 ) -> list[WorkItem]:
     """Give each item (in order) to the instance with the fewest jobs in flight,
-    the one that waited longest for a job first; skip items nobody can take."""
+    the one that waited longest for a job first; skip items nobody can take.
+    Instances whose last jobs timed out go last: a hung script looks idle (it
+    answers pings and its slots free up at each timeout), and would otherwise
+    get first pick of the very jobs that timed out on it."""
     leased = []
     for n, item in enumerate(items):
         workflow = item.run.trigger == WORKFLOW_TRIGGER
@@ -572,6 +579,7 @@ def _allocate(
         instance = min(
             fits,
             key=lambda i: (
+                i.timeouts > 0,
                 i.in_flight,
                 i.last_dispatch_at is not None,
                 i.last_dispatch_at or now,
@@ -1215,6 +1223,8 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         item.instance is None or item.instance.channel_name != channel_name
     ):
         return _ignore_stale(item, channel_name)
+    if item.instance.timeouts:  # it answers again: back in line with the others
+        PluginInstance.objects.filter(pk=item.instance_id).update(timeouts=0)
     if payload.get("error") and _workflow_bounced(item):
         return "busy"
     if payload.get("error"):
@@ -1527,6 +1537,10 @@ def _item_time_out(item: WorkItem, now: Any) -> bool:
     """An attempt ran past the plugin's timeout: queue it again while attempts
     remain, else fail it. Returns True when it failed."""
     plugin = item.run.plugin
+    if item.instance_id is not None:
+        PluginInstance.objects.filter(pk=item.instance_id).update(
+            timeouts=F("timeouts") + 1
+        )
     outcome = _retry_or_fail(
         item,
         WorkItem.Failure.TIMEOUT,
