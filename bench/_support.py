@@ -29,6 +29,7 @@ BENCH = ROOT / "bench"
 HUB_PYTHON = ROOT / ".venv" / "bin" / "python"
 SDK_PYTHON = ROOT / ".venv-sdk14" / "bin" / "python"
 LOCALHOST = "127.0.0.1"
+PG_URL = "postgres://postgres@127.0.0.1:5432"  # production-mode benchmarks
 # What `manage.py runhub` passes: 4 x HUB_MAX_FRAME_BYTES (16 MiB).
 HUB_WS_MAX_SIZE = 4 * 16 * 1024 * 1024
 
@@ -104,6 +105,14 @@ class Processes:
                 child.proc.wait(timeout=5)
 
 
+def psql(sql: str, db: str = "test") -> None:
+    subprocess.run(
+        ["psql", "-h", LOCALHOST, "-U", "postgres", "-d", db, "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of processes, from /proc (0 for a vanished one)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -176,12 +185,18 @@ def http_json(
 @dataclass
 class Hub:
     """The hub in embedded mode: SQLite in a temp HUB_VAR_DIR, the in-memory
-    channel layer, uvicorn as a subprocess (as `manage.py runhub` starts it)."""
+    channel layer, uvicorn as a subprocess (as `manage.py runhub` starts it).
+    With `database_url` (an empty PostgreSQL database) and `redis_url`: the
+    same uvicorn in production mode, on the Redis layer named by
+    `channel_layer` (the CHANNEL_LAYER setting)."""
 
     var_dir: Path
     app: str = "plugins_app.asgi:application"
     port: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    database_url: str = ""
+    redis_url: str = ""
+    channel_layer: str = "pubsub"
 
     @property
     def url(self) -> str:
@@ -201,7 +216,20 @@ class Hub:
         for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"):
             env.pop(key, None)
         env["HUB_VAR_DIR"] = str(self.var_dir)
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+            env["REDIS_URL"] = self.redis_url
+            env["CHANNEL_LAYER"] = self.channel_layer
         return env
+
+    def connect(self) -> Any:
+        """A DB-API connection to the hub's database (autocommit), for the
+        watcher: the SQLite file, or PostgreSQL in production mode."""
+        if self.database_url:
+            import psycopg
+
+            return psycopg.connect(self.database_url, autocommit=True)
+        return sqlite3.connect(self.db_path, isolation_level=None, timeout=5)
 
     def start(self, processes: Processes) -> Hub:
         self.launch(processes)
@@ -467,13 +495,13 @@ class HttpConn:
 
 # --- run completion, read from the hub's database --------------------------------
 class RunWatcher:
-    """Resolves a future when a run has `finished_at` in the hub's SQLite file.
-    The hub is not asked anything: one indexed SELECT per poll, from this process
-    (WAL readers never block the hub's writers)."""
+    """Resolves a future when a run has `finished_at` in the hub's database
+    (`Hub.connect()`). The hub is not asked anything: one indexed SELECT per
+    poll, from this process (WAL readers never block the hub's writers)."""
 
-    def __init__(self, db_path: Path, *, interval: float = 0.001) -> None:
+    def __init__(self, conn: Any, *, interval: float = 0.001) -> None:
         self.interval = interval
-        self.conn = sqlite3.connect(db_path, isolation_level=None, timeout=5)
+        self.conn = conn
         self.waiting: dict[int, asyncio.Future[tuple[float, str]]] = {}
         self.task: asyncio.Task[None] | None = None
 
@@ -498,12 +526,11 @@ class RunWatcher:
     async def _poll(self) -> None:
         while True:
             if self.waiting:
-                ids = list(self.waiting)
-                marks = ",".join("?" * len(ids))
+                # Integer ids inlined: SQLite and psycopg differ in placeholders.
+                ids = ",".join(str(int(i)) for i in self.waiting)
                 rows = self.conn.execute(
-                    f"SELECT id, status FROM runs_run WHERE id IN ({marks})"
-                    " AND finished_at IS NOT NULL",
-                    ids,
+                    f"SELECT id, status FROM runs_run WHERE id IN ({ids})"
+                    " AND finished_at IS NOT NULL"
                 ).fetchall()
                 now = time.perf_counter()
                 for run_id, status in rows:
@@ -513,21 +540,17 @@ class RunWatcher:
             await asyncio.sleep(self.interval)
 
 
-def db_times(
-    db_path: Path, run_ids: Sequence[int]
-) -> dict[int, tuple[float, float, float]]:
+def db_times(hub: Hub, run_ids: Sequence[int]) -> dict[int, tuple[float, float, float]]:
     """{run id: (created_at, started_at, finished_at)} as unix times, for the
     finished runs among `run_ids` (the hub's own timestamps)."""
     out: dict[int, tuple[float, float, float]] = {}
-    conn = sqlite3.connect(db_path, timeout=5)
+    conn = hub.connect()
     try:
         for start in range(0, len(run_ids), 500):
-            chunk = list(run_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+            ids = ",".join(str(int(i)) for i in run_ids[start : start + 500])
             rows = conn.execute(
                 "SELECT id, created_at, started_at, finished_at FROM runs_run"
-                f" WHERE id IN ({marks}) AND finished_at IS NOT NULL",
-                chunk,
+                f" WHERE id IN ({ids}) AND finished_at IS NOT NULL"
             ).fetchall()
             out.update({i: (_ts(a), _ts(b), _ts(c)) for i, a, b, c in rows})
     finally:
@@ -535,9 +558,11 @@ def db_times(
     return out
 
 
-def _ts(value: str | None) -> float:
+def _ts(value: str | datetime | None) -> float:
     if not value:
         return float("nan")
+    if isinstance(value, datetime):  # psycopg: timezone-aware already
+        return value.timestamp()
     return datetime.fromisoformat(value.replace(" ", "T")).timestamp()
 
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import (  # noqa: E402
     HUB_PYTHON,
     LOCALHOST,
+    PG_URL,
     ROOT,
     Processes,
     free_port,
@@ -47,22 +48,14 @@ from _support import (  # noqa: E402
     load_average,
     machine_facts,
     percentile,
+    psql,
     say,
     uvicorn_command,
     wait_until,
 )
 
-PG_URL = "postgres://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PING_MS = 2000
-
-
-def psql(sql: str, db: str = "test") -> None:
-    subprocess.run(
-        ["psql", "-h", LOCALHOST, "-U", "postgres", "-d", db, "-c", sql],
-        check=True,
-        capture_output=True,
-    )
 
 
 def rss_kb(pids: list[int]) -> int:

@@ -1,12 +1,15 @@
 """Run round-trip benchmark: the hub against a bare python-socketio relay.
 
     cd /work/main && .venv/bin/python bench/relay.py [--quick] [--duration S]
+    .venv/bin/python bench/relay.py --production pubsub   # or core
 
 Hub side: embedded mode (SQLite in a temp HUB_VAR_DIR, in-memory channel layer),
-uvicorn as a subprocess. A run is created with `POST /api/runs` (Bearer token),
-exactly as a script would; it is "finished" when its row has `finished_at`,
-read from the SQLite file by this process every 1 ms (the hub is not asked, so
-watching costs it no CPU; resolution ~1 ms). One extra row observes completion
+uvicorn as a subprocess; with `--production LAYER`, production mode instead (a
+new PostgreSQL database, dropped at the end; Redis db 9, flushed; that channel
+layer). A run is created with `POST /api/runs` (Bearer token), exactly as a
+script would; it is "finished" when its row has `finished_at`, read from the
+hub's database by this process every 1 ms (the hub is not asked, so watching
+costs it no CPU; resolution ~1 ms). One extra row observes completion
 the way an API user would, with `GET /api/runs/<id>` every 2 ms.
 
 Bare side: bench/bare_relay.py (python-socketio AsyncServer, ASGI, under uvicorn
@@ -27,11 +30,14 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from _support import (
+    PG_URL,
     BareRelay,
     HttpConn,
     Hub,
@@ -44,6 +50,7 @@ from _support import (
     load_average,
     machine_facts,
     percentile,
+    psql,
     run_driver,
     say,
     start_plugins,
@@ -53,6 +60,7 @@ from _support import (
 FINISHED = {"succeeded", "failed", "timed_out", "cancelled"}
 RUN_TIMEOUT_SECONDS = 30.0
 API_POLL_SECONDS = 0.002
+PRODUCTION_REDIS_URL = "redis://127.0.0.1:6379/9"
 
 
 @dataclass
@@ -223,7 +231,7 @@ async def measure(
     results = []
     for server in ("bare", "hub"):
         say(f"  {server}: {plugins} plugin(s), {in_flight} in flight …")
-        watcher = RunWatcher(hub.db_path).start() if server == "hub" else None
+        watcher = RunWatcher(hub.connect()).start() if server == "hub" else None
         try:
             samples, elapsed, (server_cpu, plugin_cpu) = await closed_loop(
                 bare.port if server == "bare" else hub.port,
@@ -286,7 +294,9 @@ def report(results: list[Result], hub: Hub, args: argparse.Namespace) -> None:
         " (at least 1 run per client); latency = create request sent -> completion"
         " seen"
     )
-    print("hub completion resolution: ~1 ms (SQLite poll); API-poll row: 2 ms + a GET")
+    mode = f"production, {args.production} layer" if args.production else "embedded"
+    print(f"hub mode: {mode}; completion resolution ~1 ms (database poll)")
+    print("API-poll row: 2 ms + a GET")
     print()
     rows = [
         [
@@ -365,7 +375,7 @@ def report(results: list[Result], hub: Hub, args: argparse.Namespace) -> None:
     for r in results:
         if r.server != "hub" or not r.ok_samples:
             continue
-        times = db_times(hub.db_path, [s.run_id for s in r.ok_samples])
+        times = db_times(hub, [s.run_id for s in r.ok_samples])
         pairs_t = [(s, times[s.run_id]) for s in r.ok_samples if s.run_id in times]
 
         def med(values: list[float]) -> float:
@@ -404,14 +414,30 @@ def report(results: list[Result], hub: Hub, args: argparse.Namespace) -> None:
     )
 
 
+def production_database(hub: Hub, channel_layer: str) -> str:
+    """Put `hub` in production mode on a new PostgreSQL database (its name is
+    returned, to drop) and Redis db 9, flushed, with `channel_layer`."""
+    name = f"relay_{uuid.uuid4().hex[:10]}"
+    psql(f"CREATE DATABASE {name}")
+    redis.Redis.from_url(PRODUCTION_REDIS_URL).flushdb()
+    hub.database_url = f"{PG_URL}/{name}"
+    hub.redis_url = PRODUCTION_REDIS_URL
+    hub.channel_layer = channel_layer
+    return name
+
+
 async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-relay-"))
     processes = Processes(tmp)
+    database = ""
     try:
         print(f"load average at the start (1/5/15 min): {load_average()}")
         say(f"starting the hub (HUB_VAR_DIR={tmp / 'var'}) and the bare relay …")
         bare = BareRelay(stack=args.bare_stack).launch(processes)
-        hub = Hub(tmp / "var", app=args.hub_app).launch(processes)
+        hub = Hub(tmp / "var", app=args.hub_app)
+        if args.production:
+            database = production_database(hub, args.production)
+        hub.launch(processes)
         bare.wait_ready(processes)
         hub.wait_ready(processes)
         targets = [
@@ -436,6 +462,8 @@ async def main_async(args: argparse.Namespace) -> None:
         report(results, hub, args)
     finally:
         processes.stop_all()
+        if database:
+            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         if args.keep:
             print(f"logs and database kept in {tmp}")
         else:
@@ -448,6 +476,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per measured row")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per row")
     parser.add_argument("--no-api-poll", action="store_true")
+    parser.add_argument(
+        "--production",
+        choices=["pubsub", "core"],
+        help="hub in production mode (a new PostgreSQL database, Redis db 9) on"
+        " this channel layer; default: embedded mode",
+    )
     add_server_arguments(parser)
     args = parser.parse_args()
     if args.duration is None:

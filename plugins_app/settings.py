@@ -176,6 +176,17 @@ if HUB_EXPORT_S3_BUCKET:
 # --- Channels -----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER", "pubsub")
+
+
+def _layer_host(url: str) -> str | dict[str, object]:
+    if CHANNEL_LAYER_BACKEND == "pubsub":
+        return url
+    # RedisChannelLayer waits for a message with BZPOPMIN for 5 s, and redis-py
+    # 8 gives up reading after 5 s (its default socket_timeout): every socket
+    # idle for 5 s died with "Timeout reading" (bench/relay.py --production core).
+    return {"address": url, "socket_timeout": 30}
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -184,7 +195,7 @@ if REDIS_URL:
                 if CHANNEL_LAYER_BACKEND == "pubsub"
                 else "channels_redis.core.RedisChannelLayer"
             ),
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [_layer_host(REDIS_URL)]},
         }
     }
 else:
