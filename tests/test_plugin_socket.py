@@ -497,7 +497,7 @@ def test_it_keeps_a_client_whose_large_response_keeps_the_hub_busy(
     run = model_run(workspace, registered.plugin)
     session = client.job()["session"]
     answer = {
-        "objects": [{"schemaId": "face-box", "bounding-box": BOX}] * 20_000,
+        "objects": [{"schemaId": "face-box", "bounding-box": BOX}] * 60_000,
         "classifications": [],
         "relations": [],
     }
