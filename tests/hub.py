@@ -219,11 +219,18 @@ def start_celery_worker(
     full_env.pop("HUB_TEST_DB", None)
     cmd = [sys.executable, "-m", "celery", "-A", "plugins_app", "worker"]
     cmd += ["--pool", "solo", "--loglevel", "INFO", *(["-B"] if beat else [])]
+    # Its own process group: `-B` forks beat, which a SIGKILL of the worker
+    # alone would leave running (sweeping on into later tests' broker).
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+            start_new_session=True,
         )
-    worker = PluginProcess(proc=proc, log_path=log_path, name="celery")
+    worker = PluginProcess(proc=proc, log_path=log_path, name="celery", group=True)
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=30)
     assert worker.alive(), worker.log()
     return worker

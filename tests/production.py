@@ -105,8 +105,9 @@ class Stack:
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # killed whole: a worker's beat child too
             )
-        process = PluginProcess(proc=proc, log_path=log_path, name=name)
+        process = PluginProcess(proc=proc, log_path=log_path, name=name, group=True)
         self.processes.append(process)
         return process
 
