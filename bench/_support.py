@@ -26,6 +26,25 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+
+
+def embedded_django(var_dir: Path, **env: str) -> None:
+    """Django in this process, embedded mode (SQLite in `var_dir`, no Redis),
+    migrated: for benchmarks that drive the services directly."""
+    os.environ["HUB_VAR_DIR"] = str(var_dir)
+    os.environ.update(env)
+    for key in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(key, None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "plugins_app.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
 HUB_PYTHON = ROOT / ".venv" / "bin" / "python"
 SDK_PYTHON = ROOT / ".venv-sdk14" / "bin" / "python"
 LOCALHOST = "127.0.0.1"

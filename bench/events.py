@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from _support import (
     ROOT,
     SDK_PYTHON,
     Processes,
+    embedded_django,
     free_port,
     http_json,
     load_average,
@@ -50,20 +50,6 @@ from _support import (
 )
 
 QA_SCRIPT = ROOT / "examples" / "qa_event_plugin.py"
-
-
-def setup_django(var_dir: Path) -> None:
-    os.environ["HUB_VAR_DIR"] = str(var_dir)
-    for key in ("DATABASE_URL", "REDIS_URL"):
-        os.environ.pop(key, None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "plugins_app.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def make_project(org: Any, name: str, count: int) -> tuple[list[Any], Any, str]:
@@ -259,7 +245,7 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=50)
     args = parser.parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="bench-events-"))
-    setup_django(var_dir)
+    embedded_django(var_dir)
     from django.contrib.auth.models import User
 
     from plugins_app.workspace.models import Membership, Organization

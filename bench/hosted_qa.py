@@ -35,6 +35,7 @@ from pathlib import Path
 from _support import (
     ROOT,
     Processes,
+    embedded_django,
     load_average,
     machine_facts,
     percentile,
@@ -44,21 +45,6 @@ from _support import (
 )
 
 QA = ROOT / "examples" / "hosted_qa" / "main.py"
-
-
-def setup(var_dir: Path, hosted_dir: Path) -> None:
-    os.environ["HUB_VAR_DIR"] = str(var_dir)
-    os.environ["HUB_HOSTED_DIR"] = str(hosted_dir)
-    for key in ("DATABASE_URL", "REDIS_URL"):
-        os.environ.pop(key, None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "plugins_app.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def make_workspace(count: int) -> tuple[object, list[object], object]:
@@ -182,7 +168,7 @@ def main() -> None:
     var_dir = Path(tempfile.mkdtemp(prefix="bench-hosted-"))
     hosted_dir = Path(tempfile.mkdtemp(prefix="bench-hosted-code-"))
     hosted_dir.chmod(0o755)
-    setup(var_dir, hosted_dir)
+    embedded_django(var_dir, HUB_HOSTED_DIR=str(hosted_dir))
     from plugins_app.hosted.invoices import invoice_answer
     from plugins_app.workspace.lifecycle import task_submit
 

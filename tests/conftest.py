@@ -20,7 +20,13 @@ from plugins_app.workspace.models import (
     Project,
     Task,
 )
-from tests.hub import LiveHub, PluginProcess, start_plugin, wait_for
+from tests.hub import (
+    LiveHub,
+    PluginProcess,
+    start_celery_worker,
+    start_plugin,
+    wait_for,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -132,6 +138,19 @@ def make_plugin(workspace: Workspace) -> Callable[..., RegisteredPlugin]:
 
 
 @pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Celery tasks run in the caller (e.g. an on-commit listener) instead of
+    through a broker: the worker's code path, in the test's process. Celery reads
+    its settings once, so the app's conf is set, not Django's settings."""
+    from plugins_app import celery_app
+
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def live_hub(transactional_db: Any) -> Iterator[LiveHub]:
     hub = LiveHub().start()
     yield hub
@@ -212,3 +231,12 @@ def prelabel_writes(transactional_db: Any) -> Iterator[Callable[[], list[tuple]]
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER chaos_prelabel")
         cursor.execute("DROP TABLE chaos_prelabel_write")
+
+
+@pytest.fixture
+def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
+    """A real Celery worker (no beat) beside the live hub, on the test database
+    and broker; a module may override it with its own settings."""
+    worker = start_celery_worker(tmp_path, beat=False, env={})
+    yield worker
+    worker.stop()

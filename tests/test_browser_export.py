@@ -26,7 +26,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     tab,
     wait_until_live,
 )
-from tests.test_sdk_export_runs import celery_worker, label_tasks  # noqa: F401
+from tests.test_sdk_export_runs import label_tasks
 
 
 def test_the_user_runs_an_export_and_downloads_the_file_live(

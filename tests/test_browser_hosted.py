@@ -7,11 +7,7 @@ issues, the task back in Label and the accuracy arrive by themselves."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
 from plugins_app.hosted.models import HostedCode
@@ -19,7 +15,7 @@ from plugins_app.plugins.models import PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.workspace import events
 from tests.hosted_support import QA_EXAMPLE
-from tests.hub import LiveHub, PluginProcess, start_celery_worker
+from tests.hub import LiveHub, PluginProcess
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Plugins,
     Tab,
@@ -28,13 +24,6 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
     log_in,
     tab,
 )
-
-
-@pytest.fixture
-def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
-    worker = start_celery_worker(tmp_path, beat=False, env={})
-    yield worker
-    worker.stop()
 
 
 def test_an_admin_uploads_a_hosted_plugin_and_a_submit_gets_its_verdict_live(

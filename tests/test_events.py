@@ -5,13 +5,11 @@ through the on-commit → Celery path, and run-level events on the task."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from plugins_app.celery import app as celery_app
 from plugins_app.plugins.models import PluginTrigger, PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs.models import Run, WorkItem
@@ -39,16 +37,6 @@ BOX = {
     "title": "Face",  # the hub adds the ontology's title when it stores a label
 }
 ANSWER = {"tools": [BOX], "classifications": [], "relations": []}
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Celery tasks run in the caller (the on-commit listener) instead of a
-    broker: the same code path as the worker, in the test's process."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 def in_label(workspace: Any, external_id: str = "astronaut") -> Task:

@@ -9,7 +9,6 @@ import io
 import os
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -82,18 +81,6 @@ class PluginHandler(PluginCore):
         log(attempt("write", lambda: open("/code/x", "w")))
         log(attempt("uid", lambda: (os.getuid(), os.geteuid())))
 """
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Celery tasks run in the caller (Celery reads its settings once, so the
-    app's conf is set, as in test_events.py, rather than Django's settings)."""
-    from plugins_app import celery_app
-
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 @pytest.fixture

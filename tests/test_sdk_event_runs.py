@@ -8,8 +8,6 @@ metadata and requeues the task over the hub's REST endpoints."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs.models import Run
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Issue, Task
-from tests.hub import ROOT, LiveHub, PluginProcess, start_celery_worker, wait_for
+from tests.hub import ROOT, PluginProcess, wait_for
 
 QA = ROOT / "examples" / "qa_event_plugin.py"
 GOOD = {
@@ -45,13 +43,6 @@ TINY = {
     "classifications": [],
     "relations": [],
 }
-
-
-@pytest.fixture
-def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
-    worker = start_celery_worker(tmp_path, beat=False, env={})
-    yield worker
-    worker.stop()
 
 
 def submit_on_the_task_page(workspace: Any, task: Task, answer: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,12 @@ from plugins_app.exports.models import ExportSnapshot, ExportUpload
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run
 from plugins_app.workspace.models import Task
-from tests.hub import SCRIPTS, LiveHub, PluginProcess, start_celery_worker, wait_for
+from tests.hub import SCRIPTS, LiveHub, PluginProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSTHROUGH = SCRIPTS / "export_passthrough.py"
 EXAMPLE = ROOT / "examples" / "export_plugin.py"
 TITLES = {"face-box": "Face", "coin-box": "Coin"}
-
-
-@pytest.fixture
-def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
-    worker = start_celery_worker(tmp_path, beat=False, env={})
-    yield worker
-    worker.stop()
 
 
 def label_tasks(workspace: Any) -> set[str]:

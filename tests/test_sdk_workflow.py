@@ -8,22 +8,19 @@ project page, and each ends in Review exactly once."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from plugins_app.celery import app as celery_app
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import runs_sweep
 from plugins_app.workspace import events, lifecycle
 from plugins_app.workspace.models import Task, TaskEvent
-from tests.hub import SCRIPTS, LiveHub, PluginProcess, start_celery_worker, wait_for
+from tests.hub import SCRIPTS, LiveHub, PluginProcess, wait_for
 
 SCRIPT = SCRIPTS / "workflow_model.py"
 STAGE = "Auto-label"
@@ -39,21 +36,6 @@ LABEL = {
     "classifications": [],
     "relations": [],
 }
-
-
-@pytest.fixture
-def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
-    worker = start_celery_worker(tmp_path, beat=False, env={})
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 def with_stage(workspace: Any, plugin: Plugin, *, overwrite: bool = True) -> None:

@@ -132,16 +132,9 @@ def _asset_json(request: HttpRequest, asset: Asset) -> dict[str, Any]:
 @require_POST
 @api_key_required
 def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
-    limit = settings.HUB_IMPORT_MAX_BYTES
-    if int(request.headers.get("Content-Length") or 0) > limit:
-        return fail(
-            f"The import is over the hub's limit of {limit:,} bytes "
-            "(HUB_IMPORT_MAX_BYTES): send it in smaller calls; nothing was imported.",
-            413,
-        )
-    # read(), not .body: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is for forms; a
-    # 10,000-record import is bigger and has its own limit above.
-    body = _json_body(request.read(limit + 1))
+    body = _bulk_json_body(request, "send it in smaller calls; nothing was imported")
+    if isinstance(body, JsonResponse):
+        return body
     if not isinstance(body, dict):
         return fail("The body must be a JSON object.", 400)
     records = body.get("jsonContent", body.get("labels"))
@@ -381,6 +374,22 @@ def _json_param(value: str | None, *, default: Any) -> Any:
         return value
 
 
+def _bulk_json_body(request: HttpRequest, advice: str) -> Any:
+    """The JSON body of a bulk write (imports, cloud assets), or a 413 naming
+    HUB_IMPORT_MAX_BYTES. read(), not .body: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
+    is for forms; a 10,000-record import is bigger and has its own limit."""
+    limit = settings.HUB_IMPORT_MAX_BYTES
+    declared = int(request.headers.get("Content-Length") or 0)
+    raw = b"" if declared > limit else request.read(limit + 1)
+    if declared > limit or len(raw) > limit:
+        return fail(
+            f"The body is over the hub's limit of {limit:,} bytes "
+            f"(HUB_IMPORT_MAX_BYTES): {advice}.",
+            413,
+        )
+    return _json_body(raw)
+
+
 def _json_body(raw: bytes) -> Any:
     try:
         return json.loads(raw or b"null")
@@ -402,14 +411,9 @@ def project_cloud(request: HttpRequest, run: Run, project_id: str) -> JsonRespon
     `status` (and `message` on failure) without checking the HTTP status."""
     if not same_project(run, project_id):
         return fail("This apikey is not valid for that project.", 403)
-    limit = settings.HUB_IMPORT_MAX_BYTES
-    if int(request.headers.get("Content-Length") or 0) > limit:
-        return fail(
-            f"The upload is over the hub's limit of {limit:,} bytes "
-            "(HUB_IMPORT_MAX_BYTES): send fewer assets per call; nothing was created.",
-            413,
-        )
-    body = _json_body(request.read(limit + 1))
+    body = _bulk_json_body(request, "send fewer assets per call; nothing was created")
+    if isinstance(body, JsonResponse):
+        return body
     if not isinstance(body, dict) or not isinstance(body.get("assets"), list):
         return fail('Send {"assets": [{"data", "externalId"}, ...]}.', 400)
     batch_ids = _json_param(request.GET.get("batches"), default=[])
