@@ -130,6 +130,20 @@ class PluginProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def lines(self) -> list[str]:
+        """The log's complete lines: a line still being written is left out, since
+        one SDK thread's flush can land while another's print is half in the buffer."""
+        complete, _, _partial = self.log().rpartition("\n")
+        return complete.splitlines()
+
+    def handled(self) -> list[str]:
+        """What the test scripts' `HANDLED <id>` lines name, one per job."""
+        return [
+            line.split(maxsplit=1)[1]
+            for line in self.lines()
+            if line.startswith("HANDLED ")
+        ]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

@@ -257,12 +257,3 @@ def browser_login(base_url: str) -> str:
     )
     assert response.status_code == 302, response.text
     return f"sessionid={browser.cookies['sessionid']}"
-
-
-def handled(plugin: PluginProcess) -> list[str]:
-    """Sessions the echo plugin took, one per job received."""
-    return [
-        line.split()[1]
-        for line in plugin.log().splitlines()
-        if line.startswith("HANDLED ")
-    ]

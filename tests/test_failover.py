@@ -16,14 +16,6 @@ ECHO = SCRIPTS / "echo_model.py"
 ASSETS = ("astronaut", "coins", "camera", "coffee", "chelsea", "rocket")
 
 
-def handled(process: Any) -> list[str]:
-    return [
-        line.split()[1]
-        for line in process.log().splitlines()
-        if line.startswith("HANDLED ")
-    ]
-
-
 def live_count(plugin: Plugin) -> int:
     return PluginInstance.objects.live().filter(plugin=plugin).count()
 
@@ -54,8 +46,8 @@ def test_it_finishes_the_jobs_of_a_killed_instance_on_the_other_one(
     small = PluginInstance.objects.get(plugin=registered.plugin, capacity=2)
 
     run = new_run(workspace, registered.plugin, *ASSETS, dispatch=True)
-    wait_for(lambda: handled(survivor) and handled(victim), what="both to hold jobs")
-    lost = set(handled(victim))
+    wait_for(lambda: survivor.handled() and victim.handled(), what="both to hold jobs")
+    lost = set(victim.handled())
     victim.stop()  # SIGKILL mid-job
 
     def finished_within_capacity() -> bool:
@@ -65,7 +57,7 @@ def test_it_finishes_the_jobs_of_a_killed_instance_on_the_other_one(
 
     wait_for(finished_within_capacity, timeout=40, what="the run to finish")
     items = assert_each_item_done_once(run)
-    assert lost <= set(handled(survivor))  # the victim's jobs, done again
+    assert lost <= set(survivor.handled())  # the victim's jobs, done again
     assert {i.instance_id for i in items} == {small.pk}
     assert any(i.attempts == 2 for i in items)
 
@@ -80,7 +72,7 @@ def test_it_finishes_every_job_once_through_repeated_lost_connections(
     run = new_run(workspace, registered.plugin, *ASSETS[:3], dispatch=True)
 
     for _ in range(3):
-        wait_for(lambda p=process: handled(p), what="a job in the plugin's hands")
+        wait_for(lambda p=process: p.handled(), what="a job in the plugin's hands")
         process.stop()  # the socket closes with jobs in flight
         wait_for(lambda: live_count(registered.plugin) == 0, what="the disconnect")
         assert not run.items.filter(state=WorkItem.State.LEASED).exists()
@@ -123,8 +115,8 @@ def test_it_finishes_every_job_once_when_the_network_drops_again_and_again(
                 ),
                 what=f"jobs in the plugin's hands before cut {cut}",
             )
-            held = len(handled(process))
-            wait_for(lambda h=held: len(handled(process)) > h, what="a job taken")
+            held = len(process.handled())
+            wait_for(lambda h=held: len(process.handled()) > h, what="a job taken")
             proxy.cut()  # both ends see their socket closed, jobs in flight
             wait_for(
                 lambda c=cut: (
@@ -162,7 +154,7 @@ def test_it_renews_the_lease_of_a_busy_instance_on_every_pong(
         ECHO, registered, env={"ECHO_MODE": "slow", "ECHO_SLEEP": "3"}
     )
     run = new_run(workspace, registered.plugin, "astronaut", dispatch=True)
-    wait_for(lambda: handled(process), what="the job in the plugin's hands")
+    wait_for(lambda: process.handled(), what="the job in the plugin's hands")
     item = run.items.get()
     instance = item.instance
 

@@ -17,7 +17,6 @@ import pytest
 from tests.hub import PluginProcess, wait_for
 from tests.production import (
     Stack,
-    handled,
     model_plugin,
     needs_services,
     project_of,
@@ -114,7 +113,7 @@ def test_it_completes_every_item_once_after_every_hub_process_is_killed(
     # The kill interrupted jobs in the plugins' hands: they were sent again.
     retried = int(hub.sql("SELECT count(*) FROM runs_workitem WHERE attempts >= 2"))
     assert retried >= at_kill["leased"], retried
-    sessions = [s for p in plugins for s in handled(p)]
+    sessions = [s for p in plugins for s in p.handled()]
     assert len(set(sessions)) == total and len(sessions) > total
     # The SDK exited when its connection dropped; the supervisor restarted it.
     for process in plugins:

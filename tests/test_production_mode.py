@@ -73,10 +73,5 @@ def test_it_runs_plugins_on_postgresql_and_redis_across_processes(
     )
     logs = api.get(f"/api/runs/{run_id}/logs").json()
     assert any(line["message"] == "echo done" for line in logs)
-    handled = [
-        line
-        for p in plugins
-        for line in p.log().splitlines()
-        if line.startswith("HANDLED")
-    ]
+    handled = [session for p in plugins for session in p.handled()]
     assert len(handled) == 4  # 3 assets + 1, each handled once

@@ -20,7 +20,6 @@ from tests.hub import PluginProcess, wait_for
 from tests.production import (
     Stack,
     browser_login,
-    handled,
     model_plugin,
     needs_services,
     start_run,
@@ -82,7 +81,7 @@ def test_a_run_started_on_a_reaches_a_plugin_on_b_and_a_browser_on_c(
     pushed = "".join(fragments[1:])
     assert "echo done" in pushed, fragments
     assert "Succeeded" in pushed, fragments
-    assert len(handled(on_b)) == 1, on_b.log()
+    assert len(on_b.handled()) == 1, on_b.log()
     logs = api.get(f"/api/runs/{run_id}/logs").json()
     assert [line["message"] for line in logs].count("echo done") == 1
     on_b.stop()
@@ -98,7 +97,7 @@ def test_a_job_held_on_a_killed_web_process_completes_once_on_another(
     first = _connect_plugin(hub, to="b", tmp_path=tmp_path)
     wait_live(api, plugin["id"], 1)
     run_id = start_run(api, plugin["id"], "coins")
-    wait_for(lambda: handled(first), timeout=20, what="the plugin to take the job")
+    wait_for(lambda: first.handled(), timeout=20, what="the plugin to take the job")
 
     hub.webs["b"].proc.send_signal(signal.SIGKILL)  # the job is mid-sleep
     hub.webs["b"].proc.wait(timeout=10)
@@ -115,7 +114,7 @@ def test_a_job_held_on_a_killed_web_process_completes_once_on_another(
     )
     run = api.get(f"/api/runs/{run_id}").json()
     assert run["status"] == "succeeded", (run, hub.logs())
-    assert len(handled(second)) == 1, second.log()
+    assert len(second.handled()) == 1, second.log()
     logs = [line["message"] for line in api.get(f"/api/runs/{run_id}/logs").json()]
     assert logs.count("echo done") == 1, logs
     # Sent twice (to B's instance, then to A's), answered once.

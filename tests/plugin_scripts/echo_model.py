@@ -3,6 +3,7 @@ unmodified under 1.3.22 and 1.4.x). ECHO_MODE picks its behaviour:
 ok, error, invalid, plain_dict, big, slow. Prints `HANDLED <session>` per job."""
 
 import os
+import sys
 import time
 
 from imerit_ango.plugins import ModelPlugin, run
@@ -28,7 +29,9 @@ def answer(objects, external_id):
 
 def callback(data):
     logger = data["logger"]
-    print("HANDLED", data["session"], flush=True)
+    # One write, so that threads answering at once cannot split the line.
+    sys.stdout.write(f"HANDLED {data['session']}\n")
+    sys.stdout.flush()
     logger.info("echo got the job", extra={"progress": 1, "total": 2})
     if MODE == "slow":
         time.sleep(float(os.environ.get("ECHO_SLEEP", "1")))

@@ -5,6 +5,7 @@ the plugin needs `host`. WORKFLOW_SLEEP slows the callback (to be killed mid-job
 WORKFLOW_MODE=error makes it raise. Prints `HANDLED <taskId>` per job."""
 
 import os
+import sys
 import time
 
 from imerit_ango.plugins import ModelPlugin, run
@@ -19,7 +20,9 @@ HOST = os.environ["HOST"]
 
 def callback(data):
     logger = data["logger"]
-    print("HANDLED", data.get("taskId"), flush=True)
+    # One write, so that threads answering at once cannot split the line.
+    sys.stdout.write(f"HANDLED {data.get('taskId')}\n")
+    sys.stdout.flush()
     logger.info(f"workflow job for task {data.get('taskId')}")
     time.sleep(float(os.environ.get("WORKFLOW_SLEEP", "0")))
     if os.environ.get("WORKFLOW_MODE") == "error":
