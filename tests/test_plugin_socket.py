@@ -5,6 +5,7 @@ ango-plugin-protocol.md §1, §7, §8)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -13,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from plugins_app import protocol
 from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.runs.services import RunRequestError, runs_sweep
@@ -511,6 +514,31 @@ def test_it_keeps_a_client_whose_large_response_keeps_the_hub_busy(
     client.probe()
     assert not client.closed.is_set()
     assert live(registered.plugin) == 1
+
+
+def test_it_saves_pongs_while_its_database_thread_is_busy(
+    live_hub: LiveHub, make_plugin: Any, settings: Any, clients: list[RawClient]
+) -> None:
+    # Answers, logs and dispatches run one at a time on the process's database
+    # thread; under load it runs seconds behind. Pongs must not wait there, or a
+    # live instance's leases expire and its jobs are done twice.
+    settings.HUB_PING_INTERVAL_MS = 100
+    settings.HUB_PING_TIMEOUT_MS = 2000
+    registered = make_plugin()
+    client = authenticated(live_hub, registered)
+    clients.append(client)
+    instance = PluginInstance.objects.get(plugin=registered.plugin)
+    connected_seen = instance.last_seen_at
+
+    # The same thread every consumer's sync_to_async call runs on.
+    hub_loop = protocol._asgi_loop
+    assert hub_loop is not None
+    busy = asyncio.run_coroutine_threadsafe(sync_to_async(time.sleep)(3), hub_loop)
+    assert client.pump(1.5) == []  # pongs answered meanwhile
+    instance.refresh_from_db()
+    assert not busy.done(), "the database thread was free; this tests nothing"
+    assert instance.last_seen_at > connected_seen
+    busy.result(timeout=5)
 
 
 # --- responses --------------------------------------------------------------------

@@ -13,9 +13,11 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from websockets.sync.client import connect
 
+from plugins_app.runs import services
 from tests.hub import PluginProcess, wait_for
 from tests.production import (
     Stack,
@@ -85,6 +87,52 @@ def test_a_run_started_on_a_reaches_a_plugin_on_b_and_a_browser_on_c(
     logs = api.get(f"/api/runs/{run_id}/logs").json()
     assert [line["message"] for line in logs].count("echo done") == 1
     on_b.stop()
+    wait_live(api, plugin["id"], 0)
+
+
+def test_answers_go_on_while_another_process_holds_the_plugins_dispatch_lock(
+    multi: Stack, tmp_path: Path
+) -> None:
+    # Every finished job asks for a dispatch, and dispatches of one plugin take
+    # turns under its lock. A web process must not queue its sockets' answers
+    # behind that lock: with two queue processes, one fell 9 s behind that way.
+    hub = multi
+    api = hub.api(via="a")
+    plugin = model_plugin(api)
+    for n in "12":
+        (tmp_path / n).mkdir()
+    plugins = [
+        hub.connect_plugin("c", tmp_path / n, env=SLOW, concurrency=1) for n in "12"
+    ]
+    wait_live(api, plugin["id"], 2)
+    runs = [start_run(api, plugin["id"], x) for x in ("astronaut", "coins", "camera")]
+    wait_for(
+        lambda: all(p.handled() for p in plugins), timeout=20, what="two jobs taken"
+    )
+
+    def statuses() -> list[str]:
+        return sorted(api.get(f"/api/runs/{r}").json()["status"] for r in runs)
+
+    # What a queue process or a Celery worker dispatching this plugin holds.
+    with psycopg.connect(hub.env["DATABASE_URL"], autocommit=True) as dispatcher:
+        dispatcher.execute(
+            "SELECT pg_advisory_lock(%s::int, %s::int)",
+            [services._DISPATCH_LOCK_CLASS, plugin["id"]],
+        )
+        wait_for(
+            lambda: statuses() == ["queued", "succeeded", "succeeded"],
+            timeout=15,
+            what="both answers stored while the lock is held",
+        )
+    wait_for(
+        lambda: statuses() == ["succeeded"] * 3,
+        timeout=20,
+        what="the third run, once the lock is free",
+    )
+    handled = [session for p in plugins for session in p.handled()]
+    assert len(handled) == len(set(handled)) == 3, hub.logs()
+    for p in plugins:
+        p.stop()
     wait_live(api, plugin["id"], 0)
 
 

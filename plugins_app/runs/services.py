@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -406,6 +407,53 @@ def dispatch_pending(plugin_id: int) -> int:
         sent += len(jobs)
         if len(jobs) < DISPATCH_BATCH:
             return sent
+
+
+class _FreedSlotDispatches:
+    """Dispatches asked for by the plugin socket's events (a job finished, an
+    instance came or went), coalesced per plugin in this process: one drains on a
+    worker thread while the requests made meanwhile add up to one more pass.
+
+    Every finished job frees a slot, and the dispatches of one plugin take turns
+    under its lock. Run inline on the web process's database thread, one per
+    answer, they queued all its sockets' work behind that lock: with two queue
+    processes a web process fell 9 s behind and leases expired. Elsewhere (Celery,
+    the CLI) there is no loop to hand them to, and they run inline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._draining: set[int] = set()
+        self._again: set[int] = set()
+
+    def request(self, plugin_id: int) -> None:
+        with self._lock:
+            if plugin_id in self._draining:
+                self._again.add(plugin_id)
+                return
+            self._draining.add(plugin_id)
+        if not protocol.run_later(0, self._drain, plugin_id):
+            self._drain(plugin_id)
+
+    def _drain(self, plugin_id: int) -> None:
+        more = True
+        while more:
+            try:
+                dispatch_pending(plugin_id)
+            finally:
+                # Decided under the lock: a request made after this sees the
+                # drain over and starts its own.
+                with self._lock:
+                    more = plugin_id in self._again
+                    self._again.discard(plugin_id)
+                    if not more:
+                        self._draining.discard(plugin_id)
+
+
+_freed_slots = _FreedSlotDispatches()
+
+
+def _dispatch_freed_slots_after_commit(plugin_id: int) -> None:
+    transaction.on_commit(lambda: _freed_slots.request(plugin_id))
 
 
 def _next_pending_item(
@@ -1035,7 +1083,7 @@ def instance_heartbeat(
     )
     if created:
         log.info("plugin %s connected from %s", plugin.public_id, address)
-        transaction.on_commit(lambda: dispatch_pending(plugin.pk))
+        _dispatch_freed_slots_after_commit(plugin.pk)
     return instance
 
 
@@ -1097,8 +1145,7 @@ def instance_disconnect(*, channel_name: str) -> None:
                 item=item,
             )
             _requeue(item, now)
-    plugin_id = instance.plugin_id
-    transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    _dispatch_freed_slots_after_commit(instance.plugin_id)
 
 
 def instances_forget_all() -> int:
@@ -1334,9 +1381,8 @@ def _run_settle(run_id: int, *, dispatch: bool = True) -> None:
     a slot on its instance: hand out the next waiting job at once (unless the
     caller schedules that itself)."""
     run = Run.objects.select_for_update().get(pk=run_id)
-    plugin_id = run.plugin_id
     if dispatch:
-        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+        _dispatch_freed_slots_after_commit(run.plugin_id)
     rows = list(run.items.values_list("state", "failure").distinct())
     states = {state for state, _ in rows}
     if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:

@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +24,7 @@ from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 
 from plugins_app.protocol import JobDispatch
 from plugins_app.runs import services
@@ -285,13 +287,26 @@ class _SeenBatch:
                 await asyncio.sleep(min(1.0, settings.HUB_PING_INTERVAL_MS / 4000))
                 names, self.names = self.names, set()
                 try:
-                    await sync_to_async(services.instances_seen)(names)
+                    await _save_seen(names)
                 except Exception:  # a locked database must not stop the flushes
                     log.exception(
                         "could not renew the leases of %d socket(s)", len(names)
                     )
         finally:
             self.flushing = None
+
+
+# Pongs are saved on a thread of their own, never queued behind the answers,
+# logs and dispatches on the process's database thread: under load those ran
+# seconds behind, the pongs with them, and live instances' leases expired.
+_liveness_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liveness")
+
+
+@sync_to_async(thread_sensitive=False, executor=_liveness_thread)
+def _save_seen(names: set[str]) -> None:
+    # No request cycle on this thread closes a connection a database restart broke.
+    close_old_connections()
+    services.instances_seen(names)
 
 
 _seen_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SeenBatch] = (
