@@ -1,11 +1,14 @@
 """The task page in a real browser (Chromium, Playwright): a labeler submits
 with htmx (CSRF from the page's hx-headers), the panel swaps in place without
-a reload, a reviewer rejects with a reason, the history shows every event."""
+a reload, the labeler is not offered the review, a reviewer rejects with a
+reason, the history shows every event."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from django.contrib.auth.models import User
 
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import (
@@ -14,7 +17,7 @@ from plugins_app.workspace.lifecycle import (
     task_send_back,
     task_submit,
 )
-from plugins_app.workspace.models import Task
+from plugins_app.workspace.models import Membership, Task
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Tab,
     browser,
@@ -56,12 +59,19 @@ def test_a_labeler_submits_and_a_reviewer_rejects_on_the_task_page(
 
     expect(page.locator("#task-stage")).to_have_text("Review")
     expect(page.locator("#task-history")).to_contain_text(events.LABEL_SUBMITTED)
+    # An annotator does not review: the panel says who does.
+    expect(page.locator("#task-awaiting-review")).to_be_visible()
+    expect(page.get_by_role("button", name="Accept")).to_have_count(0)
     tab.assert_not_reloaded(navigations)
     task.refresh_from_db()
     assert task.answer["tools"][0]["objectId"] == "f1"
 
+    reviewer = User.objects.create_user("dora", password="pw")
+    Membership.objects.create(
+        user=reviewer, organization=workspace.org, role=Membership.Role.REVIEWER
+    )
     page.get_by_role("button", name="Log out").click()
-    log_in(page, live_hub, "alice")
+    log_in(page, live_hub, "dora")
     page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
     page.locator("#task-reason").fill("<b>box misses the chin</b>")
     page.get_by_role("button", name="Reject").click()

@@ -189,11 +189,15 @@ def test_it_seeds_the_demo_idempotently(
 
     assert Organization.objects.count() == 1
     org = Organization.objects.get(slug="demo")
-    assert User.objects.count() == 2
+    assert User.objects.count() == 3
     assert set(Membership.objects.values_list("user__username", "role")) == {
         ("admin", Membership.Role.ADMIN),
+        ("reviewer", Membership.Role.REVIEWER),
         ("annotator", Membership.Role.ANNOTATOR),
     }
+    assert first["logins"] == dict.fromkeys(
+        ("admin", "reviewer", "annotator"), "plugin-hub"
+    )
     # The main project, a consensus project (2 labels per asset), and the
     # hosted QA bot's invoices (4 tasks with labels ready to submit).
     assert Project.objects.filter(organization=org).count() == 3

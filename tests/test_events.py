@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from plugins_app.plugins.models import PluginTrigger, PluginType
@@ -23,11 +24,12 @@ from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import (
     TaskActionError,
+    TaskPermissionError,
     task_review,
     task_send_back,
     task_submit,
 )
-from plugins_app.workspace.models import Task, TaskEvent
+from plugins_app.workspace.models import Membership, Task, TaskEvent
 from tests.builders import connect_instance
 
 BOX = {
@@ -54,6 +56,15 @@ def event_plugin(make_plugin: Any, workspace: Any, *names: str) -> Any:
         event_names=list(names) or [events.LABEL_SUBMITTED],
     )
     return registered
+
+
+def reviewer_in(workspace: Any) -> Any:
+    """A member of the workspace's organization with the Reviewer role."""
+    user = get_user_model().objects.create_user("dora", password="x")
+    Membership.objects.create(
+        user=user, organization=workspace.org, role=Membership.Role.REVIEWER
+    )
+    return user
 
 
 def client_for(user: Any) -> Client:
@@ -248,6 +259,56 @@ def test_only_event_plugins_take_triggers(workspace: Any, make_plugin: Any) -> N
         plugin_set_triggers(model, projects=[workspace.project], event_names=["x"])
 
 
+def test_only_reviewers_and_admins_accept_or_reject(workspace: Any) -> None:
+    task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+
+    with pytest.raises(TaskPermissionError, match="Only reviewers and admins"):
+        task_review(task, user=workspace.annotator, accept=True)
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Review", Task.Status.SUBMITTED)
+    assert not task.events.filter(name=events.LABEL_REVIEWED).exists()
+
+    # A reviewer of another organization may not either.
+    rival = Membership.objects.create(
+        user=get_user_model().objects.create_user("eve"),
+        organization=workspace.other_project.organization,
+        role=Membership.Role.REVIEWER,
+    )
+    with pytest.raises(TaskPermissionError):
+        task_review(task, user=rival.user, accept=True)
+
+    task_review(task, user=reviewer_in(workspace), accept=True)
+    task.refresh_from_db()
+    assert task.stage == "Complete"
+    assert task.events.get(name=events.LABEL_REVIEWED).actor.username == "dora"
+
+
+def test_the_task_page_shows_review_actions_only_to_those_who_may_review(
+    workspace: Any,
+) -> None:
+    task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    base = f"/projects/{workspace.project.pk}/tasks/{task.pk}/"
+    labeler = client_for(workspace.annotator)
+
+    page = labeler.get(base).content.decode()
+    assert 'id="task-awaiting-review"' in page and 'id="task-accept"' not in page
+    for who in (reviewer_in(workspace), workspace.admin):
+        page = client_for(who).get(base).content.decode()
+        assert 'id="task-accept"' in page and 'id="task-reject"' in page
+
+    # A forged post is refused: 403 for a plain form, the reason in the panel
+    # for htmx; the task stays where it was.
+    plain = labeler.post(base + "review/", {"verdict": "accept"})
+    assert plain.status_code == 403
+    assert "Only reviewers and admins" in plain.content.decode()
+    inline = labeler.post(
+        base + "review/", {"verdict": "reject"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'id="task-action-error"' in inline and "Only reviewers and admins" in inline
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Review", Task.Status.SUBMITTED)
+
+
 # --- the task page ----------------------------------------------------------------
 def test_the_task_page_submits_and_reviews_with_htmx(
     workspace: Any, make_plugin: Any
@@ -272,7 +333,7 @@ def test_the_task_page_submits_and_reviews_with_htmx(
         base + "submit/", {"answer": json.dumps(ANSWER)}, HTTP_HX_REQUEST="true"
     )
     assert submitted.status_code == 200
-    assert 'id="task-accept"' in submitted.content.decode()
+    assert 'id="task-awaiting-review"' in submitted.content.decode()
 
     refused = labeler.post(base + "submit/", {"answer": "{}"}, HTTP_HX_REQUEST="true")
     assert "only a task in a Label stage" in refused.content.decode()
@@ -355,11 +416,19 @@ def test_the_api_submits_and_reviews(workspace: Any) -> None:
     )
     assert again.status_code == 409
     assert "only a task in a Label stage" in again.json()["errors"]["__all__"][0]
-    reviewed = client.post(
-        f"/api/tasks/{task.pk}/review",
-        json.dumps({"verdict": "accept"}),
-        content_type="application/json",
-    )
+
+    def review(who: Client) -> Any:
+        return who.post(
+            f"/api/tasks/{task.pk}/review",
+            json.dumps({"verdict": "accept"}),
+            content_type="application/json",
+        )
+
+    refused = review(client)  # an annotator
+    assert refused.status_code == 403
+    assert "Only reviewers and admins" in refused.json()["errors"]["__all__"][0]
+    reviewed = review(client_for(reviewer_in(workspace)))
+    assert reviewed.status_code == 200, reviewed.content
     assert reviewed.json()["stage"] == "Complete"
     names = [e["name"] for e in client.get(f"/api/tasks/{task.pk}/events").json()]
     assert names[0] == "label.submitted" and "label.reviewed" in names

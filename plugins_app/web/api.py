@@ -32,7 +32,12 @@ from plugins_app.runs.services import (
 )
 from plugins_app.web import access
 from plugins_app.workspace import workflow
-from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
+from plugins_app.workspace.lifecycle import (
+    TaskActionError,
+    TaskPermissionError,
+    task_review,
+    task_submit,
+)
 from plugins_app.workspace.models import ApiToken, Task
 
 
@@ -566,7 +571,9 @@ def submit_task(
     return Status(200, task_out(task))
 
 
-@api.post("/tasks/{task_id}/review", response={200: TaskOut, 409: ErrorOut})
+@api.post(
+    "/tasks/{task_id}/review", response={200: TaskOut, 403: ErrorOut, 409: ErrorOut}
+)
 def review_task(
     request: HttpRequest, task_id: int, body: ReviewIn
 ) -> Status[dict[str, Any]]:
@@ -580,6 +587,8 @@ def review_task(
             accept=body.verdict == "accept",
             reason=body.reason,
         )
+    except TaskPermissionError as exc:
+        return Status(403, {"errors": {"__all__": [str(exc)]}})
     except TaskActionError as exc:
         return Status(409, {"errors": {"__all__": [str(exc)]}})
     task.refresh_from_db()

@@ -36,7 +36,13 @@ from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import render_markdown
 from plugins_app.workspace.forms import StorageForm
-from plugins_app.workspace.lifecycle import TaskActionError, task_review, task_submit
+from plugins_app.workspace.lifecycle import (
+    TaskActionError,
+    TaskPermissionError,
+    may_review,
+    task_review,
+    task_submit,
+)
 from plugins_app.workspace.models import Asset, Project, Storage, Task
 
 RUNS_PER_PAGE = 25
@@ -273,7 +279,7 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
 def task_detail(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
-    context = _task_context(task)
+    context = _task_context(request, task)
     # The live section's poll names the stage it shows: if the task moved
     # since, the action panel comes along (out of band).
     seen_stage = request.GET.get("stage")
@@ -318,27 +324,40 @@ def task_review_view(
             accept=verdict == "accept",
             reason=request.POST.get("reason", ""),
         )
+    except TaskPermissionError as exc:
+        return _task_panel(request, task, error=str(exc), refused_status=403)
     except TaskActionError as exc:
         return _task_panel(request, task, error=str(exc))
     return _task_panel(request, task)
 
 
-def _task_context(task: Task, *, error: str = "") -> dict[str, Any]:
-    return {**selectors.task_page(task), "action_error": error}
+def _task_context(
+    request: HttpRequest, task: Task, *, error: str = ""
+) -> dict[str, Any]:
+    return {
+        **selectors.task_page(task),
+        "action_error": error,
+        "may_review": may_review(request.user, task.project.organization_id),
+    }
 
 
-def _task_panel(request: HttpRequest, task: Task, *, error: str = "") -> HttpResponse:
+def _task_panel(
+    request: HttpRequest, task: Task, *, error: str = "", refused_status: int = 409
+) -> HttpResponse:
     """The task's panel for htmx (a refusal shown in place, as 200 so htmx swaps
-    it); a plain form post goes back to the task page, or gets 409 on refusal."""
+    it); a plain form post goes back to the task page, or gets the refusal's
+    status (409, or 403 for a role that may not act)."""
     task.refresh_from_db()
     if not getattr(request, "htmx", False):
         if not error:
             return redirect(
                 "web:task-detail", project_id=task.project_id, task_id=task.pk
             )
-        context = _task_context(task, error=error)
-        return render(request, "projects/task_detail.html", context, status=409)
-    context = {**_task_context(task, error=error), "live_oob": True}
+        context = _task_context(request, task, error=error)
+        return render(
+            request, "projects/task_detail.html", context, status=refused_status
+        )
+    context = {**_task_context(request, task, error=error), "live_oob": True}
     return render(request, "projects/task_detail.html#task-panel", context)
 
 

@@ -30,6 +30,12 @@ from plugins_app.workspace.models import (
 )
 
 DEMO_PASSWORD = "plugin-hub"
+# The demo's users, one per role (all with DEMO_PASSWORD).
+DEMO_LOGINS = {
+    "admin": Membership.Role.ADMIN,
+    "reviewer": Membership.Role.REVIEWER,
+    "annotator": Membership.Role.ANNOTATOR,
+}
 DEMO_ONTOLOGY = {
     "tools": [
         {
@@ -105,8 +111,8 @@ def seed_demo() -> DemoCredentials:
         org, _ = Organization.objects.get_or_create(
             slug="demo", defaults={"name": "Demo Labs"}
         )
-        _user(org, "admin", Membership.Role.ADMIN, staff=True)
-        _user(org, "annotator", Membership.Role.ANNOTATOR)
+        for username, role in DEMO_LOGINS.items():
+            _user(org, username, role, staff=role == Membership.Role.ADMIN)
         project, _ = Project.objects.update_or_create(
             organization=org,
             name="Street & Science Images",

@@ -11,7 +11,13 @@ from django.db import IntegrityError, transaction
 
 from plugins_app.runs.validation import validate_answer
 from plugins_app.workspace import events, workflow
-from plugins_app.workspace.models import Issue, Project, Submission, Task
+from plugins_app.workspace.models import (
+    Issue,
+    Membership,
+    Project,
+    Submission,
+    Task,
+)
 
 # The status a task shows while it sits in a stage of each type.
 STATUS_IN_STAGE = {
@@ -23,8 +29,22 @@ STATUS_IN_STAGE = {
 }
 
 
+# Who may accept or reject in a Review stage; anyone in the organization labels.
+REVIEWING_ROLES = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
+
+
 class TaskActionError(Exception):
     """The action does not apply to the task as it is now (shown to the user)."""
+
+
+class TaskPermissionError(TaskActionError):
+    """The user's role does not allow the action (shown to the user)."""
+
+
+def may_review(user: AbstractBaseUser, organization_id: int) -> bool:
+    return Membership.objects.filter(
+        user_id=user.pk, organization_id=organization_id, role__in=REVIEWING_ROLES
+    ).exists()
 
 
 def task_move(
@@ -178,6 +198,11 @@ def task_review(
         task = (
             Task.objects.select_for_update().select_related("project").get(pk=task.pk)
         )
+        if not may_review(user, task.project.organization_id):
+            raise TaskPermissionError(
+                "Only reviewers and admins of this organization can accept or "
+                "reject a task; an admin can give you the Reviewer role."
+            )
         stage = _stage_of_type(task, workflow.REVIEW, "reviewed")
         events.emit(
             task,

@@ -21,6 +21,7 @@ class Organization(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Admin"
+        REVIEWER = "reviewer", "Reviewer"  # labels too, and accepts or rejects
         ANNOTATOR = "annotator", "Annotator"
 
     user = models.ForeignKey(

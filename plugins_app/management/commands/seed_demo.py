@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from plugins_app.workspace.demo import DEMO_PASSWORD, seed_demo
+from plugins_app.workspace.demo import DEMO_LOGINS, DEMO_PASSWORD, seed_demo
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         self.stdout.write(
             json.dumps(
                 {
-                    "logins": {"admin": DEMO_PASSWORD, "annotator": DEMO_PASSWORD},
+                    "logins": dict.fromkeys(DEMO_LOGINS, DEMO_PASSWORD),
                     **credentials.__dict__,
                 },
                 indent=2,
