@@ -27,6 +27,7 @@ from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.services import item_respond, run_cancel
 from plugins_app.tasks import expire_export_snapshots
 from plugins_app.web.fragments import render_run_status
+from plugins_app.workspace.lifecycle import task_move, task_review, task_submit
 from plugins_app.workspace.models import Task
 from tests.builders import connect_instance, leased_project_run
 
@@ -113,6 +114,64 @@ def test_the_build_streams_only_the_runs_project_stages_and_batches(
     assert line["asset"].startswith("http://hub.test/v2/files/")
     assert line["task"]["tools"][0]["title"] == "Face"
     assert line["task"]["stage"] in ("Complete", "Review")
+
+
+def exported_lines(run: Run, stages: list[str]) -> list[dict[str, Any]]:
+    snapshot, _ = snapshot_request(
+        run, stages=stages, batch_ids=[], base_url="http://hub.test/", path="/v2/export"
+    )
+    snapshot_build(snapshot.pk)
+    snapshot.refresh_from_db()
+    with export_storage().open(snapshot.file, "rb") as stored:
+        archive = zipfile.ZipFile(io.BytesIO(stored.read()))
+    ndjson = archive.read(archive.namelist()[0])
+    return [json.loads(line) for line in ndjson.splitlines()]
+
+
+def test_each_line_tells_who_did_what_in_each_stage(
+    workspace: Any, export_run: tuple[Run, dict[str, Any]]
+) -> None:
+    run, _ = export_run
+    labeled = workspace.asset("astronaut").task
+    by_plugin = workspace.asset("coins").task
+    for task in (labeled, by_plugin):
+        task.stage, task.status = "Label", Task.Status.TODO
+        task.save()
+    box = {
+        "schemaId": "face-box",
+        "objectId": "b1",
+        "bounding-box": {"x": 1, "y": 2, "width": 3, "height": 4},
+    }
+    answer = {"tools": [box], "classifications": [], "relations": []}
+    task_submit(labeled, user=workspace.annotator, answer=answer)
+    task_review(labeled, user=workspace.admin, accept=True)
+    # What a Plugin stage's move records: the plugin, and the answer it wrote.
+    task_move(
+        by_plugin,
+        to_stage="Complete",
+        actor_label="plugin Detector",
+        data={"run": run.pk, "answer": answer},
+    )
+
+    lines = {line["externalId"]: line for line in exported_lines(run, ["Complete"])}
+    history = lines["astronaut"]["task"]["stageHistory"]
+    assert [(h["stage"], h["completedBy"]) for h in history] == [
+        ("Label", "bob"),
+        ("Review", "alice"),
+    ]
+    assert history[0]["tools"][0]["title"] == "Face"
+    assert history[0]["tools"][0]["objectId"] == "b1"
+    assert all(h["duration"] >= 0 and h["completedAt"] for h in history)
+    assert lines["astronaut"]["task"]["updatedBy"] == "bob"
+    plugin_line = lines["coins"]["task"]
+    assert [(h["stage"], h["completedBy"]) for h in plugin_line["stageHistory"]] == [
+        ("Label", "plugin Detector")
+    ]
+    assert plugin_line["stageHistory"][0]["tools"][0]["objectId"] == "b1"
+    assert plugin_line["updatedBy"] == "plugin Detector"
+    # A task nobody touched has an empty history, as before.
+    untouched = exported_lines(run, ["Start", "Label", "Review"])
+    assert untouched and all(line["task"]["stageHistory"] == [] for line in untouched)
 
 
 def test_the_export_waits_for_the_build_and_says_when_no_worker_builds_it(

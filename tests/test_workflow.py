@@ -356,6 +356,10 @@ def test_annotate_stores_the_answer_and_moves_the_task_on_once(
     assert task.prelabel_run == run
     assert run.status == Run.Status.SUCCEEDED
     assert stage_entries(task, "Review") == 1
+    moved = TaskEvent.objects.get(
+        task=task, name=events.TASK_STAGE_ENTERED, data__to="Review"
+    )
+    assert moved.data["answer"] == task.answer  # for the export's stageHistory
     assert TaskEvent.objects.filter(task=task, name=events.RUN_SUCCEEDED).count() == 1
 
 

@@ -15,7 +15,8 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import islice
+from itertools import groupby, islice
+from operator import itemgetter
 from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -33,7 +34,8 @@ from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.plugins.types import asset_file_link
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import run_note
-from plugins_app.workspace.models import Asset, Task
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Asset, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +195,79 @@ def export_lines(snapshot: ExportSnapshot, titles: dict[str, str]) -> Iterator[s
     rows = export_tasks(snapshot).iterator(chunk_size=CHUNK_SIZE)
     while chunk := list(islice(rows, CHUNK_SIZE)):
         batches = _batch_names({row["asset_id"] for row in chunk})
+        histories = _histories({row["pk"] for row in chunk}, titles)
         for row in chunk:
             line = export_line(
-                row, batches.get(row["asset_id"], []), titles, snapshot.base_url
+                row,
+                batches.get(row["asset_id"], []),
+                titles,
+                snapshot.base_url,
+                histories.get(row["pk"], _NO_HISTORY),
             )
             yield json.dumps(line)
+
+
+@dataclass(frozen=True)
+class TaskHistory:
+    updated_by: str  # who last submitted or reviewed the answer
+    stage_history: list[dict[str, Any]]  # Ango's stageHistory, oldest first
+
+
+_NO_HISTORY = TaskHistory("", [])
+# The events a task's history is read from: leaving a stage, and the answers
+# people (or a Plugin stage's plugin) gave along the way.
+_HISTORY_EVENTS = (
+    events.TASK_STAGE_ENTERED,
+    events.LABEL_SUBMITTED,
+    events.LABEL_REVIEWED,
+)
+
+
+def _histories(task_ids: set[int], titles: dict[str, str]) -> dict[int, TaskHistory]:
+    """The history of a chunk of tasks, from their events in one query."""
+    rows = (
+        TaskEvent.objects.filter(task_id__in=task_ids, name__in=_HISTORY_EVENTS)
+        .order_by("task_id", "id")
+        .values_list(
+            "task_id", "name", "actor__username", "actor_label", "data", "created_at"
+        )
+    )
+    return {
+        task_id: _history(list(of_task), titles)
+        for task_id, of_task in groupby(rows.iterator(), key=itemgetter(0))
+    }
+
+
+def _history(rows: list[tuple[Any, ...]], titles: dict[str, str]) -> TaskHistory:
+    """One entry per stage the task left: when, by whom (the person or plugin
+    that moved it on), after how long (ms since it entered), with the answer as
+    it stood then."""
+    entered_at = None
+    answer: dict[str, Any] = {}
+    updated_by = ""
+    entries = []
+    for _task_id, name, username, actor_label, data, at in rows:
+        who = username or actor_label
+        if name == events.LABEL_SUBMITTED or (
+            name == events.TASK_STAGE_ENTERED and "answer" in data
+        ):
+            updated_by = who  # a labeler, or a Plugin stage's plugin
+        answer = data.get("answer") or answer
+        if name != events.TASK_STAGE_ENTERED:
+            continue
+        since = entered_at or at
+        entries.append(
+            {
+                "stage": data.get("from", ""),
+                "stageId": data.get("from", ""),
+                "duration": int((at - since).total_seconds() * 1000),
+                "completedAt": at.isoformat(),
+                "completedBy": who,
+                **_answer_fields(answer, titles, None),
+            }
+        )
+        entered_at = at
+    return TaskHistory(updated_by, entries)
 
 
 def _batch_names(asset_ids: set[int]) -> dict[int, list[str]]:
@@ -209,11 +279,14 @@ def _batch_names(asset_ids: set[int]) -> dict[int, list[str]]:
 
 
 def export_line(
-    row: dict[str, Any], batches: list[str], titles: dict[str, str], base_url: str
+    row: dict[str, Any],
+    batches: list[str],
+    titles: dict[str, str],
+    base_url: str,
+    history: TaskHistory = _NO_HISTORY,
 ) -> dict[str, Any]:
     """One v3 export line (ango-plugin-protocol.md §5): `tools`, not `objects`,
     each with its `title`."""
-    answer = row["answer"] or {}
     task_id = row["pk"]
     return {
         "asset": base_url + asset_file_link(row["asset_id"]),
@@ -227,19 +300,29 @@ def export_line(
             "stageId": row["stage"],
             "status": row["status"],
             "updatedAt": row["updated_at"].isoformat(),
-            "updatedBy": "",
-            "tools": [
-                _titled(t, titles, f"{task_id}-{i}")
-                for i, t in enumerate(answer.get("tools", []))
-            ],
-            "classifications": [
-                _titled(c, titles, None) for c in answer.get("classifications", [])
-            ],
-            "relations": list(answer.get("relations", [])),
+            "updatedBy": history.updated_by,
+            **_answer_fields(row["answer"] or {}, titles, task_id),
             "brushDataUrl": None,
             "medicalBrushDataUrl": None,
-            "stageHistory": [],
+            "stageHistory": history.stage_history,
         },
+    }
+
+
+def _answer_fields(
+    answer: dict[str, Any], titles: dict[str, str], task_id: int | None
+) -> dict[str, Any]:
+    """tools (with title, and objectId for the task's own), classifications and
+    relations of an answer."""
+    return {
+        "tools": [
+            _titled(t, titles, f"{task_id}-{i}" if task_id is not None else None)
+            for i, t in enumerate(answer.get("tools", []))
+        ],
+        "classifications": [
+            _titled(c, titles, None) for c in answer.get("classifications", [])
+        ],
+        "relations": list(answer.get("relations", [])),
     }
 
 

@@ -1939,6 +1939,7 @@ def _workflow_move_on(task: Task, run: Run) -> str | None:
         task,
         to_stage=following["name"],
         actor_label=f"plugin {run.plugin.name}",
-        data={"run": run.pk},
+        # The answer it leaves the stage with, for the export's stageHistory.
+        data={"run": run.pk, "answer": task.answer},
     )
     return following["name"]
