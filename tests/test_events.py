@@ -529,7 +529,30 @@ def test_rest_issues_requeue_and_metadata_act_on_the_task(
     }
     task.refresh_from_db()
     assert (task.stage, task.metadata) == ("Label", {"accuracy": 0.5})
+    assert task.answer["tools"], "requeued without options: the answer stays"
     assert task.issues.get().created_by_label == "plugin QA bot"
+
+
+def test_requeue_options_clear_the_answer_and_say_what_they_ignored(
+    job_key: dict[str, Any],
+) -> None:
+    task = job_key["task"]
+    requeued = rest(
+        job_key,
+        f"/v2/project/{job_key['project']}/requeueTasks",
+        {
+            "toStageId": "Label",
+            "filters": {"taskIds": [str(task.pk)]},
+            "options": {"removeAnnotations": True, "removeAssignee": True},
+        },
+    )
+    assert requeued.status_code == 200, requeued.content
+    assert requeued.json()["data"]["ignoredOptions"] == ["removeAssignee"]
+    task.refresh_from_db()
+    assert (task.stage, task.answer) == ("Label", {})
+    sent_back = task.events.filter(name=events.TASK_SENT_BACK).get()
+    assert sent_back.data["answerRemoved"] is True
+    assert task.events.filter(name=events.LABEL_SUBMITTED).exists()  # history kept
 
 
 def test_rest_refuses_what_it_cannot_do_and_changes_nothing(
@@ -543,6 +566,12 @@ def test_rest_refuses_what_it_cannot_do_and_changes_nothing(
         ("/v2/issues", {"content": " ", "labelTask": str(task.pk)}, 400),
         (requeue, {"toStageId": "Label", "filters": {}}, 400),
         (requeue, {"toStageId": "Nowhere", "filters": {"taskIds": [task.pk]}}, 400),
+        (
+            requeue,
+            {"filters": {"taskIds": [task.pk]}, "options": {"removeAnswers": True}},
+            400,
+        ),
+        (requeue, {"filters": {"taskIds": [task.pk]}, "options": [1]}, 400),
         (
             f"/v2/project/{workspace.other_project.pk}/requeueTasks",
             {"toStageId": "", "filters": {"taskIds": [theirs.pk]}},

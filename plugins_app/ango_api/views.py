@@ -15,6 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
+from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -247,6 +248,10 @@ def issue_create(request: HttpRequest, run: Run) -> JsonResponse:
 
 
 REQUEUE_FILTERS = ("taskIds", "externalIds", "assetIds", "fromStageIds")
+# The SDK's requeue options. The hub has no assignees, and keeps every task's
+# history (it is the audit trail): those two are accepted, reported as ignored.
+REQUEUE_OPTIONS = ("removeAnnotations", "removeAssignee", "removeStageHistory")
+REQUEUE_OPTIONS_IGNORED = ("removeAssignee", "removeStageHistory")
 
 
 @require_POST
@@ -272,17 +277,29 @@ def requeue_tasks(request: HttpRequest, run: Run, project_id: str) -> JsonRespon
     target = _requeue_stage(run, body.get("toStageId"))
     if target is None:
         return fail(f"No stage {body.get('toStageId')!r} in this project.", 400)
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        return fail("options must be an object.", 400)
+    if unknown := sorted(set(options) - set(REQUEUE_OPTIONS)):
+        known = ", ".join(REQUEUE_OPTIONS)
+        return fail(f"Unknown option(s) {', '.join(unknown)}: use {known}.", 400)
     tasks = _requeue_scope(run, filters)
     requeued = []
-    for task in tasks:
-        lifecycle.task_send_back(
-            task,
-            actor_label=_plugin_label(run),
-            reason=str(body.get("reason") or f"Requeued by {_plugin_label(run)}"),
-            to_stage=target,
-        )
-        requeued.append(str(task.pk))
-    return ok({"requeued": len(requeued), "tasks": requeued, "toStage": target})
+    with transaction.atomic():  # all the matching tasks, or none
+        for task in tasks:
+            lifecycle.task_send_back(
+                task,
+                actor_label=_plugin_label(run),
+                reason=str(body.get("reason") or f"Requeued by {_plugin_label(run)}"),
+                to_stage=target,
+                clear_answer=options.get("removeAnnotations") is True,
+            )
+            requeued.append(str(task.pk))
+    ignored = [o for o in REQUEUE_OPTIONS_IGNORED if options.get(o)]
+    return ok(
+        {"requeued": len(requeued), "tasks": requeued, "toStage": target}
+        | ({"ignoredOptions": ignored} if ignored else {})
+    )
 
 
 def _requeue_stage(run: Run, wanted: Any) -> str | None:

@@ -81,18 +81,22 @@ def task_send_back(
     actor_label: str = "",
     reason: str = "",
     to_stage: str | None = None,
+    clear_answer: bool = False,
 ) -> Task:
-    """Back to the labeling queue: `to_stage`, or the workflow's first Label stage."""
+    """Back to the labeling queue: `to_stage`, or the workflow's first Label
+    stage; with `clear_answer`, the labeler starts from an empty answer instead
+    of the one sent back."""
     target = to_stage or _first_label_stage(task)
     with transaction.atomic():
         # The next round of labeling starts from scratch (consensus included).
         task.submissions.filter(active=True).update(active=False)
+        data = {"from": task.stage, "to": target, "reason": reason}
+        if clear_answer:
+            task.answer = {}
+            task.save(update_fields=["answer", "updated_at"])
+            data["answerRemoved"] = True
         events.emit(
-            task,
-            events.TASK_SENT_BACK,
-            actor=actor,
-            actor_label=actor_label,
-            data={"from": task.stage, "to": target, "reason": reason},
+            task, events.TASK_SENT_BACK, actor=actor, actor_label=actor_label, data=data
         )
         return task_move(task, to_stage=target, actor=actor, actor_label=actor_label)
 
