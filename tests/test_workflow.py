@@ -179,6 +179,34 @@ def test_only_admins_edit_the_workflow(workspace: Any, model: Plugin) -> None:
     assert len(workspace.project.workflow) == 4
 
 
+def test_an_admin_sets_labels_per_asset_and_bad_values_are_refused(
+    workspace: Any,
+) -> None:
+    url = f"/projects/{workspace.project.pk}/workflow/labels-per-asset/"
+    admin = Client()
+    admin.force_login(workspace.admin)
+    section = admin.get(f"/projects/{workspace.project.pk}/workflow/").content.decode()
+    assert 'id="labels-per-asset"' in section
+
+    saved = admin.post(url, {"labels_per_asset": "3"}, HTTP_HX_REQUEST="true")
+    assert "Each asset now needs 3 label(s)." in saved.content.decode()
+    for bad in ("0", "11", "two", "<b>1</b>"):
+        refused = admin.post(url, {"labels_per_asset": bad}, HTTP_HX_REQUEST="true")
+        page = refused.content.decode()
+        assert "must be a whole number from 1 to 10" in page, bad
+        assert "<b>1</b>" not in page
+    workspace.project.refresh_from_db()
+    assert workspace.project.labels_per_asset == 3
+
+    annotator = Client()
+    annotator.force_login(workspace.annotator)
+    assert annotator.post(url, {"labels_per_asset": "1"}).status_code == 403
+    section = annotator.get(f"/projects/{workspace.project.pk}/workflow/")
+    assert 'id="labels-per-asset"' not in section.content.decode()
+    workspace.project.refresh_from_db()
+    assert workspace.project.labels_per_asset == 3
+
+
 def test_a_stage_with_tasks_in_it_cannot_be_removed(
     workspace: Any, model: Plugin
 ) -> None:

@@ -61,6 +61,11 @@ urlpatterns = [
         name="workflow-stage-add",
     ),
     path(
+        "projects/<int:project_id>/workflow/labels-per-asset/",
+        workflow_views.labels_per_asset_set,
+        name="labels-per-asset",
+    ),
+    path(
         "projects/<int:project_id>/workflow/remove/",
         workflow_views.workflow_stage_remove,
         name="workflow-stage-remove",

@@ -48,6 +48,20 @@ def workflow_stage_add(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
+def labels_per_asset_set(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _admin_project(request, project_id)
+    try:
+        lifecycle.project_set_labels_per_asset(
+            project, request.POST.get("labels_per_asset", "")
+        )
+    except lifecycle.TaskActionError as exc:
+        return _section(request, project, error=str(exc))
+    n = project.labels_per_asset
+    return _section(request, project, notice=f"Each asset now needs {n} label(s).")
+
+
+@require_POST
+@login_required
 def workflow_stage_remove(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _admin_project(request, project_id)
     try:

@@ -277,6 +277,23 @@ def _label_json(submission: Submission) -> dict[str, Any]:
 
 
 # --- editing the workflow -----------------------------------------------------------
+MAX_LABELS_PER_ASSET = 10
+
+
+def project_set_labels_per_asset(project: Project, value: Any) -> Project:
+    """Consensus: how many different labelers label each asset before it moves
+    on. Applies from the next submit; labels already submitted still count."""
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LABELS_PER_ASSET:
+        raise TaskActionError(
+            f"Labels per asset must be a whole number from 1 to "
+            f"{MAX_LABELS_PER_ASSET}, not “{text}”."
+        )
+    project.labels_per_asset = int(text)
+    project.save(update_fields=["labels_per_asset"])
+    return project
+
+
 def workflow_plugin_stage_add(
     project: Project,
     *,
