@@ -269,6 +269,10 @@ HUB_UPLOAD_URL_SECONDS = envint("HUB_UPLOAD_URL_SECONDS", 3600)
 HUB_SIGNED_URL_SECONDS = envint("HUB_SIGNED_URL_SECONDS", 7 * 24 * 3600)
 HUB_EXPORT_MAX_UPLOAD_BYTES = envint("HUB_EXPORT_MAX_UPLOAD_BYTES", 2 * 1024**3)
 HUB_EXPORT_WAIT_SECONDS = envint("HUB_EXPORT_WAIT_SECONDS", 600)
+# If no Celery worker has started an export's build after this long (every one
+# busy, e.g. holding REST connector jobs, whose plugin is the one asking), the
+# web process that is waiting builds it itself, on a worker thread.
+HUB_EXPORT_BUILD_HERE_AFTER_SECONDS = envint("HUB_EXPORT_BUILD_HERE_AFTER_SECONDS", 10)
 # The largest body of one POST /v2/import/labels (10,000 records fit easily).
 HUB_IMPORT_MAX_BYTES = envint("HUB_IMPORT_MAX_BYTES", 256 * 1024 * 1024)
 # A plugin is shown live while its last heartbeat (sent every 60 s) is this recent.

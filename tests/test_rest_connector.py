@@ -37,17 +37,20 @@ from tests.hub import (
     start_plugin,
     wait_for,
 )
+from tests.test_sdk_export_runs import downloaded, label_tasks, run_export
 
 ECHO = SCRIPTS / "echo_model.py"
+PASSTHROUGH = SCRIPTS / "export_passthrough.py"
 SDKS = ["1.3.22", "1.4"]
 
 
 def rest_plugin(workspace: Any, url: str, **kw: Any) -> tuple[Plugin, str]:
+    type_ = kw.pop("type", PluginType.MODEL)
     credentials = plugin_create(
         organization=workspace.org,
         name=kw.pop("name", "REST echo"),
-        type=PluginType.MODEL,
-        class_names=["face", "coin"],
+        type=type_,
+        class_names=["face", "coin"] if type_ == PluginType.MODEL else [],
         timeout_seconds=kw.pop("timeout", 30),
         projects=[workspace.project],
         delivery=Delivery.REST,
@@ -87,9 +90,16 @@ def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
 def connector(live_hub: LiveHub, tmp_path: Path) -> Iterator[Any]:
     started: list[PluginProcess] = []
 
-    def start(plugin: Plugin, secret: str, port: int, sdk: str, **env: str) -> Any:
+    def start(
+        plugin: Plugin,
+        secret: str,
+        port: int,
+        sdk: str,
+        script: Path = ECHO,
+        **env: str,
+    ) -> Any:
         process = start_plugin(
-            ECHO,
+            script,
             sdk=sdk,
             host=live_hub.url,
             plugin_id=plugin.public_id,
@@ -143,6 +153,35 @@ def test_a_run_reaches_a_rest_connector_and_its_answer_is_a_prelabel(
         what="a heartbeat probe from Celery beat",
     )
     assert "probe_connectors" in celery_worker.log()
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_an_export_plugin_behind_a_rest_connector_delivers_its_file(
+    sdk: str,
+    workspace: Any,
+    connector: Any,
+    celery_worker: PluginProcess,
+    settings: Any,
+) -> None:
+    # The only (solo) worker holds the job while the connector works, and the
+    # connector asks for the export: the web process must build it itself.
+    settings.HUB_EXPORT_BUILD_HERE_AFTER_SECONDS = 1
+    settings.HUB_EXPORT_WAIT_SECONDS = 20
+    expected = label_tasks(workspace)
+    port = free_port()
+    plugin, secret = rest_plugin(
+        workspace, f"http://127.0.0.1:{port}", type=PluginType.EXPORT, timeout=90
+    )
+    process = connector(plugin, secret, port, sdk, script=PASSTHROUGH)
+
+    run, client = run_export(workspace, plugin)
+
+    assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    notes = list(run.log_lines.values_list("message", flat=True))
+    assert any("started by the web process" in n for n in notes), notes
+    archive = downloaded(client, run)
+    lines = archive.read("export.ndjson").decode().splitlines()
+    assert {json.loads(line)["externalId"] for line in lines} == expected
 
 
 def test_a_callback_error_fails_the_run_with_the_plugins_log(

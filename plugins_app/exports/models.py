@@ -19,6 +19,7 @@ class ExportSnapshot(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
+        BUILDING = "building", "Building"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 

@@ -120,12 +120,19 @@ def snapshots_expire() -> int:
     return deleted
 
 
-def snapshot_build(snapshot_id: int) -> None:
+def snapshot_build(snapshot_id: int, *, where: str = "") -> bool:
     """Stream the export into a zip (one NDJSON member) on a temporary file,
-    then hand it to the storage: memory stays flat whatever the task count."""
+    then hand it to the storage: memory stays flat whatever the task count.
+    Built once: the first caller (a Celery worker, or the web process tired of
+    waiting for one) claims it; returns False for any later one."""
+    claimed = ExportSnapshot.objects.filter(
+        pk=snapshot_id, state=ExportSnapshot.State.PENDING
+    ).update(state=ExportSnapshot.State.BUILDING)
+    if not claimed:
+        return False
     snapshot = ExportSnapshot.objects.select_related("run__project").get(pk=snapshot_id)
-    if snapshot.state != ExportSnapshot.State.PENDING:
-        return
+    if where:
+        run_note(snapshot.run, f"Export build started {where}.")
     try:
         with tempfile.TemporaryFile() as tmp:
             lines = write_export_zip(snapshot, tmp)
@@ -141,7 +148,7 @@ def snapshot_build(snapshot_id: int) -> None:
             state=ExportSnapshot.State.FAILED, error=error, finished_at=timezone.now()
         )
         run_note(snapshot.run, f"Export failed: {error}", error=True)
-        return
+        return True
     ExportSnapshot.objects.filter(pk=snapshot_id).update(
         state=ExportSnapshot.State.READY,
         file=name,
@@ -150,6 +157,7 @@ def snapshot_build(snapshot_id: int) -> None:
         finished_at=timezone.now(),
     )
     run_note(snapshot.run, f"Export built: {lines:,} task(s), {size:,} bytes zipped.")
+    return True
 
 
 def write_export_zip(snapshot: ExportSnapshot, out: IO[bytes]) -> int:
