@@ -3,11 +3,13 @@
     cd /work/main && .venv/bin/python bench/export.py [--sizes 1000,10000]
 
 Sets up a scratch embedded hub database (SQLite in a temp HUB_VAR_DIR) with one
-project per size, each task holding a pre-label of 3 boxes and a classification,
-and an Export run on each. Each build then runs in a fresh process, as the
-Celery worker runs it: ``exports.services.snapshot_build`` (tasks read with
-``.iterator(chunk_size=1000)``, NDJSON lines written into the zip stream on a
-temporary file, the file handed to the storage). Reported per size: seconds,
+project per size, each task holding a pre-label of 3 boxes and a history of 4
+events (submitted, into Review, reviewed, into Complete: read for each line's
+stageHistory), and an Export run on each. Each build then runs in a fresh
+process, as the Celery worker runs it: ``exports.services.snapshot_build``
+(tasks read with ``.iterator(chunk_size=1000)``, their events one query per
+chunk, NDJSON lines written into the zip stream on a temporary file, the file
+handed to the storage). Reported per size: seconds,
 peak RSS growth over the process's RSS before the build (VmHWM - VmRSS, from
 /proc), and, in a second fresh process, the peak of Python allocations
 (tracemalloc).
@@ -56,8 +58,15 @@ def setup(sizes: list[int]) -> dict[int, int]:
     from plugins_app.plugins.models import PluginType
     from plugins_app.plugins.services import plugin_create
     from plugins_app.runs.models import Run
+    from plugins_app.workspace import events
     from plugins_app.workspace.demo import DEMO_ONTOLOGY
-    from plugins_app.workspace.models import Asset, Organization, Project, Task
+    from plugins_app.workspace.models import (
+        Asset,
+        Organization,
+        Project,
+        Task,
+        TaskEvent,
+    )
 
     org = Organization.objects.create(name="Bench", slug="bench")
     box = {"x": 10.5, "y": 20, "width": 30, "height": 40}
@@ -69,6 +78,12 @@ def setup(sizes: list[int]) -> dict[int, int]:
         "classifications": [],
         "relations": [],
     }
+    history = [
+        (events.LABEL_SUBMITTED, {"answer": answer}),
+        (events.TASK_STAGE_ENTERED, {"from": "Label", "to": "Review"}),
+        (events.LABEL_REVIEWED, {"verdict": "accepted", "answer": answer}),
+        (events.TASK_STAGE_ENTERED, {"from": "Review", "to": "Complete"}),
+    ]
     runs = {}
     for size in sizes:
         project = Project.objects.create(
@@ -93,9 +108,19 @@ def setup(sizes: list[int]) -> dict[int, int]:
             )
             for n in range(size)
         )
-        Task.objects.bulk_create(
+        tasks = Task.objects.bulk_create(
             Task(project=project, asset=a, stage="Complete", answer=answer)
             for a in assets
+        )
+        # Each task's history as labeling leaves it (read for stageHistory):
+        # submitted, into Review, reviewed, into Complete.
+        TaskEvent.objects.bulk_create(
+            (
+                TaskEvent(task=t, name=name, actor_label="bench", data=data)
+                for t in tasks
+                for name, data in history
+            ),
+            batch_size=2000,
         )
         run = Run.objects.create(
             organization=org,
@@ -157,7 +182,9 @@ def naive_build(snapshot: object) -> int:
     import zipfile
 
     from plugins_app.exports.services import (
+        _NO_HISTORY,
         _batch_names,
+        _histories,
         _titles,
         export_line,
         export_tasks,
@@ -166,9 +193,18 @@ def naive_build(snapshot: object) -> int:
     titles = _titles(snapshot.run.project.ontology)  # type: ignore[attr-defined]
     rows = list(export_tasks(snapshot))
     batches = _batch_names({row["asset_id"] for row in rows})
+    histories = _histories({row["pk"] for row in rows}, titles)
     base = snapshot.base_url  # type: ignore[attr-defined]
     lines = [
-        json.dumps(export_line(row, batches.get(row["asset_id"], []), titles, base))
+        json.dumps(
+            export_line(
+                row,
+                batches.get(row["asset_id"], []),
+                titles,
+                base,
+                histories.get(row["pk"], _NO_HISTORY),
+            )
+        )
         for row in rows
     ]
     out = io.BytesIO()
