@@ -111,3 +111,24 @@ def test_the_task_page_shows_what_a_plugin_did_without_a_reload(
     expect(page.locator("#task-submit")).to_be_visible()
     assert page.locator("#task-accept").count() == 0
     tab.assert_not_reloaded(navigations)
+
+
+def test_an_admin_gives_the_reviewer_role_on_the_members_page(
+    workspace: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    page = tab.page
+    log_in(page, live_hub, "alice")
+    page.get_by_role("link", name="Members").click()
+    navigations = tab.mark()
+    bob = Membership.objects.get(user=workspace.annotator)
+    row = page.locator(f"#member-{bob.pk}")
+
+    row.get_by_label("Role of bob").select_option("reviewer")
+    row.get_by_role("button", name="Save").click()
+
+    expect(page.locator(f"#member-{bob.pk}")).to_contain_text("Saved.")
+    tab.assert_not_reloaded(navigations)  # htmx swapped the row (CSRF header)
+    bob.refresh_from_db()
+    assert bob.role == Membership.Role.REVIEWER

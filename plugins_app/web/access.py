@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from plugins_app.plugins.models import Plugin, Preset
 from plugins_app.runs.models import Run
@@ -116,6 +117,20 @@ def get_preset(project: Project, plugin: Plugin, preset_id: Any) -> Preset | Non
         )
     except (Preset.DoesNotExist, ValueError, TypeError):
         raise Http404("No such preset") from None
+
+
+def admin_memberships(user: Any) -> QuerySet[Membership]:
+    """Every membership of the organizations the user administers."""
+    return (
+        Membership.objects.filter(organization__in=admin_orgs(user))
+        .select_related("user", "organization")
+        .order_by("organization__name", "user__username")
+    )
+
+
+def get_admin_membership_for_user(user: Any, membership_id: int) -> Membership:
+    """404 unless the user administers the membership's organization."""
+    return get_object_or_404(admin_memberships(user), pk=membership_id)
 
 
 def admin_storages(user: Any) -> QuerySet[Storage]:

@@ -12,6 +12,8 @@ urlpatterns = [
     path("plugins/<int:plugin_id>/edit/", views.plugin_edit, name="plugin-edit"),
     path("plugins/<int:plugin_id>/rotate/", views.plugin_rotate, name="plugin-rotate"),
     path("plugins/<int:plugin_id>/probe/", views.plugin_probe, name="plugin-probe"),
+    path("members/", views.member_list, name="member-list"),
+    path("members/<int:membership_id>/role/", views.member_role, name="member-role"),
     path("storages/", views.storage_list, name="storage-list"),
     path("storages/new/", views.storage_new, name="storage-new"),
     path(

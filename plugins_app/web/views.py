@@ -43,7 +43,8 @@ from plugins_app.workspace.lifecycle import (
     task_review,
     task_submit,
 )
-from plugins_app.workspace.models import Asset, Project, Storage, Task
+from plugins_app.workspace.members import MemberError, member_set_role
+from plugins_app.workspace.models import Asset, Membership, Project, Storage, Task
 
 RUNS_PER_PAGE = 25
 
@@ -223,6 +224,46 @@ def storage_new(request: HttpRequest) -> HttpResponse:
 def storage_delete(request: HttpRequest, storage_id: int) -> HttpResponse:
     access.get_admin_storage_for_user(request.user, storage_id).delete()
     return HttpResponseClientRedirect(reverse("web:storage-list"))
+
+
+# --- members and roles ------------------------------------------------------------
+@require_GET
+@login_required
+def member_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "members/member_list.html", _members_context(request))
+
+
+@require_POST
+@login_required
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = access.get_admin_membership_for_user(request.user, membership_id)
+    error = ""
+    try:
+        member_set_role(membership, request.POST.get("role", ""))
+    except MemberError as exc:
+        error = str(exc)
+        membership.refresh_from_db()
+    if not getattr(request, "htmx", False):
+        if error:
+            context = {**_members_context(request), "error": error}
+            return render(request, "members/member_list.html", context, status=409)
+        return redirect("web:member-list")
+    context = {"membership": membership, "roles": Membership.Role.choices}
+    return render(
+        request,
+        "members/member_list.html#member-row",
+        {**context, "row_error": error, "row_saved": not error},
+    )
+
+
+def _members_context(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "memberships": access.admin_memberships(request.user),
+        "mine": Membership.objects.filter(user=request.user).select_related(
+            "organization"
+        ),
+        "roles": Membership.Role.choices,
+    }
 
 
 # --- projects and assets --------------------------------------------------------
