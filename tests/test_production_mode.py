@@ -75,3 +75,47 @@ def test_it_runs_plugins_on_postgresql_and_redis_across_processes(
     assert any(line["message"] == "echo done" for line in logs)
     handled = [session for p in plugins for session in p.handled()]
     assert len(handled) == 4  # 3 assets + 1, each handled once
+
+
+def test_a_submit_runs_the_hosted_qa_bot_in_its_sandbox_on_the_worker(
+    stack: tuple[Stack, dict[str, Any]],
+) -> None:
+    # seed_demo uploads examples/hosted_qa as a hosted plugin triggered by
+    # submits on the invoice project; the production worker builds it, and
+    # runs each event's handler in bubblewrap, acting through the client.
+    hub, _ = stack
+    api = hub.api()
+    wait_for(
+        lambda: hub.sql("SELECT status FROM hosted_hostedcode") == "active",
+        timeout=60,
+        what=f"the worker to build the hosted QA bot\n{hub.logs()}",
+    )
+    project = next(
+        p for p in api.get("/api/projects").json() if p["name"].startswith("Invoices")
+    )
+    tasks = api.get(f"/api/projects/{project['id']}/tasks?stage=Label").json()
+    bad, good = sorted(tasks, key=lambda t: t["external_id"])[:2]  # DE IBAN; FR+USD
+    for task in (bad, good):
+        submitted = api.post(f"/api/tasks/{task['id']}/submit", json={})
+        assert submitted.status_code == 200, submitted.text
+
+    def verdict(task_id: int) -> dict[str, Any]:
+        return api.get(f"/api/tasks/{task_id}").json()
+
+    wait_for(
+        lambda: (
+            "accuracy" in verdict(bad["id"])["metadata"]
+            and "accuracy" in verdict(good["id"])["metadata"]
+        ),
+        timeout=60,
+        what=f"both verdicts\n{hub.logs()}",
+    )
+    bad_now, good_now = verdict(bad["id"]), verdict(good["id"])
+    assert bad_now["stage"] == "Label" and bad_now["open_issues"], bad_now
+    assert good_now["stage"] == "Review" and not good_now["open_issues"], good_now
+    runs = hub.sql(
+        "SELECT status, count(*) FROM runs_run WHERE trigger = 'label.submitted'"
+        " GROUP BY status"
+    )
+    assert runs == "succeeded|2", runs
+    assert hub.worker is not None and "run_hosted_item" in hub.worker.log()
