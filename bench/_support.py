@@ -28,6 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
 
+def django_here() -> None:
+    """Django in this process, configured by the environment as it is (the
+    parent benchmark sets HUB_VAR_DIR, DATABASE_URL, REDIS_URL)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
+    import django
+
+    django.setup()
+
+
 def embedded_django(var_dir: Path, **env: str) -> None:
     """Django in this process, embedded mode (SQLite in `var_dir`, no Redis),
     migrated: for benchmarks that drive the services directly."""
@@ -36,10 +46,7 @@ def embedded_django(var_dir: Path, **env: str) -> None:
     for key in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(key, None)
     os.environ["DJANGO_SETTINGS_MODULE"] = "plugins_app.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_here()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)

@@ -28,16 +28,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import HUB_PYTHON, ROOT, load_average, machine_facts, say  # noqa: E402
+from _support import (  # noqa: E402
+    HUB_PYTHON,
+    ROOT,
+    django_here,
+    load_average,
+    machine_facts,
+    say,
+)
 from fleet import PG_URL, psql  # noqa: E402
 
 
 def measure(args: argparse.Namespace) -> None:
     """In the child process, with the database set up: the measurement."""
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_here()
     from django.contrib.auth import get_user_model
     from django.db import connection
 

@@ -34,12 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-
-def _django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
-    import django
-
-    django.setup()
+from _support import django_here, machine_facts, say, table  # noqa: E402
 
 
 def _rss_kib(field: str) -> int:
@@ -51,7 +46,7 @@ def _rss_kib(field: str) -> int:
 
 def setup(sizes: list[int]) -> dict[int, int]:
     """One project and Export run per size; returns {size: run id}."""
-    _django()
+    django_here()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -134,7 +129,7 @@ def setup(sizes: list[int]) -> dict[int, int]:
 
 def measure(run_id: int, mode: str) -> dict[str, float]:
     """In a fresh process: build one export of the run's project."""
-    _django()
+    django_here()
     import tracemalloc
 
     from django.utils import timezone
@@ -226,8 +221,6 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.mode)))
         return
-    from _support import machine_facts, say, table
-
     say(machine_facts())
     sizes = [int(s) for s in args.sizes.split(",")]
     var_dir = tempfile.mkdtemp(prefix="bench-export-")

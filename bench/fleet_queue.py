@@ -9,21 +9,15 @@ as the API does. Prints {"seconds": ..., "run_ids": [first, last]} as JSON.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _support import django_here
 
 
 def main() -> None:
     plugin_pk, project_id, runs, offset = (int(a) for a in sys.argv[1:5])
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
-    import django
-
-    django.setup()
+    django_here()
     from django.contrib.auth import get_user_model
 
     from plugins_app.plugins.models import Plugin

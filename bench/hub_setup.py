@@ -17,20 +17,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _support import django_here
+
 ASSETS = 16
 
 
 def main() -> None:
     if "HUB_VAR_DIR" not in os.environ:
         sys.exit("set HUB_VAR_DIR to a scratch directory")
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
-    import django
-
-    django.setup()
+    django_here()
     from django.db.backends.signals import connection_created
 
     def no_fsync(sender: object, connection: object, **kwargs: object) -> None:

@@ -190,16 +190,31 @@ def start_plugin(
     if forever:
         cmd = ["bash", str(RUN_FOREVER), *cmd]
         full_env.update(RUN_FOREVER_MIN_DELAY="1", RUN_FOREVER_MAX_DELAY="2")
-    with log_path.open("wb") as out:
+    return spawn_logged(cmd, log_path, env=full_env, name=str(script), group=forever)
+
+
+def spawn_logged(
+    cmd: list[str],
+    log_path: Path,
+    *,
+    env: dict[str, str],
+    name: str,
+    group: bool,
+    append: bool = False,
+) -> PluginProcess:
+    """A process of a test (a plugin, a Celery worker, a hub process) with its
+    stdout and stderr in `log_path` (appended to, for a restarted process); with
+    `group`, in a process group of its own, killed whole."""
+    with log_path.open("ab" if append else "wb") as out:
         proc = subprocess.Popen(
             cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env=env,
             cwd=ROOT,
-            start_new_session=forever,
+            start_new_session=group,
         )
-    return PluginProcess(proc=proc, log_path=log_path, name=str(script), group=forever)
+    return PluginProcess(proc=proc, log_path=log_path, name=name, group=group)
 
 
 def wait_for(
@@ -235,16 +250,7 @@ def start_celery_worker(
     cmd += ["--pool", "solo", "--loglevel", "INFO", *(["-B"] if beat else [])]
     # Its own process group: `-B` forks beat, which a SIGKILL of the worker
     # alone would leave running (sweeping on into later tests' broker).
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-    worker = PluginProcess(proc=proc, log_path=log_path, name="celery", group=True)
+    worker = spawn_logged(cmd, log_path, env=full_env, name="celery", group=True)
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=30)
     assert worker.alive(), worker.log()
     return worker

@@ -20,7 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hub import ROOT, SCRIPTS, PluginProcess, free_port, start_plugin, wait_for
+from tests.hub import (
+    ROOT,
+    SCRIPTS,
+    PluginProcess,
+    free_port,
+    spawn_logged,
+    start_plugin,
+    wait_for,
+)
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -97,17 +105,16 @@ class Stack:
         return result.stdout
 
     def spawn(self, name: str, *cmd: str) -> PluginProcess:
-        log_path = self.tmp / f"{name}.log"
-        with log_path.open("ab") as out:  # a restarted process appends
-            proc = subprocess.Popen(
-                [sys.executable, *cmd],
-                env=self.env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # killed whole: a worker's beat child too
-            )
-        process = PluginProcess(proc=proc, log_path=log_path, name=name, group=True)
+        # A restarted process appends to its log; each is killed whole (a
+        # worker's beat child too).
+        process = spawn_logged(
+            [sys.executable, *cmd],
+            self.tmp / f"{name}.log",
+            env=self.env,
+            name=name,
+            group=True,
+            append=True,
+        )
         self.processes.append(process)
         return process
 

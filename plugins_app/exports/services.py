@@ -12,7 +12,7 @@ import logging
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby, islice
@@ -217,7 +217,7 @@ def export_lines(snapshot: ExportSnapshot, titles: dict[str, str]) -> Iterator[s
 
 @dataclass(frozen=True)
 class TaskHistory:
-    updated_by: str  # who last submitted or reviewed the answer
+    updated_by: str  # who last gave the answer: a labeler, or a stage's plugin
     stage_history: list[dict[str, Any]]  # Ango's stageHistory, oldest first
 
 
@@ -241,12 +241,12 @@ def _histories(task_ids: set[int], titles: dict[str, str]) -> dict[int, TaskHist
         )
     )
     return {
-        task_id: _history(list(of_task), titles)
+        task_id: _history(of_task, titles)
         for task_id, of_task in groupby(rows.iterator(), key=itemgetter(0))
     }
 
 
-def _history(rows: list[tuple[Any, ...]], titles: dict[str, str]) -> TaskHistory:
+def _history(rows: Iterable[tuple[Any, ...]], titles: dict[str, str]) -> TaskHistory:
     """One entry per stage the task left: when, by whom (the person or plugin
     that moved it on), after how long (ms since it entered), with the answer as
     it stood then."""

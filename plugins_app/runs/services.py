@@ -385,6 +385,15 @@ def _new_session() -> str:
 
 # --- dispatching --------------------------------------------------------------
 DISPATCH_BATCH = 100  # socket jobs leased in one transaction
+# What a job is built from (kind_of(run).build_job), read with the item.
+_JOB_RELATIONS = (
+    "run__plugin",
+    "run__project",
+    "run__created_by",
+    "run__task",
+    "run__event",
+    "asset__task",
+)
 _DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
 
 
@@ -466,18 +475,7 @@ def _next_pending_item(
     first_id = pending.order_by("priority", "id").values_list("id", flat=True).first()
     if first_id is None:
         return None
-    return (
-        WorkItem.objects.select_related(
-            "run__plugin",
-            "run__project",
-            "run__created_by",
-            "run__task",
-            "run__event",
-            "asset__task",
-        )
-        .filter(pk=first_id)
-        .first()
-    )
+    return WorkItem.objects.select_related(*_JOB_RELATIONS).filter(pk=first_id).first()
 
 
 def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
@@ -521,14 +519,7 @@ def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
     with what their jobs are built from."""
     locked = (
         items.select_for_update(of=("self",))
-        .select_related(
-            "run__plugin",
-            "run__project",
-            "run__created_by",
-            "run__task",
-            "run__event",
-            "asset__task",
-        )
+        .select_related(*_JOB_RELATIONS)
         .order_by("priority", "id")
     )
     return list(locked[:limit] if limit else locked)
@@ -1901,7 +1892,7 @@ def _dispatch_soon(plugin_id: int) -> None:
 
     def later() -> None:
         grace = WORKFLOW_SLOT_GRACE_SECONDS
-        if not protocol.run_later(grace, dispatch_pending, plugin_id):
+        if not protocol.run_later(grace, _freed_slots.request, plugin_id):
             dispatch_plugin_work.apply_async((plugin_id,), countdown=grace)
 
     transaction.on_commit(later)

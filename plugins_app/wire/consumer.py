@@ -235,20 +235,20 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         timeout = settings.HUB_PING_TIMEOUT_MS / 1000
         next_ping = time.monotonic() + interval
         unanswered: tuple[float, float] | None = None  # (sent at, busy then)
+
+        def pong_deadline(sent_at: float, busy_then: float) -> float:
+            return sent_at + timeout + self._busy() - busy_then
+
         while True:
             wake = next_ping
             if unanswered is not None:
-                sent_at, busy_then = unanswered
-                wake = min(wake, sent_at + timeout + self._busy() - busy_then)
+                wake = min(wake, pong_deadline(*unanswered))
             await asyncio.sleep(max(wake - time.monotonic(), 0.0))
             now = time.monotonic()
             if unanswered is not None:
-                sent_at, busy_then = unanswered
-                if self.last_pong >= sent_at:
+                if self.last_pong >= unanswered[0]:
                     unanswered = None
-                elif self.busy_since is None and now >= (
-                    sent_at + timeout + self._busy() - busy_then
-                ):
+                elif self.busy_since is None and now >= pong_deadline(*unanswered):
                     break
                 elif next_ping > now:
                     await asyncio.sleep(0.05)  # busy: look again shortly

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from plugins_app.wire.models import OutboxMessage
 
+if TYPE_CHECKING:  # protocol imports this module when it needs the outbox
+    from plugins_app.protocol import Delivery
+
 log = logging.getLogger(__name__)
 
 
-def outbox_put_many(deliveries: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+def outbox_put_many(deliveries: Sequence[Delivery]) -> None:
     OutboxMessage.objects.bulk_create(
         OutboxMessage(method=method, target=target, message=message)
         for method, target, message in deliveries
