@@ -5,7 +5,7 @@ SDK13 := .venv-sdk13
 SDK14 := .venv-sdk14
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format bench bench-fleet venvs clean
+.PHONY: run test check lint format bench bench-fleet venvs clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ format: $(VENV)/.installed
 
 test: venvs lint
 	$(PY) -m pytest
+
+# The fast lane for day-to-day work: lint, then every test that needs no browser,
+# no plugin process, no production stack and is not marked slow. CI runs `test`.
+check: $(VENV)/.installed lint
+	$(PY) -m pytest -q -x -m "not browser and not sdk and not production and not slow"
 
 bench: venvs
 	$(PY) bench/relay.py

@@ -240,3 +240,25 @@ def celery_worker(live_hub: LiveHub, tmp_path: Path) -> Iterator[PluginProcess]:
     worker = start_celery_worker(tmp_path, beat=False, env={})
     yield worker
     worker.stop()
+
+
+# Markers for the fast lane (`make check` deselects them; CI runs everything).
+# Set from what a module uses, so a new test file is marked without anyone
+# remembering to: a browser (Playwright), a real SDK plugin process, or the
+# production stack (PostgreSQL, Redis, several hub processes).
+_MARKER_SIGNS = {
+    "browser": ("playwright", "test_browser"),
+    "sdk": ("plugin_runner", "start_plugin(", "PluginProcess"),
+    "production": ("tests.production", "from tests import production"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    texts: dict[Path, str] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in texts:
+            texts[path] = path.name + "\n" + path.read_text(encoding="utf-8")
+        for marker, signs in _MARKER_SIGNS.items():
+            if any(sign in texts[path] for sign in signs):
+                item.add_marker(marker)
