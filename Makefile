@@ -5,7 +5,7 @@ SDK13 := .venv-sdk13
 SDK14 := .venv-sdk14
 PY := $(VENV)/bin/python
 
-.PHONY: run test check lint format bench bench-fleet venvs clean
+.PHONY: run test check docs docs-build lint format bench bench-fleet venvs clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ run: $(VENV)/.installed $(SDK14)/.installed
 	$(PY) manage.py seed_demo > /dev/null
 	$(PY) manage.py runhub
 
+# The docs site (mkdocs-material): `make docs` serves it on :8001; the build is
+# --strict, so a broken link fails `make test`.
+docs-build: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build -q --strict
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -41,7 +49,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venvs lint
+test: venvs lint docs-build
 	$(PY) -m pytest
 
 # The fast lane for day-to-day work: lint, then every test that needs no browser,
