@@ -304,8 +304,18 @@ HUB_HOSTED_DIR = Path(os.environ.get("HUB_HOSTED_DIR", VAR_DIR / "hosted"))
 # The interpreter handlers run on (and virtual environments are made from):
 # Debian's, outside the hub's own virtual environment and its packages.
 HUB_HOSTED_PYTHON = os.environ.get("HUB_HOSTED_PYTHON", "/usr/bin/python3")
-# The unprivileged user sandboxes run as when the worker is root.
-HUB_HOSTED_UID = envint("HUB_HOSTED_UID", 65534)
+# When the worker is root, each plugin's sandboxes run as a user of their own,
+# BASE + plugin id % RANGE (docs/hosted-security.md): the process limit is per
+# uid, so one plugin's fork bomb cannot starve another's. Nothing else on the
+# machine may use these uids (the default range is above the usual login,
+# subuid and systemd-nspawn ranges and below 2**31).
+HUB_HOSTED_UID_BASE = envint("HUB_HOSTED_UID_BASE", 1_900_000_000)
+HUB_HOSTED_UID_RANGE = envint("HUB_HOSTED_UID_RANGE", 1_000_000)
+# The bubblewrap binary (a path or a name on PATH).
+HUB_HOSTED_BWRAP = os.environ.get("HUB_HOSTED_BWRAP", "bwrap")
+# Times a worker tries to start a handler's sandbox (fork or bwrap failing,
+# e.g. EAGAIN), a second apart and then more, before the run fails saying so.
+HUB_HOSTED_START_ATTEMPTS = envint("HUB_HOSTED_START_ATTEMPTS", 3)
 HUB_HOSTED_MAX_UPLOAD_BYTES = envint("HUB_HOSTED_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
 HUB_HOSTED_BUILD_TIMEOUT_SECONDS = envint("HUB_HOSTED_BUILD_TIMEOUT_SECONDS", 600)
 
