@@ -4,11 +4,32 @@ one top folder) and optionally requirements.txt and other modules."""
 from __future__ import annotations
 
 import io
+import lzma
+import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 MAX_FILES = 1_000
 MAX_UNPACKED_BYTES = 50 * 1024 * 1024
+# Real code and wheels-free source compress ~3-10x; a zip bomb ~1000x. Only
+# files big enough to matter are held to it.
+MAX_RATIO = 100
+RATIO_FROM_BYTES = 1024 * 1024
+# What zipfile and its decompressors raise on a damaged, truncated, encrypted
+# or exotic archive (unsupported compression methods are NotImplementedError).
+DAMAGED = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,  # encrypted: "password required"
+    EOFError,
+    OSError,  # bz2's "Invalid data stream"
+    ValueError,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+)
 
 
 class ArchiveError(ValueError):
@@ -26,7 +47,7 @@ def files_of(filename: str, data: bytes) -> dict[str, bytes]:
         )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except DAMAGED:
         raise ArchiveError("The .zip file is damaged or not a zip.") from None
     entries = [i for i in archive.infolist() if not i.is_dir()]
     if len(entries) > MAX_FILES:
@@ -39,12 +60,43 @@ def files_of(filename: str, data: bytes) -> dict[str, bytes]:
     files = {}
     for info in entries:
         path = PurePosixPath(info.filename[len(prefix) :])
-        if path.is_absolute() or ".." in path.parts or not path.parts:
+        if (
+            path.is_absolute()
+            or ".." in path.parts
+            or not path.parts
+            or "\x00" in info.filename
+        ):
             raise ArchiveError(f"Unsafe path in the zip: {info.filename}")
         if path.parts[0] in ("__MACOSX",) or path.name == ".DS_Store":
             continue
-        files[str(path)] = archive.read(info)
+        files[str(path)] = _read(archive, info)
     return files
+
+
+def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """One member, or ArchiveError naming it. zipfile stops reading at the
+    declared size (whose total is bounded above), so a member that lies about
+    it fails its CRC check here rather than filling memory."""
+    if info.file_size > RATIO_FROM_BYTES and info.file_size > MAX_RATIO * max(
+        info.compress_size, 1
+    ):
+        raise ArchiveError(
+            f"{info.filename} in the zip is compressed over {MAX_RATIO}:1 "
+            "(a zip bomb?)."
+        )
+    if info.flag_bits & 0x1:
+        raise ArchiveError(f"{info.filename} in the zip is encrypted.")
+    try:
+        return archive.read(info)
+    except NotImplementedError:
+        raise ArchiveError(
+            f"{info.filename} in the zip uses a compression method the hub cannot "
+            "read; zip it again with the usual one (deflate)."
+        ) from None
+    except DAMAGED:
+        raise ArchiveError(
+            f"The .zip file is damaged or truncated (at {info.filename})."
+        ) from None
 
 
 def _prefix(names: list[str]) -> str:

@@ -2,23 +2,40 @@
 requirements into its own virtual environment, and import it once in the
 sandbox to find the handler class. Without requirements there is no virtual
 environment: the handler runs on the sandbox's Python with the `pluginhub`
-library, and the build takes well under a second."""
+library, and the build takes well under a second.
+
+Tenant code never gets the network, not even while its requirements install:
+only plain specifiers pass (requirements.py), pip *downloads* their wheels
+outside the sandbox from the configured index (wheels only, so no package's
+setup code runs there), and pip inside the sandbox installs from those files
+with --no-index and no network."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from django.conf import settings
 
-from plugins_app.hosted import archive, sandbox, services
+from plugins_app.hosted import archive, requirements, sandbox, services
 from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.session import Session
 
 CHECK_SECONDS = 30
-PIP_ENV = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_DEFAULT_TIMEOUT")
+# Where the sandbox sees the downloaded wheels (read-only).
+MOUNT_WHEELS = "/wheels"
+# The worker's environment the download keeps: pip's own settings (the
+# configured index, certificates, timeouts; HOME and XDG for its config
+# files) and proxies; nothing else.
+DOWNLOAD_ENV = re.compile(
+    r"^(PIP_\w+|HOME|XDG_CONFIG_(HOME|DIRS)|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy)$"
+)
+NO_WHEEL = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
 
 
 class BuildError(Exception):
@@ -37,14 +54,24 @@ def build(code_id: int) -> str:
         code_dir = base / "code"
         files = archive.files_of(code.filename, bytes(code.archive))
         archive.check_source(files)
+        wanted = _checked_requirements(files)
         archive.unpack(files, code_dir)
         sandbox._open_up(base)
         services.build_log_append(code, f"Unpacked {len(files)} file(s).\n")
-        env_dir = _install(code, base) if code.requirements else None
+        env_dir = _install(code, base, wanted) if wanted else None
         handler, methods = _check(code, code_dir, env_dir)
-    except (BuildError, archive.ArchiveError, sandbox.SandboxUnavailable) as exc:
+    # OSError: e.g. a zip holding both `a` and `a/b`, a full disk, no fork.
+    except (
+        BuildError,
+        archive.ArchiveError,
+        sandbox.SandboxUnavailable,
+        OSError,
+    ) as exc:
         services.build_finished(code, ok=False, message=f"Build failed: {exc}\n")
         return "failed"
+    except Exception:  # never leave the code Building for ever
+        services.build_finished(code, ok=False, message="Build failed: hub error.\n")
+        raise
     seconds = time.monotonic() - started
     services.build_finished(
         code,
@@ -59,12 +86,29 @@ def build(code_id: int) -> str:
     return "active"
 
 
-def _install(code: HostedCode, base: Path) -> Path:
-    """A virtual environment with the requirements, made and filled inside the
-    sandbox (pip runs setup scripts: they get the network, not the hub)."""
+def _checked_requirements(files: dict[str, bytes]) -> list[str]:
+    text = files.get("requirements.txt", b"").decode("utf-8", errors="replace")
+    checked = requirements.check(text)
+    if checked.problems:
+        raise BuildError(
+            "requirements.txt names what hosted plugins cannot install "
+            "(plain package specifiers from the hub's index only, see "
+            "docs/hosted-security.md):\n" + "\n".join(checked.problems)
+        )
+    return checked.lines
+
+
+def _install(code: HostedCode, base: Path, wanted: list[str]) -> Path:
+    """A virtual environment with the requirements: wheels downloaded here,
+    installed in the sandbox without network."""
+    wheels = base / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "requirements.txt").write_text("\n".join(wanted) + "\n")
+    _download(code, wheels)
+    sandbox._open_up(wheels)
     env_dir = base / "env"
     env_dir.mkdir(parents=True)
-    uid = sandbox.sandbox_uid()
+    uid = sandbox.uid_for(code.plugin_id)
     if uid is not None:
         os.chown(env_dir, uid, uid)
     spec = sandbox.Spec(
@@ -73,46 +117,104 @@ def _install(code: HostedCode, base: Path) -> Path:
         limits=sandbox.Limits(
             memory_mb=2048, cpu_seconds=900, processes=256, file_bytes=512 * 2**20
         ),
-        network=True,
+        plugin_id=code.plugin_id,
         writable_env=True,
+        ro_binds=((wheels, MOUNT_WHEELS),),
     )
-    python = settings.HUB_HOSTED_PYTHON
-    pip = str(env_dir / "bin" / "python")
+    python = str(env_dir / "bin" / "python")
     steps = [
-        ("Creating the virtual environment", [python, "-m", "venv", str(env_dir)]),
         (
-            "Installing requirements.txt",
+            "Creating the virtual environment",
+            [settings.HUB_HOSTED_PYTHON, "-m", "venv", str(env_dir)],
+        ),
+        (
+            "Installing the wheels (no network, no index)",
             [
-                pip,
+                python,
                 "-m",
                 "pip",
                 "install",
+                "--no-index",
+                "--find-links",
+                MOUNT_WHEELS,
+                "--only-binary=:all:",
                 "--no-input",
                 "--disable-pip-version-check",
                 "--no-cache-dir",
                 "-r",
-                f"{sandbox.MOUNT_CODE}/requirements.txt",
+                f"{MOUNT_WHEELS}/requirements.txt",
             ],
         ),
     ]
     for title, argv in steps:
         services.build_log_append(code, f"$ {title}…\n")
-        output, status = _run_logged(code, spec, argv)
+        proc = sandbox.popen(
+            sandbox.bwrap_command(spec, argv),
+            spec.limits,
+            spec.plugin_id,
+            merge_stderr=True,
+        )
+        _, status = _stream(code, proc)
         if status != 0:
             raise BuildError(f"{title.lower()} failed (exit status {status}).")
+    shutil.rmtree(wheels, ignore_errors=True)
     return env_dir
 
 
-def _run_logged(
-    code: HostedCode, spec: sandbox.Spec, argv: list[str]
-) -> tuple[str, int]:
-    env_args: list[str] = []
-    for name in PIP_ENV:
-        if os.environ.get(name):
-            env_args += ["--setenv", name, os.environ[name]]
-    extra = ("--ro-bind-try", "/etc/pip.conf", "/etc/pip.conf", *env_args)
-    cmd = sandbox.bwrap_command(spec, argv, extra=extra)
-    proc = sandbox.popen(cmd, spec.limits, merge_stderr=True)
+def _download(code: HostedCode, wheels: Path) -> None:
+    """pip download, outside the sandbox: wheels only (--only-binary=:all:
+    builds nothing, so no package code runs), for the sandbox's interpreter
+    (--python), from the index the worker's pip configuration names."""
+    services.build_log_append(
+        code, "$ Downloading wheels from the package index (wheels only)…\n"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        settings.HUB_HOSTED_PYTHON,
+        "download",
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+        "--progress-bar",
+        "off",
+        "--dest",
+        str(wheels),
+        "-r",
+        str(wheels / "requirements.txt"),
+    ]
+    env = {k: v for k, v in os.environ.items() if DOWNLOAD_ENV.match(k)}
+    env.update(PATH="/usr/bin:/bin", LANG="C.UTF-8")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=wheels,  # nothing relative to the worker's directory
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise BuildError(f"pip could not start on this worker: {exc}") from None
+    output, status = _stream(code, proc)
+    if status == 0:
+        return
+    missing = NO_WHEEL.search(output)
+    if missing:
+        raise BuildError(
+            f"{missing.group(1)} has no wheel for this platform (or is not on the "
+            "package index); hosted plugins install wheels only."
+        )
+    raise BuildError(f"downloading the requirements failed (exit status {status}).")
+
+
+def _stream(code: HostedCode, proc: subprocess.Popen) -> tuple[str, int]:
+    """The process's output into the build log as it comes, up to the build's
+    time limit."""
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + settings.HUB_HOSTED_BUILD_TIMEOUT_SECONDS
@@ -138,6 +240,7 @@ def _check(
         limits=sandbox.Limits(
             memory_mb=max(code.memory_limit_mb, 256), cpu_seconds=CHECK_SECONDS
         ),
+        plugin_id=code.plugin_id,
     )
     outcome = Session(
         spec,

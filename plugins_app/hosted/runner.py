@@ -1,7 +1,12 @@
 """Running one event through a hosted handler (in a Celery worker): the item
 was leased by runs.services._dispatch_hosted; this starts the sandbox, serves
 the handler's client calls through client_api, streams its log lines to the
-run page and settles the item with a clear reason."""
+run page and settles the item with a clear reason.
+
+A sandbox that cannot start (fork or bwrap failing: EAGAIN, no namespaces)
+never ran the plugin's code, so it is neither the plugin's failure nor a
+pass: the worker tries again, HUB_HOSTED_START_ATTEMPTS times in all with a
+growing pause, on the same lease, then fails the run saying so."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import os
 import socket
 import threading
 from pathlib import Path
+
+from django.conf import settings
 
 from plugins_app.hosted import client_api, sandbox
 from plugins_app.hosted.labels import handler_label
@@ -25,6 +32,9 @@ EVENT_METHODS = {
     events.TASK_SENT_BACK: "on_send_back_to_queue",
 }
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# The pause before the 2nd start attempt; it doubles for each further one. The
+# item's lease (the plugin's timeout + 10 s, restamped at each start) covers it.
+START_RETRY_SECONDS = 1.0
 
 
 _state = threading.local()
@@ -36,15 +46,26 @@ def busy() -> bool:
     return getattr(_state, "busy", False)
 
 
-def run_item(item_id: int) -> str:
+def run_item(item_id: int, start_attempt: int = 1) -> str:
     _state.busy = True
     try:
-        return _run_item(item_id)
+        result = _run_item(item_id, start_attempt)
     finally:
         _state.busy = False
+    if result == "unstarted":
+        # Through the broker (eager in tests), after this handler's state is
+        # reset: any worker may take the next attempt.
+        from plugins_app.hosted.tasks import run_hosted_item
+
+        run_hosted_item.apply_async(
+            (item_id,),
+            {"start_attempt": start_attempt + 1},
+            countdown=START_RETRY_SECONDS * 2 ** (start_attempt - 1),
+        )
+    return result
 
 
-def _run_item(item_id: int) -> str:
+def _run_item(item_id: int, start_attempt: int) -> str:
     item = runs.hosted_item_started(item_id, worker=WORKER)
     if item is None:
         return "not leased"
@@ -77,6 +98,7 @@ def _run_item(item_id: int) -> str:
                 memory_mb=code.memory_limit_mb,
                 cpu_seconds=plugin.timeout_seconds + 1,
             ),
+            plugin_id=plugin.pk,
         ),
         wall_seconds=plugin.timeout_seconds,
         on_logs=lambda lines: _store_logs(item, lines),
@@ -86,9 +108,35 @@ def _run_item(item_id: int) -> str:
     try:
         outcome = session.run("run", job)
     except (sandbox.SandboxUnavailable, OSError) as exc:
-        # bwrap missing, the code's folder gone, no user namespaces: say so.
-        return _fail(item, f"The sandbox cannot start on this worker: {exc}")
+        # bwrap missing, the code's folder gone, fork failing (EAGAIN).
+        outcome = Outcome("unstarted", f"the sandbox could not start: {exc}")
+    if outcome.kind == "unstarted":
+        return _start_failed(item, outcome.message, start_attempt)
     return _settle(item, outcome, code=code, method=method)
+
+
+def _start_failed(item: WorkItem, why: str, attempt: int) -> str:
+    """Returns "unstarted" when run_item is to try again, else fails the item
+    (never settles it as done: the plugin's code did not run)."""
+    attempts = settings.HUB_HOSTED_START_ATTEMPTS
+    if attempt >= attempts:
+        return _fail(
+            item,
+            f"The handler never ran: {why} (worker {WORKER}, {attempt} "
+            f"attempt(s)). Retry the run once the worker is healthy.",
+        )
+    pause = START_RETRY_SECONDS * 2 ** (attempt - 1)
+    _store_logs(
+        item,
+        [
+            (
+                "WARNING",
+                f"The handler never ran: {why} (attempt {attempt} of {attempts}); "
+                f"trying again in {pause:g} s.",
+            )
+        ],
+    )
+    return "unstarted"
 
 
 def _settle(item: WorkItem, outcome: Outcome, *, code: HostedCode, method: str) -> str:

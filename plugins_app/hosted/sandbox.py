@@ -2,13 +2,13 @@
 
 What the sandbox is (README, "Hosted plugins", says what it stops and not):
 * its own user, PID, IPC, UTS, cgroup and network namespaces; no network at
-  all for handler runs (the client talks to the worker over an inherited
-  socket), the host's network only while pip installs requirements;
+  all, ever (the client talks to the worker over an inherited socket; a build
+  installs wheels the worker downloaded, see build.py);
 * a filesystem of /usr (read-only), the hub's `pluginhub` library, the plugin's
   code and virtual environment (read-only) and an empty /tmp (tmpfs); no /etc,
   no /home, /root, /var or the hub's source, settings or data;
 * an empty environment but for HOME, PATH and LANG;
-* an unprivileged user (HUB_HOSTED_UID, `nobody`) when the worker is root,
+* an unprivileged user of its own plugin (uid_for) when the worker is root,
   with no capabilities, in a new session (no terminal to inject into);
 * resource limits: address space (the plugin's memory limit), CPU time, open
   files, processes, file size; and the worker's wall clock, which kills it.
@@ -56,9 +56,13 @@ class Spec:
     code_dir: Path
     env_dir: Path | None
     limits: Limits
-    network: bool = False
+    # Whose code runs: the sandbox's user (and so its process limit) is this
+    # plugin's own.
+    plugin_id: int
     # The build writes the virtual environment; runs never write anything.
     writable_env: bool = False
+    # Extra read-only binds (host path, sandbox path), e.g. the build's wheels.
+    ro_binds: tuple[tuple[Path, str], ...] = ()
 
 
 def runtime_dir() -> Path:
@@ -103,24 +107,33 @@ def _open_up(path: Path) -> None:
         p.chmod(0o755 if p.is_dir() or os.access(p, os.X_OK) else 0o644)
 
 
-def sandbox_uid() -> int | None:
-    return settings.HUB_HOSTED_UID if os.geteuid() == 0 else None
+def uid_for(plugin_id: int) -> int | None:
+    """The user a plugin's sandboxes run as when the worker is root (else the
+    worker's own user, which cannot switch). One uid per plugin because the
+    kernel counts RLIMIT_NPROC per real uid: with a shared uid, one plugin's
+    fork bomb left no process for any other plugin's sandbox. Plugins whose
+    ids are HUB_HOSTED_UID_RANGE apart share a uid (and that limit)."""
+    if os.geteuid() != 0:
+        return None
+    return settings.HUB_HOSTED_UID_BASE + plugin_id % settings.HUB_HOSTED_UID_RANGE
 
 
 def check_reachable(path: Path) -> None:
     """bwrap runs as the sandbox user, so it must be able to reach what it
-    binds: fail with a clear message instead of an obscure bwrap error."""
-    if shutil.which("bwrap") is None:
+    binds: fail with a clear message instead of an obscure bwrap error. The
+    sandbox users own nothing here: all they read must be readable by others."""
+    if shutil.which(settings.HUB_HOSTED_BWRAP) is None:
         raise SandboxUnavailable(
-            "bubblewrap is not installed on this worker (apt-get install bubblewrap)"
+            f"bubblewrap ({settings.HUB_HOSTED_BWRAP}) is not installed on this "
+            "worker (apt-get install bubblewrap)"
         )
-    if sandbox_uid() is None:
+    if os.geteuid() != 0:
         return
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.stat().st_mode & 0o001:
             raise SandboxUnavailable(
-                f"{parent} is not reachable by the sandbox user (uid "
-                f"{settings.HUB_HOSTED_UID}): make it executable by others "
+                f"{parent} is not reachable by the sandbox users (uids from "
+                f"{settings.HUB_HOSTED_UID_BASE}): make it executable by others "
                 "(chmod o+x) or set HUB_HOSTED_DIR elsewhere"
             )
 
@@ -132,12 +145,10 @@ def python_for(env_dir: Path | None) -> str:
 def bwrap_command(
     spec: Spec, argv: list[str], *, extra: tuple[str, ...] = ()
 ) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
-    if spec.network:
-        cmd += ["--share-net"]
-        for name in ("resolv.conf", "hosts", "nsswitch.conf", "ssl", "ca-certificates"):
-            cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    cmd += ["--ro-bind", "/usr", "/usr"]
+    # --unshare-all includes the network: tenant code never shares the host's
+    # (no --share-net anywhere; the build downloads wheels outside instead).
+    cmd = [settings.HUB_HOSTED_BWRAP, "--unshare-all"]
+    cmd += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):
         target = Path("/") / link
         if target.is_symlink():
@@ -151,6 +162,8 @@ def bwrap_command(
     if spec.env_dir is not None:
         bind = "--bind" if spec.writable_env else "--ro-bind"
         cmd += [bind, str(spec.env_dir), str(spec.env_dir)]
+    for source, target in spec.ro_binds:
+        cmd += ["--ro-bind", str(source), target]
     cmd += ["--clearenv", "--setenv", "HOME", SANDBOX_TMP]
     cmd += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]
     cmd += ["--setenv", "LANG", "C.UTF-8", *extra, "--chdir", SANDBOX_TMP, "--"]
@@ -160,12 +173,15 @@ def bwrap_command(
 def spawn(
     spec: Spec, argv: list[str], *, pass_fds: tuple[int, ...] = ()
 ) -> subprocess.Popen:
-    return popen(bwrap_command(spec, argv), spec.limits, pass_fds=pass_fds)
+    return popen(
+        bwrap_command(spec, argv), spec.limits, spec.plugin_id, pass_fds=pass_fds
+    )
 
 
 def popen(
     cmd: list[str],
     limits: Limits,
+    plugin_id: int,
     *,
     pass_fds: tuple[int, ...] = (),
     merge_stderr: bool = False,
@@ -183,7 +199,7 @@ def popen(
         if uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
 
-    uid = sandbox_uid()
+    uid = uid_for(plugin_id)
     return subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,

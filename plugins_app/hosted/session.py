@@ -2,10 +2,14 @@
 client calls, collect its log lines, and stop it at its limits.
 
 The wire is JSON lines over a socketpair the sandbox inherits (never its
-stdout, which `print` writes to): the worker sends the job, the handler sends
-`log`, `call` (answered with `{"result"}` or `{"error"}`) and finally `done`,
-`error` or, when checking a build, `checked`. Raw stdout/stderr (interpreter
-crashes, C extensions) are read too and kept as log lines.
+stdout, which `print` writes to): the handler process first says `started`
+(before any uploaded code is imported), the worker sends the job, the handler
+sends `log`, `call` (answered with `{"result"}` or `{"error"}`) and finally
+`done`, `error` or, when checking a build, `checked`. A sandbox that ends
+without saying `started` never ran the plugin's code: its outcome is
+`unstarted`, which the runner retries rather than blaming the plugin. Raw
+stdout/stderr (interpreter crashes, C extensions) are read too and kept as
+log lines.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ EXIT_GRACE_SECONDS = 2.0
 @dataclass
 class Outcome:
     # done | checked | error | memory | timeout | crash | cancelled | protocol
+    # | unstarted (bwrap or the interpreter failed before the plugin's code)
     kind: str
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +72,8 @@ class Session:
         self.logged = 0
         self.calls = 0
         self.deadline = float("inf")
+        self.started = False
+        self.last_error_line = ""
 
     def run(self, mode: str, job: dict[str, Any] | None = None) -> Outcome:
         started = time.monotonic()
@@ -164,6 +171,9 @@ class Session:
         code = _wait(proc, deadline)
         if final is not None:
             return final
+        if not self.started:
+            why = self.last_error_line or _exit_text(code)
+            return Outcome("unstarted", f"the sandbox did not start: {why}")
         return Outcome("crash", _exit_text(code))
 
     def _message(self, line: bytes, sock: socket.socket) -> Outcome | None:
@@ -175,7 +185,9 @@ class Session:
         if not isinstance(message, dict):
             return None
         kind = message.get("type")
-        if kind == "log":
+        if kind == "started":
+            self.started = True
+        elif kind == "log":
             self._log(
                 str(message.get("level") or "INFO")[:20],
                 str(message.get("message", "")),
@@ -212,6 +224,8 @@ class Session:
             sock.settimeout(None)
 
     def _log(self, level: str, message: str) -> None:
+        if level == "ERROR" and message.strip():
+            self.last_error_line = message.strip()[:500]
         self.logged += 1
         if self.logged <= MAX_LOG_LINES:
             self.pending_logs.append((level, message))

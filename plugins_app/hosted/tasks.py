@@ -13,10 +13,10 @@ def build_hosted_code(code_id: int) -> str:
 
 
 @shared_task
-def run_hosted_item(item_id: int) -> str:
+def run_hosted_item(item_id: int, start_attempt: int = 1) -> str:
     from plugins_app.hosted.runner import run_item
 
-    return run_item(item_id)
+    return run_item(item_id, start_attempt)
 
 
 # Tasks whose whole job is to start one event's run: when they lease a hosted

@@ -115,6 +115,8 @@ def load_handler_class() -> type:
 
 def main() -> int:
     channel = Channel(int(sys.argv[1]))
+    # The sandbox is up; what fails from here on is the plugin's (session.py).
+    channel.send({"type": "started"})
     mode = sys.argv[2]
     logger = logging.getLogger("plugin")
     logger.setLevel(logging.DEBUG)
