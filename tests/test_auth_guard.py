@@ -1,23 +1,28 @@
-"""The failed-heartbeat guard: per-IP limit in a clock-aligned window, one alert
-(log + mail to admins) when an IP reaches it, open again when the window ends."""
+"""The failed-heartbeat guard: a limit per (IP, plugin id) in a clock-aligned
+window (unknown ids share one key per IP), one alert (log + mail to admins)
+when a key reaches it, recording again when the window ends; the right secret
+always authenticates, and one plugin's failures never touch another's."""
 
 from __future__ import annotations
 
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from plugins_app.ops import auth_guard
-from plugins_app.ops.auth_guard import Verdict, heartbeat_allowed, heartbeat_failed
+from plugins_app.ops import window
+from plugins_app.ops.auth_guard import Verdict, failures_recorded, heartbeat_failed
 
 WINDOW = 60
 LIMIT = 3
 START = 60 * 16_667 + 20.0  # 20 s into a 60 s window
+PID = "a" * 24
+OTHER = "b" * 24
 
 
 class Clock:
@@ -31,7 +36,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     fake = Clock(START)
-    monkeypatch.setattr(auth_guard, "clock", fake)
+    monkeypatch.setattr(window, "clock", fake)
     with override_settings(
         HUB_AUTH_FAILURES_PER_WINDOW=LIMIT, HUB_AUTH_WINDOW_SECONDS=WINDOW, ADMINS=[]
     ):
@@ -40,18 +45,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
         cache.clear()
 
 
-def fail(address: str, times: int) -> list[Verdict]:
-    return [heartbeat_failed(address) for _ in range(times)]
+def fail(address: str, times: int, plugin: str | None = PID) -> list[Verdict]:
+    return [heartbeat_failed(address, plugin) for _ in range(times)]
 
 
-def test_it_allows_an_address_under_the_limit(clock: Clock) -> None:
-    assert heartbeat_allowed("10.0.0.9:5000")
+def test_it_records_an_address_under_the_limit(clock: Clock) -> None:
+    assert failures_recorded("10.0.0.9:5000", PID)
     verdicts = fail("10.0.0.9:5000", LIMIT - 1)
     assert verdicts == [
         Verdict(failures=1, blocked=False, alert=False, retry_after=0),
         Verdict(failures=2, blocked=False, alert=False, retry_after=0),
     ]
-    assert heartbeat_allowed("10.0.0.9:5001")
+    assert failures_recorded("10.0.0.9:5001", PID)
 
 
 def test_it_blocks_for_the_rest_of_the_window_and_alerts_once(
@@ -59,31 +64,51 @@ def test_it_blocks_for_the_rest_of_the_window_and_alerts_once(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="plugins_app.ops.auth_guard")
     fail("10.0.0.9:5000", LIMIT - 1)
-    verdict = heartbeat_failed("10.0.0.9:5002")  # another port, same IP
+    verdict = heartbeat_failed("10.0.0.9:5002", PID)  # another port, same IP
     assert verdict == Verdict(failures=3, blocked=True, alert=True, retry_after=40)
-    assert not heartbeat_allowed("10.0.0.9:6000")
-    assert heartbeat_allowed("10.0.0.10:6000")
+    assert not failures_recorded("10.0.0.9:6000", PID)
+    assert failures_recorded("10.0.0.10:6000", PID)
 
     later = fail("10.0.0.9:5003", 2)
     assert [v.alert for v in later] == [False, False]
     assert [v.blocked for v in later] == [True, True]
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "heartbeat failures from 10.0.0.9 over the limit; blocked for 40 s"
+        f"heartbeat failures from 10.0.0.9 for plugin {PID} over the limit; "
+        "not recorded for 40 s"
     ]
     assert caplog.records[0].ip == "10.0.0.9"
+    assert caplog.records[0].plugin_id == PID
 
     clock.now += 39.5
-    assert not heartbeat_allowed("10.0.0.9:5000")
-    assert heartbeat_failed("10.0.0.9:5000").retry_after == 1
+    assert not failures_recorded("10.0.0.9:5000", PID)
+    assert heartbeat_failed("10.0.0.9:5000", PID).retry_after == 1
+
+
+def test_it_counts_each_plugin_of_an_address_apart(clock: Clock) -> None:
+    fail("10.0.0.9:5000", LIMIT + 5, PID)
+    assert not failures_recorded("10.0.0.9:5000", PID)
+    assert failures_recorded("10.0.0.9:5000", OTHER)
+    assert failures_recorded("10.0.0.9:5000", None)
+    assert heartbeat_failed("10.0.0.9:5000", OTHER) == Verdict(1, False, False, 0)
+
+
+def test_it_counts_every_unknown_id_of_an_address_under_one_key(
+    clock: Clock,
+) -> None:
+    verdicts = fail("10.0.0.9:5000", LIMIT, None)
+    assert verdicts[-1].blocked and verdicts[-1].alert
+    assert not failures_recorded("10.0.0.9:7000", None)
+    assert failures_recorded("10.0.0.9:7000", PID)
+    assert failures_recorded("10.0.0.10:7000", None)
 
 
 def test_it_opens_again_when_the_window_ends(clock: Clock) -> None:
     fail("10.0.0.9:5000", LIMIT)
-    assert not heartbeat_allowed("10.0.0.9:5000")
+    assert not failures_recorded("10.0.0.9:5000", PID)
     clock.now += 40
-    assert heartbeat_allowed("10.0.0.9:5000")
-    assert heartbeat_failed("10.0.0.9:5000") == Verdict(1, False, False, 0)
+    assert failures_recorded("10.0.0.9:5000", PID)
+    assert heartbeat_failed("10.0.0.9:5000", PID) == Verdict(1, False, False, 0)
     # A new window has its own alert.
     verdicts = fail("10.0.0.9:5000", LIMIT - 1)
     assert verdicts[-1].alert and verdicts[-1].retry_after == WINDOW
@@ -100,9 +125,11 @@ def test_it_opens_again_when_the_window_ends(clock: Clock) -> None:
     ],
 )
 def test_it_counts_by_ip(clock: Clock, address: str, ip: str) -> None:
+    from plugins_app.ops import auth_guard
+
     assert auth_guard._ip(address) == ip
     fail(address, LIMIT)
-    assert not heartbeat_allowed(ip)
+    assert not failures_recorded(ip, PID)
 
 
 def test_it_mails_the_admins(clock: Clock, mailoutbox: list[Any]) -> None:
@@ -112,7 +139,8 @@ def test_it_mails_the_admins(clock: Clock, mailoutbox: list[Any]) -> None:
     assert mailoutbox[0].to == ["ops@x.test"]
     assert "heartbeat failures" in mailoutbox[0].subject
     assert mailoutbox[0].body == (
-        "heartbeat failures from 10.0.0.9 over the limit; blocked for 40 s"
+        f"heartbeat failures from 10.0.0.9 for plugin {PID} over the limit; "
+        "not recorded for 40 s"
     )
 
 
@@ -146,48 +174,87 @@ def test_it_works_on_the_redis_cache(clock: Clock) -> None:
         verdicts = fail("10.0.0.9:5000", LIMIT)
         assert [v.failures for v in verdicts] == [1, 2, 3]
         assert verdicts[-1].alert
-        assert not heartbeat_allowed("10.0.0.9")
+        assert not failures_recorded("10.0.0.9", PID)
         clock.now += 40
-        assert heartbeat_allowed("10.0.0.9")
+        assert failures_recorded("10.0.0.9", PID)
         cache.clear()
 
 
-def test_it_refuses_an_address_over_the_limit_in_the_heartbeat_path(
+def heartbeat(plugin: Any, secret: str, address: str, channel: str) -> Any:
+    from plugins_app.runs.services import instance_heartbeat
+
+    return instance_heartbeat(
+        channel_name=channel,
+        plugin_public_id=plugin.public_id,
+        secret=secret,
+        address=address,
+    )
+
+
+def test_it_stops_recording_but_never_refuses_the_right_secret(
     workspace: Any, make_plugin: Any, settings: Any
 ) -> None:
     from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
-    from plugins_app.runs.services import instance_heartbeat
 
     settings.HUB_AUTH_FAILURES_PER_WINDOW = 3
     registered = make_plugin()
-    public_id = registered.plugin.public_id
     for n in range(5):
-        assert (
-            instance_heartbeat(
-                channel_name=f"c!{n}",
-                plugin_public_id=public_id,
-                secret="wrong",
-                address="10.9.8.7:4000",
-            )
-            is None
-        )
+        assert heartbeat(registered.plugin, "wrong", "10.9.8.7:4000", f"c!{n}") is None
     # Recorded until the limit, then refused without filling the table.
     assert FailedHeartbeat.objects.filter(address="10.9.8.7:4000").count() == 3
-    # Even the right secret is refused from that address for the window...
-    assert (
+    # The right secret from that very address still authenticates (a stale
+    # instance after Rotate secret must not lock the new one out).
+    assert heartbeat(registered.plugin, registered.secret, "10.9.8.7:4001", "c!ok")
+    assert PluginInstance.objects.get().channel_name == "c!ok"
+
+
+def test_it_keeps_recording_another_plugin_of_the_same_address(
+    workspace: Any, make_plugin: Any, settings: Any
+) -> None:
+    from plugins_app.plugins.models import FailedHeartbeat
+
+    settings.HUB_AUTH_FAILURES_PER_WINDOW = 3
+    noisy = make_plugin(name="Noisy").plugin
+    quiet = make_plugin(name="Quiet").plugin
+    for n in range(6):
+        heartbeat(noisy, "wrong", "10.9.8.7:4000", f"n!{n}")
+    heartbeat(quiet, "wrong", "10.9.8.7:4000", "q!1")
+    counts = {
+        plugin.name: FailedHeartbeat.objects.filter(plugin=plugin).count()
+        for plugin in (noisy, quiet)
+    }
+    assert counts == {"Noisy": 3, "Quiet": 1}
+
+
+ECHO = Path(__file__).resolve().parent / "plugin_scripts" / "echo_model.py"
+
+
+def test_the_real_sdk_connects_and_works_after_another_plugins_failures(
+    workspace: Any, make_plugin: Any, plugin_runner: Any, settings: Any
+) -> None:
+    """Everything here comes from 127.0.0.1: 20 wrong heartbeats for one plugin
+    (and 20 unknown ids) from the address do not keep the real SDK of another
+    plugin, nor the right secret of the failing plugin itself, from connecting
+    and running a job."""
+    from plugins_app.plugins.models import FailedHeartbeat
+    from plugins_app.runs.models import Run
+    from plugins_app.runs.services import instance_heartbeat
+    from tests.test_sdk_model_runs import start_run_from_dialog, wait_finished
+
+    settings.HUB_AUTH_FAILURES_PER_WINDOW = 15
+    stale = make_plugin(name="Stale")
+    working = make_plugin(name="Working")
+    for n in range(20):
+        heartbeat(stale.plugin, "rotated-away", "127.0.0.1:40000", f"s!{n}")
         instance_heartbeat(
-            channel_name="c!ok",
-            plugin_public_id=public_id,
-            secret=registered.secret,
-            address="10.9.8.7:4001",
+            channel_name=f"u!{n}",
+            plugin_public_id=f"{n:024x}",
+            secret="x",
+            address="127.0.0.1:40001",
         )
-        is None
-    )
-    assert not PluginInstance.objects.exists()
-    # ...while another address connects.
-    assert instance_heartbeat(
-        channel_name="c!other",
-        plugin_public_id=public_id,
-        secret=registered.secret,
-        address="10.9.8.8:4000",
-    )
+    for registered in (working, stale):
+        process = plugin_runner(ECHO, registered, sdk="1.4")
+        run = start_run_from_dialog(workspace, registered.plugin, "astronaut")
+        run = wait_finished(run, timeout=60)
+        assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    assert FailedHeartbeat.objects.count() == 30  # 15 + 15, the rest not recorded

@@ -1,68 +1,69 @@
-"""Rate limiting of failed plugin heartbeats, per client IP.
+"""Rate limiting of failed plugin heartbeats, per (client IP, plugin).
 
-A wrong id or secret leaves the socket open (see the README), so nothing else
-stops a script from guessing secrets as fast as it can. Each failure counts
-against the IP in a fixed window aligned to the clock; once an IP has made
-`HUB_AUTH_FAILURES_PER_WINDOW` failures, `heartbeat_allowed` is False until the
-window ends. The failure that reaches the limit logs a warning and mails the
-admins, once per IP and window.
+A wrong id or secret leaves the socket open (ango-plugin-protocol.md §7), so
+nothing else bounds what a script costs by sending bad heartbeats: each one is
+a row in the plugin's *failed connection attempts* and a warning in the log.
+Failures count per IP **and plugin id** (unknown ids share one "unknown" key per
+IP, so guessing ids is limited too) in a clock-aligned window (window.py). Once a
+key has made `HUB_AUTH_FAILURES_PER_WINDOW` failures, its further failures are
+no longer recorded until the window ends; the failure that reaches the limit
+logs a warning and mails the admins, once per key and window.
 
-Counters live in Django's cache (Redis when `REDIS_URL` is set, so all ASGI
-processes share them); `cache.incr` is atomic, so exactly one caller sees the
-count reach the limit.
+What the guard never does is refuse a correct secret: plugin secrets carry 256
+bits (plugins/secrets.py), so there is nothing to brute force, while a stale
+instance left running after *Rotate secret* (one wrong heartbeat a minute, one
+reconnect every `HUB_SOCKET_AUTH_SECONDS`) or a neighbour's misconfigured script
+on the same host must not lock the right one out.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import math
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import mail_admins
 
+from plugins_app.ops import window
+
 log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    failures: int  # failures of this IP in the current window, this one included
-    blocked: bool  # further heartbeats from this IP are refused
+    failures: int  # failures of this IP and plugin in the window, this one included
+    blocked: bool  # further failures of this IP and plugin are not recorded
     alert: bool  # this failure reached the limit: admins were told
     retry_after: int  # seconds until the window ends (0 when not blocked)
 
 
-def clock() -> float:
-    # One seam for tests to move time; cache expiry is only garbage collection.
-    return time.time()
+def failures_recorded(address: str, plugin_id: str | None) -> bool:
+    """Whether a failed heartbeat from this address for this plugin (None: an
+    unknown id) is still recorded, i.e. the key is under its limit."""
+    return not window.is_over(
+        _key(_ip(address), plugin_id),
+        limit=settings.HUB_AUTH_FAILURES_PER_WINDOW,
+        seconds=settings.HUB_AUTH_WINDOW_SECONDS,
+    )
 
 
-def heartbeat_allowed(address_ip: str) -> bool:
-    window = _window()
-    count = cache.get(_key(_ip(address_ip), window), 0)
-    return count < settings.HUB_AUTH_FAILURES_PER_WINDOW
+def heartbeat_failed(address: str, plugin_id: str | None) -> Verdict:
+    ip = _ip(address)
+    count = window.add_failure(
+        _key(ip, plugin_id),
+        limit=settings.HUB_AUTH_FAILURES_PER_WINDOW,
+        seconds=settings.HUB_AUTH_WINDOW_SECONDS,
+    )
+    if count.first:
+        _alert(ip, plugin_id or UNKNOWN, count.retry_after)
+    return Verdict(count.failures, count.reached, count.first, count.retry_after)
 
 
-def heartbeat_failed(address_ip: str) -> Verdict:
-    ip = _ip(address_ip)
-    window = _window()
-    key = _key(ip, window)
-    cache.add(key, 0, timeout=settings.HUB_AUTH_WINDOW_SECONDS + 60)
-    try:
-        failures = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=settings.HUB_AUTH_WINDOW_SECONDS + 60)
-        failures = 1
-    limit = settings.HUB_AUTH_FAILURES_PER_WINDOW
-    blocked = failures >= limit
-    retry_after = _seconds_left(window) if blocked else 0
-    alert = failures == limit
-    if alert:
-        _alert(ip, retry_after)
-    return Verdict(failures, blocked, alert, retry_after)
+def _key(ip: str, plugin_id: str | None) -> str:
+    return f"heartbeat-failures:{ip}:{plugin_id or UNKNOWN}"
 
 
 def _ip(address: str) -> str:
@@ -84,22 +85,14 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _window() -> int:
-    return int(clock() // settings.HUB_AUTH_WINDOW_SECONDS)
-
-
-def _seconds_left(window: int) -> int:
-    end = (window + 1) * settings.HUB_AUTH_WINDOW_SECONDS
-    return max(1, math.ceil(end - clock()))
-
-
-def _key(ip: str, window: int) -> str:
-    return f"ops:heartbeat-failures:{ip}:{window}"
-
-
-def _alert(ip: str, seconds: int) -> None:
-    message = f"heartbeat failures from {ip} over the limit; blocked for {seconds} s"
-    log.warning(message, extra={"ip": ip, "blocked_seconds": seconds})
+def _alert(ip: str, plugin: str, seconds: int) -> None:
+    message = (
+        f"heartbeat failures from {ip} for plugin {plugin} over the limit; "
+        f"not recorded for {seconds} s"
+    )
+    log.warning(
+        message, extra={"ip": ip, "plugin_id": plugin, "blocked_seconds": seconds}
+    )
     if settings.ADMINS:
         # fail_silently: a mail server outage must not break the socket consumer.
         mail_admins("Plugin Hub: heartbeat failures", message, fail_silently=True)

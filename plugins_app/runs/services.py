@@ -24,7 +24,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from plugins_app import protocol
-from plugins_app.ops.auth_guard import heartbeat_allowed, heartbeat_failed
+from plugins_app.ops.auth_guard import failures_recorded, heartbeat_failed
 from plugins_app.plugins.models import (
     INPUT_TYPES,
     Delivery,
@@ -1046,19 +1046,18 @@ def instance_heartbeat(
     capacity: int | None = None,
 ) -> PluginInstance | None:
     """Authenticate a `heartbeat` event. A bad id or secret is recorded for the
-    admins and returns None: the socket stays open but never gets work. An
-    address over its failure limit is refused before any secret is compared,
-    and records nothing more (ops/auth_guard.py)."""
-    if not heartbeat_allowed(address):
-        return None
+    admins and returns None: the socket stays open but never gets work. The
+    right secret always authenticates; failures are limited per address and
+    plugin (unknown ids share one key), and over the limit they are no longer
+    recorded (ops/auth_guard.py)."""
     plugin = (
         Plugin.objects.filter(public_id=plugin_public_id).first()
         if isinstance(plugin_public_id, str)
         else None
     )
-    if plugin is None or not isinstance(secret, str):
+    if plugin is None:
         return _heartbeat_failed(None, plugin_public_id, address, "unknown plugin id")
-    if not token_matches(secret, plugin.secret_hash):
+    if not isinstance(secret, str) or not token_matches(secret, plugin.secret_hash):
         return _heartbeat_failed(plugin, plugin_public_id, address, "wrong secret")
     now = timezone.now()
     instance, created = PluginInstance.objects.update_or_create(
@@ -1081,13 +1080,16 @@ def instance_heartbeat(
 def _heartbeat_failed(
     plugin: Plugin | None, claimed_id: Any, address: str, reason: str
 ) -> None:
+    key = plugin.public_id if plugin else None
+    if not failures_recorded(address, key):
+        return None  # over the limit: one alert was sent, the table stays small
     log.warning(
         "heartbeat refused from %s for plugin id %r: %s", address, claimed_id, reason
     )
     FailedHeartbeat.objects.create(
         plugin=plugin, claimed_id=str(claimed_id)[:200], address=address, reason=reason
     )
-    heartbeat_failed(address)
+    heartbeat_failed(address, key)
     return None
 
 
