@@ -27,6 +27,10 @@ $(SDK14)/.installed: examples/requirements.txt
 
 venvs: $(VENV)/.installed $(SDK13)/.installed $(SDK14)/.installed
 
+# The demo runs plugin scripts on this machine: a REST connector started here
+# listens on 127.0.0.1, which the hub refuses unless allowed (docs/security-egress.md).
+# An operator's own HUB_CONNECTOR_ALLOWED_NETWORKS wins.
+run: export HUB_CONNECTOR_ALLOWED_NETWORKS ?= 127.0.0.0/8,::1/128
 run: $(VENV)/.installed $(SDK14)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0

@@ -7,6 +7,7 @@ PostgreSQL and Redis (channel layer and Celery broker) without code changes.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -32,6 +33,22 @@ def envint(name: str, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def envnetworks(name: str) -> list[str]:
+    """A comma-separated list of CIDR networks, normalized ("10.0.0.0/8")."""
+    networks = []
+    for part in os.environ.get(name, "").split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part.strip())))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated CIDR networks such as "
+                f"10.0.0.0/8,fd12::/16; {part.strip()!r} is not one ({exc})"
+            ) from exc
+    return networks
 
 
 VAR_DIR = Path(os.environ.get("HUB_VAR_DIR", BASE_DIR / "var"))
@@ -295,6 +312,11 @@ HUB_STORAGE_KEYS = [
 ]
 # REST connectors: the HTTP timeout of one heartbeat probe.
 HUB_CONNECTOR_PROBE_TIMEOUT = float(os.environ.get("HUB_CONNECTOR_PROBE_TIMEOUT", "5"))
+# REST connectors (and any URL a tenant gives the hub, plugins_app/ops/egress.py):
+# internal addresses (loopback, private, link-local, ...) are refused unless in
+# one of these comma-separated CIDR networks, e.g. "10.20.0.0/16,fd12::/16".
+# Empty by default; `make run` and the tests allow 127.0.0.0/8 and ::1.
+HUB_CONNECTOR_ALLOWED_NETWORKS = envnetworks("HUB_CONNECTOR_ALLOWED_NETWORKS")
 
 # --- Hosted plugins (plugins_app/hosted/) --------------------------------------
 # Uploaded code and per-plugin virtual environments. The sandbox user must be

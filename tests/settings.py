@@ -11,6 +11,10 @@ if "HUB_HOSTED_DIR" not in os.environ:
     # stop it, so this directory is opened up (it holds only uploaded code).
     os.environ["HUB_HOSTED_DIR"] = tempfile.mkdtemp(prefix="pluginhub-hosted-")
     os.chmod(os.environ["HUB_HOSTED_DIR"], 0o755)
+# The tests' REST connectors (real SDK servers, the "internal service" of the
+# egress tests) listen on loopback: allowed the way an operator would, through
+# the environment, so the Celery workers the tests start inherit it too.
+os.environ.setdefault("HUB_CONNECTOR_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 os.environ.setdefault(
     "HUB_TEST_DB", os.path.join(os.environ["HUB_VAR_DIR"], "test.sqlite3")
 )

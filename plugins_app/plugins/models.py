@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from plugins_app.ops.egress import registration_problem
 from plugins_app.workspace.models import Organization, Project
 
 
@@ -84,6 +86,13 @@ class Plugin(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # Here rather than in a form, so every way a plugin is saved (the
+        # dialog, the JSON API, plugin_create) refuses a connector URL the hub
+        # would not call; every call checks again (ops/egress.py).
+        if self.connector_url and (problem := registration_problem(self.connector_url)):
+            raise ValidationError({"connector_url": f"This URL {problem}."})
 
     @property
     def is_runnable(self) -> bool:

@@ -2,31 +2,44 @@
 app): `POST <url>/plugin` with the job and the `Secret` header, answered
 synchronously with `{"response", "session"}` (or null when the result comes
 later on /v2/pluginResponse), and `GET <url>/heartbeat` answered `"ok"`.
-Called only from Celery tasks, never from a web request."""
+Called only from Celery tasks, never from a web request, and only through
+plugins_app/ops/egress.py (no internal address, no redirect, no remote text)."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-USER_AGENT = "plugin-hub-connector/1"
+from plugins_app.ops import egress
+
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Reply:
-    """`status` 0 means no HTTP answer at all (`error` says why)."""
+    """`status` 0 means no HTTP answer at all (`error` says why). `error` is
+    always one of the hub's fixed texts: a connector's body is never quoted
+    (the URL could point at some other service whose answer is not ours to
+    show), only parsed when it is JSON."""
 
     status: int
     body: Any = None
     error: str = ""
+    # The URL is not one the hub calls (egress policy): retrying cannot help.
+    refused: bool = False
 
     @property
     def unreachable(self) -> bool:
-        return self.status == 0 or self.status in (502, 503, 504)
+        return not self.refused and (self.status == 0 or self.status in (502, 503, 504))
+
+    @property
+    def reason(self) -> str:
+        """For run errors and the failed-probe record: "HTTP 404",
+        "HTTP 302 (redirects are not followed)", "unreachable"."""
+        if self.status == 0:
+            return self.error
+        return f"HTTP {self.status}" + (f" ({self.error})" if self.error else "")
 
 
 def post_job(url: str, secret: str, job: dict[str, Any], *, timeout: float) -> Reply:
@@ -38,30 +51,29 @@ def probe(url: str, secret: str, *, timeout: float) -> Reply:
 
 
 def _call(url: str, secret: str, data: bytes | None, timeout: float) -> Reply:
-    if not url.startswith(("http://", "https://")):
-        return Reply(0, error=f"{url} is not an http(s) URL")
-    headers = {"Secret": secret, "User-Agent": USER_AGENT}
+    headers = {"Secret": secret}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            raw = response.read(MAX_REPLY_BYTES + 1)
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        return Reply(exc.code, error=_short(exc.read(2000)))
-    except TimeoutError:
-        return Reply(0, error=f"no answer within {timeout:.0f} s")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Reply(0, error=str(reason))
-    if len(raw) > MAX_REPLY_BYTES:
-        return Reply(status, error=f"the answer is over {MAX_REPLY_BYTES:,} bytes")
+        answer = egress.fetch(
+            url,
+            method="GET" if data is None else "POST",
+            headers=headers,
+            body=data,
+            timeout=timeout,
+            max_bytes=MAX_REPLY_BYTES,
+        )
+    except egress.Refused as exc:
+        return Reply(0, error=f"the URL {exc}", refused=True)
+    except egress.EgressError as exc:
+        return Reply(0, error=str(exc))
+    if 300 <= answer.status < 400:
+        return Reply(answer.status, error="redirects are not followed")
+    if not 200 <= answer.status < 300:
+        return Reply(answer.status)
+    if answer.too_large:
+        return Reply(answer.status, error=f"answer over {MAX_REPLY_BYTES:,} bytes")
     try:
-        return Reply(status, body=json.loads(raw or b"null"))
+        return Reply(answer.status, body=json.loads(answer.body or b"null"))
     except ValueError:
-        return Reply(status, error="the answer is not JSON: " + _short(raw))
-
-
-def _short(raw: bytes) -> str:
-    return raw[:300].decode("utf-8", "replace")
+        return Reply(answer.status, error="not JSON")

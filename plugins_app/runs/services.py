@@ -826,14 +826,20 @@ _NO_CONNECTOR = (
 def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
     channel = item.instance.channel_name if item.instance else ""
     url = item.run.plugin.connector_url.rstrip("/") + "/plugin"
-    if reply.status == 200 and reply.body is None:
+    if reply.status == 200 and reply.body is None and not reply.error:
         _hub_log(
             item.run,
             f"{url} accepted the job; its result comes on /v2/pluginResponse.",
             item=item,
         )
         return "accepted"
-    if reply.status == 200 and isinstance(reply.body, dict):
+    if (
+        reply.status == 200
+        and isinstance(reply.body, dict)
+        # The SDK echoes the job's session: any other JSON is not a plugin's
+        # answer, and is not applied or quoted (it could be any service's).
+        and reply.body.get("session") == item.session
+    ):
         return item_respond(
             session=item.session, payload=reply.body, channel_name=channel
         )
@@ -844,16 +850,27 @@ def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
     if reply.status == 0 and "no answer within" in reply.error:
         _item_time_out(item, timezone.now())
         return "timeout"
+    if reply.refused:
+        _item_fail(
+            item, WorkItem.Failure.ERROR, f"The hub does not call {url}: {reply.error}."
+        )
+        return "refused"
     if reply.unreachable:
-        return _connector_unreachable(item, f"{url}: {reply.error or reply.status}")
+        return _connector_unreachable(item, f"{url}: {reply.reason}")
     why = {
         401: "refused the hub's Secret header (HTTP 401): start the connector with "
         "the plugin's current secret in PLUGIN_SECRET",
         404: "has no /plugin endpoint (HTTP 404): is it an imerit-ango plugin "
         "started with CONNECTOR=REST?",
-    }.get(reply.status, f"answered HTTP {reply.status} {reply.error}".strip())
+    }.get(reply.status, f"answered {_not_an_answer(reply)}")
     _item_fail(item, WorkItem.Failure.ERROR, f"The REST connector at {url} {why}.")
     return "refused"
+
+
+def _not_an_answer(reply: connector.Reply) -> str:
+    if reply.status == 200 and not reply.error:
+        return "HTTP 200 (not a plugin's answer)"  # JSON, but not the SDK's
+    return reply.reason
 
 
 def _connector_unreachable(item: WorkItem, error: str) -> str:
@@ -902,7 +919,11 @@ def connector_probe(plugin_id: int) -> bool:
         pk=instance.pk, disconnected_at__isnull=True
     ).update(disconnected_at=now)
     if was_up:
-        reason = reply.error or f"HTTP {reply.status}"
+        reason = (
+            'HTTP 200 (not the SDK\'s "ok")'
+            if reply.status == 200 and not reply.error
+            else reply.reason
+        )
         FailedHeartbeat.objects.create(
             plugin=plugin,
             claimed_id=plugin.public_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +18,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from plugins_app.exports.services import run_files
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.plugins.presets import PresetError, preset_problems, preset_save
-from plugins_app.plugins.services import plugin_create, plugin_rotate_secret
+from plugins_app.plugins.services import (
+    PluginCredentials,
+    plugin_create,
+    plugin_rotate_secret,
+)
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
 from plugins_app.runs.models import Run
@@ -44,7 +48,14 @@ from plugins_app.workspace.lifecycle import (
     task_submit,
 )
 from plugins_app.workspace.members import MemberError, member_set_role
-from plugins_app.workspace.models import Asset, Membership, Project, Storage, Task
+from plugins_app.workspace.models import (
+    Asset,
+    Membership,
+    Organization,
+    Project,
+    Storage,
+    Task,
+)
 
 RUNS_PER_PAGE = 25
 
@@ -91,26 +102,38 @@ def plugin_new(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only admins register plugins")
     form = PluginForm(request.POST or None, organization=organization)
     if request.method == "POST" and form.is_valid():
-        credentials = plugin_create(
-            organization=organization,
-            name=form.cleaned_data["name"],
-            type=form.cleaned_data["type"],
-            description=form.cleaned_data["description"],
-            class_names=form.cleaned_data["class_names_text"],
-            default_config=form.cleaned_data["default_config"],
-            timeout_seconds=form.cleaned_data["timeout_seconds"],
-            projects=list(form.cleaned_data["projects"]),
-            delivery=form.cleaned_data["delivery"],
-            connector_url=form.cleaned_data["connector_url"],
-        )
-        Plugin.objects.filter(pk=credentials.plugin.pk).update(
-            concurrency=form.cleaned_data["concurrency"],
-            max_attempts=form.cleaned_data["max_attempts"],
-        )
-        _save_triggers(credentials.plugin, form)
-        return _secret_once(request, credentials.plugin, credentials.secret)
+        try:
+            credentials = _plugin_create_from(form, organization)
+        except ValidationError as exc:
+            # plugin_create checks again (Plugin.clean): a connector's DNS
+            # answer may have changed since the form's check a moment ago.
+            form.add_error(None, [m for ms in exc.message_dict.values() for m in ms])
+        else:
+            Plugin.objects.filter(pk=credentials.plugin.pk).update(
+                concurrency=form.cleaned_data["concurrency"],
+                max_attempts=form.cleaned_data["max_attempts"],
+            )
+            _save_triggers(credentials.plugin, form)
+            return _secret_once(request, credentials.plugin, credentials.secret)
     return render(
         request, "plugins/plugin_list.html#plugin-form", {"form": form, "plugin": None}
+    )
+
+
+def _plugin_create_from(
+    form: PluginForm, organization: Organization
+) -> PluginCredentials:
+    return plugin_create(
+        organization=organization,
+        name=form.cleaned_data["name"],
+        type=form.cleaned_data["type"],
+        description=form.cleaned_data["description"],
+        class_names=form.cleaned_data["class_names_text"],
+        default_config=form.cleaned_data["default_config"],
+        timeout_seconds=form.cleaned_data["timeout_seconds"],
+        projects=list(form.cleaned_data["projects"]),
+        delivery=form.cleaned_data["delivery"],
+        connector_url=form.cleaned_data["connector_url"],
     )
 
 
