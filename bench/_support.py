@@ -246,6 +246,8 @@ class Hub:
             env["DATABASE_URL"] = self.database_url
             env["REDIS_URL"] = self.redis_url
             env["CHANNEL_LAYER"] = self.channel_layer
+            # Production settings refuse to load without it (/metrics).
+            env.setdefault("HUB_METRICS_TOKEN", "bench-metrics-token")
         return env
 
     def connect(self) -> Any:

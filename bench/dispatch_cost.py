@@ -130,6 +130,7 @@ def main() -> None:
                 "REDIS_URL": "redis://127.0.0.1:6379/13",
                 "HUB_VAR_DIR": tmp,
                 "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2,
+                "HUB_METRICS_TOKEN": "bench-metrics-token",
             }
             env.pop("HUB_TEST_DB", None)
             subprocess.run(

@@ -124,6 +124,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             "HUB_PING_INTERVAL_MS": str(args.ping_ms),
             "HUB_PING_TIMEOUT_MS": str(args.ping_ms),
             "HUB_SWEEP_SECONDS": "1",
+            "HUB_METRICS_TOKEN": "bench-metrics-token",
             "PYTHONUNBUFFERED": "1",
         }
         for key in ("HUB_TEST_DB", "CELERY_TASK_ALWAYS_EAGER"):

@@ -353,9 +353,23 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# When set, /metrics needs "Authorization: Bearer <token>".
+# /metrics names every organization's plugins. With a token set it needs
+# "Authorization: Bearer <token>" from everyone; without one it answers only
+# loopback clients, and only the embedded mode (SQLite, no Redis) or DEBUG may run
+# without one: a production hub refuses to start (docs/deployment.md).
 HUB_METRICS_TOKEN = os.environ.get("HUB_METRICS_TOKEN", "")
-# Failed heartbeats one IP may make per window before it is refused until the end.
+HUB_EMBEDDED = (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not REDIS_URL
+)
+if not HUB_METRICS_TOKEN and not HUB_EMBEDDED and not DEBUG:
+    raise ImproperlyConfigured(
+        "HUB_METRICS_TOKEN is not set: a production hub (PostgreSQL or Redis, "
+        "DEBUG off) serves /metrics only with a bearer token. Set it to a long "
+        "random string (`python -c 'import secrets; print(secrets.token_hex(32))'`) "
+        "and give it to your Prometheus scrape job."
+    )
+# Failed heartbeats one IP may make per plugin id (unknown ids together) and
+# window before further failures go unrecorded (ops/auth_guard.py).
 HUB_AUTH_FAILURES_PER_WINDOW = envint("HUB_AUTH_FAILURES_PER_WINDOW", 10)
 HUB_AUTH_WINDOW_SECONDS = envint("HUB_AUTH_WINDOW_SECONDS", 300)
 # Who gets the brute-force alert; empty means the warning is only logged.

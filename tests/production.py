@@ -75,6 +75,8 @@ class Stack:
             "REDIS_URL": "redis://127.0.0.1:6379/7",
             "HUB_VAR_DIR": str(tmp / "var"),
             "HUB_SWEEP_SECONDS": "1",
+            # Production settings refuse to load without it (/metrics).
+            "HUB_METRICS_TOKEN": "production-test-metrics-token",
             "PYTHONUNBUFFERED": "1",
         }
         if fast_pings:

@@ -1,5 +1,6 @@
-"""GET /metrics (Prometheus text from the database, optional bearer token) and
-the JSON log format (`HUB_LOG_FORMAT=json`)."""
+"""GET /metrics (Prometheus text from the database; a bearer token, or loopback
+clients only without one; no production start without a token) and the JSON
+log format (`HUB_LOG_FORMAT=json`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -162,8 +166,152 @@ class TestMetricsToken:
         assert samples[("pluginhub_items_in_flight", ())] == 0
 
     @override_settings(HUB_METRICS_TOKEN="")
-    def test_it_is_open_without_a_token_setting(self, client: Client) -> None:
+    def test_it_is_open_to_loopback_without_a_token_setting(
+        self, client: Client
+    ) -> None:
         assert client.get("/metrics").status_code == 200
+        assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+
+    @override_settings(HUB_METRICS_TOKEN="")
+    def test_it_refuses_other_clients_without_a_token_setting(
+        self, client: Client
+    ) -> None:
+        for address in ("203.0.113.5", "10.0.0.7", "2001:db8::1", ""):
+            response = client.get("/metrics", REMOTE_ADDR=address)
+            assert response.status_code == 403
+            assert b"HUB_METRICS_TOKEN" in response.content
+            assert b"pluginhub" not in response.content
+
+
+def asgi_get(path: str, client: tuple[str, int], headers: dict[str, str]) -> Any:
+    """GET through the real ASGI application with this peer in the scope (as
+    uvicorn puts it there); returns (status, body)."""
+    from plugins_app.asgi import application
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def request() -> tuple[int, bytes]:
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(timeout=10)
+        body = b""
+        while True:
+            message = await communicator.receive_output(timeout=10)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        return start["status"], body
+
+    return async_to_sync(request)()
+
+
+@pytest.mark.django_db(transaction=True)
+class TestMetricsOverAsgi:
+    @override_settings(HUB_METRICS_TOKEN="")
+    def test_it_tells_loopback_from_other_peers_by_the_scope_client(self) -> None:
+        status, body = asgi_get("/metrics", ("127.0.0.1", 50000), {})
+        assert status == 200 and b"pluginhub_runs" in body
+        status, body = asgi_get("/metrics", ("198.51.100.4", 50000), {})
+        assert status == 403 and b"pluginhub" not in body
+        # A forged header does not make a remote peer local.
+        status, _ = asgi_get(
+            "/metrics", ("198.51.100.4", 50000), {"X-Forwarded-For": "127.0.0.1"}
+        )
+        assert status == 403
+
+    @override_settings(HUB_METRICS_TOKEN="s3cret-token")
+    def test_a_remote_peer_with_the_token_is_served(self) -> None:
+        status, _ = asgi_get("/metrics", ("198.51.100.4", 50000), {})
+        assert status == 401
+        status, body = asgi_get(
+            "/metrics",
+            ("198.51.100.4", 50000),
+            {"Authorization": "Bearer s3cret-token"},
+        )
+        assert status == 200 and b"pluginhub_runs" in body
+
+
+class TestMetricsOnTheLiveServer:
+    def test_loopback_is_served_without_a_token(self, live_hub: Any) -> None:
+        response = httpx.get(live_hub.url + "/metrics", timeout=10)
+        assert response.status_code == 200
+        assert "pluginhub_runs" in response.text
+
+    def test_the_token_is_needed_once_set(self, live_hub: Any, settings: Any) -> None:
+        settings.HUB_METRICS_TOKEN = "live-token"
+        url = live_hub.url + "/metrics"
+        assert httpx.get(url, timeout=10).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.get(url, headers=wrong, timeout=10).status_code == 403
+        right = {"Authorization": "Bearer live-token"}
+        response = httpx.get(url, headers=right, timeout=10)
+        assert response.status_code == 200 and "pluginhub_runs" in response.text
+
+
+class TestMetricsTokenRequiredInProduction:
+    """settings.py refuses to load (so `manage.py`, uvicorn and Celery all refuse
+    to start) for a production hub without HUB_METRICS_TOKEN."""
+
+    PRODUCTION = {
+        "DATABASE_URL": "postgres://hub@127.0.0.1:5432/hub",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DEBUG": "false",
+    }
+
+    def manage_check(self, tmp: Path, **env: str) -> subprocess.CompletedProcess:
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("HUB_METRICS_TOKEN", "REDIS_URL", "DATABASE_URL", "DEBUG")
+        }
+        environ.pop("HUB_TEST_DB", None)
+        environ.update(
+            DJANGO_SETTINGS_MODULE="plugins_app.settings", HUB_VAR_DIR=str(tmp), **env
+        )
+        return subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            env=environ,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def test_it_refuses_to_start_without_a_token(self, tmp_path: Path) -> None:
+        result = self.manage_check(tmp_path, **self.PRODUCTION)
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr
+        assert "HUB_METRICS_TOKEN is not set" in result.stderr
+
+    def test_it_refuses_postgres_alone_too(self, tmp_path: Path) -> None:
+        result = self.manage_check(
+            tmp_path, DATABASE_URL=self.PRODUCTION["DATABASE_URL"]
+        )
+        assert "HUB_METRICS_TOKEN is not set" in result.stderr
+
+    def test_it_starts_with_a_token(self, tmp_path: Path) -> None:
+        result = self.manage_check(
+            tmp_path, HUB_METRICS_TOKEN="t" * 32, **self.PRODUCTION
+        )
+        assert result.returncode == 0, result.stderr
+
+    def test_the_embedded_mode_starts_without_one(self, tmp_path: Path) -> None:
+        result = self.manage_check(tmp_path)
+        assert result.returncode == 0, result.stderr
 
 
 # --- JSON logs ------------------------------------------------------------------

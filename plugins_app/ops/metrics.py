@@ -1,5 +1,9 @@
 """`GET /metrics`: Prometheus metrics, read from the database on each scrape.
 
+They name every organization's plugins, so they need `HUB_METRICS_TOKEN` as a
+bearer token; without one (allowed in the embedded mode and with DEBUG only,
+see settings.py) they are served to loopback clients only.
+
 The database is the source of truth for runs, so every process (and every
 replica) reports the same numbers, and a fresh `CollectorRegistry` per request
 keeps the answer independent of this process's history.
@@ -13,6 +17,7 @@ grows: read it directly, not through `rate()`, e.g.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -54,7 +59,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
 def _check_token(request: HttpRequest) -> HttpResponse | None:
     token: str = settings.HUB_METRICS_TOKEN
     if not token:
-        return None
+        # Only the embedded hub (or DEBUG) runs without a token (settings.py):
+        # then only this machine may read every organization's plugin names.
+        if _is_loopback(request.META.get("REMOTE_ADDR", "")):
+            return None
+        return HttpResponse(
+            "metrics are served to loopback clients only; set HUB_METRICS_TOKEN "
+            "to scrape from elsewhere\n",
+            status=403,
+        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         response = HttpResponse("bearer token required\n", status=401)
@@ -63,6 +76,13 @@ def _check_token(request: HttpRequest) -> HttpResponse | None:
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         return HttpResponse("wrong token\n", status=403)
     return None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # no client address (a Unix socket) or garbage
+        return False
 
 
 class HubCollector:
