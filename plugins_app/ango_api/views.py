@@ -147,12 +147,20 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
         project=run.project,
         records=records,
         mapping=run.class_mapping,
-        run_id=run.pk,
+        run=run,
     )
     if result.errors:
         return _refused(run, result.errors, len(records), "records", "imported")
     runs.run_count_labeled(run, result.labeled)
-    return ok({"project": f"{result.labeled} / {len(records)} tasks are labeled."})
+    if result.skipped:
+        # Tasks holding a person's work keep it; the others were written.
+        runs.run_log_import_skips(run, result.skipped)
+    kept = f" ({len(result.skipped)} kept: a person's work)" if result.skipped else ""
+    message = f"{result.labeled} / {len(records)} tasks are labeled{kept}."
+    return ok(
+        {"project": message}
+        | ({"skipped": result.skipped[:1000]} if result.skipped else {})
+    )
 
 
 def _refused(
@@ -293,6 +301,7 @@ def requeue_tasks(request: HttpRequest, run: Run, project_id: str) -> JsonRespon
                 reason=str(body.get("reason") or f"Requeued by {_plugin_label(run)}"),
                 to_stage=target,
                 clear_answer=options.get("removeAnnotations") is True,
+                run_id=run.pk,
             )
             requeued.append(str(task.pk))
     ignored = [o for o in REQUEUE_OPTIONS_IGNORED if options.get(o)]

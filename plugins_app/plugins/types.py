@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.validation import ValidationResult, validate_answer
-from plugins_app.workspace import workflow
+from plugins_app.workspace import workflow, writes
 from plugins_app.workspace.models import Asset, Task
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 FILE_LINK_SALT = "plugins_app.asset-file"
 # Run.trigger of a run made because a task entered a workflow Plugin stage.
-WORKFLOW_TRIGGER = "workflow"
+WORKFLOW_TRIGGER = writes.WORKFLOW_TRIGGER
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Outcome:
 
     problems: list[str] = field(default_factory=list)
     note: str = ""
+    # Why the answer was not written (a person's work is kept): the item ends
+    # skipped, not failed.
+    skipped: str = ""
 
 
 def asset_file_link(asset_id: int) -> str:
@@ -88,28 +91,57 @@ def check_model_answer(run: Run, asset: Asset, response: Any) -> ValidationResul
     )
 
 
-def store_model_answer(run: Run, asset: Asset, answer: dict[str, Any]) -> str:
-    """Write a checked answer as the asset's To-Do pre-label; returns the note."""
-    Task.objects.filter(asset=asset).update(
-        answer=answer, status=Task.Status.TODO, prelabel_run=run
+def store_model_answer(run: Run, asset: Asset, answer: dict[str, Any]) -> Outcome:
+    """Write a checked answer as the asset's pre-label, unless its task holds a
+    person's work (workspace/writes.py); call inside a transaction."""
+    task = (
+        Task.objects.select_for_update()
+        .only(*writes.TASK_FIELDS, "prelabel_run_id")
+        .get(asset=asset)
     )
+    via = writes.VIA_WORKFLOW if run.trigger == WORKFLOW_TRIGGER else writes.VIA_MODEL
+    report = writes.write_answers(run, run.project, [task], {task.pk: answer}, via=via)
+    if task.pk in report.skipped:
+        return Outcome(skipped=report.skipped[task.pk])
     tools = len(answer["tools"])
     classifications = len(answer["classifications"])
-    return (
-        f"{asset.external_id}: stored {tools} object(s) and "
+    return Outcome(
+        note=f"{asset.external_id}: stored {tools} object(s) and "
         f"{classifications} classification(s) as a To-Do pre-label"
     )
+
+
+def foreign_external_id(asset: Asset, response: Any) -> str | None:
+    """The externalId an answer names when it is not the job's asset (1.3.x
+    answers carry one; an answer for another asset must not land on this one).
+    The job's internal id counts as the asset's own: the samples send either."""
+    if not isinstance(response, dict):
+        return None
+    inner = response.get("answer")
+    named = response.get("externalId")
+    if named in (None, "") and isinstance(inner, dict):
+        named = inner.get("externalId")
+    if named in (None, "") or str(named) in (asset.external_id, str(asset.pk)):
+        return None
+    return str(named)
 
 
 def _model_apply(item: WorkItem, response: Any) -> Outcome:
     asset = item.asset
     assert asset is not None
+    named = foreign_external_id(asset, response)
+    if named is not None:
+        return Outcome(
+            problems=[
+                f"the answer is for externalId {named[:300]!r}, but this job is for "
+                f"asset {asset.external_id!r} (id {asset.pk}); nothing was stored"
+            ]
+        )
     result = check_model_answer(item.run, asset, response)
     if not result.ok:
         return Outcome(problems=result.problems)
     with transaction.atomic():
-        note = store_model_answer(item.run, asset, result.answer)
-    return Outcome(note=note)
+        return store_model_answer(item.run, asset, result.answer)
 
 
 def _batch_job(item: WorkItem, *, api_key: str) -> dict[str, Any]:

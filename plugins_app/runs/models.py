@@ -71,6 +71,18 @@ class Run(models.Model):
     # Batch Model runs: assets in scope and assets labeled through /v2/import/labels.
     assets_total = models.PositiveIntegerField(default=0)
     assets_labeled = models.PositiveIntegerField(default=0)
+    # An admin's explicit choice: write even over answers people submitted or
+    # reviewed (workspace/writes.py); off, such tasks are kept and skipped.
+    replace_submitted = models.BooleanField(default=False)
+    # When and by whom the run's writes were undone (runs/undo.py).
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -114,6 +126,9 @@ class WorkItem(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # Answered, but the task holds a person's work: the answer was not
+        # written (the reason is in `error`); not a failure of the run.
+        SKIPPED = "skipped", "Skipped"
 
     class Failure(models.TextChoices):
         ERROR = "error", "Plugin reported an error"

@@ -14,6 +14,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
+from plugins_app.runs.answer_ledger import runs_touching_task
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import TaskActionError
@@ -146,6 +147,8 @@ class RunProgress:
     label: str
     # Failed items first (their reasons matter most), at most MAX_ITEM_ROWS.
     items: tuple[ItemRow, ...] = ()
+    # Answered, but kept from a task holding a person's work (not failures).
+    skipped: int = 0
 
 
 def run_progress(run: Run) -> RunProgress:
@@ -159,6 +162,8 @@ def run_progress(run: Run) -> RunProgress:
     )
     states = [state for state, *_ in rows]
     done, failed = states.count("done"), states.count("failed")
+    skipped = states.count(WorkItem.State.SKIPPED)
+    done += skipped  # processed: the run goes on past a kept task
     total = len(states)
     if run.plugin.type == "batch_model" and run.assets_total:
         percent = 100 * run.assets_labeled // run.assets_total
@@ -168,6 +173,8 @@ def run_progress(run: Run) -> RunProgress:
         label = f"{done + failed} of {total} assets processed"
         if failed:
             label += f" ({failed} failed)"
+        if skipped:
+            label += f" ({skipped} skipped: a person's work kept)"
     elif run.reported_total:
         shown = min(run.reported_progress or 0, run.reported_total)
         percent = 100 * shown // run.reported_total
@@ -179,18 +186,22 @@ def run_progress(run: Run) -> RunProgress:
         label = f"{done + failed} of {total} job(s) finished"
     if run.is_finished:
         percent = 100 if run.status == Run.Status.SUCCEEDED else percent
-    return RunProgress(done, failed, total, min(percent, 100), label, _item_rows(rows))
+    return RunProgress(
+        done, failed, total, min(percent, 100), label, _item_rows(rows), skipped
+    )
 
 
 def _item_rows(rows: list[tuple[str, int, str, str | None]]) -> tuple[ItemRow, ...]:
-    ordered = sorted(rows, key=lambda r: r[0] != WorkItem.State.FAILED)
+    ordered = sorted(
+        rows, key=lambda r: r[0] not in (WorkItem.State.FAILED, WorkItem.State.SKIPPED)
+    )
     return tuple(
         ItemRow(
             external_id=external_id or "(whole run)",
             state=state,
             state_label=WorkItem.State(state).label,
             attempts=attempts,
-            reason=error if state in ("failed", "cancelled") else "",
+            reason=error if state in ("failed", "cancelled", "skipped") else "",
         )
         for state, attempts, error, external_id in ordered[:MAX_ITEM_ROWS]
     )
@@ -205,9 +216,7 @@ def task_page(task: Task) -> dict[str, Any]:
     stage = workflow.stage_named(project.workflow, task.stage) or {}
     history = list(task.events.select_related("actor"))
     run_ids = {e.data.get("run") for e in history if isinstance(e.data.get("run"), int)}
-    runs = Run.objects.filter(Q(task=task) | Q(pk__in=run_ids)).select_related(
-        "plugin", "project", "created_by"
-    )
+    runs = runs_touching_task(task, run_ids)
     return {
         "task": task,
         "project": project,

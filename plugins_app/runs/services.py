@@ -91,6 +91,8 @@ class RunRequest:
     batch_ids: list[int]
     # File Explorer and Markdown runs: what the dialog asked for (Run.inputs).
     inputs: dict[str, Any] = field(default_factory=dict)
+    # Write over answers people submitted or reviewed (admins only; writes.py).
+    replace_submitted: bool = False
 
 
 def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
@@ -100,6 +102,8 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
     _checked_config(request.config_json, errors)
     assets, batches = _checked_scope(request, errors)
     inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
+    if request.replace_submitted:
+        _check_may_replace(request, errors)
     if not errors:
         _check_reachable(request.plugin, errors)
     if errors:
@@ -114,7 +118,14 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             config_json=request.config_json.strip() or "{}",
             batch_ids=[b.pk for b in batches],
             inputs=inputs,
+            replace_submitted=request.replace_submitted,
         )
+        if request.replace_submitted:
+            _hub_log(
+                run,
+                "Replace submitted answers is on: answers people submitted or "
+                "reviewed will be replaced (each one can be undone from this page).",
+            )
         if request.plugin.type == PluginType.MODEL:
             # Someone running one asset from the dialog waits for it: go first.
             priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
@@ -195,6 +206,20 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
     except IntegrityError:
         return Run.objects.filter(plugin=plugin, event=event).first()
     return run
+
+
+def _check_may_replace(request: RunRequest, errors: dict[str, list[str]]) -> None:
+    """Replacing people's answers is an admin's explicit choice."""
+    if request.plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+        errors["replace_submitted"] = [
+            "Only Model and Batch Model runs write answers; leave it off."
+        ]
+    elif request.user is None or not lifecycle.is_org_admin(
+        request.user, request.project.organization_id
+    ):
+        errors["replace_submitted"] = [
+            "Only admins of this organization can replace submitted answers."
+        ]
 
 
 def _check_reachable(plugin: Plugin, errors: dict[str, list[str]]) -> None:
@@ -1312,6 +1337,9 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
             )
             _item_fail(item, WorkItem.Failure.INVALID, text)
             return "invalid"
+        if outcome.skipped:
+            _item_skip(item, outcome.skipped)
+            return "skipped"
         _item_done(item, outcome.note)
     return "done"
 
@@ -1369,6 +1397,15 @@ def _item_done(item: WorkItem, note: str) -> None:
         if not _finish_item(item, WorkItem.State.DONE):
             return
         _hub_log(item.run, note or "Job done.", item=item)
+        _run_settle(item.run_id)
+
+
+def _item_skip(item: WorkItem, reason: str) -> None:
+    """Answered, but the task holds a person's work: kept, and the run goes on."""
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.SKIPPED, error=reason):
+            return
+        _hub_log(item.run, f"Skipped: {reason}.", item=item)
         _run_settle(item.run_id)
 
 
@@ -1555,6 +1592,17 @@ def run_log_import_errors(
         + "\n".join(lines)
         + more,
         level="ERROR",
+    )
+
+
+def run_log_import_skips(run: Run, skipped: list[dict[str, Any]]) -> None:
+    """Show which imported records were kept from their tasks, and why."""
+    lines = [f"{s['externalId']}: {s['reason']}" for s in skipped[:20]]
+    more = f"\n… and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    _hub_log(
+        run,
+        f"Skipped {len(skipped)} record(s) whose task holds a person's work "
+        "(the others were written):\n" + "\n".join(lines) + more,
     )
 
 
@@ -1896,7 +1944,7 @@ def workflow_answer(
     with transaction.atomic():
         if not _finish_item(item, WorkItem.State.DONE):
             raise WorkflowAnswerError("This job was answered already.", 409)
-        note = store_model_answer(run, item.asset, result.answer)
+        note = store_model_answer(run, item.asset, result.answer).note
         task.refresh_from_db()
         moved_to = _workflow_move_on(task, run) if next_stage else None
         where = f"; the task moved to “{moved_to}”" if moved_to else ""

@@ -21,6 +21,7 @@ from plugins_app.plugins.secrets import token_hash
 from plugins_app.plugins.services import default_config_errors, plugin_create
 from plugins_app.plugins.triggers import plugin_set_triggers, plugin_trigger_events
 from plugins_app.runs import selectors
+from plugins_app.runs.answer_ledger import run_writes
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import (
     RunActionError,
@@ -30,6 +31,7 @@ from plugins_app.runs.services import (
     run_create,
     run_retry,
 )
+from plugins_app.runs.undo import UndoPermissionError, run_undo
 from plugins_app.web import access
 from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import (
@@ -135,6 +137,16 @@ class RunIn(Schema):
     # {"csv_name", "csv_base64", "markdown_text"}; Export: {"stages": [...]}
     # (checked like the Run dialog's).
     inputs: dict[str, Any] = {}
+    # Model and Batch Model, admins only: write over answers people submitted
+    # or reviewed too (off: those tasks keep their answer and are skipped).
+    replace_submitted: bool = False
+
+
+class WriteOut(Schema):
+    task_id: int
+    external_id: str
+    outcome: str  # written, skipped, undone, kept (= not undone)
+    reason: str
 
 
 class RunOut(Schema):
@@ -156,6 +168,20 @@ class RunOut(Schema):
     reported_total: int | None
     assets_total: int
     assets_labeled: int
+    items_skipped: int
+    replace_submitted: bool
+    undone_at: datetime | None
+    undone_by: str | None
+    # Per task: what the run did to its answer (at most 200 rows, kept first).
+    write_counts: dict[str, int]
+    writes: list[WriteOut]
+
+
+class UndoOut(Schema):
+    run: RunOut
+    message: str
+    restored_task_ids: list[int]
+    not_undone: list[WriteOut]
 
 
 class LogLineOut(Schema):
@@ -192,6 +218,7 @@ def _plugin_out(plugin: Any) -> dict[str, Any]:
 
 def run_out(run: Run) -> dict[str, Any]:
     progress = selectors.run_progress(run)
+    writes = run_writes(run)
     return {
         "id": run.pk,
         "status": run.status,
@@ -211,6 +238,20 @@ def run_out(run: Run) -> dict[str, Any]:
         "reported_total": run.reported_total,
         "assets_total": run.assets_total,
         "assets_labeled": run.assets_labeled,
+        "items_skipped": progress.skipped,
+        "replace_submitted": run.replace_submitted,
+        "undone_at": run.undone_at,
+        "undone_by": run.undone_by.get_username() if run.undone_by else None,
+        "write_counts": writes.counts,
+        "writes": [
+            {
+                "task_id": w.task_id,
+                "external_id": w.external_id,
+                "outcome": w.outcome,
+                "reason": w.reason,
+            }
+            for w in writes.rows
+        ],
     }
 
 
@@ -386,10 +427,15 @@ def upload_code(
     return Status(202, _code_out(plugin))
 
 
-@api.post("/runs", response={201: RunOut, 400: ErrorOut})
+@api.post("/runs", response={201: RunOut, 400: ErrorOut, 403: ErrorOut})
 def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
     plugin = access.get_plugin_for_user(request.user, body.plugin_id)
     project = access.get_project_for_user(request.user, body.project_id)
+    if body.replace_submitted and not access.is_org_admin(
+        request.user, project.organization_id
+    ):
+        message = "Only admins of this organization can replace submitted answers."
+        return Status(403, {"errors": {"replace_submitted": [message]}})
     try:
         run = run_create(
             RunRequest(
@@ -405,6 +451,7 @@ def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
                 external_ids=body.external_ids,
                 batch_ids=body.batch_ids,
                 inputs=body.inputs,
+                replace_submitted=body.replace_submitted,
             )
         )
     except RunRequestError as exc:
@@ -449,6 +496,37 @@ def retry_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
     except RunActionError as exc:
         return Status(409, {"errors": {"__all__": [str(exc)]}})
     return Status(200, run_out(run))
+
+
+@api.post("/runs/{run_id}/undo", response={200: UndoOut, 403: ErrorOut, 409: ErrorOut})
+def undo_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+    """Give every task the run wrote its answer back, except those changed
+    since (listed in not_undone with why). Admins only; a second call changes
+    nothing."""
+    run = access.get_run_for_user(request.user, run_id)
+    try:
+        result = run_undo(run, by=request.user)
+    except UndoPermissionError as exc:
+        return Status(403, {"errors": {"__all__": [str(exc)]}})
+    except RunActionError as exc:
+        return Status(409, {"errors": {"__all__": [str(exc)]}})
+    return Status(
+        200,
+        {
+            "run": run_out(result.run),
+            "message": result.message,
+            "restored_task_ids": result.restored,
+            "not_undone": [
+                {
+                    "task_id": n.task_id,
+                    "external_id": n.external_id,
+                    "outcome": "kept",
+                    "reason": n.reason,
+                }
+                for n in result.not_undone
+            ],
+        },
+    )
 
 
 @api.get("/runs/{run_id}/logs", response=list[LogLineOut])

@@ -195,6 +195,13 @@ class RunForm(forms.Form):
         ),
         help_text="|column| is replaced by the row's value of that column.",
     )
+    # Model and Batch Model, admins only: write over people's answers too.
+    replace_submitted = forms.BooleanField(
+        label="Replace submitted answers",
+        required=False,
+        help_text="Off: tasks people submitted or reviewed keep their answer and "
+        "are skipped. On: their answer is replaced too (undo restores it).",
+    )
 
     def __init__(
         self,
@@ -202,11 +209,16 @@ class RunForm(forms.Form):
         plugin: Plugin,
         project: Project,
         preset: Preset | None = None,
+        may_replace: bool = False,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.plugin = plugin
         self.project = project
+        # Shown to admins only; a non-admin's forged tick is refused in clean.
+        self.may_replace = may_replace
+        if plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+            del self.fields["replace_submitted"]
         self.fields["config_json"].initial = plugin.default_config
         if plugin.type != PluginType.FILE_EXPLORER:
             for name in ("storage", "folder", "files", "upload"):
@@ -279,10 +291,18 @@ class RunForm(forms.Form):
                 )
         return cleaned
 
+    def clean_replace_submitted(self) -> bool:
+        wanted = bool(self.cleaned_data.get("replace_submitted"))
+        if wanted and not self.may_replace:
+            raise forms.ValidationError(
+                "Only admins of this organization can replace submitted answers."
+            )
+        return wanted
+
     def clean_config_json(self) -> str:
         text = (self.cleaned_data.get("config_json") or "").strip() or "{}"
         try:
-            json.loads(text)
+            json_loads_bounded(text, what="It")
         except ValueError as exc:
             raise forms.ValidationError(f"Config JSON is not valid: {exc}") from exc
         return text

@@ -25,6 +25,7 @@ from plugins_app.plugins.services import (
 )
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
+from plugins_app.runs.answer_ledger import run_writes, runs_touching_asset
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import (
     RunActionError,
@@ -34,6 +35,7 @@ from plugins_app.runs.services import (
     run_create,
     run_retry,
 )
+from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
 from plugins_app.tasks import probe_connector
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response, export_file_response
@@ -330,9 +332,7 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
             "plugins": selectors.plugins_with_liveness(
                 project.plugins.filter(type="model")
             ),
-            "runs": Run.objects.filter(items__asset=asset)
-            .select_related("plugin", "created_by")
-            .distinct()[:10],
+            "runs": runs_touching_asset(asset)[:10],
         },
     )
 
@@ -451,6 +451,7 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
         project=project,
         preset=preset,
         initial=initial,
+        may_replace=access.is_org_admin(request.user, project.organization_id),
     )
     if request.method == "POST" and data.get("action") == "save_preset":
         return _save_preset(request, form, project, plugin, initial)
@@ -466,6 +467,7 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
                     external_ids=form.external_id_list(),
                     batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
                     inputs=form.run_inputs(),
+                    replace_submitted=form.cleaned_data.get("replace_submitted", False),
                 )
             )
         except RunRequestError as exc:
@@ -498,7 +500,11 @@ def _save_preset(
             form.add_error("preset_name", str(exc))
         else:
             fresh = RunForm(
-                plugin=plugin, project=project, preset=preset, initial=initial
+                plugin=plugin,
+                project=project,
+                preset=preset,
+                initial=initial,
+                may_replace=form.may_replace,
             )
             notice = f"Saved preset “{preset.name}”."
             return _render_run_dialog(request, fresh, project, plugin, notice=notice)
@@ -573,6 +579,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "last_line_id": lines[-1].pk if lines else 0,
             "labeled_assets": selectors.run_labeled_assets(run),
             "export_files": run_files(run),
+            "writes": run_writes(run),
+            "may_undo": may_undo(request.user, run),
         },
     )
 
@@ -606,6 +614,43 @@ def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
         status = 200 if getattr(request, "htmx", False) else 409
         return _run_live(request, run, error=str(exc), status=status)
     return _run_live(request, run)
+
+
+@require_POST
+@login_required
+def run_undo_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Undo the run's answer writes (admins; the button asks to confirm)."""
+    run = access.get_run_for_user(request.user, run_id)
+    try:
+        result = run_undo(run, by=request.user)
+    except UndoPermissionError as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except RunActionError as exc:
+        status = 200 if getattr(request, "htmx", False) else 409
+        return _run_writes(request, run, error=str(exc), status=status)
+    return _run_writes(request, result.run, undo=result)
+
+
+def _run_writes(
+    request: HttpRequest,
+    run: Run,
+    *,
+    error: str = "",
+    status: int = 200,
+    undo: UndoResult | None = None,
+) -> HttpResponse:
+    """The run's answers section (what it wrote, skipped, undid), as the Undo
+    button's htmx target; a plain form post goes back to the run page."""
+    if not getattr(request, "htmx", False) and not error:
+        return redirect("web:run-detail", run_id=run.pk)
+    context = {
+        "run": run,
+        "writes": run_writes(run),
+        "may_undo": may_undo(request.user, run),
+        "undo": undo,
+        "undo_error": error,
+    }
+    return render(request, "runs/run_detail.html#run-writes", context, status=status)
 
 
 def _run_live(

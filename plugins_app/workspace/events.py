@@ -26,6 +26,14 @@ TASK_STAGE_ENTERED = "task.stage_entered"
 # Run-level events of plugins, recorded on the task a run is about.
 RUN_SUCCEEDED = "run.succeeded"
 RUN_FAILED = "run.failed"
+# A plugin run changed the task's answer (data: run, plugin, via, previousAnswer),
+# kept it because a person's work was there (run, plugin, reason), or an undo
+# gave back the answer the run had replaced (run, by, previousAnswer). Written
+# in bulk with the answers themselves (workspace/writes.py): history only,
+# never plugin triggers.
+ANSWER_WRITTEN = "answer.written"
+ANSWER_KEPT = "answer.kept"
+ANSWER_RESTORED = "answer.restored"
 
 # What a plugin can be triggered by (the others are recorded, not triggers).
 TRIGGER_EVENTS = (LABEL_SUBMITTED, LABEL_REVIEWED, TASK_SENT_BACK)

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from plugins_app.inputs import parse_id
 from plugins_app.runs.validation import validate_answer
 from plugins_app.workspace import events, workflow
 from plugins_app.workspace.models import (
@@ -39,6 +40,12 @@ class TaskActionError(Exception):
 
 class TaskPermissionError(TaskActionError):
     """The user's role does not allow the action (shown to the user)."""
+
+
+def is_org_admin(user: AbstractBaseUser, organization_id: int) -> bool:
+    return Membership.objects.filter(
+        user_id=user.pk, organization_id=organization_id, role=Membership.Role.ADMIN
+    ).exists()
 
 
 def may_review(user: AbstractBaseUser, organization_id: int) -> bool:
@@ -82,16 +89,21 @@ def task_send_back(
     reason: str = "",
     to_stage: str | None = None,
     clear_answer: bool = False,
+    run_id: int | None = None,
 ) -> Task:
     """Back to the labeling queue: `to_stage`, or the workflow's first Label
     stage; with `clear_answer`, the labeler starts from an empty answer instead
-    of the one sent back."""
+    of the one sent back (kept in the history as `previousAnswer`). `run_id`
+    names the plugin run that asked for it."""
     target = to_stage or _first_label_stage(task)
     with transaction.atomic():
         # The next round of labeling starts from scratch (consensus included).
         task.submissions.filter(active=True).update(active=False)
-        data = {"from": task.stage, "to": target, "reason": reason}
+        data: dict[str, Any] = {"from": task.stage, "to": target, "reason": reason}
+        if run_id is not None:
+            data["run"] = run_id
         if clear_answer:
+            data["previousAnswer"] = task.answer or {}
             task.answer = {}
             task.save(update_fields=["answer", "updated_at"])
             data["answerRemoved"] = True
@@ -172,6 +184,7 @@ def task_submit(
         labels = list(task.submissions.filter(active=True).select_related("user"))
         required = max(1, task.project.labels_per_asset)
         complete = len(labels) >= required
+        previous = task.answer or {}
         task.answer = answer
         task.save(update_fields=["answer", "updated_at"])
         events.emit(
@@ -185,6 +198,8 @@ def task_submit(
                 "labels": [_label_json(s) for s in labels],
                 "labelsRequired": required,
                 "complete": complete,
+                # What the submit replaced: the history keeps every answer.
+                "previousAnswer": previous,
             },
         )
         if complete:
@@ -284,7 +299,7 @@ def project_set_labels_per_asset(project: Project, value: Any) -> Project:
     """Consensus: how many different labelers label each asset before it moves
     on. Applies from the next submit; labels already submitted still count."""
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LABELS_PER_ASSET:
+    if not 1 <= (parse_id(text) or 0) <= MAX_LABELS_PER_ASSET:
         raise TaskActionError(
             f"Labels per asset must be a whole number from 1 to "
             f"{MAX_LABELS_PER_ASSET}, not “{text}”."

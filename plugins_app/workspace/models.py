@@ -263,6 +263,49 @@ class TaskEvent(models.Model):
         return f"{self.name} on {self.task}"
 
 
+class AnswerWrite(models.Model):
+    """The ledger of what plugin runs did to task answers (workspace/writes.py):
+    one row per task a run wrote or was kept from writing, with the answer it
+    replaced, so that the whole run can be undone (runs/undo.py)."""
+
+    class Outcome(models.TextChoices):
+        WRITTEN = "written", "Written"
+        SKIPPED = "skipped", "Skipped"  # a person's work was there: kept
+        UNDONE = "undone", "Undone"
+        KEPT = "kept", "Not undone"  # changed since by someone else
+
+    run = models.ForeignKey(
+        "runs.Run", on_delete=models.CASCADE, related_name="answer_writes"
+    )
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="answer_writes"
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome)
+    # Why it was skipped, replaced anyway, or not undone (shown to people).
+    reason = models.TextField(blank=True)
+    # What the task held before the write, for undo.
+    previous_answer = models.JSONField(null=True, blank=True)
+    previous_status = models.CharField(max_length=20, blank=True)
+    previous_prelabel_run = models.ForeignKey(
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The status the write left; undo gives the old one back only if unchanged.
+    written_status = models.CharField(max_length=20, blank=True)
+    # The history event of the write: later answer events block its undo.
+    event = models.ForeignKey(
+        TaskEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "outcome"], name="answer_write_run")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} by run {self.run_id} on task {self.task_id}"
+
+
 class Issue(models.Model):
     """A problem pointed out on a task, by a reviewer or a QA plugin."""
 

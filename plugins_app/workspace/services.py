@@ -1,23 +1,27 @@
-"""Writes to workspace data: pre-labels imported by plugins."""
+"""Writes to workspace data: pre-labels imported by plugins, assets and batches
+created by them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from plugins_app.runs.validation import unwrap_import_record, validate_answer
-from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
+from plugins_app.workspace import writes
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
-from plugins_app.workspace.workflow import stage_named
+
+if TYPE_CHECKING:
+    from plugins_app.runs.models import Run
 
 
 @dataclass
 class ImportResult:
     labeled: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Records whose task holds a person's work: kept, not written (writes.py).
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prelabels_import(
@@ -25,9 +29,10 @@ def prelabels_import(
     project: Project,
     records: list[Any],
     mapping: list[dict[str, str]] | None,
-    run_id: int | None,
+    run: Run,
 ) -> ImportResult:
-    """Validate every record, then write all of them or none (To-Do status).
+    """Validate every record, then write all of them or none, except the tasks
+    that hold a person's work: those are skipped with the reason (writes.py).
     Every asset sharing a record's externalId gets its labels."""
     external_ids = {unwrap_import_record(r)[0] for r in records} - {None}
     assets = {
@@ -36,6 +41,7 @@ def prelabels_import(
     }
     result = ImportResult()
     answers: dict[int, dict[str, Any]] = {}
+    records_of: dict[int, tuple[int, str]] = {}
     for index, record in enumerate(records):
         external_id, raw = unwrap_import_record(record)
         asset = assets.get(external_id) if external_id else None
@@ -57,6 +63,7 @@ def prelabels_import(
         )
         if checked.ok:
             answers[asset.pk] = checked.answer
+            records_of[asset.pk] = (index, asset.external_id)
         else:
             result.errors.append(
                 {
@@ -69,50 +76,28 @@ def prelabels_import(
         return result
     with transaction.atomic():
         tasks = list(
-            Task.objects.filter(asset_id__in=answers).only("id", "asset_id", "stage")
+            Task.objects.select_for_update()
+            .filter(asset_id__in=answers)
+            .only(*writes.TASK_FIELDS, "prelabel_run_id")
         )
-        _write_prelabels(
-            [
-                (task.pk, answers[task.asset_id], _prelabel_status(project, task))
-                for task in tasks
-            ],
-            run_id=run_id,
+        report = writes.write_answers(
+            run,
+            project,
+            tasks,
+            {t.pk: answers[t.asset_id] for t in tasks},
+            via=writes.VIA_IMPORT,
         )
-    result.labeled = len(tasks)
-    return result
-
-
-def _write_prelabels(rows: list[tuple[int, Any, str]], *, run_id: int | None) -> None:
-    """One prepared UPDATE run for every (task id, answer, status): a single
-    executemany. Django's bulk_update builds a CASE WHEN per row and per field,
-    which costs seconds of Python for 10,000 tasks; this costs milliseconds."""
-    if not rows:
-        return
-    meta = Task._meta
-    column = {name: meta.get_field(name).column for name in PRELABEL_FIELDS}
-    quote = connection.ops.quote_name
-    sets = ", ".join(f"{quote(column[name])} = %s" for name in PRELABEL_FIELDS)
-    # Only quoted column names from the model are formatted in; values are params.
-    where = f"{quote(meta.pk.column)} = %s"
-    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}"  # noqa: S608
-    answer_field = meta.get_field("answer")
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [
-        (answer_field.get_db_prep_value(answer, connection), status, run_id, now, pk)
-        for pk, answer, status in rows
+    asset_of = {t.pk: t.asset_id for t in tasks}
+    result.labeled = len(report.written)
+    result.skipped = [
+        {
+            "index": records_of[asset_of[task_id]][0],
+            "externalId": records_of[asset_of[task_id]][1],
+            "reason": reason,
+        }
+        for task_id, reason in report.skipped.items()
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-
-
-PRELABEL_FIELDS = ("answer", "status", "prelabel_run", "updated_at")
-
-
-def _prelabel_status(project: Project, task: Task) -> str:
-    """To-Do for a task still to be labeled; a task past labeling (e.g. the
-    merged consensus label written for review) keeps its stage's status."""
-    stage = stage_named(project.workflow, task.stage) or {}
-    return STATUS_IN_STAGE.get(stage.get("type", ""), Task.Status.TODO)
+    return result
 
 
 # --- assets created by plugins (POST /v2/project/{id}/cloud) -------------------

@@ -1,0 +1,362 @@
+"""The one way a plugin's answer reaches a task, and the one way it is undone.
+
+The rule (Ango's): a plugin writes pre-labels only to tasks that hold no
+person's work, i.e. still To-Do and never submitted with the answer they hold.
+A task past that keeps its answer; the write ends *skipped* with the reason.
+Exceptions, each an explicit choice: a run an admin started with *Replace
+submitted answers*, a workflow Plugin stage (an admin placed it), and an event
+plugin writing for review on the very task whose event started it (the
+consensus merge; every labeler's answer stays in its Submission).
+
+Every write and every skip lands, in the caller's transaction and in bulk, in
+the task's history (TaskEvent) and in the run's ledger (AnswerWrite), which
+keeps the answer it replaced: `restore_run` gives it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.utils import timezone
+
+from plugins_app.workspace import events, workflow
+from plugins_app.workspace.models import (
+    AnswerWrite,
+    Project,
+    Submission,
+    Task,
+    TaskEvent,
+)
+
+if TYPE_CHECKING:
+    from plugins_app.runs.models import Run
+
+# How an answer came: shown in the history and the ledger.
+VIA_MODEL = "model response"
+VIA_IMPORT = "batch import"
+VIA_WORKFLOW = "workflow stage"
+
+WORKFLOW_TRIGGER = "workflow"  # Run.trigger of a workflow Plugin stage's run
+# Events after a write that mean someone else changed (or vouched for) the
+# answer since: its undo would destroy their work.
+_CHANGES = (
+    events.LABEL_SUBMITTED,
+    events.LABEL_REVIEWED,
+    events.ANSWER_WRITTEN,
+    events.ANSWER_RESTORED,
+    events.TASK_SENT_BACK,
+)
+# The fields a write or an undo changes, in the order of the UPDATE's values.
+_FIELDS = ("answer", "status", "prelabel_run", "updated_at")
+TASK_FIELDS = ("id", "project_id", "asset_id", "stage", "status", "answer")
+
+
+@dataclass
+class WriteReport:
+    written: list[int] = field(default_factory=list)  # task ids
+    skipped: dict[int, str] = field(default_factory=dict)  # task id -> reason
+
+
+def write_answers(
+    run: Run,
+    project: Project,
+    tasks: Sequence[Task],
+    answers: dict[int, Any],
+    *,
+    via: str,
+) -> WriteReport:
+    """Write `answers[task.pk]` to each task the rule allows, skip the others.
+    `tasks` must carry TASK_FIELDS and prelabel_run_id; call inside a
+    transaction (the answers, history and ledger commit together)."""
+    held = held_by_people(tasks)
+    report = WriteReport()
+    rows: list[tuple[int, Any, str, int | None]] = []
+    plans: list[tuple[Task, str, str]] = []  # task, outcome, reason
+    for task in tasks:
+        reason = held.get(task.pk, "")
+        override = _override(run, task) if reason else ""
+        if reason and not override:
+            report.skipped[task.pk] = reason
+            plans.append((task, AnswerWrite.Outcome.SKIPPED, reason))
+            continue
+        note = f"{override}: {_replaced(reason)}" if override else ""
+        rows.append((task.pk, answers[task.pk], status_in_stage(project, task), run.pk))
+        report.written.append(task.pk)
+        plans.append((task, AnswerWrite.Outcome.WRITTEN, note))
+    update_answers(rows)
+    label = f"plugin {run.plugin.name}"
+    history = TaskEvent.objects.bulk_create(
+        [
+            TaskEvent(
+                task_id=task.pk,
+                name=events.ANSWER_WRITTEN
+                if outcome == AnswerWrite.Outcome.WRITTEN
+                else events.ANSWER_KEPT,
+                actor_label=label,
+                data={"run": run.pk, "plugin": run.plugin.name, "via": via}
+                | (
+                    {"previousAnswer": task.answer or {}}
+                    if outcome == AnswerWrite.Outcome.WRITTEN
+                    else {}
+                )
+                | ({"reason": reason} if reason else {}),
+            )
+            for task, outcome, reason in plans
+        ],
+        batch_size=1000,
+    )
+    statuses = {pk: status for pk, _, status, _ in rows}
+    AnswerWrite.objects.bulk_create(
+        [
+            AnswerWrite(
+                run_id=run.pk,
+                task_id=task.pk,
+                outcome=outcome,
+                reason=reason,
+                previous_answer=task.answer or {}
+                if outcome == AnswerWrite.Outcome.WRITTEN
+                else None,
+                previous_status=task.status,
+                previous_prelabel_run_id=task.prelabel_run_id,
+                written_status=statuses.get(task.pk, ""),
+                event_id=event.pk,
+            )
+            for (task, outcome, reason), event in zip(plans, history, strict=True)
+        ],
+        batch_size=1000,
+    )
+    return report
+
+
+def _override(run: Run, task: Task) -> str:
+    """Why this run may write over a person's work anyway ("" if it may not)."""
+    if run.replace_submitted:
+        return "Replace submitted answers (chosen by an admin for this run)"
+    if run.trigger == WORKFLOW_TRIGGER:
+        return "written by a workflow Plugin stage an admin placed"
+    if (
+        run.trigger in events.TRIGGER_EVENTS
+        and run.task_id == task.pk
+        and task.status != Task.Status.REVIEWED
+    ):
+        # The consensus merge: the labelers' answers stay in their submissions.
+        return "written for review by the plugin its own event started"
+    return ""
+
+
+def _replaced(reason: str) -> str:
+    return reason.replace("; its answer was kept", "; its answer was replaced")
+
+
+def status_in_stage(project: Project, task: Task) -> str:
+    """To-Do for a task still to be labeled; a task past labeling (e.g. the
+    merged consensus label written for review) keeps its stage's status."""
+    from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
+
+    stage = workflow.stage_named(project.workflow, task.stage) or {}
+    return STATUS_IN_STAGE.get(stage.get("type", ""), Task.Status.TODO)
+
+
+def held_by_people(tasks: Iterable[Task]) -> dict[int, str]:
+    """The tasks holding a person's work, with why: submitted or reviewed (past
+    To-Do), or back in labeling with an answer a person submitted."""
+    tasks = list(tasks)
+    maybe = [t.pk for t in tasks if t.status == Task.Status.TODO and t.answer]
+    submitted = (
+        set(
+            Submission.objects.filter(task_id__in=maybe)
+            .values_list("task_id", flat=True)
+            .distinct()
+        )
+        if maybe
+        else set()
+    )
+    held = [t for t in tasks if t.status != Task.Status.TODO or t.pk in submitted]
+    if not held:
+        return {}
+    last = _last_human_acts([t.pk for t in held])
+    reasons = {}
+    for task in held:
+        act = last.get(task.pk)
+        if act is None:
+            status = Task.Status(task.status).label
+            reasons[task.pk] = (
+                f"task {task.pk} is {status} (stage {task.stage}); its answer was kept"
+            )
+        else:
+            reasons[task.pk] = f"task {task.pk} was {act}; its answer was kept"
+    return reasons
+
+
+def _last_human_acts(task_ids: list[int]) -> dict[int, str]:
+    """'accepted by bob on 2026-12-03 10:12' per task: its latest submit or
+    review by a person."""
+    acts: dict[int, str] = {}
+    rows = (
+        TaskEvent.objects.filter(
+            task_id__in=task_ids,
+            name__in=(events.LABEL_SUBMITTED, events.LABEL_REVIEWED),
+            actor__isnull=False,
+        )
+        .order_by("id")
+        .values_list(
+            "task_id", "name", "actor__username", "data__verdict", "created_at"
+        )
+    )
+    for task_id, name, who, verdict, at in rows:
+        verb = "submitted" if name == events.LABEL_SUBMITTED else verdict or "reviewed"
+        acts[task_id] = f"{verb} by {who} on {_when(at)}"
+    return acts
+
+
+def _when(at: Any) -> str:
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M")
+
+
+def update_answers(rows: list[tuple[int, Any, str, int | None]]) -> None:
+    """One prepared UPDATE for every (task id, answer, status, prelabel run id):
+    a single executemany. Django's bulk_update builds a CASE WHEN per row and per
+    field, which costs seconds of Python for 10,000 tasks; this milliseconds."""
+    if not rows:
+        return
+    meta = Task._meta
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in _FIELDS)
+    # Only quoted column names from the model are formatted in; values are params.
+    where = f"{quote(meta.pk.column)} = %s"
+    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}"  # noqa: S608
+    answer_field = meta.get_field("answer")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [
+        (answer_field.get_db_prep_value(answer, connection), status, run_id, now, pk)
+        for pk, answer, status, run_id in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+# --- undo ---------------------------------------------------------------------------
+@dataclass
+class RestoreReport:
+    restored: list[int] = field(default_factory=list)  # task ids
+    kept: dict[int, str] = field(default_factory=dict)  # task id -> why not
+
+
+def restore_run(run: Run, *, by: AbstractBaseUser) -> RestoreReport:
+    """Give each task this run wrote the answer (and status) it had before,
+    unless someone changed it since; call inside a transaction. Only rows still
+    *written* are looked at, so a second call changes nothing."""
+    writes = list(
+        AnswerWrite.objects.filter(run=run, outcome=AnswerWrite.Outcome.WRITTEN)
+        .select_for_update()
+        .order_by("id")
+    )
+    report = RestoreReport()
+    if not writes:
+        return report
+    first: dict[int, AnswerWrite] = {}
+    for write in writes:
+        first.setdefault(write.task_id, write)  # what the task held before the run
+    since = _changes_since(run, first)
+    tasks = {
+        t.pk: t
+        for t in Task.objects.select_for_update()
+        .filter(pk__in=list(first))
+        .only("id", "status", "answer")
+    }
+    rows: list[tuple[int, Any, str, int | None]] = []
+    history: list[TaskEvent] = []
+    now = timezone.now()
+    for task_id, write in first.items():
+        task = tasks.get(task_id)
+        if task is None:
+            continue
+        if task_id in since:
+            report.kept[task_id] = f"task {task_id} was {since[task_id]}; not undone"
+            continue
+        # The status goes back only if it is still the one the write left (a
+        # workflow stage moved the task on: the stage's status stays).
+        status = (
+            write.previous_status
+            if write.previous_status and task.status == write.written_status
+            else task.status
+        )
+        rows.append(
+            (
+                task_id,
+                write.previous_answer or {},
+                status,
+                write.previous_prelabel_run_id,
+            )
+        )
+        history.append(
+            TaskEvent(
+                task_id=task_id,
+                name=events.ANSWER_RESTORED,
+                actor=by,
+                data={
+                    "run": run.pk,
+                    "plugin": run.plugin.name,
+                    "previousAnswer": task.answer or {},
+                },
+            )
+        )
+        report.restored.append(task_id)
+    update_answers(rows)
+    TaskEvent.objects.bulk_create(history, batch_size=1000)
+    AnswerWrite.objects.filter(
+        run=run, outcome=AnswerWrite.Outcome.WRITTEN, task_id__in=report.restored
+    ).update(outcome=AnswerWrite.Outcome.UNDONE, undone_at=now)
+    for task_id, reason in report.kept.items():
+        AnswerWrite.objects.filter(
+            run=run, outcome=AnswerWrite.Outcome.WRITTEN, task_id=task_id
+        ).update(outcome=AnswerWrite.Outcome.KEPT, reason=reason)
+    return report
+
+
+def _changes_since(run: Run, first: dict[int, AnswerWrite]) -> dict[int, str]:
+    """Per task, the first change by someone else after this run's write:
+    'submitted by bob on …', 'changed by run #12 (plugin X) on …'."""
+    floor = min((w.event_id or 0) for w in first.values())
+    rows = (
+        TaskEvent.objects.filter(
+            task_id__in=list(first), id__gt=floor, name__in=_CHANGES
+        )
+        .order_by("id")
+        .values_list(
+            "id",
+            "task_id",
+            "name",
+            "actor__username",
+            "actor_label",
+            "data",
+            "created_at",
+        )
+    )
+    found: dict[int, str] = {}
+    for event_id, task_id, name, who, label, data, at in rows:
+        write = first[task_id]
+        if task_id in found or event_id <= (write.event_id or 0):
+            continue
+        data = data or {}
+        if name == events.ANSWER_WRITTEN and data.get("run") == run.pk:
+            continue  # this run's own later write of the same task
+        if name == events.TASK_SENT_BACK and not data.get("answerRemoved"):
+            continue  # sent back with its answer: the answer is unchanged
+        found[task_id] = _change_text(name, who or label or "someone", data, at)
+    return found
+
+
+def _change_text(name: str, who: str, data: dict[str, Any], at: Any) -> str:
+    what = {
+        events.LABEL_SUBMITTED: "submitted",
+        events.LABEL_REVIEWED: f"{data.get('verdict') or 'reviewed'} in review",
+        events.ANSWER_WRITTEN: f"written by run #{data.get('run')}",
+        events.ANSWER_RESTORED: f"undo of run #{data.get('run')}",
+        events.TASK_SENT_BACK: "sent back without its answer",
+    }.get(name, name)
+    return f"changed by {who} on {_when(at)} ({what})"
