@@ -16,7 +16,7 @@ from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, django_auth
 
-from plugins_app.plugins.models import PluginInstance, PluginType
+from plugins_app.plugins.models import Delivery, PluginInstance, PluginType
 from plugins_app.plugins.secrets import token_hash
 from plugins_app.plugins.services import default_config_errors, plugin_create
 from plugins_app.plugins.triggers import plugin_set_triggers, plugin_trigger_events
@@ -85,6 +85,9 @@ class PluginIn(Schema):
     timeout_seconds: int = 300
     project_ids: list[int] = []
     trigger_events: list[str] = []
+    delivery: Delivery = Delivery.SOCKET
+    # REST delivery: checked like the dialog's (Plugin.clean, ops/egress.py).
+    connector_url: str = ""
 
 
 class InstanceOut(Schema):
@@ -108,6 +111,8 @@ class PluginOut(Schema):
     instances: list[InstanceOut]
     project_ids: list[int]
     trigger_events: list[str]
+    delivery: str
+    connector_url: str
 
 
 class PluginPatch(Schema):
@@ -120,6 +125,7 @@ class PluginPatch(Schema):
     max_attempts: int | None = None
     project_ids: list[int] | None = None
     trigger_events: list[str] | None = None
+    connector_url: str | None = None
 
 
 class PluginCreated(PluginOut):
@@ -213,6 +219,8 @@ def _plugin_out(plugin: Any) -> dict[str, Any]:
         "instances": instances,
         "project_ids": list(plugin.projects.values_list("pk", flat=True)),
         "trigger_events": plugin_trigger_events(plugin),
+        "delivery": plugin.delivery,
+        "connector_url": plugin.connector_url,
     }
 
 
@@ -296,6 +304,8 @@ def create_plugin(request: HttpRequest, body: PluginIn) -> Status[dict[str, Any]
             default_config=body.default_config,
             timeout_seconds=body.timeout_seconds,
             projects=list(organization.projects.filter(pk__in=body.project_ids)),
+            delivery=body.delivery,
+            connector_url=body.connector_url,
         )
     except ValidationError as exc:
         return Status(400, {"errors": exc.message_dict})
