@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from plugins_app import protocol
 from plugins_app.ops.auth_guard import failures_recorded, heartbeat_failed
+from plugins_app.ops.isolation import each_plugin
 from plugins_app.plugins.models import (
     INPUT_TYPES,
     Delivery,
@@ -1617,27 +1618,35 @@ def runs_sweep() -> dict[str, int]:
     give back the jobs of holders that stopped answering pings, fail queued items
     that no instance took within the plugin's timeout; re-dispatch what waits."""
     now = timezone.now()
-    timed_out = requeued = 0
+    timed_out = requeued = dispatched = 0
+    # Every step is per item or per plugin under `each_plugin`: one plugin's bad
+    # data is logged, naming it, and the others are still swept.
     past_deadline = WorkItem.objects.filter(
         state=WorkItem.State.LEASED, deadline_at__lt=now
     ).select_related("run__plugin", "instance")
     for item in past_deadline:
-        if _item_time_out(item, now):
-            timed_out += 1
-        else:
-            requeued += 1
+        with each_plugin("sweep: time-out", item.run.plugin.public_id):
+            if _item_time_out(item, now):
+                timed_out += 1
+            else:
+                requeued += 1
     lost = WorkItem.objects.filter(
         state=WorkItem.State.LEASED, lease_expires_at__lt=now
     ).select_related("run__plugin", "instance")
     for item in lost:
-        requeued += _item_lease_lost(item, now)
-    timed_out += _time_out_unclaimed(now)
-    plugin_ids = set(
-        WorkItem.objects.filter(state=WorkItem.State.PENDING).values_list(
-            "plugin_id", flat=True
-        )
+        with each_plugin("sweep: lost lease", item.run.plugin.public_id):
+            requeued += _item_lease_lost(item, now)
+    with each_plugin("sweep: unclaimed jobs", "(any)"):
+        timed_out += _time_out_unclaimed(now)
+    waiting = (
+        WorkItem.objects.filter(state=WorkItem.State.PENDING)
+        .order_by()
+        .values_list("plugin_id", "plugin__public_id")
+        .distinct()
     )
-    dispatched = sum(dispatch_pending(pid) for pid in plugin_ids)
+    for plugin_id, public_id in waiting:
+        with each_plugin("sweep: dispatch", public_id):
+            dispatched += dispatch_pending(plugin_id)
     return {"timed_out": timed_out, "requeued": requeued, "dispatched": dispatched}
 
 
@@ -1730,7 +1739,10 @@ def _time_out_unclaimed(now: Any) -> int:
         timeout = item.run.plugin.timeout_seconds
         if (now - item.queued_at).total_seconds() <= timeout:
             continue
-        with transaction.atomic():
+        with (
+            each_plugin("sweep: unclaimed job", item.run.plugin.public_id),
+            transaction.atomic(),
+        ):
             claimed = WorkItem.objects.filter(
                 pk=item.pk, state=WorkItem.State.PENDING
             ).update(
