@@ -425,6 +425,33 @@ def test_a_name_rebound_to_an_internal_address_after_registration_is_never_calle
 
 
 @pytest.mark.django_db
+def test_the_call_goes_to_the_very_address_that_was_checked(
+    workspace: Any, internal: InternalService, monkeypatch: Any
+) -> None:
+    """No second lookup between the check and the connection: the name answers
+    an allowed address (127.0.0.2, where nothing listens) once, the internal
+    service's address right after; the call must go to the first."""
+    internal.answer("/heartbeat", 200, '"ok"')
+    plugin, _ = rest_plugin(workspace, "https://model.example.run")
+    Plugin.objects.filter(pk=plugin.pk).update(
+        connector_url=f"http://pinned.example:{internal.port}"
+    )
+    asked = fake_dns(
+        monkeypatch,
+        {"pinned.example": ["127.0.0.2"]},
+        then={"pinned.example": ["127.0.0.1"]},
+    )
+
+    with override_settings(HUB_CONNECTOR_ALLOWED_NETWORKS=["127.0.0.2/32"]):
+        probed = connector_probe(plugin.pk)
+
+    assert asked == ["pinned.example"]  # resolved once
+    assert not probed and internal.connections == 0
+    [failure] = FailedHeartbeat.objects.filter(plugin=plugin)
+    assert failure.reason == "heartbeat probe failed: unreachable"
+
+
+@pytest.mark.django_db
 def test_one_internal_address_among_several_refuses_the_call(
     workspace: Any, internal: InternalService, monkeypatch: Any
 ) -> None:
