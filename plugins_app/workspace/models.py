@@ -291,10 +291,6 @@ class AnswerWrite(models.Model):
     )
     # The status the write left; undo gives the old one back only if unchanged.
     written_status = models.CharField(max_length=20, blank=True)
-    # The history event of the write: later answer events block its undo.
-    event = models.ForeignKey(
-        TaskEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     created_at = models.DateTimeField(auto_now_add=True)
     undone_at = models.DateTimeField(null=True, blank=True)
 

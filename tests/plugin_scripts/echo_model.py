@@ -1,6 +1,7 @@
 """A Model plugin for tests, written against the public imerit-ango SDK (runs
 unmodified under 1.3.22 and 1.4.x). ECHO_MODE picks its behaviour:
-ok, error, invalid, plain_dict, big, slow. Prints `HANDLED <session>` per job."""
+ok, error, invalid, plain_dict, big, slow, other_asset (1.3.x: the answer names
+another asset's externalId). Prints `HANDLED <session>` per job."""
 
 import os
 import sys
@@ -17,6 +18,8 @@ MODE = os.environ.get("ECHO_MODE", "ok")
 
 
 def answer(objects, external_id):
+    if MODE == "other_asset":
+        external_id = "someone-elses-asset"
     if AnnotationPayload is None or MODE == "plain_dict":
         return {
             "externalId": external_id,
