@@ -275,6 +275,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Engine.IO timing sent to plugins in the OPEN packet (milliseconds).
 HUB_PING_INTERVAL_MS = envint("HUB_PING_INTERVAL_MS", 25_000)
 HUB_PING_TIMEOUT_MS = envint("HUB_PING_TIMEOUT_MS", 20_000)
+# A plugin socket that has not sent a valid heartbeat this long after it opened
+# (or after its secret stopped matching), or that sends more frames than this
+# before it does, is closed (docs/security-auth.md). The SDK authenticates with
+# its second frame, right after connecting.
+HUB_SOCKET_AUTH_SECONDS = float(os.environ.get("HUB_SOCKET_AUTH_SECONDS", "30"))
+HUB_SOCKET_PREAUTH_FRAMES = envint("HUB_SOCKET_PREAUTH_FRAMES", 32)
 # Frames above this are refused with a clear run error (the ASGI server's own cap,
 # set in the Makefile/Procfile, is larger so the hub gets to say why).
 HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)

@@ -6,6 +6,11 @@ The consumer only translates frames; run state changes go through
 - never close a socket to reject it (the SDK reconnects in a loop, then exits);
 - ack the namespace CONNECT at once, before any database work;
 - send Engine.IO pings every pingInterval (the client's writer dies otherwise).
+The one exception: a socket that has not authenticated within
+`HUB_SOCKET_AUTH_SECONDS`, or sent more than `HUB_SOCKET_PREAUTH_FRAMES` frames
+before it did, is closed. The SDK sends its heartbeat right after the namespace
+CONNECT, so only scripts with a wrong id or secret (which reconnect and are
+closed again) and sockets that are not plugins at all ever meet this bound.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.authenticated = False
+        self.preauth_frames = 0
+        self.heartbeat_in_flight = False
         self.capacity = _declared_capacity(query)
         self.last_pong = time.monotonic()
         self.log_buffer: list[services.PluginLogRecord] = []
@@ -86,11 +93,14 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             )
         )
         self.ping_task = asyncio.create_task(self._ping_forever())
+        self._arm_auth_deadline()
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
         if hasattr(self, "ping_task"):
             self.ping_task.cancel()
+        if auth_task := getattr(self, "auth_task", None):
+            auth_task.cancel()
         if getattr(self, "authenticated", False):
             await self._flush_logs()
             await sync_to_async(services.instance_disconnect)(
@@ -101,6 +111,15 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
+        if not self.authenticated:
+            # Whatever it is (garbage, pongs, events): a socket that has not
+            # authenticated gets a small budget of frames (the SDK needs two).
+            self.preauth_frames += 1
+            if self.preauth_frames > settings.HUB_SOCKET_PREAUTH_FRAMES:
+                await self._close_unauthenticated(
+                    f"more than {settings.HUB_SOCKET_PREAUTH_FRAMES} frames"
+                )
+                return
         if text_data is None:
             log.warning("binary frame from %s ignored", self.address)
             return
@@ -154,19 +173,53 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
 
     async def _on_heartbeat(self, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
-        instance = await sync_to_async(services.instance_heartbeat)(
-            channel_name=self.channel_name,
-            plugin_public_id=data.get("id"),
-            secret=data.get("secret"),
-            address=self.address,
-            capacity=self.capacity,
-        )
+        self.heartbeat_in_flight = True
+        try:
+            instance = await sync_to_async(services.instance_heartbeat)(
+                channel_name=self.channel_name,
+                plugin_public_id=data.get("id"),
+                secret=data.get("secret"),
+                address=self.address,
+                capacity=self.capacity,
+            )
+        finally:
+            self.heartbeat_in_flight = False
         if instance is None and self.authenticated:
-            # Secret rotated under a connected script: stop giving it work.
+            # Secret rotated under a connected script: stop giving it work, and
+            # give it the same bound as a socket that never authenticated.
             await sync_to_async(services.instance_disconnect)(
                 channel_name=self.channel_name
             )
+            self.preauth_frames = 0
+            self._arm_auth_deadline()
+        elif instance is not None and self.auth_task is not None:
+            self.auth_task.cancel()
+            self.auth_task = None
         self.authenticated = instance is not None
+
+    def _arm_auth_deadline(self) -> None:
+        self.auth_task: asyncio.Task[None] | None = asyncio.create_task(
+            self._close_unless_authenticated()
+        )
+
+    async def _close_unless_authenticated(self) -> None:
+        # One task per socket only while it is unauthenticated: cancelled by
+        # the first valid heartbeat, so idle live plugins carry none.
+        await asyncio.sleep(settings.HUB_SOCKET_AUTH_SECONDS)
+        while self.heartbeat_in_flight:  # a slow database is not the client's fault
+            await asyncio.sleep(0.1)
+        if not self.authenticated:
+            self.auth_task = None
+            await self._close_unauthenticated(
+                f"no valid heartbeat within {settings.HUB_SOCKET_AUTH_SECONDS} s"
+            )
+
+    async def _close_unauthenticated(self, why: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        log.info("closing the unauthenticated socket of %s: %s", self.address, why)
+        await self.close()
 
     def _on_log(self, data: Any) -> None:
         record = services.parse_log_event(data)
