@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 
-from plugins_app.ops import egress
 from plugins_app.plugins.models import INPUT_TYPES, Delivery, Plugin, PluginType, Preset
 from plugins_app.plugins.presets import suggest_mapping
 from plugins_app.plugins.services import (
@@ -20,19 +19,9 @@ from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project, Storage
 
 
-class ConnectorURLField(forms.URLField):
-    """Refuses `?` and `#` before URLField's normalizing drops an empty one:
-    `http://host/x#` would otherwise be stored as a URL it was not. The rest
-    of the URL policy (userinfo, internal addresses) is Plugin.clean()'s."""
-
-    def to_python(self, value: Any) -> str:
-        if isinstance(value, str) and ("#" in value or "?" in value):
-            raise forms.ValidationError(f"This URL {egress.QUERY_OR_FRAGMENT}.")
-        return super().to_python(value)
-
-
 class PluginForm(forms.ModelForm):
-    connector_url = ConnectorURLField(
+    # Plugin.clean() refuses userinfo, ?, # and internal addresses (ops/egress.py).
+    connector_url = forms.URLField(
         label="Connector URL",
         required=False,
         assume_scheme="https",
