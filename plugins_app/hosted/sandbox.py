@@ -162,8 +162,8 @@ def bwrap_command(
     if spec.env_dir is not None:
         bind = "--bind" if spec.writable_env else "--ro-bind"
         cmd += [bind, str(spec.env_dir), str(spec.env_dir)]
-    for source, target in spec.ro_binds:
-        cmd += ["--ro-bind", str(source), target]
+    for host_path, mount in spec.ro_binds:
+        cmd += ["--ro-bind", str(host_path), mount]
     cmd += ["--clearenv", "--setenv", "HOME", SANDBOX_TMP]
     cmd += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]
     cmd += ["--setenv", "LANG", "C.UTF-8", *extra, "--chdir", SANDBOX_TMP, "--"]
