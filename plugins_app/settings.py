@@ -149,6 +149,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Password logins: the throttle first (ops/login_throttle.py), then the users.
+AUTHENTICATION_BACKENDS = [
+    "plugins_app.ops.login_throttle.ThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed password logins per account and per client address in a window before
+# every password login for that account or address is refused until it ends.
+HUB_LOGIN_FAILURES_PER_ACCOUNT = envint("HUB_LOGIN_FAILURES_PER_ACCOUNT", 10)
+HUB_LOGIN_FAILURES_PER_ADDRESS = envint("HUB_LOGIN_FAILURES_PER_ADDRESS", 50)
+HUB_LOGIN_WINDOW_SECONDS = envint("HUB_LOGIN_WINDOW_SECONDS", 900)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "login"

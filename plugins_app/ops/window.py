@@ -50,6 +50,11 @@ def add_failure(key: str, *, limit: int, seconds: int) -> Count:
     return Count(count, reached, count == limit, retry_after)
 
 
+def reset(key: str, *, seconds: int) -> None:
+    """Forget the key's failures in the current window."""
+    cache.delete(_cache_key(key, _window(seconds)))
+
+
 def seconds_left(seconds: int) -> int:
     """Whole seconds until the current window of this length ends (at least 1)."""
     end = (_window(seconds) + 1) * seconds
