@@ -294,6 +294,14 @@ HUB_SOCKET_PREAUTH_FRAMES = envint("HUB_SOCKET_PREAUTH_FRAMES", 32)
 # Frames above this are refused with a clear run error (the ASGI server's own cap,
 # set in the Makefile/Procfile, is larger so the hub gets to say why).
 HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)
+# Input bounds (plugins_app/inputs.py, docs/input-limits.md): how deep any JSON
+# a user or plugin sends may nest (Python's recursion stops near 1,000), how big
+# a config JSON may be, how much of a log line's `extra` is kept, and how many
+# objects one answer may hold (applying and drawing 150,000 took 15-20 s).
+HUB_MAX_JSON_DEPTH = envint("HUB_MAX_JSON_DEPTH", 64)
+HUB_MAX_CONFIG_BYTES = envint("HUB_MAX_CONFIG_BYTES", 256 * 1024)
+HUB_MAX_LOG_EXTRA_BYTES = envint("HUB_MAX_LOG_EXTRA_BYTES", 16 * 1024)
+HUB_MAX_OBJECTS_PER_ANSWER = envint("HUB_MAX_OBJECTS_PER_ANSWER", 10_000)
 # Export runs: how long the export link and upload URLs stay valid, the largest
 # file a plugin may upload, how long GET /v2/export waits for its Celery build.
 HUB_EXPORT_LINK_SECONDS = envint("HUB_EXPORT_LINK_SECONDS", 3600)

@@ -8,7 +8,6 @@ sends them unencoded or as JSON.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -30,6 +29,13 @@ from plugins_app.ango_api.auth import (
 )
 from plugins_app.exports import services as exports
 from plugins_app.exports.models import ExportSnapshot
+from plugins_app.inputs import (
+    DB_INT_MAX,
+    json_loads_bounded,
+    parse_count,
+    parse_id,
+    parse_ids,
+)
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import services as runs
 from plugins_app.runs.models import Run
@@ -79,10 +85,9 @@ def project_detail(request: HttpRequest, run: Run, project_id: str) -> JsonRespo
 def project_assets(request: HttpRequest, run: Run, project_id: str) -> JsonResponse:
     if not same_project(run, project_id):
         return fail("This apikey is not valid for that project.", 403)
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-        limit = min(MAX_PAGE_SIZE, max(1, int(request.GET.get("limit", "10"))))
-    except ValueError:
+    page = parse_count(request.GET.get("page"), default=1, low=1, high=DB_INT_MAX)
+    limit = parse_count(request.GET.get("limit"), default=10, low=1, high=MAX_PAGE_SIZE)
+    if page is None or limit is None:
         return fail("page and limit must be integers.", 400)
     filters = _json_param(request.GET.get("filters"), default={})
     if not isinstance(filters, dict):
@@ -105,7 +110,7 @@ def _filtered_assets(run: Run, filters: dict[str, Any]):  # noqa: ANN202
     if "_id" in filters:
         # Scripts use `_id` with either the internal id or the external id.
         ids = _as_list(filters["_id"])
-        numeric = [int(i) for i in ids if str(i).isdigit()]
+        numeric = parse_ids(map(str, ids))
         assets = assets.filter(Q(pk__in=numeric) | Q(external_id__in=map(str, ids)))
     if "externalId" in filters:
         assets = assets.filter(
@@ -113,7 +118,7 @@ def _filtered_assets(run: Run, filters: dict[str, Any]):  # noqa: ANN202
         )
     if "batches" in filters:
         wanted = [str(b) for b in _as_list(filters["batches"])]
-        numeric = [int(b) for b in wanted if b.isdigit()]
+        numeric = parse_ids(wanted)
         assets = assets.filter(
             Q(batches__pk__in=numeric) | Q(batches__name__in=wanted)
         ).distinct()
@@ -214,10 +219,10 @@ def _plugin_label(run: Run) -> str:
 
 
 def _task_of_run_project(run: Run, task_id: Any) -> Task | None:
-    task_id = str(task_id or "")
-    if not task_id.isdigit():
+    pk = parse_id(str(task_id or ""))
+    if pk is None:
         return None
-    return Task.objects.filter(pk=task_id, project=run.project).first()
+    return Task.objects.filter(pk=pk, project=run.project).first()
 
 
 @require_POST
@@ -326,10 +331,9 @@ def _requeue_stage(run: Run, wanted: Any) -> str | None:
 def _requeue_scope(run: Run, filters: dict[str, Any]):  # noqa: ANN202
     tasks = Task.objects.filter(project=run.project).select_related("project")
     if filters.get("taskIds"):
-        ids = [int(t) for t in map(str, _as_list(filters["taskIds"])) if t.isdigit()]
-        tasks = tasks.filter(pk__in=ids)
+        tasks = tasks.filter(pk__in=parse_ids(map(str, _as_list(filters["taskIds"]))))
     if filters.get("assetIds"):
-        ids = [int(a) for a in map(str, _as_list(filters["assetIds"])) if a.isdigit()]
+        ids = parse_ids(map(str, _as_list(filters["assetIds"])))
         tasks = tasks.filter(asset_id__in=ids)
     if filters.get("externalIds"):
         tasks = tasks.filter(
@@ -395,7 +399,7 @@ def _json_param(value: str | None, *, default: Any) -> Any:
     if not value:
         return default
     try:
-        return json.loads(value)
+        return json_loads_bounded(value, what="The parameter")
     except ValueError:
         return value
 
@@ -417,8 +421,14 @@ def _bulk_json_body(request: HttpRequest, advice: str) -> Any:
 
 
 def _json_body(raw: bytes) -> Any:
+    """The parsed body, or None (each caller then says what it expects) when
+    it is not JSON or nests deeper than HUB_MAX_JSON_DEPTH (stored or shown,
+    such a value would recurse past Python's limit)."""
     try:
-        return json.loads(raw or b"null")
+        # Bulk imports have their own byte limit (HUB_IMPORT_MAX_BYTES), and
+        # walking all of a 256 MB body would cost more than its checks do.
+        small = len(raw) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return json_loads_bounded(raw or b"null", max_bytes=len(raw), walk=small)
     except ValueError:
         return None
 
@@ -588,7 +598,8 @@ def storages(request: HttpRequest, run: Run) -> JsonResponse:
     bucket itself). Another project's storages do not exist for this key."""
     found = Storage.usable_by(run.project)
     if wanted := request.GET.get("_id"):
-        found = found.filter(pk=int(wanted)) if wanted.isdigit() else found.none()
+        pk = parse_id(wanted)
+        found = found.filter(pk=pk) if pk is not None else found.none()
     items = []
     for storage in found:
         try:

@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from plugins_app.exports.models import ExportSnapshot, ExportUpload
+from plugins_app.inputs import parse_ids
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.plugins.types import asset_file_link
 from plugins_app.runs.models import Run
@@ -65,7 +66,7 @@ def snapshot_request(
     known = {
         str(pk)
         for pk in run.project.batches.filter(
-            pk__in=[int(b) for b in wanted if b.isdigit()]
+            pk__in=parse_ids(wanted)
         ).values_list("pk", flat=True)
     }
     unknown = [b for b in wanted if b not in known]

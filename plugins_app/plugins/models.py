@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -33,6 +33,14 @@ RUNNABLE_TYPES = (
 )
 # Types whose runs create assets instead of labeling existing ones.
 INPUT_TYPES = (PluginType.FILE_EXPLORER, PluginType.MARKDOWN)
+
+
+# Bounds of a plugin's numbers (docs/input-limits.md): a deadline is now +
+# timeout (timedelta overflows past ~10^9 days, PostgreSQL's integer at 2^31),
+# and neither a script's jobs in flight nor a job's attempts need thousands.
+MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_CONCURRENCY = 1000
+MAX_ATTEMPTS = 100
 
 
 class Delivery(models.TextChoices):
@@ -66,14 +74,18 @@ class Plugin(models.Model):
     # written when the secret is created or rotated. Socket plugins keep none.
     secret_encrypted = models.TextField(blank=True, editable=False)
     secret_rotated_at = models.DateTimeField(default=timezone.now, editable=False)
-    timeout_seconds = models.PositiveIntegerField(default=300)
+    timeout_seconds = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+    )
     concurrency = models.PositiveIntegerField(
         default=settings.HUB_DEFAULT_CONCURRENCY,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY)],
         help_text="Jobs one connected instance is sent at a time.",
     )
     max_attempts = models.PositiveIntegerField(
         default=3,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_ATTEMPTS)],
         help_text="Times a job is sent before it fails (timeouts, lost instances).",
     )
     projects = models.ManyToManyField(

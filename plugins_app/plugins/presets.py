@@ -4,18 +4,60 @@
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.models import Plugin, Preset
-from plugins_app.workspace.models import Project
+from plugins_app.workspace import workflow
+from plugins_app.workspace.models import Membership, Project
 
 
 class PresetError(Exception):
     """Bad input for a preset (shown to the user)."""
+
+
+class PresetPermissionError(PresetError):
+    """The user may not change this preset (a 403)."""
+
+
+def stages_using(preset: Preset) -> list[str]:
+    """The workflow Plugin stages of the preset's project that run it."""
+    return [
+        str(stage.get("name"))
+        for stage in workflow.plugin_stages(preset.project.workflow)
+        if stage.get("preset") == preset.pk
+    ]
+
+
+def _check_may_change(preset: Preset, user: AbstractBaseUser | None) -> None:
+    """A preset a workflow stage runs labels every task that reaches the stage:
+    only an admin of the organization replaces or deletes it. Any member may
+    change the others (annotators keep their own presets)."""
+    used_by = stages_using(preset)
+    if used_by and not _is_admin(user, preset.project.organization_id):
+        raise PresetPermissionError(
+            f"Preset “{preset.name}” is used by the workflow stage "
+            f"“{used_by[0]}”: only an admin can change or delete it. Save yours "
+            "under another name."
+        )
+
+
+def _is_admin(user: AbstractBaseUser | None, organization_id: int) -> bool:
+    return bool(
+        user
+        and user.is_authenticated
+        and Membership.objects.filter(
+            user=user, organization_id=organization_id, role=Membership.Role.ADMIN
+        ).exists()
+    )
+
+
+def preset_delete(*, preset: Preset, user: AbstractBaseUser | None) -> None:
+    _check_may_change(preset, user)
+    preset.delete()
 
 
 def preset_save(
@@ -34,10 +76,13 @@ def preset_save(
     if len(name) > 100:
         raise PresetError("A preset name has at most 100 characters.")
     try:
-        json.loads(config_json or "{}")
+        json_loads_bounded(config_json or "{}", what="It")
     except ValueError as exc:
         raise PresetError(f"Config JSON is not valid: {exc}") from exc
     mapping = {str(k): str(v) for k, v in (class_mapping or {}).items() if k and v}
+    existing = Preset.objects.filter(project=project, plugin=plugin, name=name).first()
+    if existing is not None:
+        _check_may_change(existing, user)
     preset, _ = Preset.objects.update_or_create(
         project=project,
         plugin=plugin,

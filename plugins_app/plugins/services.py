@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.models import Delivery, Plugin, PluginType
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.workspace.crypto import decrypt_json, encrypt_json
@@ -30,7 +30,7 @@ class PluginCredentials:
 
 def default_config_errors(text: str) -> list[str]:
     try:
-        value = json.loads(text or "{}")
+        value = json_loads_bounded(text or "{}", what="The default config")
     except ValueError as exc:
         return [f"Default config is not valid JSON: {exc}"]
     if not isinstance(value, dict):

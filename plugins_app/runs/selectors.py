@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Prefetch, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
+from plugins_app.inputs import json_loads_bounded, parse_id
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
 from plugins_app.runs.answer_ledger import runs_touching_task
 from plugins_app.runs.models import Run, WorkItem
@@ -59,7 +60,7 @@ class RunFilters:
     def from_query(cls, query: QueryDict) -> RunFilters:
         def number(name: str) -> int | None:
             value = query.get(name, "")
-            return int(value) if value.isdigit() else None
+            return parse_id(value)
 
         status = query.get("status", "")
         return cls(
@@ -82,11 +83,23 @@ class RunFilters:
         return urlencode({k: v for k, v in pairs.items() if v})
 
 
+# A page draws at most this many objects of one answer (an SVG of 10,000
+# shapes is megabytes a browser takes seconds over); the caption says
+# "showing N of M" and the answer itself is on the task page.
+MAX_DRAWN_SHAPES = 500
+
+
 @dataclass(frozen=True)
 class DrawnAsset:
     asset: Asset
     shapes: list[dict[str, Any]]
     classifications: list[str]
+    # The answer's objects, drawn or not (more than shapes when capped).
+    total_objects: int = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.total_objects > len(self.shapes)
 
 
 def run_labeled_assets(run: Run, limit: int = 12) -> list[DrawnAsset]:
@@ -103,12 +116,15 @@ def run_labeled_assets(run: Run, limit: int = 12) -> list[DrawnAsset]:
 
 
 def answer_drawing(
-    answer: dict[str, Any], ontology: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[str]]:
+    answer: dict[str, Any], ontology: dict[str, Any], limit: int = MAX_DRAWN_SHAPES
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """The shapes to draw (at most `limit`), the classification labels, and
+    how many objects the answer has."""
     tools = {t.get("schemaId"): t for t in ontology.get("tools", [])}
     classes = {c.get("schemaId"): c for c in ontology.get("classifications", [])}
+    objects = (answer or {}).get("tools", [])
     shapes = []
-    for obj in (answer or {}).get("tools", []):
+    for obj in objects[:limit]:
         tool = tools.get(obj.get("schemaId"), {})
         style = {"color": tool.get("color", "#ff0055"), "title": tool.get("title", "")}
         if box := obj.get("bounding-box"):
@@ -121,9 +137,9 @@ def answer_drawing(
     labels = [
         f"{classes.get(c.get('schemaId'), {}).get('title', c.get('schemaId'))}: "
         f"{c.get('answer')}"
-        for c in (answer or {}).get("classifications", [])
+        for c in (answer or {}).get("classifications", [])[:limit]
     ]
-    return shapes, labels
+    return shapes, labels, len(objects)
 
 
 @dataclass(frozen=True)
@@ -242,7 +258,9 @@ def answer_from_text(text: str) -> dict[str, Any] | None:
     if not text.strip():
         return None
     try:
-        value = json.loads(text)
+        value = json_loads_bounded(
+            text, what="It", max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
     except ValueError as exc:
         raise TaskActionError(f"The answer is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):

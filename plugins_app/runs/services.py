@@ -8,12 +8,11 @@ and browsers are sent after the transaction commits (`_after_commit`).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import threading
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from plugins_app import protocol
+from plugins_app.inputs import json_loads_bounded, json_trimmed, parse_id
 from plugins_app.ops.auth_guard import failures_recorded, heartbeat_failed
 from plugins_app.ops.isolation import each_plugin
 from plugins_app.plugins.models import (
@@ -261,7 +261,7 @@ def _checked_mapping(
 
 def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
     try:
-        json.loads(config_json or "{}")
+        json_loads_bounded(config_json or "{}", what="It")
     except ValueError as exc:
         errors.setdefault("config_json", []).append(f"Config JSON is not valid: {exc}")
 
@@ -325,10 +325,10 @@ def checked_inputs(
 def _checked_explorer_inputs(
     project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
 ) -> dict[str, Any]:
-    raw_id = str(inputs.get("storage_id") or "")
+    storage_pk = parse_id(str(inputs.get("storage_id") or ""))
     storage = (
-        Storage.usable_by(project).filter(pk=int(raw_id)).first()
-        if raw_id.isdigit()
+        Storage.usable_by(project).filter(pk=storage_pk).first()
+        if storage_pk is not None
         else None
     )
     if storage is None:
@@ -1251,6 +1251,10 @@ def logs_ingest_hosted(records: Iterable[PluginLogRecord], *, item_id: int) -> i
 
 def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int:
     items = {i.session: i for i in held}
+    # One line's extra must not cost the batch (NaN fails SQLite's JSON_VALID
+    # and would roll back every line with it) nor the run page (a value nested
+    # ~1,000 deep recursed past Python's limit on every render).
+    records = [replace(r, extra=bounded_log_extra(r.extra)) for r in records]
     lines = [
         RunLogLine(
             run_id=items[r.session].run_id,
@@ -1272,6 +1276,23 @@ def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int
     for run_id in {line.run_id for line in created}:
         _notify_after_commit(run_id)
     return len(records) - len(lines)
+
+
+def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """What of a log line's extra is kept: HUB_MAX_JSON_DEPTH levels and about
+    HUB_MAX_LOG_EXTRA_BYTES of JSON; NaN/Infinity as strings. Anything cut is
+    marked in place ("…(cut)") and by a `hub_truncated` key."""
+    kept, cut = json_trimmed(
+        extra,
+        max_depth=settings.HUB_MAX_JSON_DEPTH,
+        max_chars=settings.HUB_MAX_LOG_EXTRA_BYTES,
+    )
+    if cut and isinstance(kept, dict):
+        kept["hub_truncated"] = (
+            "Parts of this extra were cut: over HUB_MAX_JSON_DEPTH levels or "
+            "HUB_MAX_LOG_EXTRA_BYTES of JSON."
+        )
+    return kept
 
 
 def _reported_progress(
@@ -1361,7 +1382,9 @@ def _ignore_stale(item: WorkItem, channel_name: str) -> str:
     return "stale"
 
 
-def item_fail_oversized(*, session: str, channel_name: str, size: int) -> None:
+def item_fail_oversized(*, session: str, channel_name: str, size: int) -> bool:
+    """Fail the job `session` (held by this channel) whose answer frame was
+    refused; False when the session is none of its leased jobs."""
     item = WorkItem.objects.filter(
         session=session,
         state=WorkItem.State.LEASED,
@@ -1375,6 +1398,7 @@ def item_fail_oversized(*, session: str, channel_name: str, size: int) -> None:
             f"The plugin's response is {size:,} bytes, over the hub's limit of "
             f"{limit:,} bytes (HUB_MAX_FRAME_BYTES); nothing was stored.",
         )
+    return item is not None
 
 
 def _plugin_error_text(item: WorkItem) -> str:

@@ -8,15 +8,24 @@ with a personal token from `manage.py create_api_token`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import File, Form, NinjaAPI, Schema, Status, UploadedFile
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, django_auth
+from pydantic import AfterValidator, Field
 
-from plugins_app.plugins.models import Delivery, PluginInstance, PluginType
+from plugins_app.inputs import DB_ID_MAX, DB_INT_MAX, check_json
+from plugins_app.plugins.models import (
+    MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
+    MAX_TIMEOUT_SECONDS,
+    Delivery,
+    PluginInstance,
+    PluginType,
+)
 from plugins_app.plugins.secrets import token_hash
 from plugins_app.plugins.services import default_config_errors, plugin_create
 from plugins_app.plugins.triggers import plugin_set_triggers, plugin_trigger_events
@@ -66,6 +75,24 @@ api = NinjaAPI(
 )
 
 
+# Bounds in the schema itself, so an out-of-range number is a 422 naming the
+# field (and the OpenAPI schema says so) instead of a database overflow.
+DbId = Annotated[int, Field(ge=1, le=DB_ID_MAX)]
+PageNumber = Annotated[int, Field(le=DB_INT_MAX)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)]
+
+
+def _not_too_deep(value: Any) -> Any:
+    check_json(value, what="The value")  # its ValueError becomes a 422
+    return value
+
+
+# A JSON object of any shape, nested at most HUB_MAX_JSON_DEPTH levels.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
+
+
 class ProjectOut(Schema):
     id: int
     name: str
@@ -82,8 +109,8 @@ class PluginIn(Schema):
     description: str = ""
     class_names: list[str] = []
     default_config: str = "{}"
-    timeout_seconds: int = 300
-    project_ids: list[int] = []
+    timeout_seconds: TimeoutSeconds = 300
+    project_ids: list[DbId] = []
     trigger_events: list[str] = []
     delivery: Delivery = Delivery.SOCKET
     # REST delivery: checked like the dialog's (Plugin.clean, ops/egress.py).
@@ -120,10 +147,10 @@ class PluginPatch(Schema):
     description: str | None = None
     class_names: list[str] | None = None
     default_config: str | None = None
-    timeout_seconds: int | None = None
-    concurrency: int | None = None
-    max_attempts: int | None = None
-    project_ids: list[int] | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    concurrency: Concurrency | None = None
+    max_attempts: Attempts | None = None
+    project_ids: list[DbId] | None = None
     trigger_events: list[str] | None = None
     connector_url: str | None = None
 
@@ -133,16 +160,16 @@ class PluginCreated(PluginOut):
 
 
 class RunIn(Schema):
-    plugin_id: int
-    project_id: int
+    plugin_id: DbId
+    project_id: DbId
     class_mapping: dict[str, str] = {}
     config_json: str | None = None
     external_ids: list[str] = []
-    batch_ids: list[int] = []
+    batch_ids: list[DbId] = []
     # File Explorer: {"storage_id", "folder", "files", "upload"}; Markdown:
     # {"csv_name", "csv_base64", "markdown_text"}; Export: {"stages": [...]}
     # (checked like the Run dialog's).
-    inputs: dict[str, Any] = {}
+    inputs: JsonObject = {}
     # Model and Batch Model, admins only: write over answers people submitted
     # or reviewed too (off: those tasks keep their answer and are skipped).
     replace_submitted: bool = False
@@ -333,6 +360,10 @@ def update_plugin(
 ) -> Status[dict[str, Any]]:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     changes = body.dict(exclude_unset=True)
+    # Every field may be left out; none may be null (the columns are not).
+    if nulls := sorted(field for field, value in changes.items() if value is None):
+        message = "May not be null: leave the field out to keep its value."
+        return Status(400, {"errors": {field: [message] for field in nulls}})
     if "default_config" in changes and (
         errors := default_config_errors(changes["default_config"])
     ):
@@ -472,10 +503,10 @@ def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
 @api.get("/runs", response=list[RunOut])
 def list_runs(
     request: HttpRequest,
-    project: int | None = None,
-    plugin: int | None = None,
+    project: DbId | None = None,
+    plugin: DbId | None = None,
     status: str = "",
-    page: int = 1,
+    page: PageNumber = 1,
     per_page: int = 25,
 ) -> list[dict[str, Any]]:
     filters = selectors.RunFilters(project=project, plugin=plugin, status=status)
@@ -573,7 +604,7 @@ class TaskEventOut(Schema):
 
 class SubmitIn(Schema):
     # None: submit the task's current labels (e.g. an accepted pre-label).
-    answer: dict[str, Any] | None = None
+    answer: JsonObject | None = None
 
 
 class ReviewIn(Schema):
@@ -612,7 +643,7 @@ def list_tasks(
     request: HttpRequest,
     project_id: int,
     stage: str = "",
-    page: int = 1,
+    page: PageNumber = 1,
     per_page: int = 100,
 ) -> list[dict[str, Any]]:
     """The project's tasks by id, optionally only those in one stage."""

@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from plugins_app import protocol
+from plugins_app.inputs import parse_id
 from plugins_app.protocol import RunChanged
 from plugins_app.web.access import user_can_view_run
 from plugins_app.web.fragments import render_run_updates
@@ -27,7 +28,7 @@ class RunWatchConsumer(AsyncWebsocketConsumer):
         # what happened before we joined the group — comes from the cursor.
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         after = query.get("after", ["0"])[0]
-        self.cursor = int(after) if after.isdigit() else 0
+        self.cursor = parse_id(after) or 0
         self.dirty = asyncio.Event()
         self.group = protocol.run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from django import forms
 
+from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.models import INPUT_TYPES, Delivery, Plugin, PluginType, Preset
 from plugins_app.plugins.presets import suggest_mapping
 from plugins_app.plugins.services import (
@@ -291,7 +291,7 @@ class RunForm(forms.Form):
     def clean_config_json(self) -> str:
         text = (self.cleaned_data.get("config_json") or "").strip() or "{}"
         try:
-            json.loads(text)
+            json_loads_bounded(text, what="It")
         except ValueError as exc:
             raise forms.ValidationError(f"Config JSON is not valid: {exc}") from exc
         return text

@@ -11,8 +11,10 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from plugins_app.inputs import parse_id
 from plugins_app.plugins.models import PluginType, Preset
-from plugins_app.plugins.presets import presets_with_problems
+from plugins_app.plugins.presets import PresetPermissionError, presets_with_problems
+from plugins_app.plugins.presets import preset_delete as preset_delete_service
 from plugins_app.runs import selectors
 from plugins_app.runs.services import RunActionError, workflow_stage_retry
 from plugins_app.web import access
@@ -101,7 +103,10 @@ def preset_delete(
     preset = Preset.objects.filter(pk=preset_id, project=project).first()
     if preset is None:
         return _section(request, project, error="No such preset.", status=404)
-    preset.delete()
+    try:
+        preset_delete_service(preset=preset, user=request.user)
+    except PresetPermissionError as exc:
+        return _section(request, project, error=str(exc), status=403)
     return _section(request, project, notice=f"Deleted preset “{preset.name}”.")
 
 
@@ -113,7 +118,7 @@ def _admin_project(request: HttpRequest, project_id: int) -> Project:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return parse_id(value)
 
 
 def _section(

@@ -41,6 +41,20 @@ NAMESPACE = "/plugin"
 LOG_FLUSH_SECONDS = 0.05
 LOG_FLUSH_LINES = 500
 _SESSION_RE = re.compile(r'"session"\s*:\s*"([0-9a-f]{1,64})"')
+# An oversized frame is never parsed: its sessions are found by one regex pass
+# (linear, in C), wherever the SDK put the key: first (1.4.x builds the dict
+# with it), last (1.3.22), or between two huge values.
+_MAX_SESSIONS_TRIED = 8
+
+
+def _frame_sessions(text: str) -> list[str]:
+    found: list[str] = []
+    for match in _SESSION_RE.finditer(text):
+        if match.group(1) not in found:
+            found.append(match.group(1))
+            if len(found) == _MAX_SESSIONS_TRIED:
+                break
+    return found
 
 
 class PluginSocketConsumer(AsyncWebsocketConsumer):
@@ -265,12 +279,17 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         log.info("response from %s: %s", self.address, outcome)
 
     async def _refuse_oversized(self, text: str) -> None:
-        match = _SESSION_RE.search(text[-400:])
         log.warning("frame of %d bytes from %s refused", len(text), self.address)
-        if match and self.authenticated:
-            await sync_to_async(services.item_fail_oversized)(
-                session=match.group(1), channel_name=self.channel_name, size=len(text)
+        if not self.authenticated:
+            return
+        # Fail the first named session this socket holds (only its own jobs
+        # can be failed, whatever the frame names).
+        for session in _frame_sessions(text):
+            failed = await sync_to_async(services.item_fail_oversized)(
+                session=session, channel_name=self.channel_name, size=len(text)
             )
+            if failed:
+                return
 
     # --- messages from the hub ------------------------------------------------
     async def job_dispatch(self, message: JobDispatch) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from plugins_app.inputs import parse_id
 from plugins_app.runs.validation import validate_answer
 from plugins_app.workspace import events, workflow
 from plugins_app.workspace.models import (
@@ -298,7 +299,7 @@ def project_set_labels_per_asset(project: Project, value: Any) -> Project:
     """Consensus: how many different labelers label each asset before it moves
     on. Applies from the next submit; labels already submitted still count."""
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LABELS_PER_ASSET:
+    if not 1 <= (parse_id(text) or 0) <= MAX_LABELS_PER_ASSET:
         raise TaskActionError(
             f"Labels per asset must be a whole number from 1 to "
             f"{MAX_LABELS_PER_ASSET}, not “{text}”."

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
+from plugins_app.inputs import parse_id
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run
 from plugins_app.runs.services import RunRequest, RunRequestError, run_create
@@ -37,7 +38,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         key = options["plugin"]
         plugin = Plugin.objects.filter(
-            Q(public_id=key) | Q(pk=int(key) if key.isdigit() else -1)
+            Q(public_id=key) | Q(pk=parse_id(key) or -1)
         ).first()
         project = Project.objects.filter(pk=options["project"]).first()
         if plugin is None or project is None:
