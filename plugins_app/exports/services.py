@@ -65,9 +65,9 @@ def snapshot_request(
     wanted = [str(b) for b in batch_ids]
     known = {
         str(pk)
-        for pk in run.project.batches.filter(
-            pk__in=parse_ids(wanted)
-        ).values_list("pk", flat=True)
+        for pk in run.project.batches.filter(pk__in=parse_ids(wanted)).values_list(
+            "pk", flat=True
+        )
     }
     unknown = [b for b in wanted if b not in known]
     if unknown:
