@@ -32,9 +32,11 @@ EVENT_METHODS = {
     events.TASK_SENT_BACK: "on_send_back_to_queue",
 }
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
-# The pause before the 2nd start attempt; it doubles for each further one. The
-# item's lease (the plugin's timeout + 10 s, restamped at each start) covers it.
+# The pause before the 2nd start attempt; it doubles for each further one, up to
+# the cap, which the item's lease (the plugin's timeout + 10 s, restamped at each
+# start) always covers.
 START_RETRY_SECONDS = 1.0
+START_RETRY_MAX_SECONDS = 8.0
 
 
 _state = threading.local()
@@ -60,7 +62,7 @@ def run_item(item_id: int, start_attempt: int = 1) -> str:
         run_hosted_item.apply_async(
             (item_id,),
             {"start_attempt": start_attempt + 1},
-            countdown=START_RETRY_SECONDS * 2 ** (start_attempt - 1),
+            countdown=_pause(start_attempt),
         )
     return result
 
@@ -125,7 +127,7 @@ def _start_failed(item: WorkItem, why: str, attempt: int) -> str:
             f"The handler never ran: {why} (worker {WORKER}, {attempt} "
             f"attempt(s)). Retry the run once the worker is healthy.",
         )
-    pause = START_RETRY_SECONDS * 2 ** (attempt - 1)
+    pause = _pause(attempt)
     _store_logs(
         item,
         [
@@ -137,6 +139,10 @@ def _start_failed(item: WorkItem, why: str, attempt: int) -> str:
         ],
     )
     return "unstarted"
+
+
+def _pause(attempt: int) -> float:
+    return min(START_RETRY_SECONDS * 2 ** (attempt - 1), START_RETRY_MAX_SECONDS)
 
 
 def _settle(item: WorkItem, outcome: Outcome, *, code: HostedCode, method: str) -> str:

@@ -142,9 +142,7 @@ def python_for(env_dir: Path | None) -> str:
     return str(env_dir / "bin" / "python") if env_dir else settings.HUB_HOSTED_PYTHON
 
 
-def bwrap_command(
-    spec: Spec, argv: list[str], *, extra: tuple[str, ...] = ()
-) -> list[str]:
+def bwrap_command(spec: Spec, argv: list[str]) -> list[str]:
     # --unshare-all includes the network: tenant code never shares the host's
     # (no --share-net anywhere; the build downloads wheels outside instead).
     cmd = [settings.HUB_HOSTED_BWRAP, "--unshare-all"]
@@ -166,7 +164,7 @@ def bwrap_command(
         cmd += ["--ro-bind", str(host_path), mount]
     cmd += ["--clearenv", "--setenv", "HOME", SANDBOX_TMP]
     cmd += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]
-    cmd += ["--setenv", "LANG", "C.UTF-8", *extra, "--chdir", SANDBOX_TMP, "--"]
+    cmd += ["--setenv", "LANG", "C.UTF-8", "--chdir", SANDBOX_TMP, "--"]
     return cmd + argv
 
 
