@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ class InternalService:
     routes: dict[str, Route] = field(default_factory=dict)
     connections: int = 0
     paths: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -70,11 +73,16 @@ class InternalService:
 
 @pytest.fixture
 def internal() -> Iterator[InternalService]:
-    service = InternalService()
+    yield from serve(InternalService())
 
+
+def serve(
+    service: InternalService, tls: ssl.SSLContext | None = None
+) -> Iterator[InternalService]:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             service.paths.append(self.path)
+            service.hosts.append(self.headers.get("Host", ""))
             length = int(self.headers.get("Content-Length") or 0)
             request_body = self.rfile.read(length)
             route = service.routes.get(
@@ -99,6 +107,8 @@ def internal() -> Iterator[InternalService]:
             return True
 
     service.server = CountingServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        service.server.socket = tls.wrap_socket(service.server.socket, server_side=True)
     thread = threading.Thread(target=service.server.serve_forever, daemon=True)
     thread.start()
     yield service
@@ -498,6 +508,59 @@ def test_a_redirect_is_not_followed(workspace: Any, internal: InternalService) -
     [failure] = FailedHeartbeat.objects.filter(plugin=plugin)
     assert failure.reason.endswith("HTTP 307 (redirects are not followed)")
     assert MARKER not in everything_the_tenant_reads(workspace, plugin)
+
+
+def test_a_non_ascii_path_is_sent_percent_encoded(internal: InternalService) -> None:
+    internal.answer("/mod%C3%A8le/heartbeat", 200, '"ok"')
+
+    answer = egress.fetch(internal.url + "/modèle/heartbeat", timeout=5, max_bytes=100)
+
+    assert (answer.status, answer.body) == (200, b'"ok"')
+    assert internal.paths == ["/mod%C3%A8le/heartbeat"]
+
+
+@pytest.mark.django_db
+def test_https_checks_the_certificate_for_the_name_not_the_address(
+    workspace: Any, monkeypatch: Any, tmp_path: Any
+) -> None:
+    """Connected to the checked address, TLS still sends the name (SNI), the
+    request still says Host: <name>, and the certificate must be the name's."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=model.example"]
+        + ["-addext", "subjectAltName=DNS:model.example"],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    tls.sni_callback = lambda sock, name, context: names.append(name)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the hub trusts this one
+    fake_dns(
+        monkeypatch,
+        {"model.example": ["127.0.0.1"], "impostor.example": ["127.0.0.1"]},
+    )
+    server = serve(InternalService(), tls)
+    service = next(server)
+    service.answer("/heartbeat", 200, '"ok"')
+    good, _ = rest_plugin(workspace, f"https://model.example:{service.port}")
+    bad, _ = rest_plugin(
+        workspace, f"https://impostor.example:{service.port}", name="impostor"
+    )
+    try:
+        assert connector_probe(good.pk)
+        assert not connector_probe(bad.pk)
+    finally:
+        next(server, None)
+
+    assert names == ["model.example", "impostor.example"]
+    assert service.hosts == [f"model.example:{service.port}"]
+    [failure] = FailedHeartbeat.objects.filter(plugin=bad)
+    assert failure.reason == (
+        "heartbeat probe failed: TLS certificate not valid for the host"
+    )
 
 
 # What an internal service might answer a probe or a job with.

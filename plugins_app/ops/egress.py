@@ -29,7 +29,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from django.conf import settings
 
@@ -246,9 +246,10 @@ class _PinnedHTTP(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, targets: list[_Target], timeout: float):
         super().__init__(host, port, timeout=timeout)
         self.targets = targets
+        self.seconds = timeout
 
     def connect(self) -> None:
-        self.sock = _open_socket(self.targets, self.timeout)
+        self.sock = _open_socket(self.targets, self.seconds)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -256,9 +257,10 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.tls = ssl.create_default_context()
         super().__init__(host, port, timeout=timeout, context=self.tls)
         self.targets = targets
+        self.seconds = timeout
 
     def connect(self) -> None:
-        sock = _open_socket(self.targets, self.timeout)
+        sock = _open_socket(self.targets, self.seconds)
         try:
             # SNI and the certificate check are for the name, not the address.
             self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
@@ -295,7 +297,9 @@ def fetch(
     try:
         connection.request(
             method,
-            parts.path or "/",
+            # Percent-encoded as typed; anything else (a "ü") is encoded here,
+            # http.client would refuse it.
+            quote(parts.path or "/", safe="/%!$&'()*+,;=:@-._~"),
             body=body,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
         )
@@ -303,6 +307,8 @@ def fetch(
         raw = response.read(max_bytes + 1)
     except EgressError:
         raise
+    except (UnicodeError, http.client.InvalidURL) as exc:
+        raise Refused("is not a valid URL") from exc
     except TimeoutError as exc:
         raise TimedOut(f"no answer within {timeout:.0f} s") from exc
     except (OSError, http.client.HTTPException) as exc:
