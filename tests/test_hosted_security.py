@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -353,6 +354,15 @@ def test_one_plugin_exhausting_its_processes_does_not_stop_another(
     # bwrap and its init included).
     exhausted = next(m for _, m in lines if "EXHAUSTED" in m)
     assert int(exhausted.split()[2]) < 64 or os.geteuid() != 0, exhausted
+    if os.geteuid() == 0:  # and none of its processes outlived its sandbox
+        uid = str(sandbox.uid_for(bomb.pk))
+        # (bwrap's own helper may linger a moment as a zombie for init to reap)
+        deadline = time.monotonic() + 5
+        while left := subprocess.run(
+            ["pgrep", "-u", uid], capture_output=True, text=True
+        ).stdout:
+            assert time.monotonic() < deadline, left
+            time.sleep(0.1)
 
 
 # --- a sandbox that cannot start ------------------------------------------------
