@@ -291,6 +291,13 @@ HUB_PING_TIMEOUT_MS = envint("HUB_PING_TIMEOUT_MS", 20_000)
 # its second frame, right after connecting.
 HUB_SOCKET_AUTH_SECONDS = float(os.environ.get("HUB_SOCKET_AUTH_SECONDS", "30"))
 HUB_SOCKET_PREAUTH_FRAMES = envint("HUB_SOCKET_PREAUTH_FRAMES", 32)
+# uvicorn closes a connection whose request head has not arrived this long after
+# it opened (or after the previous response): slowloris (ops/http_protocol.py).
+HUB_HTTP_HEAD_TIMEOUT_SECONDS = float(
+    os.environ.get("HUB_HTTP_HEAD_TIMEOUT_SECONDS", "10")
+)
+# ... and answers 431 to a request head (request line and headers) above this.
+HUB_HTTP_MAX_HEAD_BYTES = envint("HUB_HTTP_MAX_HEAD_BYTES", 64 * 1024)
 # Frames above this are refused with a clear run error (the ASGI server's own cap,
 # set in the Makefile/Procfile, is larger so the hub gets to say why).
 HUB_MAX_FRAME_BYTES = envint("HUB_MAX_FRAME_BYTES", 16 * 1024 * 1024)

@@ -139,6 +139,8 @@ class Stack:
                 f"web-{name}", "-m", "uvicorn", "plugins_app.asgi:application",
                 "--port", str(port), "--log-level", "warning",
                 "--ws-max-size", "67108864",
+                "--http", "plugins_app.ops.http_protocol:HttpToolsProtocol",
+                "--limit-concurrency", "4000", "--timeout-keep-alive", "5",
             )  # fmt: skip
         self.worker = self.spawn(
             "worker", "-m", "celery", "-A", "plugins_app", "worker", "-B",

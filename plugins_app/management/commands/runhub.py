@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand
 from plugins_app.workspace.demo import DEMO_PASSWORD
 
 RESTART_DELAY_SECONDS = 2.0
+HTTP_PROTOCOL = "plugins_app.ops.http_protocol:HttpToolsProtocol"
 
 
 class Command(BaseCommand):
@@ -54,6 +55,15 @@ class Command(BaseCommand):
                 # big frames, so it can say why.
                 "--ws-max-size",
                 str(4 * settings.HUB_MAX_FRAME_BYTES),
+                # Bounds uvicorn leaves open (docs/deployment.md): the request
+                # head's deadline and size, connections per process, idle
+                # keep-alive connections.
+                "--http",
+                HTTP_PROTOCOL,
+                "--limit-concurrency",
+                os.environ.get("HUB_LIMIT_CONCURRENCY", "4000"),
+                "--timeout-keep-alive",
+                "5",
             ],
             "worker": [
                 python,
