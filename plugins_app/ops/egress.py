@@ -71,10 +71,10 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 CONNECT_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "plugin-hub/1"
 
+# Short enough to keep the setting's name in a 200-character failure record.
 REFUSED_INTERNAL = (
-    "points at an internal address (loopback, private, link-local, multicast, "
-    "reserved or cloud metadata), which the hub does not call; an operator can "
-    "allow networks with HUB_CONNECTOR_ALLOWED_NETWORKS"
+    "points at an internal address (loopback, private, link-local, metadata…), "
+    "which the hub calls only in HUB_CONNECTOR_ALLOWED_NETWORKS"
 )
 UNREACHABLE = "unreachable"
 QUERY_OR_FRAGMENT = "must not have a query (?) or fragment (#): give the base URL"
