@@ -1,5 +1,5 @@
-"""Operations: health checks, Prometheus metrics, structured logs, and the guard
-against heartbeat brute force.
+"""Operations: health checks, Prometheus metrics, structured logs, and the
+limits on failed authentication and idle connections.
 
 Endpoints (``plugins_app/ops/urls.py``, mounted at the site root):
 
@@ -8,20 +8,24 @@ Endpoints (``plugins_app/ops/urls.py``, mounted at the site root):
   Open to anyone: it reveals no data.
 * ``GET /metrics`` -- Prometheus text built from the database on every scrape.
 
-Settings (environment variables):
+Modules:
 
-* ``HUB_METRICS_TOKEN`` (unset): when set, ``/metrics`` needs
-  ``Authorization: Bearer <token>``; 401 without it, 403 with a wrong one.
-* ``HUB_LOG_FORMAT`` (``plain``): ``json`` writes one JSON object per line with
-  time, level, logger, message, the ``extra`` fields and the exception text.
-* ``HUB_AUTH_FAILURES_PER_WINDOW`` (10): failed heartbeats one IP may make in a
-  window; after that its heartbeats are refused until the window ends.
-* ``HUB_AUTH_WINDOW_SECONDS`` (300): that window (fixed, aligned to the clock).
-* ``HUB_ADMINS`` (empty): comma-separated addresses mailed when an IP is
-  blocked; empty means the warning is only logged.
-* ``EMAIL_HOST`` (``localhost``), ``EMAIL_PORT`` (25), ``SERVER_EMAIL``
-  (``root@localhost``), ``EMAIL_TIMEOUT`` (10 s): how that mail is sent.
+* ``metrics`` -- ``/metrics``: ``HUB_METRICS_TOKEN`` as a bearer token (401
+  without it, 403 with a wrong one); without a token (embedded mode or DEBUG
+  only: a production hub refuses to start) loopback clients only.
+* ``window`` -- failure counters in clock-aligned windows in Django's cache.
+* ``auth_guard`` -- failed plugin heartbeats per (IP, plugin id):
+  ``HUB_AUTH_FAILURES_PER_WINDOW`` (10) per ``HUB_AUTH_WINDOW_SECONDS`` (300),
+  then no longer recorded; one alert to ``HUB_ADMINS`` (by mail through
+  ``EMAIL_HOST``/``EMAIL_PORT``/``SERVER_EMAIL``/``EMAIL_TIMEOUT``) or the log.
+  The right secret always authenticates.
+* ``login_throttle`` -- failed password logins per account and per address.
+* ``http_protocol`` -- uvicorn's httptools protocol with a deadline and a size
+  limit for request heads (slowloris).
+* ``isolation`` -- one plugin's error in periodic work is logged, not fatal.
+* ``logging`` -- ``HUB_LOG_FORMAT=json`` writes one JSON object per line.
 
-The failure counters live in Django's cache: Redis (``REDIS_URL``) when set, so
-every ASGI process shares them, else an in-process ``LocMemCache``.
+docs/security-auth.md and docs/deployment.md describe them for admins. The
+counters live in Django's cache: Redis (``REDIS_URL``) when set, so every process
+shares them, else an in-process ``LocMemCache``.
 """
