@@ -12,7 +12,6 @@ from django.utils.safestring import SafeString
 from plugins_app.exports.services import run_files
 from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.runs.selectors import run_labeled_assets, run_progress
-from plugins_app.runs.services import bounded_log_extra
 
 MAX_LINES_PER_PUSH = 2000
 
@@ -43,12 +42,8 @@ LOG_LINE = (
 
 
 def _log_line_args(line: RunLogLine) -> tuple[object, ...]:
-    # Bounded again when shown: lines stored before extras were bounded at
-    # ingest may nest deeper than str() can recurse.
     extra = (
-        format_html('<span class="extra">{}</span>', bounded_log_extra(line.extra))
-        if line.extra
-        else ""
+        format_html('<span class="extra">{}</span>', line.extra) if line.extra else ""
     )
     return (
         line.level.lower(),
