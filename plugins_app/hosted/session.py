@@ -89,7 +89,10 @@ class Session:
             child.close()
         try:
             if job is not None:
-                parent.sendall(json.dumps(job).encode() + b"\n")
+                try:
+                    parent.sendall(json.dumps(job).encode() + b"\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # it ended already: its output, read below, says why
             outcome = self._converse(proc, parent, started)
         finally:
             parent.close()
