@@ -16,7 +16,7 @@ from plugins_app.runs.models import Run
 from plugins_app.runs.undo import run_undo
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import task_submit
-from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
+from plugins_app.workspace.models import AnswerWrite, Submission, Task, TaskEvent
 from tests.builders import connect_instance, leased_project_run, new_run
 from tests.test_api import bearer, post_json
 from tests.test_workflow import (  # noqa: F401 - pytest fixtures
@@ -80,6 +80,7 @@ def test_a_workflow_stage_writes_past_labeling_records_it_and_can_be_undone(
     task, key, run = in_stage["task"], in_stage["key"], in_stage["run"]
     # A person labeled it before it reached the stage (Label → Plugin stage).
     Task.objects.filter(pk=task.pk).update(answer=MINE)
+    Submission.objects.create(task=task, user=workspace.annotator, answer=MINE)
     task_id = task.pk
 
     with django_capture_on_commit_callbacks(execute=True):
