@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from plugins_app.plugins.models import Plugin, PluginType, Preset
+from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Storage, Task
@@ -403,6 +403,30 @@ def test_it_fails_the_job_of_an_oversized_frame_whose_session_comes_first(
     item = WorkItem.objects.get(run=run)
     assert (item.state, item.failure) == (WorkItem.State.FAILED, "invalid")
     assert task_answer(workspace) == {}
+
+
+def test_it_accepts_a_socket_declaring_its_concurrency_in_unicode_digits(
+    live_hub: LiveHub,
+    workspace: Any,
+    make_plugin: Any,
+    clients: list[RawClient],  # noqa: F811
+) -> None:
+    registered = make_plugin()
+    # "²" passed str.isdigit() and then broke int() in the connect handler.
+    client = RawClient(live_hub, query="EIO=4&transport=websocket&concurrency=%C2%B2")
+    clients.append(client)
+    client.connect_namespace()
+    client.heartbeat(registered.plugin.public_id, registered.secret)
+
+    wait_for(
+        lambda: (
+            PluginInstance.objects.live()
+            .filter(plugin=registered.plugin, capacity__isnull=True)
+            .exists()
+        ),
+        timeout=5,
+        what="the instance, live, with no declared capacity",
+    )
 
 
 # --- 6. objects per answer ------------------------------------------------------------

@@ -31,6 +31,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 
+from plugins_app.inputs import parse_id
 from plugins_app.protocol import JobDispatch
 from plugins_app.runs import services
 from plugins_app.wire import codec
@@ -400,10 +401,8 @@ MAX_CAPACITY = 1000
 def _declared_capacity(query: dict[str, list[str]]) -> int | None:
     """`?concurrency=N` in the script's HOST (python-socketio keeps HOST's query):
     how many jobs it takes at once. Anything but a positive count is ignored."""
-    value = (query.get("concurrency") or [""])[0]
-    if not value.isdigit() or not 0 < int(value) <= MAX_CAPACITY:
-        return None
-    return int(value)
+    count = parse_id((query.get("concurrency") or [""])[0])
+    return count if count is not None and count <= MAX_CAPACITY else None
 
 
 def _client_address(scope: dict[str, Any]) -> str:
