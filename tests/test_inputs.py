@@ -72,6 +72,40 @@ def test_it_refuses_out_of_range_ids_and_pages_with_422(
     assert client.get("/api/runs", {"page": 2**31 - 1}).json() == []
 
 
+def test_the_forms_refuse_out_of_range_batch_and_project_ids(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    batch_plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(batch_plugin)
+
+    dialog = client_for(workspace.annotator).post(
+        dialog_url(workspace, batch_plugin),
+        {"map_0": "face-box", "config_json": "{}", "batches": [str(HUGE)]},
+        HTTP_HX_REQUEST="true",
+    )
+    edit = client_for(workspace.admin).post(
+        f"/plugins/{plugin.pk}/edit/",
+        {
+            "name": plugin.name,
+            "type": plugin.type,
+            "class_names_text": "face",
+            "default_config": "{}",
+            "timeout_seconds": 60,
+            "concurrency": 1,
+            "max_attempts": 3,
+            "projects": [str(HUGE)],
+        },
+        HTTP_HX_REQUEST="true",
+    )
+
+    for response in (dialog, edit):
+        assert response.status_code in (200, 400)
+        assert "is not one of the available choices" in response.content.decode()
+    assert not Run.objects.exists()
+    assert list(plugin.projects.all()) == [workspace.project]
+
+
 def test_it_refuses_null_for_a_plugins_fields_with_400(
     workspace: Any, make_plugin: Any
 ) -> None:

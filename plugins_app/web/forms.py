@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from plugins_app.inputs import json_loads_bounded
+from plugins_app.inputs import json_loads_bounded, parse_id
 from plugins_app.plugins.models import INPUT_TYPES, Delivery, Plugin, PluginType, Preset
 from plugins_app.plugins.presets import suggest_mapping
 from plugins_app.plugins.services import (
@@ -17,6 +17,22 @@ from plugins_app.plugins.triggers import plugin_trigger_events
 from plugins_app.runs.services import MAX_CSV_BYTES, project_stage_names
 from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project, Storage
+
+
+class ModelIdsField(forms.ModelMultipleChoiceField):
+    """A multiple choice of objects by id where an id out of the database's
+    range (or not ASCII digits) is an invalid choice, not an overflow of the
+    IN query (a 500) that ModelMultipleChoiceField would run with it."""
+
+    def clean(self, value: Any) -> Any:
+        for pk in value or []:
+            if parse_id(str(pk)) is None:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": pk},
+                )
+        return super().clean(value)
 
 
 class PluginForm(forms.ModelForm):
@@ -64,6 +80,7 @@ class PluginForm(forms.ModelForm):
             "projects": forms.CheckboxSelectMultiple,
         }
         labels = {"projects": "Active on projects"}
+        field_classes = {"projects": ModelIdsField}
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -125,7 +142,7 @@ class RunForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "astronaut\ncoins"}),
         help_text="One per line or comma-separated.",
     )
-    batches = forms.ModelMultipleChoiceField(
+    batches = ModelIdsField(
         queryset=Batch.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
