@@ -151,3 +151,27 @@ def test_the_run_dialog_offers_replace_submitted_to_admins_only(
     chosen = admin.post(url, form, HTTP_HX_REQUEST="true")
     assert "HX-Redirect" in chosen, chosen.content.decode()
     assert Run.objects.get().replace_submitted is True
+
+
+def test_the_asset_and_task_pages_list_a_batch_run_that_wrote_them(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    run, job = leased_project_run(workspace, plugin)
+    record = {"externalId": "coins", "objects": [dict(FACE)]}
+    response = Client().post(
+        "/v2/import/labels",
+        json.dumps({"project": job["projectId"], "jsonContent": [record]}),
+        content_type="application/json",
+        HTTP_APIKEY=job["apiKey"],
+    )
+    assert response.status_code == 200, response.content
+    asset = workspace.asset("coins")
+    page = Client()
+    page.force_login(workspace.annotator)
+
+    asset_page = page.get(f"/projects/{workspace.project.pk}/assets/{asset.pk}/")
+    task_page = page.get(f"/projects/{workspace.project.pk}/tasks/{asset.task.pk}/")
+
+    for html in (asset_page.content.decode(), task_page.content.decode()):
+        assert f'href="/runs/{run.pk}/"' in html
