@@ -271,3 +271,5 @@ def test_undo_of_a_batch_run_over_16_assets_keeps_the_one_a_person_edited(
     assert [n["task_id"] for n in again["not_undone"]] == [edited.pk]
     assert TaskEvent.objects.filter(name=events.ANSWER_RESTORED).count() == 15
     assert again["run"]["write_counts"] == {"kept": 1, "undone": 15}
+    # Progress counts the tasks still holding the run's labels: the kept one.
+    assert again["run"]["assets_labeled"] == 1

@@ -15,7 +15,7 @@ from plugins_app.runs.models import Run
 from plugins_app.runs.services import RunActionError, run_note
 from plugins_app.workspace import writes
 from plugins_app.workspace.lifecycle import is_org_admin
-from plugins_app.workspace.models import AnswerWrite
+from plugins_app.workspace.models import AnswerWrite, Task
 
 
 class UndoPermissionError(RunActionError):
@@ -63,6 +63,9 @@ def run_undo(run: Run, *, by: AbstractBaseUser) -> UndoResult:
             )
         report = writes.restore_run(run, by=by)
         if report.restored or report.kept:
+            # A Batch Model run's progress counts the tasks holding its labels.
+            labeled = Task.objects.filter(prelabel_run=run).count()
+            Run.objects.filter(pk=run.pk).update(assets_labeled=labeled)
             if run.undone_at is None:
                 Run.objects.filter(pk=run.pk).update(
                     undone_at=timezone.now(), undone_by=by
