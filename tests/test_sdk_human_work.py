@@ -23,8 +23,14 @@ from plugins_app.workspace.models import (
     TaskEvent,
 )
 from tests.builders import bulk_assets
-from tests.hub import SCRIPTS
+from tests.hub import SCRIPTS, PluginProcess, free_port
 from tests.test_api import bearer, post_json
+from tests.test_rest_connector import (  # noqa: F401 - pytest fixtures
+    celery_worker,
+    connector,
+    rest_plugin,
+    run_astronaut,
+)
 from tests.test_sdk_model_runs import start_run_from_dialog, wait_finished
 
 ECHO = SCRIPTS / "echo_model.py"
@@ -179,6 +185,23 @@ def test_a_model_answer_for_another_asset_is_refused(
     assert f"asset 'coins' (id {asset.pk})" in run.error
     assert asset.task.answer == {}
     assert not AnswerWrite.objects.filter(run=run).exists()
+
+
+def test_a_rest_connector_answer_for_another_asset_is_refused(
+    workspace: Any,
+    connector: Any,  # noqa: F811
+    celery_worker: PluginProcess,  # noqa: F811
+) -> None:
+    port = free_port()
+    plugin, secret = rest_plugin(workspace, f"http://127.0.0.1:{port}")
+    connector(plugin, secret, port, "1.3.22", ECHO_MODE="other_asset")
+
+    run = run_astronaut(workspace, plugin)
+
+    assert run.status == Run.Status.FAILED
+    assert "'someone-elses-asset'" in run.error
+    assert "asset 'astronaut'" in run.error
+    assert workspace.asset("astronaut").task.answer == {}
 
 
 def run_batch_from_dialog(workspace: Any, plugin: Any, project: Project) -> Run:
