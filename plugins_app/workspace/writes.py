@@ -25,6 +25,7 @@ from django.db.models import DateTimeField, JSONField, Min, Model
 from django.utils import timezone
 
 from plugins_app.workspace import events, workflow
+from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
 from plugins_app.workspace.models import (
     AnswerWrite,
     Project,
@@ -203,8 +204,6 @@ def _replaced(reason: str) -> str:
 def status_in_stage(project: Project, task: Task) -> str:
     """To-Do for a task still to be labeled; a task past labeling (e.g. the
     merged consensus label written for review) keeps its stage's status."""
-    from plugins_app.workspace.lifecycle import STATUS_IN_STAGE
-
     stage = workflow.stage_named(project.workflow, task.stage) or {}
     return STATUS_IN_STAGE.get(stage.get("type", ""), Task.Status.TODO)
 
