@@ -14,6 +14,7 @@ from django.test import Client
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
+from plugins_app.runs.services import _job, dispatch_pending
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Storage, Task
 from tests.builders import connect_instance, leased_project_run
@@ -28,6 +29,7 @@ from tests.test_plugin_socket import (
     task_answer,
 )
 from tests.test_presets import client_for, dialog_url, save_preset
+from tests.test_rest_connector import rest_plugin
 from tests.test_sdk_model_runs import wait_finished
 
 HUGE = 10**20  # past SQLite's and PostgreSQL's 64-bit integers
@@ -411,6 +413,33 @@ def test_it_keeps_every_log_line_of_a_batch_with_nan_and_infinity(
         "inf": {"x": "-Infinity"},
         "plain": {"n": 1},
     }
+
+
+def test_the_rest_connectors_log_endpoint_stores_nan_as_a_string(
+    workspace: Any,
+) -> None:
+    plugin, _ = rest_plugin(workspace, "http://127.0.0.1:9")
+    response = client_for(workspace.annotator).post(
+        f"/projects/{workspace.project.pk}/plugins/{plugin.pk}/run/",
+        {"external_ids": "astronaut", "config_json": "{}", "map_0": "face-box"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert "HX-Redirect" in response, response.content.decode()
+    run = Run.objects.get(plugin=plugin)
+    assert dispatch_pending(plugin.pk) == 1  # leased; the Celery task does not run
+    item = run.items.get()
+    log = {"level": "INFO", "msg": "scored", "session": item.session}
+
+    response = Client().post(
+        "/v2/pluginLog",
+        json.dumps({**log, "extra": {"score": float("nan")}}),
+        "application/json",
+        HTTP_APIKEY=_job(item)["apiKey"],
+    )
+
+    assert response.status_code == 200, response.content
+    line = RunLogLine.objects.get(run=run, message="scored")
+    assert line.extra == {"score": "NaN"}
 
 
 # --- 5. an oversized frame names its session first ---------------------------------
