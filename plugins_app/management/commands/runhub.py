@@ -123,7 +123,7 @@ class Command(BaseCommand):
     def _banner(self, url: str, options: dict[str, Any]) -> None:
         self.stdout.write(
             f"\n  Plugin Hub is running at {url}/\n"
-            f"  Log in as admin / {DEMO_PASSWORD} or annotator / {DEMO_PASSWORD}\n"
+            f"  Log in as admin, reviewer or annotator, password {DEMO_PASSWORD}\n"
             f"  The example plugins are connected and restarted when they exit.\n"
             f"  To run one by hand: see examples/README.md, with HOST={url} and the\n"
             f"  PLUGIN_ID / PLUGIN_SECRET in {settings.VAR_DIR / 'demo-plugins.json'}\n"
