@@ -40,6 +40,16 @@ def fresh_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture
+def clients() -> Iterator[list[Any]]:
+    """Raw plugin sockets a test opened (tests/test_plugin_socket.RawClient),
+    closed when it ends."""
+    opened: list[Any] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def demo_images() -> list[Any]:
     from plugins_app.workspace.demo_images import generate_demo_images

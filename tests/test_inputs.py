@@ -24,7 +24,6 @@ from tests.test_plugin_socket import (
     BOX,
     RawClient,
     authenticated,
-    clients,  # noqa: F401 - the fixture
     model_run,
     task_answer,
 )
@@ -358,7 +357,7 @@ def test_a_log_extra_nested_960_deep_is_cut_and_the_run_page_still_renders(
     live_hub: LiveHub,
     workspace: Any,
     make_plugin: Any,
-    clients: list[RawClient],  # noqa: F811
+    clients: list[RawClient],
 ) -> None:
     registered = make_plugin()
     client = authenticated(live_hub, registered)
@@ -389,7 +388,7 @@ def test_it_keeps_every_log_line_of_a_batch_with_nan_and_infinity(
     live_hub: LiveHub,
     workspace: Any,
     make_plugin: Any,
-    clients: list[RawClient],  # noqa: F811
+    clients: list[RawClient],
 ) -> None:
     registered = make_plugin()
     client = authenticated(live_hub, registered)
@@ -448,7 +447,7 @@ def test_it_fails_the_job_of_an_oversized_frame_whose_session_comes_first(
     workspace: Any,
     make_plugin: Any,
     settings: Any,
-    clients: list[RawClient],  # noqa: F811
+    clients: list[RawClient],
 ) -> None:
     settings.HUB_MAX_FRAME_BYTES = 20_000
     registered = make_plugin()
@@ -472,7 +471,7 @@ def test_it_accepts_a_socket_declaring_its_concurrency_in_unicode_digits(
     live_hub: LiveHub,
     workspace: Any,
     make_plugin: Any,
-    clients: list[RawClient],  # noqa: F811
+    clients: list[RawClient],
 ) -> None:
     registered = make_plugin()
     # "²" passed str.isdigit() and then broke int() in the connect handler.
@@ -498,7 +497,7 @@ def test_it_refuses_an_answer_over_the_object_limit_from_a_plugin_and_a_person(
     workspace: Any,
     make_plugin: Any,
     settings: Any,
-    clients: list[RawClient],  # noqa: F811
+    clients: list[RawClient],
 ) -> None:
     settings.HUB_MAX_OBJECTS_PER_ANSWER = 50
     registered = make_plugin()

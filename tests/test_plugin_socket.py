@@ -10,7 +10,6 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -168,14 +167,6 @@ def model_run(workspace: Any, plugin: Any, external_id: str = "astronaut") -> Ru
 
 def task_answer(workspace: Any, external_id: str = "astronaut") -> dict[str, Any]:
     return Task.objects.get(asset=workspace.asset(external_id)).answer
-
-
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 # --- handshake ------------------------------------------------------------------
@@ -494,6 +485,9 @@ def test_it_keeps_a_client_whose_large_response_keeps_the_hub_busy(
     # behind that answer; they must not count as missing.
     settings.HUB_PING_INTERVAL_MS = 100
     settings.HUB_PING_TIMEOUT_MS = 150
+    # An answer big enough to keep the hub busy is over the default cap, which
+    # would refuse it at once; an operator may raise the cap this far.
+    settings.HUB_MAX_OBJECTS_PER_ANSWER = 100_000
     registered = make_plugin()
     client = authenticated(live_hub, registered)
     clients.append(client)

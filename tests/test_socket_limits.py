@@ -31,14 +31,6 @@ from tests.test_plugin_socket import (
 from tests.test_sdk_model_runs import start_run_from_dialog, wait_finished
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def test_it_closes_a_socket_that_never_authenticates(
     live_hub: LiveHub, settings: Any, clients: list[RawClient]
 ) -> None:
