@@ -636,6 +636,25 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def json_summary(mode: str, cases: Sequence[dict[str, Any]]) -> str:
+    """The one-line JSON summary `--json` prints last, for scripts and CI to
+    compare runs: NaN becomes null (JSON has no NaN), floats keep 4 digits."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return None if value != value else round(value, 4)
+        return value
+
+    return json.dumps(
+        {
+            "mode": mode,
+            "load": round(os.getloadavg()[0], 2),
+            "cases": [{k: clean(v) for k, v in case.items()} for case in cases],
+        },
+        allow_nan=False,
+    )
+
+
 _T0 = time.monotonic()
 
 

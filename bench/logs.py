@@ -1,6 +1,9 @@
 """Log ingestion benchmark: one plugin logging as fast as it can during a run.
 
-    cd /work/main && .venv/bin/python bench/logs.py [--quick] [--lines N]
+    cd /work/main && .venv/bin/python bench/logs.py [--quick] [--lines N] [--json]
+
+With `--json` the last line is one JSON object: mode, load, and per trial the
+hub's and the bare relay's lines/s, the lines lost, and both p99 delays in s.
 
 The plugin (bench/plugin_bench.py, imerit-ango 1.4.10) logs N lines
 `t=<send time> i=<index>` with `data["logger"].info(...)`, then answers.
@@ -45,6 +48,7 @@ from _support import (
     Processes,
     add_server_arguments,
     cpu_seconds,
+    json_summary,
     load_average,
     machine_facts,
     percentile,
@@ -396,9 +400,34 @@ def report(trials: list[Trial], args: argparse.Namespace) -> None:
     )
 
 
+def json_cases(trials: list[Trial]) -> list[dict[str, object]]:
+    """One case per trial: the hub's trial beside the bare trial run just
+    before it (main_async runs them in pairs, bare first)."""
+    bare = [t for t in trials if t.server == "bare"]
+    hub = [t for t in trials if t.server == "hub"]
+    cases: list[dict[str, object]] = []
+    for n, (b, h) in enumerate(zip(bare, hub, strict=False), start=1):
+        cases.append(
+            {
+                "trial": n,
+                "lines": h.lines,
+                "hub_lines_per_s": h.store_rate,
+                "bare_lines_per_s": b.store_rate,
+                "lost": h.lines - h.stored,
+                "hub_delay_p99_s": percentile(h.delays_ms(), 99) / 1000,
+                "bare_delay_p99_s": percentile(b.delays_ms(), 99) / 1000,
+                "hub_in_browser": len(h.received),
+                "hub_cpu_us_per_line": h.server_cpu / h.lines * 1e6,
+                "load": h.load,
+            }
+        )
+    return cases
+
+
 async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-logs-"))
     processes = Processes(tmp)
+    trials: list[Trial] = []
     try:
         print(f"load average at the start (1/5/15 min): {load_average()}")
         say(f"starting the hub (HUB_VAR_DIR={tmp / 'var'}) and the bare relay …")
@@ -419,7 +448,6 @@ async def main_async(args: argparse.Namespace) -> None:
         session_id = login(hub)
         start_plugins(processes, targets, 1)
         timeout = 30 + args.lines / 500
-        trials: list[Trial] = []
         for n in range(args.trials):
             say(f"trial {n + 1}/{args.trials}: bare relay …")
             trials.append(await bare_trial(bare, processes, args.lines, timeout))
@@ -435,6 +463,9 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"logs and database kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        # Last, after everything else printed: a script reads the last line.
+        print(json_summary("embedded", json_cases(trials)), flush=True)
 
 
 def main() -> None:
@@ -442,6 +473,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~20 s smoke run")
     parser.add_argument("--lines", type=int, help="log lines per run")
     parser.add_argument("--trials", type=int, help="runs per server")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="last line: one JSON object, the hub/bare figures per trial",
+    )
     add_server_arguments(parser)
     args = parser.parse_args()
     if args.lines is None:

@@ -2,6 +2,7 @@
 
     cd /work/main && .venv/bin/python bench/relay.py [--quick] [--duration S]
     .venv/bin/python bench/relay.py --production pubsub   # or core
+    .venv/bin/python bench/relay.py --quick --json         # last line: one JSON object
 
 Hub side: embedded mode (SQLite in a temp HUB_VAR_DIR, in-memory channel layer),
 uvicorn as a subprocess; with `--production LAYER`, production mode instead (a
@@ -47,6 +48,7 @@ from _support import (
     add_server_arguments,
     cpu_seconds,
     db_times,
+    json_summary,
     load_average,
     machine_facts,
     percentile,
@@ -414,6 +416,35 @@ def report(results: list[Result], hub: Hub, args: argparse.Namespace) -> None:
     )
 
 
+def json_cases(results: list[Result]) -> list[dict[str, object]]:
+    """One case per (plugins, in flight): the hub beside the bare relay, for
+    `--json` (the API-poll row is left out: it has no bare twin)."""
+    by_key = {(r.server, r.plugins, r.in_flight): r for r in results}
+    cases: list[dict[str, object]] = []
+    for (server, plugins, in_flight), hub_r in by_key.items():
+        bare_r = by_key.get(("bare", plugins, in_flight))
+        if server != "hub" or bare_r is None:
+            continue
+        cases.append(
+            {
+                "plugins": plugins,
+                "in_flight": in_flight,
+                "hub_p50_ms": hub_r.p(50),
+                "bare_p50_ms": bare_r.p(50),
+                "p50_ratio": hub_r.p(50) / bare_r.p(50),
+                "hub_runs_per_s": hub_r.rate,
+                "bare_runs_per_s": bare_r.rate,
+                "rate_ratio": hub_r.rate / bare_r.rate,
+                "hub_p99_ms": hub_r.p(99),
+                "bare_p99_ms": bare_r.p(99),
+                "hub_cpu_ms_per_run": hub_r.cpu_ms_per_run(hub_r.server_cpu),
+                "hub_failed": hub_r.failures,
+                "load": hub_r.load,
+            }
+        )
+    return cases
+
+
 def production_database(hub: Hub, channel_layer: str) -> str:
     """Put `hub` in production mode on a new PostgreSQL database (its name is
     returned, to drop) and Redis db 9, flushed, with `channel_layer`."""
@@ -430,6 +461,7 @@ async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-relay-"))
     processes = Processes(tmp)
     database = ""
+    results: list[Result] = []
     try:
         print(f"load average at the start (1/5/15 min): {load_average()}")
         say(f"starting the hub (HUB_VAR_DIR={tmp / 'var'}) and the bare relay …")
@@ -450,7 +482,6 @@ async def main_async(args: argparse.Namespace) -> None:
             ),
             PluginTarget("bare", bare.url, "bare", "bare", bare.live_instances),
         ]
-        results: list[Result] = []
         for plugins in (1, 4):
             say(f"connecting {plugins} plugin process(es) to each server …")
             start_plugins(processes, targets, plugins)
@@ -468,11 +499,20 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"logs and database kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        # Last, after everything else printed: a script reads the last line.
+        mode = "production" if args.production else "embedded"
+        print(json_summary(mode, json_cases(results)), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="~20 s smoke run")
+    parser.add_argument("--quick", action="store_true", help="~40 s smoke run")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the hub/bare ratios per case as the last line",
+    )
     parser.add_argument("--duration", type=float, help="seconds per measured row")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per row")
     parser.add_argument("--no-api-poll", action="store_true")
