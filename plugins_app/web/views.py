@@ -40,7 +40,8 @@ from plugins_app.tasks import probe_connector
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
-from plugins_app.web.markdown import render_markdown
+from plugins_app.web.markdown import markdown_document
+from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace.forms import StorageForm
 from plugins_app.workspace.lifecycle import (
     TaskActionError,
@@ -323,7 +324,7 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
         {
             "project": project,
             "asset": asset,
-            "markdown_html": render_markdown(asset.content)
+            "markdown_doc": markdown_document(asset.content)
             if asset.kind == Asset.Kind.MARKDOWN
             else "",
             "drawn": selectors.DrawnAsset(
