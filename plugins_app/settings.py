@@ -90,6 +90,9 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    # Listed so /api/docs serves Swagger UI from ninja's own static files
+    # instead of a CDN: the docs work on a hub without internet access.
+    "ninja",
     "plugins_app",
     "plugins_app.workspace",
     "plugins_app.plugins",
