@@ -5,7 +5,7 @@ SDK13 := .venv-sdk13
 SDK14 := .venv-sdk14
 PY := $(VENV)/bin/python
 
-.PHONY: run test check docs docs-build lint format bench bench-fleet venvs clean
+.PHONY: run test check docs docs-build lint typecheck format bench bench-fleet venvs clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,16 +49,20 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy with django-stubs; its settings are in pyproject.toml ([tool.mypy]).
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy plugins_app
+
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venvs lint docs-build
+test: venvs lint typecheck docs-build
 	$(PY) -m pytest
 
 # The fast lane for day-to-day work: lint, then every test that needs no browser,
 # no plugin process, no production stack and is not marked slow. CI runs `test`.
-check: $(VENV)/.installed lint
+check: $(VENV)/.installed lint typecheck
 	$(PY) -m pytest -q -x -m "not browser and not sdk and not production and not slow"
 
 bench: venvs

@@ -14,6 +14,7 @@ django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up.
 from asgiref.sync import sync_to_async  # noqa: E402
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -26,10 +27,13 @@ from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
 from plugins_app.wire.outbox import drain_outbox_forever  # noqa: E402
 
+# The two type: ignores: django-stubs types path() for Django views only and
+# types-channels wants URLRouter's routes to be a stub-only pattern class, while
+# Channels routes consumers with django.urls.path, as its docs do.
 websocket_urlpatterns = [
     # Plugins are not browsers and authenticate by secret: no origin check here
     # (the client sends the Origin of whatever HOST it was given).
-    path("socket.io/", PluginSocketConsumer.as_asgi()),
+    path("socket.io/", PluginSocketConsumer.as_asgi()),  # type: ignore[arg-type]
     path(
         "ws/runs/<int:run_id>/",
         AllowedHostsOriginValidator(AuthMiddlewareStack(RunWatchConsumer.as_asgi())),
@@ -37,11 +41,16 @@ websocket_urlpatterns = [
 ]
 
 router = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
+    }
 )
 
 
-async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def application(
+    scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
     else:

@@ -13,6 +13,7 @@ not at all.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 
@@ -24,7 +25,8 @@ from kombu.utils.json import dumps
 def _put_atomically(
     self: filesystem.Channel, queue: str, payload: Any, **_: Any
 ) -> None:
-    name = f"{int(round(filesystem.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+    # The name kombu's own _put gives (it names files by time.monotonic too).
+    name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
     final = os.path.join(self.data_folder_out, name)
     partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4().hex}")
     try:

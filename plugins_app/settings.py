@@ -218,7 +218,7 @@ def _layer_host(url: str) -> str | dict[str, object]:
 
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, object]] = {
         "default": {
             "BACKEND": (
                 "channels_redis.pubsub.RedisPubSubChannelLayer"

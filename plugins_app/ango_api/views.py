@@ -15,8 +15,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signing
 from django.db import connection, transaction
-from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -105,7 +105,7 @@ def project_assets(request: HttpRequest, run: Run, project_id: str) -> JsonRespo
     )
 
 
-def _filtered_assets(run: Run, filters: dict[str, Any]):  # noqa: ANN202
+def _filtered_assets(run: Run, filters: dict[str, Any]) -> QuerySet[Asset]:
     assets = Asset.objects.filter(project=run.project)
     if "_id" in filters:
         # Scripts use `_id` with either the internal id or the external id.
@@ -328,7 +328,7 @@ def _requeue_stage(run: Run, wanted: Any) -> str | None:
     return found["name"] if found else None
 
 
-def _requeue_scope(run: Run, filters: dict[str, Any]):  # noqa: ANN202
+def _requeue_scope(run: Run, filters: dict[str, Any]) -> QuerySet[Task]:
     tasks = Task.objects.filter(project=run.project).select_related("project")
     if filters.get("taskIds"):
         tasks = tasks.filter(pk__in=parse_ids(map(str, _as_list(filters["taskIds"]))))
@@ -567,7 +567,7 @@ export.requires_api_key = True  # type: ignore[attr-defined]
 
 
 @require_GET
-def export_file(request: HttpRequest, token: str) -> HttpResponse:
+def export_file(request: HttpRequest, token: str) -> FileResponse:
     """The export zip; the SDK fetches it with urllib, without its apikey, so
     the token in the path is the credential (expiring)."""
     snapshot = exports.snapshot_for_token(token)
@@ -581,7 +581,7 @@ def export_file(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-def signed_file(request: HttpRequest, token: str) -> HttpResponse:
+def signed_file(request: HttpRequest, token: str) -> FileResponse:
     """An export plugin's uploaded file behind getSignedUrl's link: fetched
     without credentials, so the expiring signature is the credential."""
     upload = exports.upload_for_signed_token(token)

@@ -18,7 +18,7 @@ from datetime import timedelta
 from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -26,6 +26,7 @@ from django.core import signing
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000  # tasks read per query while streaming an export
 COPY_BUFFER = 1024 * 1024
+
+
+class Readable(Protocol):
+    """What an upload's body needs: a file, or the HttpRequest of the PUT."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 class ExportError(Exception):
@@ -189,7 +196,7 @@ TASK_FIELDS = (
 )
 
 
-def export_tasks(snapshot: ExportSnapshot):  # noqa: ANN201 - a QuerySet of dicts
+def export_tasks(snapshot: ExportSnapshot) -> QuerySet[Task, dict[str, Any]]:
     """The rows to export, as plain dicts: model instances would tie tasks and
     assets into reference cycles that outlive each chunk until a full GC."""
     tasks = Task.objects.filter(project_id=snapshot.run.project_id)
@@ -421,7 +428,7 @@ def upload_for_signed_token(token: str) -> ExportUpload | None:
     )
 
 
-def upload_store(token: str, body: IO[bytes], *, declared: int | None) -> ExportUpload:
+def upload_store(token: str, body: Readable, *, declared: int | None) -> ExportUpload:
     """The PUT: store the body once, before the URL expires, while the run lasts."""
     upload = (
         ExportUpload.objects.select_related("run")
@@ -456,7 +463,7 @@ def upload_store(token: str, body: IO[bytes], *, declared: int | None) -> Export
     return upload
 
 
-def _copy_limited(source: IO[bytes], target: IO[bytes], limit: int) -> int:
+def _copy_limited(source: Readable, target: IO[bytes], limit: int) -> int:
     size = 0
     while chunk := source.read(COPY_BUFFER):
         size += len(chunk)

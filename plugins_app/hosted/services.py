@@ -3,7 +3,7 @@ tasks and commands call these; the build itself is in build.py."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -20,7 +20,7 @@ def code_upload(
     filename: str,
     data: bytes,
     memory_limit_mb: int,
-    user: AbstractBaseUser | None,
+    user: User | None,
 ) -> HostedCode:
     """Store new code for the plugin (it becomes hosted) and queue its build.
     Raises archive.ArchiveError for an upload that cannot work."""

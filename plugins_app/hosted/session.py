@@ -201,7 +201,7 @@ class Session:
             self._flush()  # lines logged before a call show before its effects
             self.calls += 1
             if self.on_call is None or self.calls > MAX_CALLS:
-                reply = {"error": "no more calls allowed"}
+                reply: dict[str, Any] = {"error": "no more calls allowed"}
             else:
                 reply = self.on_call(message.get("method"), message.get("params"))
             reply["id"] = message.get("id")

@@ -14,13 +14,14 @@ from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.services import code_upload
 from plugins_app.plugins.models import Plugin
 from plugins_app.web import access
+from plugins_app.web.request_types import AuthenticatedHttpRequest
 
 PANEL = "hosted/panel.html#hosted-panel"
 
 
 @require_POST
 @login_required
-def code_upload_view(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def code_upload_view(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     form = CodeUploadForm(request.POST, request.FILES, code=_code(plugin))
     if form.is_valid():
@@ -43,7 +44,7 @@ def code_upload_view(request: HttpRequest, plugin_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def code_status_view(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def code_status_view(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     plugin = access.get_plugin_for_user(request.user, plugin_id)
     return _panel(request, plugin, CodeUploadForm(code=_code(plugin)))
 

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from plugins_app.plugins.models import FailedHeartbeat, Plugin, PluginInstance, Preset
 
@@ -10,7 +11,7 @@ class PluginAdmin(admin.ModelAdmin):
     readonly_fields = ["public_id", "secret_hash", "secret_rotated_at"]
     filter_horizontal = ["projects"]
 
-    def has_add_permission(self, request):  # noqa: ANN001, ANN201
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # Plugins get their secret from plugin_create, shown once in the dashboard.
         return False
 

@@ -7,7 +7,7 @@ import difflib
 import re
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.models import Plugin, Preset
@@ -32,7 +32,7 @@ def stages_using(preset: Preset) -> list[str]:
     ]
 
 
-def _check_may_change(preset: Preset, user: AbstractBaseUser | None) -> None:
+def _check_may_change(preset: Preset, user: User | None) -> None:
     """A preset a workflow stage runs labels every task that reaches the stage:
     only an admin of the organization replaces or deletes it. Any member may
     change the others (annotators keep their own presets)."""
@@ -45,7 +45,7 @@ def _check_may_change(preset: Preset, user: AbstractBaseUser | None) -> None:
         )
 
 
-def _is_admin(user: AbstractBaseUser | None, organization_id: int) -> bool:
+def _is_admin(user: User | None, organization_id: int) -> bool:
     return bool(
         user
         and user.is_authenticated
@@ -55,7 +55,7 @@ def _is_admin(user: AbstractBaseUser | None, organization_id: int) -> bool:
     )
 
 
-def preset_delete(*, preset: Preset, user: AbstractBaseUser | None) -> None:
+def preset_delete(*, preset: Preset, user: User | None) -> None:
     _check_may_change(preset, user)
     preset.delete()
 
@@ -67,7 +67,7 @@ def preset_save(
     name: str,
     class_mapping: dict[str, str],
     config_json: str,
-    user: AbstractBaseUser | None,
+    user: User | None,
 ) -> Preset:
     """Create the preset, or overwrite the one of the same name."""
     name = (name or "").strip()
@@ -125,7 +125,7 @@ def presets_with_problems(presets: Any) -> list[tuple[Preset, list[str]]]:
 
 
 def _schema_ids(project: Project) -> set[str]:
-    return {e.get("schemaId") for e in project.ontology_entries() if e.get("schemaId")}
+    return {e["schemaId"] for e in project.ontology_entries() if e.get("schemaId")}
 
 
 def suggest_mapping(model_class: str, entries: list[dict[str, Any]]) -> str:

@@ -42,6 +42,7 @@ from plugins_app.runs.services import (
 )
 from plugins_app.runs.undo import UndoPermissionError, run_undo
 from plugins_app.web import access
+from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import (
     TaskActionError,
@@ -291,7 +292,7 @@ def run_out(run: Run) -> dict[str, Any]:
 
 
 @api.get("/projects", response=list[ProjectOut])
-def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
+def list_projects(request: AuthenticatedHttpRequest) -> list[dict[str, Any]]:
     return [
         {
             "id": p.pk,
@@ -307,17 +308,19 @@ def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
 
 
 @api.get("/plugins", response=list[PluginOut])
-def list_plugins(request: HttpRequest) -> list[dict[str, Any]]:
+def list_plugins(request: AuthenticatedHttpRequest) -> list[dict[str, Any]]:
     return [_plugin_out(p) for p in access.visible_plugins(request.user)]
 
 
 @api.get("/plugins/{plugin_id}", response=PluginOut)
-def get_plugin(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
+def get_plugin(request: AuthenticatedHttpRequest, plugin_id: int) -> dict[str, Any]:
     return _plugin_out(access.get_plugin_for_user(request.user, plugin_id))
 
 
 @api.post("/plugins", response={201: PluginCreated, 400: ErrorOut})
-def create_plugin(request: HttpRequest, body: PluginIn) -> Status[dict[str, Any]]:
+def create_plugin(
+    request: AuthenticatedHttpRequest, body: PluginIn
+) -> Status[dict[str, Any]]:
     organization = access.admin_orgs(request.user).first()
     if organization is None:
         raise HttpError(403, "Only admins register plugins")
@@ -356,7 +359,7 @@ def _set_triggers(plugin: Any, event_names: list[str]) -> dict[str, Any] | None:
 
 @api.patch("/plugins/{plugin_id}", response={200: PluginOut, 400: ErrorOut})
 def update_plugin(
-    request: HttpRequest, plugin_id: int, body: PluginPatch
+    request: AuthenticatedHttpRequest, plugin_id: int, body: PluginPatch
 ) -> Status[dict[str, Any]]:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     changes = body.dict(exclude_unset=True)
@@ -383,13 +386,13 @@ def update_plugin(
         names = (
             plugin_trigger_events(plugin) if trigger_events is None else trigger_events
         )
-        if errors := _set_triggers(plugin, names):
-            return Status(400, errors)
+        if trigger_errors := _set_triggers(plugin, names):
+            return Status(400, trigger_errors)
     return Status(200, _plugin_out(plugin))
 
 
 @api.post("/plugins/{plugin_id}/rotate-secret", response=PluginCreated)
-def rotate_secret(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
+def rotate_secret(request: AuthenticatedHttpRequest, plugin_id: int) -> dict[str, Any]:
     from plugins_app.plugins.services import plugin_rotate_secret
 
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
@@ -433,14 +436,14 @@ def _code_out(plugin: Any) -> dict[str, Any]:
 
 
 @api.get("/plugins/{plugin_id}/code", response=HostedCodeOut)
-def get_code(request: HttpRequest, plugin_id: int) -> dict[str, Any]:
+def get_code(request: AuthenticatedHttpRequest, plugin_id: int) -> dict[str, Any]:
     """The hosted code's build: poll `status` until active or failed."""
     return _code_out(access.get_plugin_for_user(request.user, plugin_id))
 
 
 @api.post("/plugins/{plugin_id}/code", response={202: HostedCodeOut, 400: ErrorOut})
 def upload_code(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     plugin_id: int,
     code: UploadedFile = File(...),  # noqa: B008 - ninja's parameter declaration
     memory_limit_mb: int = Form(512),  # noqa: B008
@@ -469,7 +472,9 @@ def upload_code(
 
 
 @api.post("/runs", response={201: RunOut, 400: ErrorOut, 403: ErrorOut})
-def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
+def create_run(
+    request: AuthenticatedHttpRequest, body: RunIn
+) -> Status[dict[str, Any]]:
     plugin = access.get_plugin_for_user(request.user, body.plugin_id)
     project = access.get_project_for_user(request.user, body.project_id)
     if body.replace_submitted and not access.is_org_admin(
@@ -502,7 +507,7 @@ def create_run(request: HttpRequest, body: RunIn) -> Status[dict[str, Any]]:
 
 @api.get("/runs", response=list[RunOut])
 def list_runs(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     project: DbId | None = None,
     plugin: DbId | None = None,
     status: str = "",
@@ -519,18 +524,18 @@ def list_runs(
 
 
 @api.get("/runs/{run_id}", response=RunOut)
-def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def get_run(request: AuthenticatedHttpRequest, run_id: int) -> dict[str, Any]:
     return run_out(access.get_run_for_user(request.user, run_id))
 
 
 @api.post("/runs/{run_id}/cancel", response=RunOut)
-def cancel_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def cancel_run(request: AuthenticatedHttpRequest, run_id: int) -> dict[str, Any]:
     run = access.get_run_for_user(request.user, run_id)
     return run_out(run_cancel(run, by=request.user))
 
 
 @api.post("/runs/{run_id}/retry", response={200: RunOut, 409: ErrorOut})
-def retry_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+def retry_run(request: AuthenticatedHttpRequest, run_id: int) -> Status[dict[str, Any]]:
     run = access.get_run_for_user(request.user, run_id)
     try:
         run = run_retry(run, by=request.user)
@@ -540,7 +545,7 @@ def retry_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
 
 
 @api.post("/runs/{run_id}/undo", response={200: UndoOut, 403: ErrorOut, 409: ErrorOut})
-def undo_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+def undo_run(request: AuthenticatedHttpRequest, run_id: int) -> Status[dict[str, Any]]:
     """Give every task the run wrote its answer back, except those changed
     since (listed in not_undone with why). Admins only; a second call changes
     nothing."""
@@ -572,7 +577,7 @@ def undo_run(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
 
 @api.get("/runs/{run_id}/logs", response=list[LogLineOut])
 def get_run_logs(
-    request: HttpRequest, run_id: int, after: int = 0, limit: int = 1000
+    request: AuthenticatedHttpRequest, run_id: int, after: int = 0, limit: int = 1000
 ) -> list[Any]:
     run = access.get_run_for_user(request.user, run_id)
     return list(run.log_lines.filter(id__gt=after)[: max(1, min(limit, 10_000))])
@@ -640,7 +645,7 @@ def task_out(task: Task) -> dict[str, Any]:
 
 @api.get("/projects/{project_id}/tasks", response=list[TaskOut])
 def list_tasks(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     project_id: int,
     stage: str = "",
     page: PageNumber = 1,
@@ -657,12 +662,14 @@ def list_tasks(
 
 
 @api.get("/tasks/{task_id}", response=TaskOut)
-def get_task(request: HttpRequest, task_id: int) -> dict[str, Any]:
+def get_task(request: AuthenticatedHttpRequest, task_id: int) -> dict[str, Any]:
     return task_out(access.get_task_for_user(request.user, task_id))
 
 
 @api.get("/tasks/{task_id}/events", response=list[TaskEventOut])
-def get_task_events(request: HttpRequest, task_id: int) -> list[dict[str, Any]]:
+def get_task_events(
+    request: AuthenticatedHttpRequest, task_id: int
+) -> list[dict[str, Any]]:
     task = access.get_task_for_user(request.user, task_id)
     return [
         {
@@ -679,7 +686,7 @@ def get_task_events(request: HttpRequest, task_id: int) -> list[dict[str, Any]]:
 
 @api.post("/tasks/{task_id}/submit", response={200: TaskOut, 409: ErrorOut})
 def submit_task(
-    request: HttpRequest, task_id: int, body: SubmitIn
+    request: AuthenticatedHttpRequest, task_id: int, body: SubmitIn
 ) -> Status[dict[str, Any]]:
     task = access.get_task_for_user(request.user, task_id)
     try:
@@ -694,7 +701,7 @@ def submit_task(
     "/tasks/{task_id}/review", response={200: TaskOut, 403: ErrorOut, 409: ErrorOut}
 )
 def review_task(
-    request: HttpRequest, task_id: int, body: ReviewIn
+    request: AuthenticatedHttpRequest, task_id: int, body: ReviewIn
 ) -> Status[dict[str, Any]]:
     task = access.get_task_for_user(request.user, task_id)
     if body.verdict not in ("accept", "reject"):

@@ -35,6 +35,13 @@ class ModelIdsField(forms.ModelMultipleChoiceField):
         return super().clean(value)
 
 
+def _model_choice(form: forms.BaseForm, name: str) -> forms.ModelChoiceField[Any]:
+    """The form's model choice field of that name, typed as one."""
+    field = form.fields[name]
+    assert isinstance(field, forms.ModelChoiceField), name
+    return field
+
+
 class PluginForm(forms.ModelForm):
     # Plugin.clean() refuses userinfo, ?, # and internal addresses (ops/egress.py).
     connector_url = forms.URLField(
@@ -88,8 +95,10 @@ class PluginForm(forms.ModelForm):
         # Left out, a plugin connects out (forms posted before delivery existed).
         self.fields["delivery"].required = False
         # Hosted: code uploaded on the plugin's page (plugins_app/hosted/).
-        self.fields["delivery"].choices = Delivery.choices
-        self.fields["projects"].queryset = organization.projects.all()
+        delivery = self.fields["delivery"]
+        assert isinstance(delivery, forms.ChoiceField)  # a model field with choices
+        delivery.choices = Delivery.choices
+        _model_choice(self, "projects").queryset = organization.projects.all()
         # Left empty, it keeps the model's default (scripts posting older forms).
         self.fields["max_attempts"].required = False
         if self.instance.pk:
@@ -99,7 +108,8 @@ class PluginForm(forms.ModelForm):
             self.fields["trigger_events"].initial = plugin_trigger_events(self.instance)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()  # returns cleaned_data, typed optional for overrides
+        cleaned = self.cleaned_data
         cleaned["delivery"] = cleaned.get("delivery") or Delivery.SOCKET
         url = cleaned.get("connector_url") or ""
         if cleaned["delivery"] == Delivery.REST and not url.startswith(
@@ -176,7 +186,9 @@ class RunForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "images/2024/"}),
         help_text="A folder (prefix) in the bucket; empty: the whole bucket.",
     )
-    files = forms.CharField(
+    # The form's metaclass moves declared fields to base_fields, so this does not
+    # replace BaseForm.files (the uploaded files); the stubs cannot tell.
+    files = forms.CharField(  # type: ignore[assignment]
         label="Only these files",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "images/a.jpg"}),
@@ -230,7 +242,7 @@ class RunForm(forms.Form):
             for name in ("storage", "folder", "files", "upload"):
                 del self.fields[name]
         else:
-            self.fields["storage"].queryset = Storage.usable_by(project)
+            _model_choice(self, "storage").queryset = Storage.usable_by(project)
             self.fields["storage"].required = True
         if plugin.type != PluginType.MARKDOWN:
             del self.fields["csv_file"], self.fields["markdown_text"]
@@ -244,7 +256,7 @@ class RunForm(forms.Form):
         if plugin.type in INPUT_TYPES:
             del self.fields["batches"]
         elif "batches" in self.fields:
-            self.fields["batches"].queryset = project.batches.all()
+            _model_choice(self, "batches").queryset = project.batches.all()
         if plugin.type == PluginType.EXPORT:
             self.fields["stages"] = stages_field(project)
         entries = [e for e in project.ontology_entries() if e.get("schemaId")]
@@ -269,9 +281,10 @@ class RunForm(forms.Form):
                 initial=initial,
             )
         presets = Preset.objects.filter(project=project, plugin=plugin)
-        self.fields["preset"].queryset = presets
+        _model_choice(self, "preset").queryset = presets
         self.fields["preset"].initial = preset.pk if preset else None
-        self.preset = preset
+        # Not self.preset: the `preset` field's name on the form class.
+        self.chosen_preset = preset
         if preset is not None:
             self.fields["config_json"].initial = preset.config_json
             self.fields["preset_name"].initial = preset.name
@@ -285,11 +298,13 @@ class RunForm(forms.Form):
         return [self[name] for name in self.fields if name.startswith("map_")]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()  # returns cleaned_data, typed optional for overrides
+        cleaned = self.cleaned_data
         for index, model_class in enumerate(self.plugin.class_names):
             value = cleaned.get(f"map_{index}")
             if value and value not in self.known_schema_ids:
-                source = f" (from preset “{self.preset.name}”)" if self.preset else ""
+                preset = self.chosen_preset
+                source = f" (from preset “{preset.name}”)" if preset else ""
                 self.add_error(
                     f"map_{index}",
                     f"“{model_class}” is mapped to “{value}”{source}, which is no "

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -69,7 +69,7 @@ def _partial(request: HttpRequest, template: str, partial: str) -> str:
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(
         request,
         "web/home.html",
@@ -87,7 +87,7 @@ def home(request: HttpRequest) -> HttpResponse:
 # --- plugins --------------------------------------------------------------------
 @require_GET
 @login_required
-def plugin_list(request: HttpRequest) -> HttpResponse:
+def plugin_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     plugins = selectors.plugins_with_liveness(access.visible_plugins(request.user))
     admin_org = access.admin_orgs(request.user).first()
     return render(
@@ -99,7 +99,7 @@ def plugin_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def plugin_new(request: HttpRequest) -> HttpResponse:
+def plugin_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     organization = access.admin_orgs(request.user).first()
     if organization is None:
         raise PermissionDenied("Only admins register plugins")
@@ -142,7 +142,7 @@ def _plugin_create_from(
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def plugin_edit(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def plugin_edit(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     form = PluginForm(
         request.POST or None, instance=plugin, organization=plugin.organization
@@ -173,7 +173,7 @@ def _save_triggers(plugin: Plugin, form: PluginForm) -> None:
 
 @require_POST
 @login_required
-def plugin_rotate(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def plugin_rotate(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     credentials = plugin_rotate_secret(plugin=plugin)
     return _secret_once(request, plugin, credentials.secret)
@@ -192,7 +192,7 @@ def _secret_once(request: HttpRequest, plugin: Plugin, secret: str) -> HttpRespo
 
 @require_POST
 @login_required
-def plugin_probe(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def plugin_probe(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     """Probe a REST connector now (in Celery; the instances table refreshes)."""
     plugin = access.get_admin_plugin_for_user(request.user, plugin_id)
     probe_connector.delay(plugin.pk)
@@ -201,7 +201,7 @@ def plugin_probe(request: HttpRequest, plugin_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def plugin_detail(request: HttpRequest, plugin_id: int) -> HttpResponse:
+def plugin_detail(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResponse:
     plugin = access.get_plugin_for_user(request.user, plugin_id)
     is_admin = access.is_org_admin(request.user, plugin.organization_id)
     return render(
@@ -220,7 +220,7 @@ def plugin_detail(request: HttpRequest, plugin_id: int) -> HttpResponse:
 # --- cloud storages -------------------------------------------------------------
 @require_GET
 @login_required
-def storage_list(request: HttpRequest) -> HttpResponse:
+def storage_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Members who are not admins see that storages exist only on project pages.
     return render(
         request,
@@ -234,7 +234,7 @@ def storage_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def storage_new(request: HttpRequest) -> HttpResponse:
+def storage_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     organization = access.admin_orgs(request.user).first()
     if organization is None:
         raise PermissionDenied("Only admins manage storages")
@@ -247,7 +247,7 @@ def storage_new(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def storage_delete(request: HttpRequest, storage_id: int) -> HttpResponse:
+def storage_delete(request: AuthenticatedHttpRequest, storage_id: int) -> HttpResponse:
     access.get_admin_storage_for_user(request.user, storage_id).delete()
     return HttpResponseClientRedirect(reverse("web:storage-list"))
 
@@ -255,13 +255,13 @@ def storage_delete(request: HttpRequest, storage_id: int) -> HttpResponse:
 # --- members and roles ------------------------------------------------------------
 @require_GET
 @login_required
-def member_list(request: HttpRequest) -> HttpResponse:
+def member_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "members/member_list.html", _members_context(request))
 
 
 @require_POST
 @login_required
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_role(request: AuthenticatedHttpRequest, membership_id: int) -> HttpResponse:
     membership = access.get_admin_membership_for_user(request.user, membership_id)
     error = ""
     try:
@@ -282,7 +282,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     )
 
 
-def _members_context(request: HttpRequest) -> dict[str, Any]:
+def _members_context(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     return {
         "memberships": access.admin_memberships(request.user),
         "mine": Membership.objects.filter(user=request.user).select_related(
@@ -295,7 +295,7 @@ def _members_context(request: HttpRequest) -> dict[str, Any]:
 # --- projects and assets --------------------------------------------------------
 @require_GET
 @login_required
-def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_detail(request: AuthenticatedHttpRequest, project_id: int) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     return render(
         request,
@@ -315,7 +315,9 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpResponse:
+def asset_detail(
+    request: AuthenticatedHttpRequest, project_id: int, asset_id: int
+) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     asset = access.get_asset_for_user(request.user, project, asset_id)
     return render(
@@ -341,7 +343,9 @@ def asset_detail(request: HttpRequest, project_id: int, asset_id: int) -> HttpRe
 # --- tasks: submit and review ---------------------------------------------------
 @require_GET
 @login_required
-def task_detail(request: HttpRequest, project_id: int, task_id: int) -> HttpResponse:
+def task_detail(
+    request: AuthenticatedHttpRequest, project_id: int, task_id: int
+) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
     context = _task_context(request, task)
@@ -360,7 +364,7 @@ def task_detail(request: HttpRequest, project_id: int, task_id: int) -> HttpResp
 @require_POST
 @login_required
 def task_submit_view(
-    request: HttpRequest, project_id: int, task_id: int
+    request: AuthenticatedHttpRequest, project_id: int, task_id: int
 ) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
@@ -375,7 +379,7 @@ def task_submit_view(
 @require_POST
 @login_required
 def task_review_view(
-    request: HttpRequest, project_id: int, task_id: int
+    request: AuthenticatedHttpRequest, project_id: int, task_id: int
 ) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
@@ -397,7 +401,7 @@ def task_review_view(
 
 
 def _task_context(
-    request: HttpRequest, task: Task, *, error: str = ""
+    request: AuthenticatedHttpRequest, task: Task, *, error: str = ""
 ) -> dict[str, Any]:
     return {
         **selectors.task_page(task),
@@ -407,7 +411,11 @@ def _task_context(
 
 
 def _task_panel(
-    request: HttpRequest, task: Task, *, error: str = "", refused_status: int = 409
+    request: AuthenticatedHttpRequest,
+    task: Task,
+    *,
+    error: str = "",
+    refused_status: int = 409,
 ) -> HttpResponse:
     """The task's panel for htmx (a refusal shown in place, as 200 so htmx swaps
     it); a plain form post goes back to the task page, or gets the refusal's
@@ -428,7 +436,9 @@ def _task_panel(
 
 @require_GET
 @login_required
-def asset_image(request: HttpRequest, project_id: int, asset_id: int) -> HttpResponse:
+def asset_image(
+    request: AuthenticatedHttpRequest, project_id: int, asset_id: int
+) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     return asset_file_response(
         access.get_asset_for_user(request.user, project, asset_id)
@@ -438,7 +448,9 @@ def asset_image(request: HttpRequest, project_id: int, asset_id: int) -> HttpRes
 # --- runs -------------------------------------------------------------------------
 @require_http_methods(["GET", "POST"])
 @login_required
-def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpResponse:
+def run_dialog(
+    request: AuthenticatedHttpRequest, project_id: int, plugin_id: int
+) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     plugin = access.get_plugin_for_user(request.user, plugin_id)
     data = request.POST if request.method == "POST" else request.GET
@@ -479,7 +491,7 @@ def run_dialog(request: HttpRequest, project_id: int, plugin_id: int) -> HttpRes
 
 
 def _save_preset(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     form: RunForm,
     project: Project,
     plugin: Plugin,
@@ -520,7 +532,9 @@ def _render_run_dialog(
     *,
     notice: str = "",
 ) -> HttpResponse:
-    problems = preset_problems(form.preset, project) if form.preset else []
+    problems = (
+        preset_problems(form.chosen_preset, project) if form.chosen_preset else []
+    )
     return render(
         request,
         "runs/run_dialog.html",
@@ -543,7 +557,7 @@ def _add_errors(form: RunForm, errors: dict[str, list[str]]) -> None:
 
 @require_GET
 @login_required
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     runs = access.visible_runs(request.user).select_related(
         "plugin", "project", "created_by"
     )
@@ -566,7 +580,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_detail(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
     run = access.get_run_for_user(request.user, run_id)
     lines = list(run.log_lines.all())
     return render(
@@ -588,7 +602,9 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def run_export_file(request: HttpRequest, run_id: int, upload_id: int) -> HttpResponse:
+def run_export_file(
+    request: AuthenticatedHttpRequest, run_id: int, upload_id: int
+) -> FileResponse:
     """An export plugin's file, for members of the run's organization only."""
     run = access.get_run_for_user(request.user, run_id)
     upload = get_object_or_404(
@@ -599,14 +615,14 @@ def run_export_file(request: HttpRequest, run_id: int, upload_id: int) -> HttpRe
 
 @require_POST
 @login_required
-def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_cancel_view(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
     run = access.get_run_for_user(request.user, run_id)
     return _run_live(request, run_cancel(run, by=request.user))
 
 
 @require_POST
 @login_required
-def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_retry_view(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
     run = access.get_run_for_user(request.user, run_id)
     try:
         run = run_retry(run, by=request.user)
@@ -619,7 +635,7 @@ def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def run_undo_view(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_undo_view(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
     """Undo the run's answer writes (admins; the button asks to confirm)."""
     run = access.get_run_for_user(request.user, run_id)
     try:
@@ -633,7 +649,7 @@ def run_undo_view(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def _run_writes(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     run: Run,
     *,
     error: str = "",

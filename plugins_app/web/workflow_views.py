@@ -18,6 +18,7 @@ from plugins_app.plugins.presets import preset_delete as preset_delete_service
 from plugins_app.runs import selectors
 from plugins_app.runs.services import RunActionError, workflow_stage_retry
 from plugins_app.web import access
+from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Project
 
@@ -26,14 +27,18 @@ SECTION = "projects/workflow.html"
 
 @require_GET
 @login_required
-def project_workflow(request: HttpRequest, project_id: int) -> HttpResponse:
+def project_workflow(
+    request: AuthenticatedHttpRequest, project_id: int
+) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     return _section(request, project)
 
 
 @require_POST
 @login_required
-def workflow_stage_add(request: HttpRequest, project_id: int) -> HttpResponse:
+def workflow_stage_add(
+    request: AuthenticatedHttpRequest, project_id: int
+) -> HttpResponse:
     project = _admin_project(request, project_id)
     try:
         lifecycle.workflow_plugin_stage_add(
@@ -50,7 +55,9 @@ def workflow_stage_add(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def labels_per_asset_set(request: HttpRequest, project_id: int) -> HttpResponse:
+def labels_per_asset_set(
+    request: AuthenticatedHttpRequest, project_id: int
+) -> HttpResponse:
     project = _admin_project(request, project_id)
     try:
         lifecycle.project_set_labels_per_asset(
@@ -64,7 +71,9 @@ def labels_per_asset_set(request: HttpRequest, project_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def workflow_stage_remove(request: HttpRequest, project_id: int) -> HttpResponse:
+def workflow_stage_remove(
+    request: AuthenticatedHttpRequest, project_id: int
+) -> HttpResponse:
     project = _admin_project(request, project_id)
     try:
         lifecycle.workflow_stage_remove(project, name=request.POST.get("stage", ""))
@@ -75,7 +84,9 @@ def workflow_stage_remove(request: HttpRequest, project_id: int) -> HttpResponse
 
 @require_POST
 @login_required
-def workflow_stage_retry_view(request: HttpRequest, project_id: int) -> HttpResponse:
+def workflow_stage_retry_view(
+    request: AuthenticatedHttpRequest, project_id: int
+) -> HttpResponse:
     """Retry one task, every failed task of a stage, or (mode=all) every task in
     the stage with no run in flight."""
     project = access.get_project_for_user(request.user, project_id)
@@ -97,7 +108,7 @@ def workflow_stage_retry_view(request: HttpRequest, project_id: int) -> HttpResp
 @require_POST
 @login_required
 def preset_delete(
-    request: HttpRequest, project_id: int, preset_id: int
+    request: AuthenticatedHttpRequest, project_id: int, preset_id: int
 ) -> HttpResponse:
     project = access.get_project_for_user(request.user, project_id)
     preset = Preset.objects.filter(pk=preset_id, project=project).first()

@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 import weakref
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
@@ -65,6 +66,8 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
     busy_since: float | None = None
     busy_seconds = 0.0
     closing = False
+    # Set while the socket has not authenticated (_arm_auth_deadline).
+    auth_task: asyncio.Task[None] | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         self.busy_since = time.monotonic()
@@ -213,9 +216,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.authenticated = instance is not None
 
     def _arm_auth_deadline(self) -> None:
-        self.auth_task: asyncio.Task[None] | None = asyncio.create_task(
-            self._close_unless_authenticated()
-        )
+        self.auth_task = asyncio.create_task(self._close_unless_authenticated())
 
     async def _close_unless_authenticated(self) -> None:
         # One task per socket only while it is unauthenticated: cancelled by
@@ -405,12 +406,12 @@ def _declared_capacity(query: dict[str, list[str]]) -> int | None:
     return count if count is not None and count <= MAX_CAPACITY else None
 
 
-def _client_address(scope: dict[str, Any]) -> str:
+def _client_address(scope: Mapping[str, Any]) -> str:
     client = scope.get("client") or ("?", 0)
     return f"{client[0]}:{client[1]}"
 
 
-def _public_base(scope: dict[str, Any]) -> str:
+def _public_base(scope: Mapping[str, Any]) -> str:
     """Where the plugin reaches the hub: the Host it connected to, unless set."""
     if base := getattr(settings, "HUB_PUBLIC_URL", ""):
         return base.rstrip("/")

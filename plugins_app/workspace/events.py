@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from plugins_app.workspace.models import Task, TaskEvent
@@ -51,7 +51,7 @@ def emit(
     task: Task,
     name: str,
     *,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     actor_label: str = "",
     data: dict[str, Any] | None = None,
 ) -> TaskEvent:

@@ -42,10 +42,13 @@ class StorageForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.organization = organization
         if organization is not None:
-            self.fields["project"].queryset = organization.projects.all()
+            project = self.fields["project"]
+            assert isinstance(project, forms.ModelChoiceField)  # Storage.project
+            project.queryset = organization.projects.all()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()  # returns cleaned_data, typed optional for overrides
+        data = self.cleaned_data
         org = self.organization or data.get("organization")
         project = data.get("project")
         if project and org and project.organization_id != org.pk:

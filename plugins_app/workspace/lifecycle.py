@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from plugins_app.inputs import parse_id
@@ -42,13 +42,13 @@ class TaskPermissionError(TaskActionError):
     """The user's role does not allow the action (shown to the user)."""
 
 
-def is_org_admin(user: AbstractBaseUser, organization_id: int) -> bool:
+def is_org_admin(user: User, organization_id: int) -> bool:
     return Membership.objects.filter(
         user_id=user.pk, organization_id=organization_id, role=Membership.Role.ADMIN
     ).exists()
 
 
-def may_review(user: AbstractBaseUser, organization_id: int) -> bool:
+def may_review(user: User, organization_id: int) -> bool:
     return Membership.objects.filter(
         user_id=user.pk, organization_id=organization_id, role__in=REVIEWING_ROLES
     ).exists()
@@ -58,7 +58,7 @@ def task_move(
     task: Task,
     *,
     to_stage: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     actor_label: str = "",
     data: dict[str, Any] | None = None,
 ) -> Task:
@@ -84,7 +84,7 @@ def task_move(
 def task_send_back(
     task: Task,
     *,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     actor_label: str = "",
     reason: str = "",
     to_stage: str | None = None,
@@ -125,7 +125,7 @@ def issue_create(
     *,
     content: str,
     position: dict[str, Any] | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     actor_label: str = "",
 ) -> Issue:
     content = (content or "").strip()
@@ -154,7 +154,7 @@ def task_metadata_update(task: Task, values: dict[str, Any]) -> Task:
 
 # --- labeling and review ------------------------------------------------------
 def task_submit(
-    task: Task, *, user: AbstractBaseUser, answer: dict[str, Any] | None = None
+    task: Task, *, user: User, answer: dict[str, Any] | None = None
 ) -> Task:
     """A labeler submits the task in a Label stage. The answer is stored as the
     labeler's submission; once `labels_per_asset` different labelers have
@@ -207,9 +207,7 @@ def task_submit(
     return task
 
 
-def task_review(
-    task: Task, *, user: AbstractBaseUser, accept: bool, reason: str = ""
-) -> Task:
+def task_review(task: Task, *, user: User, accept: bool, reason: str = "") -> Task:
     """A reviewer accepts the task (next stage) or rejects it (back to the
     labeling queue); either way `label.reviewed` is recorded first."""
     reason = (reason or "").strip()
@@ -251,7 +249,7 @@ def _stage_of_type(task: Task, type_: str, verb: str) -> workflow.Stage:
     return stage
 
 
-def _move_on(task: Task, stage: workflow.Stage, *, actor: AbstractBaseUser) -> Task:
+def _move_on(task: Task, stage: workflow.Stage, *, actor: User) -> Task:
     following = workflow.next_stage(task.project.workflow, stage["name"])
     if following is None:
         raise TaskActionError(f"The workflow has no stage after {stage['name']}.")
@@ -313,7 +311,7 @@ def workflow_plugin_stage_add(
     project: Project,
     *,
     name: str,
-    plugin_id: int,
+    plugin_id: int | None,
     preset_id: int | None,
     overwrite: bool,
 ) -> Project:
@@ -323,9 +321,11 @@ def workflow_plugin_stage_add(
     from plugins_app.plugins.models import PluginType, Preset
     from plugins_app.plugins.presets import suggested_mapping
 
-    plugin = project.plugins.filter(
-        pk=plugin_id, organization_id=project.organization_id, type=PluginType.MODEL
-    ).first()
+    plugin = None
+    if plugin_id is not None:  # None: the form named no plugin (or no valid id)
+        plugin = project.plugins.filter(
+            pk=plugin_id, organization_id=project.organization_id, type=PluginType.MODEL
+        ).first()
     if plugin is None:
         raise TaskActionError("Choose a Model plugin active on this project.")
     if (

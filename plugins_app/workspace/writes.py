@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import DateTimeField, JSONField, Min, Model
+from django.db.models import DateTimeField, Field, JSONField, Min, Model
 from django.utils import timezone
 
 from plugins_app.workspace import events, workflow
@@ -150,7 +150,7 @@ def insert_many(model: type[Model], fields: Sequence[str], rows: list[tuple]) ->
     meta = model._meta
     found = [meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in found)
+    columns = ", ".join(quote(_column(model, name)) for name in fields)
     marks = ", ".join(["%s"] * len(found))
     # Only quoted column names from the model are formatted in; values are params.
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
@@ -163,6 +163,14 @@ def insert_many(model: type[Model], fields: Sequence[str], rows: list[tuple]) ->
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The column of one of the model's own fields (get_field also finds reverse
+    relations, which have none: naming one here is a bug, not bad data)."""
+    found = model._meta.get_field(name)
+    assert isinstance(found, Field) and found.column, f"{model.__name__}.{name}"
+    return found.column
 
 
 def _prep(field: Any) -> Any:
@@ -272,9 +280,9 @@ def update_answers(rows: list[tuple[int, Any, str, int | None]]) -> None:
         return
     meta = Task._meta
     quote = connection.ops.quote_name
-    sets = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in _FIELDS)
+    sets = ", ".join(f"{quote(_column(Task, n))} = %s" for n in _FIELDS)
     # Only quoted column names from the model are formatted in; values are params.
-    where = f"{quote(meta.pk.column)} = %s"
+    where = f"{quote(_column(Task, meta.pk.name))} = %s"
     sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}"  # noqa: S608
     json_value = _prep(meta.get_field("answer"))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -293,7 +301,7 @@ class RestoreReport:
     kept: dict[int, str] = field(default_factory=dict)  # task id -> why not
 
 
-def restore_run(run: Run, *, by: AbstractBaseUser) -> RestoreReport:
+def restore_run(run: Run, *, by: User) -> RestoreReport:
     """Give each task this run wrote the answer (and status) it had before,
     unless someone changed it since; call inside a transaction. Only rows still
     *written* are looked at, so a second call changes nothing."""
@@ -332,7 +340,7 @@ def _restore_chunk(
     run: Run,
     first: dict[int, AnswerWrite],
     *,
-    by: AbstractBaseUser,
+    by: User,
     now: Any,
     report: RestoreReport,
 ) -> None:
