@@ -439,3 +439,8 @@ LOGGING = {
         "plugins_app": {"level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
     },
 }
+    "filters": {
+        "client_errors": {"()": "plugins_app.ops.logging.ClientErrorsWithoutTraceback"}
+    },
+        # A 403 is one log line, not a traceback (see the filter).
+        "django.request": {"filters": ["client_errors"]},

@@ -37,3 +37,17 @@ class JsonFormatter(logging.Formatter):
             payload["stack_info"] = self.formatStack(record.stack_info)
         # default=str: extras such as Django's `request` are not JSON types.
         return json.dumps(payload, default=str)
+
+
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """Django logs a PermissionDenied (403) or a SuspiciousOperation (400) on
+    `django.request` with its exception attached, which prints a traceback for
+    what is an ordinary refusal. Below 500 the one line ("Forbidden
+    (Permission denied): /path") says everything; 5xx keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
