@@ -73,6 +73,12 @@ def test_a_labeler_submits_and_a_reviewer_rejects_on_the_task_page(
     page.get_by_role("button", name="Log out").click()
     log_in(page, live_hub, "dora")
     page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
+    # Reject without a reason: the browser refuses it, nothing is sent.
+    page.get_by_role("button", name="Reject").click()
+    assert page.locator("#task-reason").evaluate("e => e.validity.valueMissing")
+    expect(page.locator("#task-stage")).to_have_text("Review")
+    task.refresh_from_db()
+    assert task.stage == "Review"
     page.locator("#task-reason").fill("<b>box misses the chin</b>")
     page.get_by_role("button", name="Reject").click()
 

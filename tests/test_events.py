@@ -346,6 +346,43 @@ def test_the_task_page_submits_and_reviews_with_htmx(
     assert 'id="task-submit"' in rejected
     assert "&lt;b&gt;wrong&lt;/b&gt;" in rejected and "<b>wrong</b>" not in rejected
     assert "task.sent_back" in rejected and "label.reviewed" in rejected
+def test_a_reject_without_a_reason_is_refused_everywhere(workspace: Any) -> None:
+    """The labeler gets the task back with only the reason to go on: the
+    service, the task page and the JSON API all refuse a blank one."""
+    task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
+    reviewer = reviewer_in(workspace)
+
+    for blank in ("", "   "):
+        with pytest.raises(TaskActionError, match="Give a reason to reject"):
+            task_review(task, user=reviewer, accept=False, reason=blank)
+
+    base = f"/projects/{workspace.project.pk}/tasks/{task.pk}/"
+    page = client_for(reviewer)
+    inline = page.post(
+        base + "review/", {"verdict": "reject", "reason": " "}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'id="task-action-error"' in inline and "Give a reason to reject" in inline
+    form = page.get(base).content.decode()
+    assert 'name="reason" type="text" maxlength="1000" required' in form
+
+    api = page.post(
+        f"/api/tasks/{task.pk}/review",
+        {"verdict": "reject"},
+        content_type="application/json",
+    )
+    assert api.status_code == 409
+    assert "Give a reason to reject" in api.json()["errors"]["__all__"][0]
+
+    task.refresh_from_db()
+    assert (task.stage, task.status) == ("Review", Task.Status.SUBMITTED)
+    assert not task.events.filter(name=events.LABEL_REVIEWED).exists()
+
+    # With a reason it goes back, carrying the reason.
+    task_review(task, user=reviewer, accept=False, reason="box too big")
+    task.refresh_from_db()
+    assert task.stage == "Label"
+
+
 
 
 def test_a_bad_answer_is_refused_inline_and_changes_nothing(workspace: Any) -> None:

@@ -221,6 +221,12 @@ def task_review(task: Task, *, user: User, accept: bool, reason: str = "") -> Ta
                 "reject a task; an admin can give you the Reviewer role."
             )
         stage = _stage_of_type(task, workflow.REVIEW, "reviewed")
+        if not accept and not reason:
+            # The labeler gets the task back with only this to go on.
+            raise TaskActionError(
+                "Give a reason to reject: the labeler sees it when the task "
+                "comes back to them."
+            )
         events.emit(
             task,
             events.LABEL_REVIEWED,
@@ -235,7 +241,7 @@ def task_review(task: Task, *, user: User, accept: bool, reason: str = "") -> Ta
         )
         if accept:
             return _move_on(task, stage, actor=user)
-        return task_send_back(task, actor=user, reason=reason or "Rejected in review")
+        return task_send_back(task, actor=user, reason=reason)
 
 
 def _stage_of_type(task: Task, type_: str, verb: str) -> workflow.Stage:
