@@ -37,6 +37,7 @@ from plugins_app.runs.services import (
     RunRequest,
     RunRequestError,
     run_cancel,
+from plugins_app.web.run_filters import unknown_status_message
     run_create,
     run_retry,
 )
@@ -508,6 +509,8 @@ def create_run(
 @api.get("/runs", response=list[RunOut])
 def list_runs(
     request: AuthenticatedHttpRequest,
+    if message := unknown_status_message(status):
+        raise HttpError(400, message)
     project: DbId | None = None,
     plugin: DbId | None = None,
     status: str = "",

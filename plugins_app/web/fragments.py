@@ -14,6 +14,7 @@ from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.runs.selectors import run_labeled_assets, run_progress
 
 MAX_LINES_PER_PUSH = 2000
+from plugins_app.web.log_extras import extras_html
 
 
 def render_run_status(run: Run) -> str:
@@ -42,16 +43,13 @@ LOG_LINE = (
 
 
 def _log_line_args(line: RunLogLine) -> tuple[object, ...]:
-    extra = (
-        format_html('<span class="extra">{}</span>', line.extra) if line.extra else ""
-    )
     return (
         line.level.lower(),
         line.pk,
         line.created_at.strftime("%H:%M:%S.%f")[:12],
         line.level,
         line.message,
-        extra,
+        extras_html(line.extra),
     )
 
 

@@ -36,6 +36,7 @@ from plugins_app.runs.services import (
     run_retry,
 )
 from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
+from plugins_app.web.run_filters import unknown_status_message
 from plugins_app.tasks import probe_connector
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response, export_file_response
@@ -556,12 +557,16 @@ def _add_errors(form: RunForm, errors: dict[str, list[str]]) -> None:
 
 
 @require_GET
+    status_error = unknown_status_message(request.GET.get("status", ""))
 @login_required
 def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     runs = access.visible_runs(request.user).select_related(
         "plugin", "project", "created_by"
     )
     filters = selectors.RunFilters.from_query(request.GET)
+        "status_error": status_error,
+        # An empty table then says "no runs match", with a way out.
+        "run_filters_active": bool(filters.query_string() or status_error),
     page = Paginator(filters.apply(runs), RUNS_PER_PAGE).get_page(
         request.GET.get("page")
     )
@@ -574,7 +579,10 @@ def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "query": filters.query_string(),
     }
     return render(
-        request, _partial(request, "runs/run_list.html", "run-table"), context
+        request,
+        _partial(request, "runs/run_list.html", "run-table"),
+        context,
+        status=400 if status_error else 200,
     )
 
 
