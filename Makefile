@@ -48,6 +48,7 @@ docs: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # mypy with django-stubs; its settings are in pyproject.toml ([tool.mypy]).
 typecheck: $(VENV)/.installed

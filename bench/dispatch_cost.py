@@ -47,7 +47,7 @@ def measure(args: argparse.Namespace) -> None:
 
     from plugins_app import protocol
     from plugins_app.plugins.models import Plugin, PluginInstance
-    from plugins_app.runs.services import RunRequest, run_create
+    from plugins_app.runs.creation import RunRequest, run_create
     from plugins_app.workspace.models import Project
 
     plugin = Plugin.objects.get(type="model")

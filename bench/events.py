@@ -95,7 +95,7 @@ def scalar(db_path: Path, sql: str, *params: Any) -> Any:
 def throughput(
     user: Any, tasks: list[Any], plugin: Any, db_path: Path, count: int
 ) -> list[list[Any]]:
-    from plugins_app.runs.services import run_create_for_event
+    from plugins_app.runs.creation import run_create_for_event
     from plugins_app.workspace import events
     from plugins_app.workspace.lifecycle import task_submit
     from plugins_app.workspace.models import TaskEvent

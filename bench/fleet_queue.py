@@ -21,7 +21,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
 
     from plugins_app.plugins.models import Plugin
-    from plugins_app.runs.services import RunRequest, run_create
+    from plugins_app.runs.creation import RunRequest, run_create
     from plugins_app.workspace.models import Project
 
     plugin = Plugin.objects.get(pk=plugin_pk)

@@ -129,8 +129,9 @@ def sandbox_floor(
     from plugins_app.hosted.runner import run_item
     from plugins_app.plugins.models import Plugin
     from plugins_app.plugins.triggers import plugin_set_triggers
+    from plugins_app.runs.creation import run_create_for_event
+    from plugins_app.runs.dispatch.leases import _lease
     from plugins_app.runs.models import WorkItem
-    from plugins_app.runs.services import _lease, run_create_for_event
     from plugins_app.workspace.lifecycle import task_submit
 
     plugin_set_triggers(plugin, projects=[], event_names=[])  # no Celery here

@@ -22,7 +22,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from plugins_app import protocol  # noqa: E402
-from plugins_app.runs.services import instances_forget_all  # noqa: E402
+from plugins_app.runs.instances import instances_forget_all  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
 from plugins_app.wire.outbox import drain_outbox_forever  # noqa: E402

@@ -9,8 +9,8 @@ from typing import Any
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.creation import RunRequest, run_create
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import RunRequest, run_create
 
 CHANNEL = "test!instance"
 
@@ -77,7 +77,7 @@ def leased_project_run(
 ) -> tuple[Run, dict[str, Any]]:
     """A Batch Model or Export run over the whole project whose job went out to
     a socketless instance; returns the run and the job (with its apiKey)."""
-    from plugins_app.runs.services import dispatch_pending
+    from plugins_app.runs.dispatch import dispatch_pending
     from plugins_app.wire.models import OutboxMessage
 
     connect_instance(plugin, f"{CHANNEL}-{plugin.pk}")

@@ -11,8 +11,8 @@ from plugins_app.hosted.invoices import invoice_answer
 from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.services import code_upload
 from plugins_app.plugins.models import Plugin
+from plugins_app.runs.creation import run_create_for_event
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import run_create_for_event
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
 

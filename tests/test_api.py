@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.plugins.services import plugin_create
+from plugins_app.runs.creation import RunRequest, run_create
 from plugins_app.runs.models import Run, RunLogLine
-from plugins_app.runs.services import RunRequest, run_create
 from plugins_app.workspace.models import ApiToken
 
 

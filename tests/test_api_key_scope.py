@@ -16,13 +16,10 @@ from django.urls import URLPattern
 from plugins_app.ango_api import urls as ango_urls
 from plugins_app.plugins.models import PluginInstance
 from plugins_app.plugins.services import plugin_create
+from plugins_app.runs.creation import RunRequest, run_create
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import (
-    RunRequest,
-    dispatch_pending,
-    item_respond,
-    run_create,
-)
+from plugins_app.runs.responses import item_respond
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Asset, Batch, Issue, Project, Task
 from tests.builders import connect_instance, new_run

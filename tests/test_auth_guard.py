@@ -181,7 +181,7 @@ def test_it_works_on_the_redis_cache(clock: Clock) -> None:
 
 
 def heartbeat(plugin: Any, secret: str, address: str, channel: str) -> Any:
-    from plugins_app.runs.services import instance_heartbeat
+    from plugins_app.runs.instances import instance_heartbeat
 
     return instance_heartbeat(
         channel_name=channel,
@@ -237,8 +237,8 @@ def test_the_real_sdk_connects_and_works_after_another_plugins_failures(
     plugin, nor the right secret of the failing plugin itself, from connecting
     and running a job."""
     from plugins_app.plugins.models import FailedHeartbeat
+    from plugins_app.runs.instances import instance_heartbeat
     from plugins_app.runs.models import Run
-    from plugins_app.runs.services import instance_heartbeat
     from tests.test_sdk_model_runs import start_run_from_dialog, wait_finished
 
     settings.HUB_AUTH_FAILURES_PER_WINDOW = 15

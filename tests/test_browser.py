@@ -16,7 +16,7 @@ import pytest
 
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, RunLogLine
-from plugins_app.runs.services import runs_sweep
+from plugins_app.runs.sweep import runs_sweep
 from tests.conftest import RegisteredPlugin, Workspace
 from tests.hub import ROOT, SCRIPTS, LiveHub
 

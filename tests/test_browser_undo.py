@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from plugins_app.plugins.models import PluginType
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import dispatch_pending, item_respond
+from plugins_app.runs.responses import item_respond
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
 from plugins_app.workspace.services import prelabels_import

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import dispatch_pending, item_respond
+from plugins_app.runs.responses import item_respond
 from plugins_app.workspace.models import Task
 from tests.builders import CHANNEL, connect_instance, new_run
 from tests.test_api import bearer

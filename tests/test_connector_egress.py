@@ -26,12 +26,9 @@ from django.test import Client, override_settings
 
 from plugins_app.ops import egress
 from plugins_app.plugins.models import Delivery, FailedHeartbeat, Plugin
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.dispatch.rest import connector_deliver, connector_probe
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import (
-    connector_deliver,
-    connector_probe,
-    dispatch_pending,
-)
 from tests.hub import free_port
 from tests.test_rest_connector import member, rest_plugin
 

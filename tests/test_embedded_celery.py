@@ -13,7 +13,7 @@ from django.test import Client
 from websockets.sync.client import connect
 
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.tasks import dispatch_plugin_work
+from plugins_app.runs.tasks import dispatch_plugin_work
 from tests.builders import new_run
 from tests.hub import SCRIPTS, LiveHub, PluginProcess, start_celery_worker, wait_for
 

@@ -18,7 +18,7 @@ from django.test import Client
 from plugins_app.plugins.models import PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs.models import Run
-from plugins_app.tasks import create_event_run
+from plugins_app.runs.tasks import create_event_run
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Asset, Task, TaskEvent
 from tests.hub import PluginProcess, start_celery_worker, wait_for

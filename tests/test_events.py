@@ -13,13 +13,11 @@ from django.test import Client
 
 from plugins_app.plugins.models import PluginTrigger, PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
+from plugins_app.runs.creation import run_create_for_event
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import (
-    dispatch_pending,
-    item_respond,
-    run_create_for_event,
-)
-from plugins_app.tasks import create_event_run
+from plugins_app.runs.responses import item_respond
+from plugins_app.runs.tasks import create_event_run
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import (
@@ -346,6 +344,8 @@ def test_the_task_page_submits_and_reviews_with_htmx(
     assert 'id="task-submit"' in rejected
     assert "&lt;b&gt;wrong&lt;/b&gt;" in rejected and "<b>wrong</b>" not in rejected
     assert "task.sent_back" in rejected and "label.reviewed" in rejected
+
+
 def test_a_reject_without_a_reason_is_refused_everywhere(workspace: Any) -> None:
     """The labeler gets the task back with only the reason to go on: the
     service, the task page and the JSON API all refuse a blank one."""
@@ -381,8 +381,6 @@ def test_a_reject_without_a_reason_is_refused_everywhere(workspace: Any) -> None
     task_review(task, user=reviewer, accept=False, reason="box too big")
     task.refresh_from_db()
     assert task.stage == "Label"
-
-
 
 
 def test_a_bad_answer_is_refused_inline_and_changes_nothing(workspace: Any) -> None:
@@ -638,7 +636,7 @@ def test_beat_creates_the_runs_of_triggers_whose_celery_task_was_lost(
 
     from django.utils import timezone
 
-    from plugins_app.tasks import retrigger_missed_events
+    from plugins_app.runs.tasks import retrigger_missed_events
 
     registered = event_plugin(make_plugin, workspace)
     PluginTrigger.objects.update(created_at=timezone.now() - timedelta(minutes=5))

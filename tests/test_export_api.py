@@ -22,10 +22,11 @@ from plugins_app.exports.services import (
     snapshot_build,
     snapshot_request,
 )
+from plugins_app.exports.tasks import expire_export_snapshots
 from plugins_app.plugins.models import PluginType
+from plugins_app.runs.ledger import run_cancel
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import item_respond, run_cancel
-from plugins_app.tasks import expire_export_snapshots
+from plugins_app.runs.responses import item_respond
 from plugins_app.web.fragments import render_run_status
 from plugins_app.workspace.lifecycle import task_move, task_review, task_submit
 from plugins_app.workspace.models import Task

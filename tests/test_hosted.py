@@ -17,8 +17,8 @@ from plugins_app.hosted.archive import ArchiveError
 from plugins_app.hosted.invoices import INVOICE_ONTOLOGY
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Delivery, PluginType
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
 from tests.hosted_support import (
@@ -430,7 +430,8 @@ def test_a_hosted_job_whose_worker_died_goes_back_to_the_queue(
 
     from django.utils import timezone
 
-    from plugins_app.runs.services import _lease, runs_sweep
+    from plugins_app.runs.dispatch.leases import _lease
+    from plugins_app.runs.sweep import runs_sweep
 
     plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
     Plugin = type(plugin)

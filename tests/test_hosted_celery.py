@@ -19,8 +19,8 @@ from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.services import code_upload
 from plugins_app.plugins.models import PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
 from tests.hosted_support import QA_EXAMPLE, event_run, log_text, submit
@@ -190,7 +190,7 @@ class PluginHandler(PluginCore):
 def test_cancelling_a_run_kills_its_handler_and_frees_the_worker(
     invoices: Any, make_plugin: Any, celery_worker: PluginProcess
 ) -> None:
-    from plugins_app.runs.services import run_cancel
+    from plugins_app.runs.ledger import run_cancel
     from tests.test_hosted import _sandboxes_left
 
     looper = make_plugin(type=PluginType.EVENT, timeout=120, max_attempts=1).plugin

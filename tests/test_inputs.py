@@ -13,8 +13,9 @@ import pytest
 from django.test import Client
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.dispatch.leases import _job
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import _job, dispatch_pending
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Storage, Task
 from tests.builders import connect_instance, leased_project_run

@@ -17,14 +17,11 @@ from django.utils import timezone
 from plugins_app.exports.services import upload_grant, upload_store
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
+from plugins_app.runs.creation import RunRequest, run_create
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, RunApiKey
-from plugins_app.runs.services import (
-    RunRequest,
-    dispatch_pending,
-    item_respond,
-    run_create,
-    runs_sweep,
-)
+from plugins_app.runs.responses import item_respond
+from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.models import OutboxMessage
 from tests.builders import connect_instance, new_run, pass_deadline
 

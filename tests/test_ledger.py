@@ -24,20 +24,22 @@ from hypothesis.stateful import (
 )
 
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
-from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
-from plugins_app.runs.services import (
-    TIMEOUT_CAUSES,
-    RunActionError,
-    RunRequestError,
-    dispatch_pending,
+from plugins_app.runs.creation import RunRequestError
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.instances import (
     instance_disconnect,
     instance_heartbeat,
     instances_seen,
-    item_respond,
+)
+from plugins_app.runs.ledger import (
+    TIMEOUT_CAUSES,
+    RunActionError,
     run_cancel,
     run_retry,
-    runs_sweep,
 )
+from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
+from plugins_app.runs.responses import item_respond
+from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.consumer import _declared_capacity
 from plugins_app.wire.models import OutboxMessage
 from tests.builders import connect_instance, new_run, pass_deadline

@@ -19,8 +19,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from plugins_app import protocol
 from plugins_app.plugins.models import FailedHeartbeat, PluginInstance
+from plugins_app.runs.creation import RunRequestError
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import RunRequestError, runs_sweep
+from plugins_app.runs.sweep import runs_sweep
 from plugins_app.workspace.models import Task
 from tests.builders import new_run, pass_deadline
 from tests.hub import SCRIPTS, LiveHub, wait_for

@@ -25,8 +25,9 @@ from plugins_app.plugins.services import (
     plugin_create,
     plugin_rotate_secret,
 )
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.dispatch.rest import connector_probe
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import connector_probe, dispatch_pending
 from plugins_app.workspace.models import Task
 from tests.hub import (
     SCRIPTS,
@@ -301,7 +302,7 @@ def test_plugin_log_and_response_need_a_session_of_the_keys_run(
     assert dispatch_pending(plugin.pk) == 2  # leased; the Celery tasks do not run
     item = run.items.get(asset__external_id="astronaut")
     assert item.state == WorkItem.State.LEASED
-    from plugins_app.runs.services import _job
+    from plugins_app.runs.dispatch.leases import _job
 
     key = _job(item)["apiKey"]
 

@@ -87,7 +87,7 @@ def test_it_spreads_runs_over_two_instances_each_handled_once(
 def test_it_times_out_a_plain_dict_model_under_1_4_and_names_the_cause(
     workspace: Any, make_plugin: Any, plugin_runner: Any
 ) -> None:
-    from plugins_app.runs.services import runs_sweep
+    from plugins_app.runs.sweep import runs_sweep
 
     registered = make_plugin(timeout=1)
     plugin_runner(ECHO, registered, sdk="1.4", env={"ECHO_MODE": "plain_dict"})

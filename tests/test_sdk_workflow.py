@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import runs_sweep
+from plugins_app.runs.sweep import runs_sweep
 from plugins_app.workspace import events, lifecycle
 from plugins_app.workspace.models import Task, TaskEvent
 from tests.hub import SCRIPTS, LiveHub, PluginProcess, wait_for

@@ -10,17 +10,13 @@ import pytest
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.instances import instance_disconnect
+from plugins_app.runs.ledger import TIMEOUT_CAUSES
+from plugins_app.runs.logs import PluginLogRecord, logs_ingest, parse_log_event
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import (
-    TIMEOUT_CAUSES,
-    PluginLogRecord,
-    dispatch_pending,
-    instance_disconnect,
-    item_respond,
-    logs_ingest,
-    parse_log_event,
-    runs_sweep,
-)
+from plugins_app.runs.responses import item_respond
+from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Task
 from tests.builders import connect_instance, new_run, pass_deadline

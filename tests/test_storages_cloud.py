@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import Client
 
 from plugins_app.plugins.models import PluginType
+from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import dispatch_pending
 from plugins_app.workspace.crypto import SecretUnreadable, derived_key
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
 from tests.builders import connect_instance

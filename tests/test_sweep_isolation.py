@@ -10,7 +10,7 @@ import pytest
 
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import runs_sweep
+from plugins_app.runs.sweep import runs_sweep
 from tests.builders import connect_instance, new_run, pass_deadline
 
 

@@ -17,7 +17,7 @@ from plugins_app.plugins.models import (
     PluginInstance,
     PluginType,
 )
-from plugins_app.runs.services import instance_heartbeat
+from plugins_app.runs.instances import instance_heartbeat
 from plugins_app.workspace.models import Project
 
 

@@ -10,13 +10,10 @@ from django.test import Client
 from django.utils import timezone
 
 from plugins_app.plugins.models import PluginInstance, PluginType
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.logs import PluginLogRecord, logs_ingest
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
-from plugins_app.runs.services import (
-    PluginLogRecord,
-    dispatch_pending,
-    item_respond,
-    logs_ingest,
-)
+from plugins_app.runs.responses import item_respond
 from plugins_app.web.fragments import render_run_updates
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Project

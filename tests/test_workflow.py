@@ -14,14 +14,11 @@ from django.test import Client
 
 from plugins_app.celery import app as celery_app
 from plugins_app.plugins.models import Plugin, PluginType, Preset
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.logs import PluginLogRecord, logs_ingest
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.services import (
-    PluginLogRecord,
-    dispatch_pending,
-    item_respond,
-    logs_ingest,
-    workflow_stage_retry,
-)
+from plugins_app.runs.responses import item_respond
+from plugins_app.runs.workflow import workflow_stage_retry
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace import events, lifecycle
 from plugins_app.workspace.models import Project, Task, TaskEvent

@@ -37,8 +37,10 @@ from plugins_app.inputs import (
     parse_ids,
 )
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
-from plugins_app.runs import services as runs
+from plugins_app.runs import logs as run_logs
+from plugins_app.runs.dispatch.rest import connector_logs_ingest, connector_respond
 from plugins_app.runs.models import Run
+from plugins_app.runs.workflow import WorkflowAnswerError, workflow_answer
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.workspace import lifecycle, workflow
 from plugins_app.workspace.crypto import SecretUnreadable
@@ -156,10 +158,10 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
     )
     if result.errors:
         return _refused(run, result.errors, len(records), "records", "imported")
-    runs.run_count_labeled(run, result.labeled)
+    run_logs.run_count_labeled(run, result.labeled)
     if result.skipped:
         # Tasks holding a person's work keep it; the others were written.
-        runs.run_log_import_skips(run, result.skipped)
+        run_logs.run_log_import_skips(run, result.skipped)
     kept = f" ({len(result.skipped)} kept: a person's work)" if result.skipped else ""
     message = f"{result.labeled} / {len(records)} tasks are labeled{kept}."
     return ok(
@@ -173,7 +175,7 @@ def _refused(
 ) -> JsonResponse:
     """An all-or-nothing write refused: the per-record errors go to the plugin
     and to the run log."""
-    runs.run_log_import_errors(run, errors, total=total)
+    run_logs.run_log_import_errors(run, errors, total=total)
     return JsonResponse(
         {
             "status": "fail",
@@ -372,10 +374,10 @@ def annotate(request: HttpRequest, run: Run, task_id: str) -> JsonResponse:
         return fail("No such task in this project.", 404)
     next_stage = request.GET.get("nextStage", "true").lower() in ("true", "1")
     try:
-        data = runs.workflow_answer(
+        data = workflow_answer(
             run=run, task=task, body=_json_body(request.body), next_stage=next_stage
         )
-    except runs.WorkflowAnswerError as exc:
+    except WorkflowAnswerError as exc:
         return fail(str(exc), exc.status)
     return ok(data)
 
@@ -461,7 +463,7 @@ def project_cloud(request: HttpRequest, run: Run, project_id: str) -> JsonRespon
     )
     if result.errors:
         return _refused(run, result.errors, len(body["assets"]), "assets", "created")
-    runs.run_note(run, f"Created {len(result.created)} asset(s) in the project.")
+    run_logs.run_note(run, f"Created {len(result.created)} asset(s) in the project.")
     return ok(
         {
             "assets": [
@@ -496,7 +498,7 @@ def project_batches(request: HttpRequest, run: Run, project_id: str) -> JsonResp
     created = batches_create(project=run.project, names=names)
     added = run.project.batches.count() - before
     if added:
-        runs.run_note(run, f"Created {added} batch(es): " + ", ".join(names[:10]))
+        run_logs.run_note(run, f"Created {added} batch(es): " + ", ".join(names[:10]))
     if single:
         return ok({"project": {"_id": str(created[0].pk), "name": created[0].name}})
     return ok({"project": {"_id": str(run.project_id), "batches": _batches_json(run)}})
@@ -619,7 +621,7 @@ def storages(request: HttpRequest, run: Run) -> JsonResponse:
             }
         )
     if wanted and items:
-        runs.run_note(run, f"Credentials of storage “{items[0]['name']}” read.")
+        run_logs.run_note(run, f"Credentials of storage “{items[0]['name']}” read.")
     return ok({"storages": items})
 
 
@@ -629,7 +631,7 @@ def storages(request: HttpRequest, run: Run) -> JsonResponse:
 def plugin_log(request: HttpRequest, run: Run) -> JsonResponse:
     """The SDK's REST-mode logger posts each record here with the job's apikey
     (the same dict as the socket `log` event)."""
-    if not runs.connector_logs_ingest(run, _json_body(request.body)):
+    if not connector_logs_ingest(run, _json_body(request.body)):
         return fail("A log record needs the session of a job of this apikey.", 400)
     return ok({})
 
@@ -639,7 +641,7 @@ def plugin_log(request: HttpRequest, run: Run) -> JsonResponse:
 def plugin_response(request: HttpRequest, run: Run) -> JsonResponse:
     """Results the SDK sends outside the /plugin reply (export links, errors of
     exports), applied once like a socket `response`."""
-    outcome = runs.connector_respond(run, _json_body(request.body))
+    outcome = connector_respond(run, _json_body(request.body))
     if outcome == "unknown-session":
         return fail("The response needs the session of a job of this apikey.", 400)
     return ok({"result": outcome})

@@ -34,8 +34,8 @@ from plugins_app.exports.models import ExportSnapshot, ExportUpload
 from plugins_app.inputs import parse_ids
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.plugins.types import asset_file_link
+from plugins_app.runs.logs import run_note
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import run_note
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Asset, Task, TaskEvent
 
@@ -88,7 +88,7 @@ def snapshot_request(
         base_url=base_url.rstrip("/"),
         expires_at=timezone.now() + timedelta(seconds=settings.HUB_EXPORT_LINK_SECONDS),
     )
-    from plugins_app.tasks import build_export
+    from plugins_app.exports.tasks import build_export
 
     run_note(
         run,

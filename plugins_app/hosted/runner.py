@@ -1,5 +1,5 @@
 """Running one event through a hosted handler (in a Celery worker): the item
-was leased by runs.services._dispatch_hosted; this starts the sandbox, serves
+was leased by hosted.dispatch.dispatch_hosted; this starts the sandbox, serves
 the handler's client calls through client_api, streams its log lines to the
 run page and settles the item with a clear reason.
 
@@ -18,10 +18,15 @@ from pathlib import Path
 from django.conf import settings
 
 from plugins_app.hosted import client_api, sandbox
+from plugins_app.hosted.dispatch import (
+    hosted_item_finish,
+    hosted_item_started,
+    item_is_open,
+)
 from plugins_app.hosted.labels import handler_label
 from plugins_app.hosted.models import HostedCode
 from plugins_app.hosted.session import Outcome, Session
-from plugins_app.runs import services as runs
+from plugins_app.runs.logs import MAX_LOG_MESSAGE, PluginLogRecord, logs_ingest_hosted
 from plugins_app.runs.models import WorkItem
 from plugins_app.workspace import events
 from plugins_app.workspace.models import TaskEvent
@@ -68,7 +73,7 @@ def run_item(item_id: int, start_attempt: int = 1) -> str:
 
 
 def _run_item(item_id: int, start_attempt: int) -> str:
-    item = runs.hosted_item_started(item_id, worker=WORKER)
+    item = hosted_item_started(item_id, worker=WORKER)
     if item is None:
         return "not leased"
     run, plugin = item.run, item.run.plugin
@@ -105,7 +110,7 @@ def _run_item(item_id: int, start_attempt: int) -> str:
         wall_seconds=plugin.timeout_seconds,
         on_logs=lambda lines: _store_logs(item, lines),
         on_call=lambda m, p: client_api.call(scope, m, p),
-        still_wanted=lambda: runs.item_is_open(item.pk),
+        still_wanted=lambda: item_is_open(item.pk),
     )
     try:
         outcome = session.run("run", job)
@@ -149,11 +154,11 @@ def _settle(item: WorkItem, outcome: Outcome, *, code: HostedCode, method: str) 
     plugin = item.run.plugin
     took = f"{outcome.seconds * 1000:.0f} ms, {outcome.calls} call(s) to the hub"
     if outcome.kind == "done":
-        runs.hosted_item_finish(
+        hosted_item_finish(
             item, note=f"{code.handler_name}.{method} returned ({took})."
         )
     elif outcome.kind == "timeout":
-        runs.hosted_item_finish(
+        hosted_item_finish(
             item,
             failure=WorkItem.Failure.TIMEOUT,
             error=f"The handler ran past the plugin's time limit of "
@@ -161,7 +166,7 @@ def _settle(item: WorkItem, outcome: Outcome, *, code: HostedCode, method: str) 
             f"({outcome.calls} call(s) made).",
         )
     elif outcome.kind == "memory" or _looks_out_of_memory(item):
-        runs.hosted_item_finish(
+        hosted_item_finish(
             item,
             error=f"The handler went over the plugin's memory limit of "
             f"{code.memory_limit_mb} MB and was stopped.",
@@ -170,13 +175,13 @@ def _settle(item: WorkItem, outcome: Outcome, *, code: HostedCode, method: str) 
         pass  # run_cancel settled it already
     elif outcome.kind == "error":
         trace = outcome.detail.get("traceback", "")
-        runs.hosted_item_finish(
+        hosted_item_finish(
             item,
             error=f"{code.handler_name}.{method} raised {outcome.message}\n"
             f"{trace}".rstrip(),
         )
     else:
-        runs.hosted_item_finish(item, error=f"The handler failed: {outcome.message}.")
+        hosted_item_finish(item, error=f"The handler failed: {outcome.message}.")
     return outcome.kind
 
 
@@ -189,17 +194,17 @@ def _looks_out_of_memory(item: WorkItem) -> bool:
 
 
 def _fail(item: WorkItem, error: str) -> str:
-    runs.hosted_item_finish(item, error=error)
+    hosted_item_finish(item, error=error)
     return "failed"
 
 
 def _store_logs(item: WorkItem, lines: list[tuple[str, str]]) -> None:
-    runs.logs_ingest_hosted(
+    logs_ingest_hosted(
         [
-            runs.PluginLogRecord(
+            PluginLogRecord(
                 session=item.session,
                 level=level,
-                message=message[: runs.MAX_LOG_MESSAGE],
+                message=message[:MAX_LOG_MESSAGE],
                 extra={},
             )
             for level, message in lines

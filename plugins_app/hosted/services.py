@@ -89,7 +89,7 @@ def build_finished(
 ) -> bool:
     """Building → Active or Failed, unless a newer upload replaced this version
     meanwhile. Waiting runs are dispatched (or failed, saying why)."""
-    from plugins_app.runs.services import dispatch_pending
+    from plugins_app.runs.dispatch import dispatch_pending
 
     with transaction.atomic():
         changed = HostedCode.objects.filter(

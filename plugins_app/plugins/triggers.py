@@ -1,6 +1,6 @@
-"""Event triggers: which plugins a task event starts, and the listener that
-hands each of them to Celery once the event's transaction has committed (the
-labeler's click never waits for a plugin)."""
+"""Event triggers: which plugins a task event starts, and the runs they
+missed (runs/listeners.py hands each event to Celery once its transaction has
+committed: the labeler's click never waits for a plugin)."""
 
 from __future__ import annotations
 
@@ -21,19 +21,6 @@ def triggered_plugin_ids(project_id: int, event_name: str) -> list[int]:
     # A few triggers per project at most: filtering the JSON list here works
     # the same on SQLite and PostgreSQL.
     return [plugin_id for plugin_id, names in rows if event_name in (names or [])]
-
-
-def on_task_event(event: TaskEvent) -> None:
-    """events.listen hook: one Celery task per triggered plugin."""
-    if event.name not in events.TRIGGER_EVENTS:
-        return
-    # A consensus submission short of the N-th starts nothing.
-    if event.data.get("complete") is False:
-        return
-    from plugins_app.tasks import create_event_run
-
-    for plugin_id in triggered_plugin_ids(event.task.project_id, event.name):
-        create_event_run.delay(plugin_id, event.pk)
 
 
 # An event younger than this is still on its way through the broker.

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.urls import reverse
 
 from plugins_app.plugins.models import PluginType
-from plugins_app.runs.validation import ValidationResult, validate_answer
 from plugins_app.workspace import workflow, writes
+from plugins_app.workspace.answers import ValidationResult, validate_answer
 from plugins_app.workspace.models import Asset, Task
 
 if TYPE_CHECKING:

@@ -7,7 +7,12 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        from plugins_app.runs.listeners import on_stage_entered
+        from plugins_app.runs import wakeup
+        from plugins_app.runs.dispatch import dispatch_pending
+        from plugins_app.runs.listeners import on_stage_entered, on_task_event
         from plugins_app.workspace import events
 
+        wakeup.connect(dispatch_pending)
+        # In this order, as when the plugins app registered on_task_event.
+        events.listen(on_task_event)
         events.listen(on_stage_entered)

@@ -1,6 +1,6 @@
 """The run ledger: runs, their work items, log lines and per-run API keys.
 
-Every state change goes through `plugins_app.runs.services`; nothing else writes
+Every state change goes through the modules of `plugins_app.runs`; nothing else writes
 these rows.
 """
 

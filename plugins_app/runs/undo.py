@@ -11,8 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from plugins_app.runs.ledger import RunActionError
+from plugins_app.runs.logs import run_note
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import RunActionError, run_note
 from plugins_app.workspace import writes
 from plugins_app.workspace.lifecycle import is_org_admin
 from plugins_app.workspace.models import AnswerWrite, Task

@@ -31,19 +31,13 @@ from plugins_app.plugins.services import default_config_errors, plugin_create
 from plugins_app.plugins.triggers import plugin_set_triggers, plugin_trigger_events
 from plugins_app.runs import selectors
 from plugins_app.runs.answer_ledger import run_writes
+from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
+from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import (
-    RunActionError,
-    RunRequest,
-    RunRequestError,
-    run_cancel,
-from plugins_app.web.run_filters import unknown_status_message
-    run_create,
-    run_retry,
-)
 from plugins_app.runs.undo import UndoPermissionError, run_undo
 from plugins_app.web import access
 from plugins_app.web.request_types import AuthenticatedHttpRequest
+from plugins_app.web.run_filters import unknown_status_message
 from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import (
     TaskActionError,
@@ -509,14 +503,14 @@ def create_run(
 @api.get("/runs", response=list[RunOut])
 def list_runs(
     request: AuthenticatedHttpRequest,
-    if message := unknown_status_message(status):
-        raise HttpError(400, message)
     project: DbId | None = None,
     plugin: DbId | None = None,
     status: str = "",
     page: PageNumber = 1,
     per_page: int = 25,
 ) -> list[dict[str, Any]]:
+    if message := unknown_status_message(status):
+        raise HttpError(400, message)
     filters = selectors.RunFilters(project=project, plugin=plugin, status=status)
     runs = filters.apply(
         access.visible_runs(request.user).select_related("created_by", "plugin")

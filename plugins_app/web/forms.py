@@ -14,7 +14,7 @@ from plugins_app.plugins.services import (
     parse_class_names,
 )
 from plugins_app.plugins.triggers import plugin_trigger_events
-from plugins_app.runs.services import MAX_CSV_BYTES, project_stage_names
+from plugins_app.runs.creation import MAX_CSV_BYTES, project_stage_names
 from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project, Storage
 

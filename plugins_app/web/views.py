@@ -26,23 +26,17 @@ from plugins_app.plugins.services import (
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
 from plugins_app.runs.answer_ledger import run_writes, runs_touching_asset
+from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
+from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import (
-    RunActionError,
-    RunRequest,
-    RunRequestError,
-    run_cancel,
-    run_create,
-    run_retry,
-)
+from plugins_app.runs.tasks import probe_connector
 from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
-from plugins_app.web.run_filters import unknown_status_message
-from plugins_app.tasks import probe_connector
 from plugins_app.web import access
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import markdown_document
 from plugins_app.web.request_types import AuthenticatedHttpRequest
+from plugins_app.web.run_filters import unknown_status_message
 from plugins_app.workspace.forms import StorageForm
 from plugins_app.workspace.lifecycle import (
     TaskActionError,
@@ -557,22 +551,22 @@ def _add_errors(form: RunForm, errors: dict[str, list[str]]) -> None:
 
 
 @require_GET
-    status_error = unknown_status_message(request.GET.get("status", ""))
 @login_required
 def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     runs = access.visible_runs(request.user).select_related(
         "plugin", "project", "created_by"
     )
     filters = selectors.RunFilters.from_query(request.GET)
-        "status_error": status_error,
-        # An empty table then says "no runs match", with a way out.
-        "run_filters_active": bool(filters.query_string() or status_error),
+    status_error = unknown_status_message(request.GET.get("status", ""))
     page = Paginator(filters.apply(runs), RUNS_PER_PAGE).get_page(
         request.GET.get("page")
     )
     context: dict[str, Any] = {
         "page": page,
         "filters": filters,
+        "status_error": status_error,
+        # An empty table then says "no runs match", with a way out.
+        "run_filters_active": bool(filters.query_string() or status_error),
         "projects": access.visible_projects(request.user),
         "plugins": access.visible_plugins(request.user),
         "statuses": Run.Status.choices,

@@ -16,7 +16,8 @@ from plugins_app.plugins.models import PluginType, Preset
 from plugins_app.plugins.presets import PresetPermissionError, presets_with_problems
 from plugins_app.plugins.presets import preset_delete as preset_delete_service
 from plugins_app.runs import selectors
-from plugins_app.runs.services import RunActionError, workflow_stage_retry
+from plugins_app.runs.ledger import RunActionError
+from plugins_app.runs.workflow import workflow_stage_retry
 from plugins_app.web import access
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace import lifecycle

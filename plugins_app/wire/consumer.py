@@ -2,7 +2,7 @@
 the `imerit-ango` client expects (see docs in ango-plugin-protocol.md §1, §7, §8).
 
 The consumer only translates frames; run state changes go through
-`plugins_app.runs.services`. Rules the client imposes:
+`plugins_app.runs`. Rules the client imposes:
 - never close a socket to reject it (the SDK reconnects in a loop, then exits);
 - ack the namespace CONNECT at once, before any database work;
 - send Engine.IO pings every pingInterval (the client's writer dies otherwise).
@@ -34,7 +34,7 @@ from django.db import close_old_connections
 
 from plugins_app.inputs import parse_id
 from plugins_app.protocol import JobDispatch
-from plugins_app.runs import services
+from plugins_app.runs import instances, logs, responses
 from plugins_app.wire import codec
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.heartbeat_in_flight = False
         self.capacity = _declared_capacity(query)
         self.last_pong = time.monotonic()
-        self.log_buffer: list[services.PluginLogRecord] = []
+        self.log_buffer: list[logs.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
         self.address = _client_address(self.scope)
         await self.accept()
@@ -121,7 +121,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             auth_task.cancel()
         if getattr(self, "authenticated", False):
             await self._flush_logs()
-            await sync_to_async(services.instance_disconnect)(
+            await sync_to_async(instances.instance_disconnect)(
                 channel_name=self.channel_name
             )
 
@@ -193,7 +193,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         data = data if isinstance(data, dict) else {}
         self.heartbeat_in_flight = True
         try:
-            instance = await sync_to_async(services.instance_heartbeat)(
+            instance = await sync_to_async(instances.instance_heartbeat)(
                 channel_name=self.channel_name,
                 plugin_public_id=data.get("id"),
                 secret=data.get("secret"),
@@ -205,7 +205,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         if instance is None and self.authenticated:
             # Secret rotated under a connected script: stop giving it work, and
             # give it the same bound as a socket that never authenticated.
-            await sync_to_async(services.instance_disconnect)(
+            await sync_to_async(instances.instance_disconnect)(
                 channel_name=self.channel_name
             )
             self.preauth_frames = 0
@@ -238,7 +238,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         await self.close()
 
     def _on_log(self, data: Any) -> None:
-        record = services.parse_log_event(data)
+        record = logs.parse_log_event(data)
         if record is None:
             return
         self.log_buffer.append(record)
@@ -259,7 +259,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         if not records:
             return
         try:
-            dropped = await sync_to_async(services.logs_ingest)(
+            dropped = await sync_to_async(logs.logs_ingest)(
                 records, channel_name=self.channel_name
             )
         except Exception:
@@ -275,7 +275,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
             return
         # The last error log explains an {"error": true}: store logs first.
         await self._flush_logs()
-        outcome = await sync_to_async(services.item_respond)(
+        outcome = await sync_to_async(responses.item_respond)(
             session=data.get("session"), payload=data, channel_name=self.channel_name
         )
         log.info("response from %s: %s", self.address, outcome)
@@ -287,7 +287,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         # Fail the first named session this socket holds (only its own jobs
         # can be failed, whatever the frame names).
         for session in _frame_sessions(text):
-            failed = await sync_to_async(services.item_fail_oversized)(
+            failed = await sync_to_async(responses.item_fail_oversized)(
                 session=session, channel_name=self.channel_name, size=len(text)
             )
             if failed:
@@ -344,7 +344,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
 
 class _SeenBatch:
     """The sockets of this process that answered a ping since the last flush,
-    saved together every fraction of a ping interval (services.instances_seen)."""
+    saved together every fraction of a ping interval (instances.instances_seen)."""
 
     def __init__(self) -> None:
         self.names: set[str] = set()
@@ -380,7 +380,7 @@ _liveness_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livenes
 def _save_seen(names: set[str]) -> None:
     # No request cycle on this thread closes a connection a database restart broke.
     close_old_connections()
-    services.instances_seen(names)
+    instances.instances_seen(names)
 
 
 _seen_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SeenBatch] = (

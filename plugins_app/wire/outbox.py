@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from plugins_app.wire.models import OutboxMessage
@@ -26,6 +27,12 @@ def outbox_put_many(deliveries: Sequence[Delivery]) -> None:
     )
 
 
+async def deliver_async(method: str, target: str, message: dict[str, Any]) -> None:
+    # protocol.deliver_async's one line, here: protocol imports this module to
+    # queue messages, so importing protocol back would close an import circle.
+    await getattr(get_channel_layer(), method)(target, message)
+
+
 def _outbox_take(limit: int = 500) -> list[OutboxMessage]:
     rows = list(OutboxMessage.objects.order_by("id")[:limit])
     if rows:
@@ -34,8 +41,6 @@ def _outbox_take(limit: int = 500) -> list[OutboxMessage]:
 
 
 async def drain_outbox_forever() -> None:
-    from plugins_app.protocol import deliver_async
-
     while True:
         try:
             rows = await sync_to_async(_outbox_take)()

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from plugins_app.runs.validation import unwrap_import_record, validate_answer
 from plugins_app.workspace import writes
+from plugins_app.workspace.answers import unwrap_import_record, validate_answer
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
 
 if TYPE_CHECKING:

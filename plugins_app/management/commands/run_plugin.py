@@ -10,8 +10,8 @@ from django.db.models import Q
 
 from plugins_app.inputs import parse_id
 from plugins_app.plugins.models import Plugin
+from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
 from plugins_app.runs.models import Run
-from plugins_app.runs.services import RunRequest, RunRequestError, run_create
 from plugins_app.web.api import run_out
 from plugins_app.workspace.models import Project
 

@@ -565,6 +565,7 @@ def _answer_choices(answer: object, options: list[str]) -> str | None:
     problem = _answer_strings(answer, options)
     if problem is not None:
         return problem
+    assert isinstance(answer, list)  # _answer_strings found a list of strings
     unknown = [value for value in answer if options and value not in options]
     if unknown:
         return f"{_listed(unknown)} not among the options {_listed(options)}"

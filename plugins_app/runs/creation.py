@@ -1,0 +1,366 @@
+"""Creating runs: a run request's checks, the run and its work items, then dispatch."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from plugins_app.inputs import json_loads_bounded, parse_id
+from plugins_app.plugins.models import (
+    INPUT_TYPES,
+    Delivery,
+    Plugin,
+    PluginInstance,
+    PluginType,
+)
+from plugins_app.runs.models import (
+    PRIORITY_BATCH,
+    PRIORITY_INTERACTIVE,
+    Run,
+    WorkItem,
+)
+from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.wakeup import dispatch_pending
+from plugins_app.workspace import lifecycle, workflow
+from plugins_app.workspace.models import Asset, Batch, Project, Storage, TaskEvent
+
+
+class RunRequestError(Exception):
+    """Bad input for a run; `errors` maps form field names to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(m for ms in errors.values() for m in ms))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    plugin: Plugin
+    project: Project
+    user: AbstractBaseUser | None
+    class_mapping: dict[str, str]  # model class -> ontology schemaId ("" = unmapped)
+    config_json: str
+    external_ids: list[str]
+    batch_ids: list[int]
+    # File Explorer and Markdown runs: what the dialog asked for (Run.inputs).
+    inputs: dict[str, Any] = field(default_factory=dict)
+    # Write over answers people submitted or reviewed (admins only; writes.py).
+    replace_submitted: bool = False
+
+
+def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
+    """Validate a run request, write the run and its work items, then dispatch."""
+    errors: dict[str, list[str]] = {}
+    mapping = _checked_mapping(request, errors)
+    _checked_config(request.config_json, errors)
+    assets, batches = _checked_scope(request, errors)
+    inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
+    if request.replace_submitted:
+        _check_may_replace(request, errors)
+    if not errors:
+        _check_reachable(request.plugin, errors)
+    if errors:
+        raise RunRequestError(errors)
+    with transaction.atomic():
+        run = Run.objects.create(
+            organization_id=request.project.organization_id,
+            project=request.project,
+            plugin=request.plugin,
+            created_by=request.user,
+            class_mapping=mapping,
+            config_json=request.config_json.strip() or "{}",
+            batch_ids=[b.pk for b in batches],
+            inputs=inputs,
+            replace_submitted=request.replace_submitted,
+        )
+        if request.replace_submitted:
+            _hub_log(
+                run,
+                "Replace submitted answers is on: answers people submitted or "
+                "reviewed will be replaced (each one can be undone from this page).",
+            )
+        if request.plugin.type == PluginType.MODEL:
+            # Someone running one asset from the dialog waits for it: go first.
+            priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
+            WorkItem.objects.bulk_create(
+                WorkItem(
+                    run=run,
+                    plugin=run.plugin,
+                    asset=a,
+                    session=_new_session(),
+                    priority=priority,
+                )
+                for a in assets
+            )
+        else:
+            if request.plugin.type not in INPUT_TYPES:
+                run.assets_total = _assets_in_scope(run).count()
+                run.save(update_fields=["assets_total"])
+            WorkItem.objects.create(run=run, plugin=run.plugin, session=_new_session())
+        who = request.user.get_username() if request.user else "the command line"
+        _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
+        if dispatch:
+            plugin_id = request.plugin.pk
+            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    return run
+
+
+def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
+    """The run of a triggered plugin for one task event: one work item (the
+    task's asset), then dispatch. Exactly one run per (plugin, event): a
+    redelivered Celery task finds the run already there (and the unique
+    constraint settles a race). Returns None if the plugin or event is gone or
+    they belong to different organizations."""
+    event = (
+        TaskEvent.objects.select_related("task__asset", "task__project", "actor")
+        .filter(pk=event_id)
+        .first()
+    )
+    plugin = Plugin.objects.filter(pk=plugin_id).first()
+    if event is None or plugin is None:
+        return None
+    task = event.task
+    if plugin.organization_id != task.project.organization_id:
+        return None
+    existing = Run.objects.filter(plugin=plugin, event=event).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                organization_id=plugin.organization_id,
+                project=task.project,
+                plugin=plugin,
+                created_by=event.actor,
+                config_json=plugin.default_config.strip() or "{}",
+                trigger=event.name,
+                task=task,
+                event=event,
+            )
+            WorkItem.objects.create(
+                run=run,
+                plugin=plugin,
+                asset=task.asset,
+                session=_new_session(),
+                priority=PRIORITY_INTERACTIVE,
+            )
+            who = event.actor.get_username() if event.actor else event.actor_label
+            waits_for = (
+                "a hosted worker"
+                if plugin.delivery == Delivery.HOSTED
+                else "a plugin instance"
+            )
+            _hub_log(
+                run,
+                f"Triggered by {event.name} on {task.asset.external_id}"
+                f"{f' ({who})' if who else ''}; waiting for {waits_for}.",
+            )
+            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    except IntegrityError:
+        return Run.objects.filter(plugin=plugin, event=event).first()
+    return run
+
+
+def _check_may_replace(request: RunRequest, errors: dict[str, list[str]]) -> None:
+    """Replacing people's answers is an admin's explicit choice."""
+    if request.plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+        errors["replace_submitted"] = [
+            "Only Model and Batch Model runs write answers; leave it off."
+        ]
+    elif request.user is None or not lifecycle.is_org_admin(
+        request.user, request.project.organization_id
+    ):
+        errors["replace_submitted"] = [
+            "Only admins of this organization can replace submitted answers."
+        ]
+
+
+def _check_reachable(plugin: Plugin, errors: dict[str, list[str]]) -> None:
+    """A socket plugin needs a connected instance now. A REST connector is
+    called from Celery: a dead URL fails the run visibly, attempt by attempt
+    (it may scale to zero and wake on the call)."""
+    if plugin.delivery == Delivery.REST:
+        if not plugin.connector_url:
+            errors.setdefault("__all__", []).append(
+                f"“{plugin.name}” is delivered by REST but has no connector URL."
+            )
+        return
+    if not PluginInstance.objects.live().filter(plugin=plugin).exists():
+        errors.setdefault("__all__", []).append(
+            f"No instance of “{plugin.name}” is connected. Start the plugin "
+            "script (it shows as live on the plugins page) and try again."
+        )
+
+
+def _checked_mapping(
+    request: RunRequest, errors: dict[str, list[str]]
+) -> list[dict[str, str]] | None:
+    known = {e.get("schemaId") for e in request.project.ontology_entries()}
+    mapping = []
+    for model_class, schema_id in request.class_mapping.items():
+        if model_class not in request.plugin.class_names:
+            errors.setdefault("mapping", []).append(
+                f"“{model_class}” is not a class of this plugin."
+            )
+        elif schema_id and schema_id not in known:
+            errors.setdefault("mapping", []).append(
+                f"“{schema_id}” is not a label of this project's ontology."
+            )
+        elif schema_id:
+            mapping.append({"schemaId": schema_id, "modelClass": model_class})
+    return mapping or None
+
+
+def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
+    try:
+        json_loads_bounded(config_json or "{}", what="It")
+    except ValueError as exc:
+        errors.setdefault("config_json", []).append(f"Config JSON is not valid: {exc}")
+
+
+def _checked_scope(
+    request: RunRequest, errors: dict[str, list[str]]
+) -> tuple[list[Asset], list[Batch]]:
+    project, plugin = request.project, request.plugin
+    if not plugin.is_runnable:
+        errors.setdefault("__all__", []).append(
+            f"{plugin.get_type_display()} plugins cannot be run from a dialog yet."
+        )
+        return [], []
+    if not plugin.projects.filter(pk=project.pk).exists():
+        errors.setdefault("__all__", []).append(
+            f"“{plugin.name}” is not activated on this project."
+        )
+    batches = list(project.batches.filter(pk__in=request.batch_ids))
+    missing_batches = set(request.batch_ids) - {b.pk for b in batches}
+    if missing_batches:
+        errors.setdefault("batches", []).append(
+            "Unknown batches: " + ", ".join(str(b) for b in sorted(missing_batches))
+        )
+    if plugin.type != PluginType.MODEL:
+        return [], batches
+    wanted = list(dict.fromkeys(e.strip() for e in request.external_ids if e.strip()))
+    if not wanted:
+        errors.setdefault("external_ids", []).append(
+            "Give at least one asset external ID."
+        )
+        return [], batches
+    assets = {a.external_id: a for a in project.assets.filter(external_id__in=wanted)}
+    unknown = [e for e in wanted if e not in assets]
+    if unknown:
+        errors.setdefault("external_ids", []).append(
+            "Not assets of this project: " + ", ".join(unknown[:20])
+        )
+    return [assets[e] for e in wanted if e in assets], batches
+
+
+MAX_CSV_BYTES = 5 * 1024 * 1024
+
+
+def checked_inputs(
+    plugin: Plugin,
+    project: Project,
+    inputs: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What File Explorer and Markdown runs need, checked: the storage must be
+    one this project may use (its keys go to the run), the CSV must decode."""
+    if plugin.type == PluginType.FILE_EXPLORER:
+        return _checked_explorer_inputs(project, inputs, errors)
+    if plugin.type == PluginType.MARKDOWN:
+        return _checked_markdown_inputs(inputs, errors)
+    if plugin.type == PluginType.EXPORT:
+        return _checked_export_inputs(project, inputs, errors)
+    return {}
+
+
+def _checked_explorer_inputs(
+    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    storage_pk = parse_id(str(inputs.get("storage_id") or ""))
+    storage = (
+        Storage.usable_by(project).filter(pk=storage_pk).first()
+        if storage_pk is not None
+        else None
+    )
+    if storage is None:
+        errors.setdefault("storage", []).append(
+            "Choose a storage of this project (admins add them under Storages)."
+        )
+        return {}
+    folder = str(inputs.get("folder") or "").strip().lstrip("/")
+    files = [str(f).strip() for f in inputs.get("files") or [] if str(f).strip()]
+    if len(folder) > 1000 or len(files) > 10_000:
+        errors.setdefault("folder", []).append("The folder or file list is too long.")
+    return {
+        "storage_id": storage.pk,
+        "bucket": storage.bucket,
+        "folder": folder,
+        "files": files,
+        "upload": bool(inputs.get("upload", True)),
+    }
+
+
+def _checked_markdown_inputs(
+    inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    csv_b64 = str(inputs.get("csv_base64") or "")
+    template = str(inputs.get("markdown_text") or "")
+    try:
+        header = base64.b64decode(csv_b64, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        header = ""
+    if not csv_b64 or not header.strip():
+        errors.setdefault("csv_file", []).append(
+            "Upload a UTF-8 CSV file with a header row and one row per document."
+        )
+    elif len(csv_b64) * 3 // 4 > MAX_CSV_BYTES:
+        errors.setdefault("csv_file", []).append(
+            f"The CSV file is over {MAX_CSV_BYTES // (1024 * 1024)} MiB."
+        )
+    if not template.strip():
+        errors.setdefault("markdown_text", []).append(
+            "Write the Markdown template; |column| is replaced by each row's value."
+        )
+    return {
+        "csv_name": str(inputs.get("csv_name") or "input.csv")[:200],
+        "csv_base64": csv_b64,
+        "markdown_text": template,
+    }
+
+
+def _checked_export_inputs(
+    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The workflow stages to export (the job's `stage`; [] = every stage)."""
+    known = project_stage_names(project)
+    wanted = list(dict.fromkeys(str(s) for s in inputs.get("stages") or [] if s))
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        errors.setdefault("stages", []).append(
+            "Not stages of this project's workflow: " + ", ".join(unknown)
+        )
+    return {"stages": wanted}
+
+
+def project_stage_names(project: Project) -> list[str]:
+    """The workflow's stage names, then any other stage tasks are in."""
+    names = [s.get("name", "") for s in workflow.stages(project.workflow)]
+    extra = project.tasks.exclude(stage__in=names).values_list("stage", flat=True)
+    return names + sorted(set(extra))
+
+
+def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset
+    assets = Asset.objects.filter(project=run.project)
+    if run.batch_ids:
+        assets = assets.filter(batches__in=run.batch_ids).distinct()
+    return assets
+
+
+def _new_session() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,183 @@
+"""Socket delivery: lease a batch of pending items to the plugin's live
+instances with free slots, least loaded first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from plugins_app import protocol
+from plugins_app.plugins.models import (
+    PluginInstance,
+)
+from plugins_app.plugins.types import (
+    WORKFLOW_TRIGGER,
+)
+from plugins_app.runs.dispatch.leases import _JOB_RELATIONS, _write_leases
+from plugins_app.runs.models import (
+    WorkItem,
+)
+
+DISPATCH_BATCH = 100  # socket jobs leased in one transaction
+
+
+_DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
+
+
+def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
+    """Inside a transaction: lease up to DISPATCH_BATCH pending items of a
+    plugin, best priority first, each to the least-loaded live instance with a
+    free slot; the jobs go out after the commit, in one hop to the channel
+    layer. Returns the jobs to send once the transaction commits.
+
+    A handful of statements whatever the batch size: on PostgreSQL a per-plugin
+    advisory lock lets one dispatcher at a time count the instances' free slots
+    (two processes could otherwise fill the same slot), and the items are
+    locked, so a cancel waits for the lease and then cancels it."""
+    # A cheap indexed probe first: most calls find nothing waiting.
+    pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
+    waiting = list(
+        pending.order_by("priority", "id").values_list("id", flat=True)[:DISPATCH_BATCH]
+    )
+    if not waiting:
+        return []
+    _lock_dispatch(plugin_id)
+    instances = _instances_with_free_slots(plugin_id)
+    free = sum(i.limit - i.in_flight for i in instances)
+    if not free:
+        return []
+    now = timezone.now()
+    items = _locked(pending.filter(pk__in=waiting[:free]))
+    leased = _allocate(items, instances, now)
+    left = free - len(leased)
+    if left and len(leased) < len(items):
+        # Workflow jobs found every workflow slot taken: other jobs need not
+        # wait behind them.
+        others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
+            pk__in=[i.pk for i in items]
+        )
+        leased += _allocate(_locked(others, limit=left), instances, now)
+    return _write_leases(leased, now) if leased else []
+
+
+def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
+    """Pending items (the first `limit`), locked until the transaction ends,
+    with what their jobs are built from."""
+    locked = (
+        items.select_for_update(of=("self",))
+        .select_related(*_JOB_RELATIONS)
+        .order_by("priority", "id")
+    )
+    return list(locked[:limit] if limit else locked)
+
+
+def _lock_dispatch(plugin_id: int) -> None:
+    # SQLite needs nothing: its IMMEDIATE transactions already run one at a time.
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [_DISPATCH_LOCK_CLASS, plugin_id],
+            )
+
+
+def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
+    """Live instances with a free slot, each with its jobs in flight and its
+    limit: the smaller of what it declared and the plugin's setting. Counted
+    from the plugin's leased items only (an index range), never from all the
+    items an instance ever held."""
+    counts = {
+        row["instance_id"]: row
+        for row in WorkItem.objects.filter(
+            plugin_id=plugin_id, state=WorkItem.State.LEASED
+        )
+        .values("instance_id")
+        .annotate(
+            n=Count("id"),
+            workflow=Count("id", filter=Q(run__trigger=WORKFLOW_TRIGGER)),
+        )
+    }
+    rows = (
+        PluginInstance.objects.live()
+        .filter(plugin_id=plugin_id)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "channel_name",
+            "address",
+            "capacity",
+            "last_dispatch_at",
+            "timeouts",
+            "plugin__concurrency",
+        )
+    )
+    instances = []
+    # Plain rows, not model instances: a fleet has hundreds of instances, and
+    # building each one as a model cost more than the query.
+    for row in rows:
+        pk, channel_name, address, capacity, last_dispatch_at, timeouts = row[:6]
+        concurrency = row[6]
+        held = counts.get(pk, {})
+        limit = min(capacity or concurrency, concurrency)
+        if held.get("n", 0) >= limit:
+            continue
+        instance = PluginInstance(
+            pk=pk,
+            plugin_id=plugin_id,
+            channel_name=channel_name,
+            address=address,
+            capacity=capacity,
+            last_dispatch_at=last_dispatch_at,
+            timeouts=timeouts,
+        )
+        instance.in_flight = held.get("n", 0)
+        instance.workflow_in_flight = held.get("workflow", 0)
+        instance.limit = limit
+        # The SDK runs workflow jobs on `concurrency` slots (1 unless the script
+        # says more; declared to the hub as ?concurrency=N in HOST) and answers
+        # {"error": true} at once when they are all busy: never send more.
+        instance.workflow_limit = min(capacity or 1, limit)
+        instances.append(instance)
+    return instances
+
+
+def _allocate(
+    items: list[WorkItem], instances: list[PluginInstance], now: Any
+) -> list[WorkItem]:
+    """Give each item (in order) to the instance with the fewest jobs in flight,
+    the one that waited longest for a job first; skip items nobody can take.
+    Instances whose last jobs timed out go last: a hung script looks idle (it
+    answers pings and its slots free up at each timeout), and would otherwise
+    get first pick of the very jobs that timed out on it."""
+    leased = []
+    for n, item in enumerate(items):
+        workflow = item.run.trigger == WORKFLOW_TRIGGER
+        fits = [
+            i
+            for i in instances
+            if i.in_flight < i.limit
+            and (not workflow or i.workflow_in_flight < i.workflow_limit)
+        ]
+        if not fits:
+            continue
+        instance = min(
+            fits,
+            key=lambda i: (
+                i.timeouts > 0,
+                i.in_flight,
+                i.last_dispatch_at is not None,
+                i.last_dispatch_at or now,
+            ),
+        )
+        instance.in_flight += 1
+        instance.workflow_in_flight += workflow
+        # Later leases of the batch go behind earlier ones among equals.
+        instance.last_dispatch_at = now + timedelta(microseconds=n)
+        item.instance = instance
+        leased.append(item)
+    return leased

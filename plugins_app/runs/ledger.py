@@ -1,0 +1,285 @@
+"""The ledger: every state change of work items and runs after the lease (finish,
+settle, close, requeue, time out, cancel, retry). Each is a conditional UPDATE,
+so two processes racing for one item change it once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from plugins_app.plugins.models import (
+    PluginInstance,
+)
+from plugins_app.runs.models import (
+    Run,
+    RunApiKey,
+    WorkItem,
+)
+from plugins_app.runs.notify import HUB, _hub_log, _notify_after_commit
+from plugins_app.runs.wakeup import _dispatch_freed_slots_after_commit, dispatch_pending
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Task
+
+
+class RunActionError(Exception):
+    """A cancel or retry that the run's state does not allow."""
+
+
+TIMEOUT_CAUSES = (
+    "Known causes: a Model callback under imerit-ango 1.4.x that returns a plain "
+    "dict instead of an AnnotationPayload (the SDK drops the answer without a "
+    "word); a callback that is still working or hung; a plugin process that was "
+    "killed or lost its connection."
+)
+
+
+def _item_done(item: WorkItem, note: str) -> None:
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.DONE):
+            return
+        _hub_log(item.run, note or "Job done.", item=item)
+        _run_settle(item.run_id)
+
+
+def _item_skip(item: WorkItem, reason: str) -> None:
+    """Answered, but the task holds a person's work: kept, and the run goes on."""
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.SKIPPED, error=reason):
+            return
+        _hub_log(item.run, f"Skipped: {reason}.", item=item)
+        _run_settle(item.run_id)
+
+
+def _item_fail(item: WorkItem, failure: str, error: str) -> None:
+    with transaction.atomic():
+        if not _finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
+            return
+        _hub_log(item.run, error, item=item, level="ERROR")
+        _run_settle(item.run_id)
+
+
+def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
+    """Leased → final, exactly once even if two processes race."""
+    return (
+        WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
+            state=state, finished_at=timezone.now(), **fields
+        )
+        == 1
+    )
+
+
+def _run_settle(run_id: int, *, dispatch: bool = True) -> None:
+    """Finish the run once no item is pending or leased. The finished item freed
+    a slot on its instance: hand out the next waiting job at once (unless the
+    caller schedules that itself)."""
+    run = Run.objects.select_for_update().get(pk=run_id)
+    if dispatch:
+        _dispatch_freed_slots_after_commit(run.plugin_id)
+    rows = list(run.items.values_list("state", "failure").distinct())
+    states = {state for state, _ in rows}
+    if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
+        _notify_after_commit(run.pk)
+        return
+    if run.is_finished:
+        return
+    failures = {failure for state, failure in rows if state == WorkItem.State.FAILED}
+    if not failures:
+        status, error = Run.Status.SUCCEEDED, ""
+    elif failures == {WorkItem.Failure.TIMEOUT}:
+        status = Run.Status.TIMED_OUT
+        error = _first_item_error(run)
+    else:
+        status = Run.Status.FAILED
+        error = _first_item_error(run)
+    _run_close(run, status, error)
+
+
+def _first_item_error(run: Run) -> str:
+    failed = run.items.filter(state=WorkItem.State.FAILED).exclude(error="")
+    first = failed.order_by("id").first()
+    count = failed.count()
+    if first is None:
+        return ""
+    more = f"\n(and {count - 1} more failed item(s))" if count > 1 else ""
+    return first.error + more
+
+
+def _run_close(run: Run, status: str, error: str) -> None:
+    now = timezone.now()
+    Run.objects.filter(pk=run.pk).update(status=status, error=error, finished_at=now)
+    RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
+    _hub_log(run, f"Run {Run.Status(status).label.lower()}.")
+    _notify_after_commit(run.pk)
+    if run.task_id is not None:
+        _record_on_task(run, status, error)
+
+
+def _record_on_task(run: Run, status: str, error: str) -> None:
+    """A run about a task ended: say so in the task's history."""
+    task = Task.objects.filter(pk=run.task_id).first()
+    if task is None:
+        return
+    name = events.RUN_SUCCEEDED if status == Run.Status.SUCCEEDED else events.RUN_FAILED
+    events.emit(
+        task,
+        name,
+        actor_label=f"plugin {run.plugin.name}",
+        data={
+            "run": run.pk,
+            "plugin": run.plugin.name,
+            "trigger": run.trigger,
+            "status": status,
+            "error": error[:500],
+        },
+    )
+
+
+def run_cancel(run: Run, *, by: AbstractBaseUser | None) -> Run:
+    """Stop a run: its waiting and in-flight items are cancelled (a late answer
+    for one is stale and ignored), its API keys revoked. A finished run is left
+    as it is."""
+    who = by.get_username() if by else "the command line"
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.is_finished:
+            return run
+        now = timezone.now()
+        open_items = run.items.filter(
+            state__in=[WorkItem.State.PENDING, WorkItem.State.LEASED]
+        )
+        held = list(
+            open_items.filter(state=WorkItem.State.LEASED).select_related("instance")
+        )
+        open_items.update(
+            state=WorkItem.State.CANCELLED,
+            failure=WorkItem.Failure.CANCELLED,
+            error=f"Cancelled by {who}.",
+            lease_expires_at=None,
+            deadline_at=None,
+            finished_at=now,
+        )
+        for item in held:
+            where = item.instance.address if item.instance else "an instance"
+            _hub_log(
+                run,
+                f"Cancelled while the instance at {where} held it; its answer "
+                "will be ignored.",
+                item=item,
+            )
+        _hub_log(run, f"{who} cancelled the run.")
+        _run_close(run, Run.Status.CANCELLED, f"Cancelled by {who}.")
+        # The cancelled jobs freed slots on their instances.
+        plugin_id = run.plugin_id
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    run.refresh_from_db()
+    return run
+
+
+def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
+    """Send the failed items of a finished run again (their attempts kept)."""
+    who = by.get_username() if by else "the command line"
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if not run.is_finished:
+            raise RunActionError(
+                f"Only a finished run can be retried; this one is "
+                f"{run.get_status_display().lower()}."
+            )
+        now = timezone.now()
+        count = run.items.filter(state=WorkItem.State.FAILED).update(
+            state=WorkItem.State.PENDING,
+            failure="",
+            error="",
+            lease_expires_at=None,
+            deadline_at=None,
+            finished_at=None,
+            queued_at=now,
+        )
+        if not count:
+            raise RunActionError("This run has no failed item to retry.")
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.QUEUED, error="", finished_at=None
+        )
+        _hub_log(run, f"{who} retried {count} failed item(s).")
+        plugin_id = run.plugin_id
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    run.refresh_from_db()
+    return run
+
+
+def _item_time_out(item: WorkItem, now: Any) -> bool:
+    """An attempt ran past the plugin's timeout: queue it again while attempts
+    remain, else fail it. Returns True when it failed."""
+    plugin = item.run.plugin
+    if item.instance_id is not None:
+        PluginInstance.objects.filter(pk=item.instance_id).update(
+            timeouts=F("timeouts") + 1
+        )
+    outcome = _retry_or_fail(
+        item,
+        WorkItem.Failure.TIMEOUT,
+        final=f"No answer from the plugin within {plugin.timeout_seconds} s. "
+        f"Timed out after {item.attempts} attempt(s). " + TIMEOUT_CAUSES,
+        retry=f"No answer within {plugin.timeout_seconds} s (attempt "
+        f"{item.attempts} of {plugin.max_attempts}); the job goes back to "
+        "the queue.",
+        now=now,
+    )
+    return outcome == "failed"
+
+
+def _item_lease_lost(item: WorkItem, now: Any) -> int:
+    """The holder stopped answering pings (its process died without closing its
+    socket): the job goes back to the queue, the attempt counted."""
+    where = item.instance.address if item.instance else "an instance"
+    outcome = _retry_or_fail(
+        item,
+        WorkItem.Failure.ERROR,
+        final=f"The instance at {where} went silent while holding this job; "
+        f"{item.attempts} attempt(s) made, giving up.",
+        retry=f"Instance at {where} stopped answering pings; the job goes back to "
+        "the queue.",
+        now=now,
+    )
+    return int(outcome == "retry")
+
+
+def _retry_or_fail(
+    item: WorkItem,
+    failure: str,
+    *,
+    final: str,
+    retry: str,
+    now: Any = None,
+    level: str = HUB,
+) -> str:
+    """One more attempt while the plugin allows it (back to the queue, `retry`
+    logged), else fail the item with `final`. Returns "failed", "retry", or
+    "settled" when another process already moved the item on."""
+    if item.attempts >= item.run.plugin.max_attempts:
+        _item_fail(item, failure, final)
+        return "failed"
+    with transaction.atomic():
+        if not _requeue(item, now or timezone.now()):
+            return "settled"
+        _hub_log(item.run, retry, item=item, level=level)
+    return "retry"
+
+
+def _requeue(item: WorkItem, now: Any) -> bool:
+    """Leased → pending, only if still leased to the same instance."""
+    return (
+        WorkItem.objects.filter(
+            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
+        ).update(
+            state=WorkItem.State.PENDING,
+            lease_expires_at=None,
+            deadline_at=None,
+            queued_at=now,
+        )
+        == 1
+    )

@@ -1,0 +1,175 @@
+"""Run logs: plugins' log lines (socket, REST, hosted) with the progress they
+report, and the hub's notes about what a plugin did over REST."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from plugins_app.inputs import json_trimmed
+from plugins_app.runs.models import (
+    Run,
+    RunLogLine,
+    WorkItem,
+)
+from plugins_app.runs.notify import HUB, _hub_log, _notify_after_commit
+from plugins_app.workspace.models import Task
+
+
+@dataclass(frozen=True)
+class PluginLogRecord:
+    session: str
+    level: str
+    message: str
+    extra: dict[str, Any]
+
+
+MAX_LOG_MESSAGE = 20_000
+
+
+LOG_FIELDS = {"level", "msg", "organization", "pluginId", "runBy", "session"}
+
+
+def parse_log_event(data: Any) -> PluginLogRecord | None:
+    """Read a `log` event; 1.4.x merges `extra` into the top level, 1.3.x nests it."""
+    if not isinstance(data, dict) or not isinstance(data.get("session"), str):
+        return None
+    extra = {k: v for k, v in data.items() if k not in LOG_FIELDS and k != "extra"}
+    if isinstance(data.get("extra"), dict):
+        extra.update(data["extra"])
+    return PluginLogRecord(
+        session=data["session"],
+        level=str(data.get("level") or "INFO")[:20],
+        message=str(data.get("msg", ""))[:MAX_LOG_MESSAGE],
+        extra=extra,
+    )
+
+
+def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int:
+    """Store a batch of plugin log lines, update progress, push them to watchers.
+    Lines for sessions this instance does not hold are dropped (and counted)."""
+    records = list(records)
+    items = WorkItem.objects.filter(
+        session__in={r.session for r in records},
+        instance__channel_name=channel_name,
+    )
+    return _logs_store(records, items)
+
+
+def logs_ingest_hosted(records: Iterable[PluginLogRecord], *, item_id: int) -> int:
+    """The same for a hosted handler's lines, sent by the worker running it
+    (which holds the item without an instance) while the item is leased."""
+    items = WorkItem.objects.filter(pk=item_id, state=WorkItem.State.LEASED)
+    return _logs_store(list(records), items)
+
+
+def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int:
+    items = {i.session: i for i in held}
+    # One line's extra must not cost the batch (NaN fails SQLite's JSON_VALID
+    # and would roll back every line with it) nor the run page (a value nested
+    # ~1,000 deep recursed past Python's limit on every render).
+    records = [replace(r, extra=bounded_log_extra(r.extra)) for r in records]
+    lines = [
+        RunLogLine(
+            run_id=items[r.session].run_id,
+            item=items[r.session],
+            level=r.level,
+            message=r.message,
+            extra=r.extra,
+        )
+        for r in records
+        if r.session in items
+    ]
+    with transaction.atomic():
+        created = RunLogLine.objects.bulk_create(lines)
+        for run_id, (done, total) in _reported_progress(records, items).items():
+            Run.objects.filter(pk=run_id).update(
+                reported_progress=done, reported_total=total
+            )
+    # Progress only comes with stored lines: one notification per run covers both.
+    for run_id in {line.run_id for line in created}:
+        _notify_after_commit(run_id)
+    return len(records) - len(lines)
+
+
+def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """What of a log line's extra is kept: HUB_MAX_JSON_DEPTH levels and about
+    HUB_MAX_LOG_EXTRA_BYTES of JSON; NaN/Infinity as strings. Anything cut is
+    marked in place ("…(cut)") and by a `hub_truncated` key."""
+    kept, cut = json_trimmed(
+        extra,
+        max_depth=settings.HUB_MAX_JSON_DEPTH,
+        max_chars=settings.HUB_MAX_LOG_EXTRA_BYTES,
+    )
+    if cut and isinstance(kept, dict):
+        kept["hub_truncated"] = (
+            "Parts of this extra were cut: over HUB_MAX_JSON_DEPTH levels or "
+            "HUB_MAX_LOG_EXTRA_BYTES of JSON."
+        )
+    return kept
+
+
+def _reported_progress(
+    records: list[PluginLogRecord], items: dict[str, WorkItem]
+) -> dict[int, tuple[int, int]]:
+    progress: dict[int, tuple[int, int]] = {}
+    for r in records:
+        done, total = r.extra.get("progress"), r.extra.get("total")
+        if r.session in items and _is_count(done) and _is_count(total):
+            progress[items[r.session].run_id] = (int(done), int(total))
+    return progress
+
+
+def _is_count(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 <= value < 2**31
+    )
+
+
+def run_count_labeled(run: Run, count: int) -> None:
+    """After an import: count the assets that carry this run's pre-label (an
+    asset imported twice counts once)."""
+    labeled = Task.objects.filter(prelabel_run=run).count()
+    Run.objects.filter(pk=run.pk).update(assets_labeled=labeled)
+    _hub_log(run, f"Imported pre-labels for {count} asset(s).")
+    _notify_after_commit(run.pk)
+
+
+def run_log_import_errors(
+    run: Run, errors: list[dict[str, Any]], *, total: int
+) -> None:
+    """Show a refused import in the run log: which records, and why."""
+    lines = [
+        f"records[{e['index']}] ({e.get('externalId')}): " + "; ".join(e["problems"])
+        for e in errors[:20]
+    ]
+    more = f"\n… and {len(errors) - 20} more" if len(errors) > 20 else ""
+    _hub_log(
+        run,
+        f"Refused an import of {total} record(s); nothing was written:\n"
+        + "\n".join(lines)
+        + more,
+        level="ERROR",
+    )
+
+
+def run_log_import_skips(run: Run, skipped: list[dict[str, Any]]) -> None:
+    """Show which imported records were kept from their tasks, and why."""
+    lines = [f"{s['externalId']}: {s['reason']}" for s in skipped[:20]]
+    more = f"\n… and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    _hub_log(
+        run,
+        f"Skipped {len(skipped)} record(s) whose task holds a person's work "
+        "(the others were written):\n" + "\n".join(lines) + more,
+    )
+
+
+def run_note(run: Run, message: str, *, error: bool = False) -> None:
+    """A line of the hub's own in the run log (what a plugin did over REST)."""
+    _hub_log(run, message, level="ERROR" if error else HUB)

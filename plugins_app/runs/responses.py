@@ -1,0 +1,129 @@
+"""A plugin's answer to a job: checked, applied by its plugin kind, and the item
+finished by it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from plugins_app.plugins.models import (
+    PluginInstance,
+)
+from plugins_app.plugins.types import (
+    WORKFLOW_TRIGGER,
+    kind_of,
+)
+from plugins_app.runs.ledger import _item_done, _item_fail, _item_skip
+from plugins_app.runs.models import (
+    RunLogLine,
+    WorkItem,
+)
+from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.workflow import _workflow_bounced
+
+log = logging.getLogger(__name__)
+
+
+def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) -> str:
+    """Apply a plugin's `response`. Returns a word for the consumer's log."""
+    item = (
+        WorkItem.objects.filter(session=session)
+        .select_related("run__plugin", "run__project", "asset", "instance")
+        .first()
+        if isinstance(session, str)
+        else None
+    )
+    if item is None:
+        log.warning("response for unknown session %r ignored", session)
+        return "unknown-session"
+    if item.state != WorkItem.State.LEASED or (
+        item.instance is None or item.instance.channel_name != channel_name
+    ):
+        return _ignore_stale(item, channel_name)
+    if item.instance.timeouts:  # it answers again: back in line with the others
+        PluginInstance.objects.filter(pk=item.instance_id).update(timeouts=0)
+    if payload.get("error") and _workflow_bounced(item):
+        return "busy"
+    if payload.get("error"):
+        _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
+        return "error"
+    if item.run.trigger == WORKFLOW_TRIGGER:
+        # Success of a workflow job is its POST /v2/annotate, never a response.
+        _hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
+        return "ignored"
+    with transaction.atomic():
+        # Hold the lease's row while the answer is written: a sweep that
+        # requeues it meanwhile waits, then finds it done. Without the lock a
+        # pre-label could be written, the job requeued, and written again.
+        held = WorkItem.objects.select_for_update().filter(
+            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
+        )
+        if not held.exists():
+            item.refresh_from_db(fields=["state"])
+            return _ignore_stale(item, channel_name)
+        outcome = kind_of(item.run).apply_response(item, payload.get("response"))
+        if outcome.problems:
+            text = "The plugin's answer was rejected:\n" + "\n".join(
+                f"• {p}" for p in outcome.problems
+            )
+            _item_fail(item, WorkItem.Failure.INVALID, text)
+            return "invalid"
+        if outcome.skipped:
+            _item_skip(item, outcome.skipped)
+            return "skipped"
+        _item_done(item, outcome.note)
+    return "done"
+
+
+def _ignore_stale(item: WorkItem, channel_name: str) -> str:
+    log.info(
+        "stale response for item %s (%s) from %s ignored",
+        item.pk,
+        item.state,
+        channel_name,
+    )
+    _hub_log(
+        item.run,
+        f"Ignored a response for a job that is already {item.get_state_display()}"
+        " or held by another instance.",
+        item=item,
+    )
+    return "stale"
+
+
+def item_fail_oversized(*, session: str, channel_name: str, size: int) -> bool:
+    """Fail the job `session` (held by this channel) whose answer frame was
+    refused; False when the session is none of its leased jobs."""
+    item = WorkItem.objects.filter(
+        session=session,
+        state=WorkItem.State.LEASED,
+        instance__channel_name=channel_name,
+    ).first()
+    if item is not None:
+        limit = settings.HUB_MAX_FRAME_BYTES
+        _item_fail(
+            item,
+            WorkItem.Failure.INVALID,
+            f"The plugin's response is {size:,} bytes, over the hub's limit of "
+            f"{limit:,} bytes (HUB_MAX_FRAME_BYTES); nothing was stored.",
+        )
+    return item is not None
+
+
+def _plugin_error_text(item: WorkItem) -> str:
+    # 1.4.x adds its own "Plugin callback failed: …" after the plugin's own error
+    # line, so the last few lines say more than the last one.
+    errors = list(
+        RunLogLine.objects.filter(item=item, level__in=["ERROR", "CRITICAL"])
+        .order_by("-id")
+        .values_list("message", flat=True)[:3]
+    )
+    if errors:
+        return "The plugin reported an error: " + "\n".join(reversed(errors))
+    return (
+        "The plugin reported an error without logging why (its callback raised; "
+        "the SDK sends no message)."
+    )

@@ -1,0 +1,77 @@
+"""Asking for a dispatch without depending on how work is delivered.
+
+The ledger frees slots (a job finished, an instance went away) and must hand
+out the next job; delivery (runs/dispatch/, hosted/dispatch.py) changes items
+through the ledger. So the ledger asks here, and RunsConfig.ready() connects
+the dispatcher (`runs.dispatch.dispatch_pending`) once the apps are loaded:
+no import runs from the ledger back up to delivery."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from django.db import transaction
+
+from plugins_app import protocol
+
+_dispatcher: Callable[[int], int] | None = None
+
+
+def connect(dispatcher: Callable[[int], int]) -> None:
+    global _dispatcher
+    _dispatcher = dispatcher
+
+
+def dispatch_pending(plugin_id: int) -> int:
+    """`runs.dispatch.dispatch_pending`, for the modules it depends on."""
+    if _dispatcher is None:
+        raise RuntimeError("runs.wakeup: no dispatcher connected (RunsConfig.ready)")
+    return _dispatcher(plugin_id)
+
+
+class _FreedSlotDispatches:
+    """Dispatches asked for by the plugin socket's events (a job finished, an
+    instance came or went), coalesced per plugin in this process: one drains on a
+    worker thread while the requests made meanwhile add up to one more pass.
+
+    Every finished job frees a slot, and the dispatches of one plugin take turns
+    under its lock. Run inline on the web process's database thread, one per
+    answer, they queued all its sockets' work behind that lock: with two queue
+    processes a web process fell 9 s behind and leases expired. Elsewhere (Celery,
+    the CLI) there is no loop to hand them to, and they run inline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._draining: set[int] = set()
+        self._again: set[int] = set()
+
+    def request(self, plugin_id: int) -> None:
+        with self._lock:
+            if plugin_id in self._draining:
+                self._again.add(plugin_id)
+                return
+            self._draining.add(plugin_id)
+        if not protocol.run_later(0, self._drain, plugin_id):
+            self._drain(plugin_id)
+
+    def _drain(self, plugin_id: int) -> None:
+        more = True
+        while more:
+            try:
+                dispatch_pending(plugin_id)
+            finally:
+                # Decided under the lock: a request made after this sees the
+                # drain over and starts its own.
+                with self._lock:
+                    more = plugin_id in self._again
+                    self._again.discard(plugin_id)
+                    if not more:
+                        self._draining.discard(plugin_id)
+
+
+_freed_slots = _FreedSlotDispatches()
+
+
+def _dispatch_freed_slots_after_commit(plugin_id: int) -> None:
+    transaction.on_commit(lambda: _freed_slots.request(plugin_id))
