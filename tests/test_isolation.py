@@ -194,7 +194,7 @@ def test_it_keeps_acmes_runs_and_plugins_out_of_the_outsiders_lists(
     home = client.get("/").content.decode()
 
     assert f'href="/runs/{run.pk}/"' not in runs
-    assert "No runs yet." in runs and "No runs yet." in filtered
+    assert "No runs yet." in runs and "No runs match these filters." in filtered
     assert f'href="/runs/{run.pk}/"' not in filtered
     assert plugin.public_id not in plugins and plugin.name not in plugins
     assert f'href="/projects/{workspace.project.pk}/"' not in home
