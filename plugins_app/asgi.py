@@ -21,7 +21,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from plugins_app import protocol  # noqa: E402
+from plugins_app import db_threads, protocol  # noqa: E402
 from plugins_app.runs.instances import instances_forget_all  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
@@ -46,6 +46,9 @@ router = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
     }
 )
+# Persistent connections for the long-lived threads, none left behind by the
+# per-request ones.
+db_threads.install()
 
 
 async def application(

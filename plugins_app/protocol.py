@@ -143,7 +143,9 @@ def run_later(delay: float, fn: Callable[..., Any], *args: Any) -> bool:
         except Exception:
             log.exception("delayed %s failed", getattr(fn, "__name__", fn))
         finally:
-            connection.close()  # this pool thread's own database connection
+            # This pool thread lives as long as the process: keep its connection
+            # for CONN_MAX_AGE (reopening it cost ~4 ms a run), unless it broke.
+            connection.close_if_unusable_or_obsolete()
 
     def start() -> None:
         loop.call_later(delay, lambda: loop.run_in_executor(None, in_thread))

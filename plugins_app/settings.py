@@ -136,7 +136,19 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'hub.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Seconds a thread keeps its database connection. Reopening one costs ~1 ms of
+# CPU, and the threads that live as long as the process (Channels' database
+# thread, protocol.run_later's pool, the pong saver, Celery workers) reopened
+# theirs up to five times a run. Each HTTP request's own thread, which ends with
+# the request, still closes its connection (plugins_app/db_threads.py); health
+# checks drop a connection a database restart broke before it is used again.
+# 0: a new connection for each request and message, as before.
+HUB_DB_CONN_MAX_AGE = envint("HUB_DB_CONN_MAX_AGE", 300)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=HUB_DB_CONN_MAX_AGE, conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus IMMEDIATE transactions let the ASGI server, the Celery worker and
     # the CLI share one SQLite file without "database is locked" errors.
@@ -331,7 +343,10 @@ HUB_LIVE_HEARTBEAT_SECONDS = envint("HUB_LIVE_HEARTBEAT_SECONDS", 180)
 # Base URL plugins use to fetch asset files; by default the Host they connected to.
 HUB_PUBLIC_URL = os.environ.get("HUB_PUBLIC_URL", "")
 HUB_DEFAULT_CONCURRENCY = envint("HUB_DEFAULT_CONCURRENCY", 8)
-HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "0.05"))
+# Embedded mode: writers of the outbox wake the ASGI process's drain at once
+# (plugins_app/wire/bell.py); it also reads the outbox this often, in case a
+# wake-up was lost.
+HUB_OUTBOX_POLL_SECONDS = float(os.environ.get("HUB_OUTBOX_POLL_SECONDS", "1.0"))
 # Extra life of a run's API key beyond the plugin's timeout.
 HUB_API_KEY_GRACE_SECONDS = envint("HUB_API_KEY_GRACE_SECONDS", 60)
 # Triggered events whose Celery task never ran (the broker was down at commit,
@@ -431,16 +446,16 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "plugins_app.ops.logging.JsonFormatter"},
     },
+    "filters": {
+        "client_errors": {"()": "plugins_app.ops.logging.ClientErrorsWithoutTraceback"}
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": HUB_LOG_FORMAT}
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "plugins_app": {"level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
-    },
-}
-    "filters": {
-        "client_errors": {"()": "plugins_app.ops.logging.ClientErrorsWithoutTraceback"}
-    },
         # A 403 is one log line, not a traceback (see the filter).
         "django.request": {"filters": ["client_errors"]},
+    },
+}

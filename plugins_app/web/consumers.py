@@ -5,19 +5,35 @@ sends HTML fragments that htmx's ws extension swaps in by id."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import close_old_connections
 
 from plugins_app import protocol
 from plugins_app.inputs import parse_id
 from plugins_app.protocol import RunChanged
 from plugins_app.web.access import user_can_view_run
-from plugins_app.web.fragments import render_run_updates
+from plugins_app.web.fragments import RunUpdate, run_update
 
 
 class RunWatchConsumer(AsyncWebsocketConsumer):
+    status_shown: object = None  # what the last push's status was made from
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Not super().dispatch: it hops to the database thread before every
+        # message to close "old" connections (with CONN_MAX_AGE=0, every one:
+        # 105 reopenings in a 20,000-line burst), though `run_changed` only sets
+        # a flag. The push does its database work in `_next_update`, which
+        # drops a broken or expired connection first.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         user = self.scope.get("user")
@@ -50,9 +66,18 @@ class RunWatchConsumer(AsyncWebsocketConsumer):
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            html, self.cursor, more = await sync_to_async(render_run_updates)(
-                self.run_id, after=self.cursor
+            update = await sync_to_async(_next_update)(
+                self.run_id, self.cursor, self.status_shown
             )
-            await self.send(text_data=html)
-            if more:
+            self.cursor, self.status_shown = update.cursor, update.status_shown
+            if update.html:
+                await self.send(text_data=update.html)
+            if update.more:
                 self.dirty.set()
+
+
+def _next_update(run_id: int, cursor: int, status_shown: object) -> RunUpdate:
+    # On the database thread, which no request cycle tidies: a connection that
+    # broke (a database restart) or outlived CONN_MAX_AGE is dropped here.
+    close_old_connections()
+    return run_update(run_id, after=cursor, status_shown=status_shown)
