@@ -5,7 +5,9 @@ Explorer and Markdown plugins make (/v2/storages, /v2/project/{id}/cloud,
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 from typing import Any
 
 import pytest
@@ -321,8 +323,10 @@ def test_it_refuses_cloud_and_batches_on_another_project(
     assert (Asset.objects.count(), Batch.objects.count()) == before
 
 
-def test_the_asset_page_renders_markdown_escaped(workspace: Any, md_key: str) -> None:
-    evil = "# Title\n\n<script>alert(1)</script> **bold** [x](javascript:alert(1))"
+def test_the_asset_page_renders_markdown_sanitized_in_a_sandbox(
+    workspace: Any, md_key: str
+) -> None:
+    evil = "# Title\n\n<script>alert(1)</script>\n\n**bold** [x](javascript:alert(1))"
     v2(
         md_key,
         "post",
@@ -337,9 +341,17 @@ def test_the_asset_page_renders_markdown_escaped(workspace: Any, md_key: str) ->
         .content.decode()
     )
 
-    assert "<h1>Title</h1>" in page and "<strong>bold</strong>" in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "<script>alert(1)" not in page and 'href="javascript:' not in page
+    # The document is the srcdoc of a sandboxed iframe (escaped into the
+    # attribute), sanitized: markup kept, the script and the link target gone.
+    frame = re.search(r'<iframe [^>]*id="asset-markdown"[^>]*>', page)
+    assert frame and " sandbox " in frame.group(0)
+    srcdoc = re.search(r'srcdoc="([^"]*)"', frame.group(0))
+    assert srcdoc
+    document = html.unescape(srcdoc.group(1))
+    assert "<h1>Title</h1>" in document and "<strong>bold</strong>" in document
+    assert "<script" not in document and "alert(1)</" not in document
+    assert 'href="javascript:' not in document
+    assert "<script>alert(1)" not in page
 
 
 # --- the Storages page ----------------------------------------------------------------
