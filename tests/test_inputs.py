@@ -14,7 +14,7 @@ from django.test import Client
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
-from plugins_app.runs.dispatch.leases import _job
+from plugins_app.runs.dispatch.leases import job_with_key
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Storage, Task
@@ -434,7 +434,7 @@ def test_the_rest_connectors_log_endpoint_stores_nan_as_a_string(
         "/v2/pluginLog",
         json.dumps({**log, "extra": {"score": float("nan")}}),
         "application/json",
-        HTTP_APIKEY=_job(item)["apiKey"],
+        HTTP_APIKEY=job_with_key(item)["apiKey"],
     )
 
     assert response.status_code == 200, response.content

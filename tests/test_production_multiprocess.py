@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
-from plugins_app.runs.dispatch.socket import _DISPATCH_LOCK_CLASS
+from plugins_app.runs.dispatch.socket import DISPATCH_LOCK_CLASS
 from tests.hub import PluginProcess, wait_for
 from tests.production import (
     Stack,
@@ -117,7 +117,7 @@ def test_answers_go_on_while_another_process_holds_the_plugins_dispatch_lock(
     with psycopg.connect(hub.env["DATABASE_URL"], autocommit=True) as dispatcher:
         dispatcher.execute(
             "SELECT pg_advisory_lock(%s::int, %s::int)",
-            [_DISPATCH_LOCK_CLASS, plugin["id"]],
+            [DISPATCH_LOCK_CLASS, plugin["id"]],
         )
         wait_for(
             lambda: statuses() == ["queued", "succeeded", "succeeded"],

@@ -302,9 +302,9 @@ def test_plugin_log_and_response_need_a_session_of_the_keys_run(
     assert dispatch_pending(plugin.pk) == 2  # leased; the Celery tasks do not run
     item = run.items.get(asset__external_id="astronaut")
     assert item.state == WorkItem.State.LEASED
-    from plugins_app.runs.dispatch.leases import _job
+    from plugins_app.runs.dispatch.leases import job_with_key
 
-    key = _job(item)["apiKey"]
+    key = job_with_key(item)["apiKey"]
 
     def post(path: str, body: Any) -> Any:
         return Client().post(

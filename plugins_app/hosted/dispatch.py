@@ -12,12 +12,12 @@ from django.utils import timezone
 from plugins_app.plugins.models import (
     Plugin,
 )
-from plugins_app.runs.dispatch.leases import _lease, _next_pending_item
-from plugins_app.runs.ledger import _item_done, _item_fail, _run_settle
+from plugins_app.runs.dispatch.leases import lease_item, next_pending_item
+from plugins_app.runs.ledger import item_done, item_fail, run_settle
 from plugins_app.runs.models import (
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.notify import hub_log
 
 # The handler starts when a Celery worker picks the job up, which may be a while
 # after the lease: the worker restamps the deadline then (hosted_item_started).
@@ -50,11 +50,11 @@ def dispatch_hosted(plugin_id: int) -> int:
         plugin_id=plugin_id, state=WorkItem.State.LEASED
     ).count()
     while in_flight + len(leased) < plugin.concurrency:
-        item = _next_pending_item(plugin_id)
+        item = next_pending_item(plugin_id)
         if item is None:
             break
         wait = plugin.timeout_seconds + HOSTED_QUEUE_GRACE_SECONDS
-        if _lease(item, None, hold=timedelta(seconds=wait), seconds=wait):
+        if lease_item(item, None, hold=timedelta(seconds=wait), seconds=wait):
             leased.append(item.pk)
     hand_off(leased)
     return len(leased)
@@ -72,8 +72,8 @@ def _fail_pending(plugin_id: int, error: str) -> int:
                 error=error,
                 finished_at=timezone.now(),
             ):
-                _hub_log(item.run, error, item=item, level="ERROR")
-                _run_settle(item.run_id)
+                hub_log(item.run, error, item=item, level="ERROR")
+                run_settle(item.run_id)
                 failed += 1
     return failed
 
@@ -100,7 +100,7 @@ def hosted_item_started(item_id: int, *, worker: str) -> WorkItem | None:
     WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
         deadline_at=until, lease_expires_at=until
     )
-    _hub_log(item.run, f"Handler started on worker {worker}.", item=item)
+    hub_log(item.run, f"Handler started on worker {worker}.", item=item)
     return item
 
 
@@ -115,9 +115,9 @@ def hosted_item_finish(
     or crashed (error, with its failure kind). A no-op if the item was
     cancelled meanwhile."""
     if error:
-        _item_fail(item, failure, error)
+        item_fail(item, failure, error)
     else:
-        _item_done(item, note)
+        item_done(item, note)
 
 
 def item_is_open(item_id: int) -> bool:

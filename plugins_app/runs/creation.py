@@ -24,7 +24,7 @@ from plugins_app.runs.models import (
     Run,
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.notify import hub_log
 from plugins_app.runs.wakeup import dispatch_pending
 from plugins_app.workspace import lifecycle, workflow
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, TaskEvent
@@ -79,7 +79,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             replace_submitted=request.replace_submitted,
         )
         if request.replace_submitted:
-            _hub_log(
+            hub_log(
                 run,
                 "Replace submitted answers is on: answers people submitted or "
                 "reviewed will be replaced (each one can be undone from this page).",
@@ -92,7 +92,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
                     run=run,
                     plugin=run.plugin,
                     asset=a,
-                    session=_new_session(),
+                    session=new_session(),
                     priority=priority,
                 )
                 for a in assets
@@ -101,9 +101,9 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             if request.plugin.type not in INPUT_TYPES:
                 run.assets_total = _assets_in_scope(run).count()
                 run.save(update_fields=["assets_total"])
-            WorkItem.objects.create(run=run, plugin=run.plugin, session=_new_session())
+            WorkItem.objects.create(run=run, plugin=run.plugin, session=new_session())
         who = request.user.get_username() if request.user else "the command line"
-        _hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
+        hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
         if dispatch:
             plugin_id = request.plugin.pk
             transaction.on_commit(lambda: dispatch_pending(plugin_id))
@@ -146,7 +146,7 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
                 run=run,
                 plugin=plugin,
                 asset=task.asset,
-                session=_new_session(),
+                session=new_session(),
                 priority=PRIORITY_INTERACTIVE,
             )
             who = event.actor.get_username() if event.actor else event.actor_label
@@ -155,7 +155,7 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
                 if plugin.delivery == Delivery.HOSTED
                 else "a plugin instance"
             )
-            _hub_log(
+            hub_log(
                 run,
                 f"Triggered by {event.name} on {task.asset.external_id}"
                 f"{f' ({who})' if who else ''}; waiting for {waits_for}.",
@@ -362,5 +362,5 @@ def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset
     return assets
 
 
-def _new_session() -> str:
+def new_session() -> str:
     return uuid.uuid4().hex

@@ -18,12 +18,12 @@ from plugins_app.plugins.models import (
     lease_ttl,
 )
 from plugins_app.plugins.secrets import token_matches
-from plugins_app.runs.ledger import _item_fail, _requeue
+from plugins_app.runs.ledger import item_fail, requeue
 from plugins_app.runs.models import (
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
-from plugins_app.runs.wakeup import _dispatch_freed_slots_after_commit
+from plugins_app.runs.notify import hub_log
+from plugins_app.runs.wakeup import dispatch_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def instance_heartbeat(
     )
     if created:
         log.info("plugin %s connected from %s", plugin.public_id, address)
-        _dispatch_freed_slots_after_commit(plugin.pk)
+        dispatch_after_commit(plugin.pk)
     return instance
 
 
@@ -115,21 +115,21 @@ def instance_disconnect(*, channel_name: str) -> None:
         ).select_related("run__plugin")
         for item in leased:
             if item.attempts >= item.run.plugin.max_attempts:
-                _item_fail(
+                item_fail(
                     item,
                     WorkItem.Failure.ERROR,
                     f"The plugin's connection dropped while holding this job "
                     f"{item.attempts} times; giving up.",
                 )
                 continue
-            _hub_log(
+            hub_log(
                 item.run,
                 f"Instance at {instance.address} disconnected; the job goes back "
                 "to the queue.",
                 item=item,
             )
-            _requeue(item, now)
-    _dispatch_freed_slots_after_commit(instance.plugin_id)
+            requeue(item, now)
+    dispatch_after_commit(instance.plugin_id)
 
 
 def instances_forget_all() -> int:

@@ -19,8 +19,8 @@ from plugins_app.runs.models import (
     RunApiKey,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, _hub_log, _notify_after_commit
-from plugins_app.runs.wakeup import _dispatch_freed_slots_after_commit, dispatch_pending
+from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
+from plugins_app.runs.wakeup import dispatch_after_commit, dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
 
@@ -37,32 +37,32 @@ TIMEOUT_CAUSES = (
 )
 
 
-def _item_done(item: WorkItem, note: str) -> None:
+def item_done(item: WorkItem, note: str) -> None:
     with transaction.atomic():
-        if not _finish_item(item, WorkItem.State.DONE):
+        if not finish_item(item, WorkItem.State.DONE):
             return
-        _hub_log(item.run, note or "Job done.", item=item)
-        _run_settle(item.run_id)
+        hub_log(item.run, note or "Job done.", item=item)
+        run_settle(item.run_id)
 
 
-def _item_skip(item: WorkItem, reason: str) -> None:
+def item_skip(item: WorkItem, reason: str) -> None:
     """Answered, but the task holds a person's work: kept, and the run goes on."""
     with transaction.atomic():
-        if not _finish_item(item, WorkItem.State.SKIPPED, error=reason):
+        if not finish_item(item, WorkItem.State.SKIPPED, error=reason):
             return
-        _hub_log(item.run, f"Skipped: {reason}.", item=item)
-        _run_settle(item.run_id)
+        hub_log(item.run, f"Skipped: {reason}.", item=item)
+        run_settle(item.run_id)
 
 
-def _item_fail(item: WorkItem, failure: str, error: str) -> None:
+def item_fail(item: WorkItem, failure: str, error: str) -> None:
     with transaction.atomic():
-        if not _finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
+        if not finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
             return
-        _hub_log(item.run, error, item=item, level="ERROR")
-        _run_settle(item.run_id)
+        hub_log(item.run, error, item=item, level="ERROR")
+        run_settle(item.run_id)
 
 
-def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
+def finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
     """Leased → final, exactly once even if two processes race."""
     return (
         WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
@@ -72,17 +72,17 @@ def _finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
     )
 
 
-def _run_settle(run_id: int, *, dispatch: bool = True) -> None:
+def run_settle(run_id: int, *, dispatch: bool = True) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
     caller schedules that itself)."""
     run = Run.objects.select_for_update().get(pk=run_id)
     if dispatch:
-        _dispatch_freed_slots_after_commit(run.plugin_id)
+        dispatch_after_commit(run.plugin_id)
     rows = list(run.items.values_list("state", "failure").distinct())
     states = {state for state, _ in rows}
     if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
-        _notify_after_commit(run.pk)
+        notify_after_commit(run.pk)
         return
     if run.is_finished:
         return
@@ -95,7 +95,7 @@ def _run_settle(run_id: int, *, dispatch: bool = True) -> None:
     else:
         status = Run.Status.FAILED
         error = _first_item_error(run)
-    _run_close(run, status, error)
+    run_close(run, status, error)
 
 
 def _first_item_error(run: Run) -> str:
@@ -108,12 +108,12 @@ def _first_item_error(run: Run) -> str:
     return first.error + more
 
 
-def _run_close(run: Run, status: str, error: str) -> None:
+def run_close(run: Run, status: str, error: str) -> None:
     now = timezone.now()
     Run.objects.filter(pk=run.pk).update(status=status, error=error, finished_at=now)
     RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
-    _hub_log(run, f"Run {Run.Status(status).label.lower()}.")
-    _notify_after_commit(run.pk)
+    hub_log(run, f"Run {Run.Status(status).label.lower()}.")
+    notify_after_commit(run.pk)
     if run.task_id is not None:
         _record_on_task(run, status, error)
 
@@ -164,14 +164,14 @@ def run_cancel(run: Run, *, by: AbstractBaseUser | None) -> Run:
         )
         for item in held:
             where = item.instance.address if item.instance else "an instance"
-            _hub_log(
+            hub_log(
                 run,
                 f"Cancelled while the instance at {where} held it; its answer "
                 "will be ignored.",
                 item=item,
             )
-        _hub_log(run, f"{who} cancelled the run.")
-        _run_close(run, Run.Status.CANCELLED, f"Cancelled by {who}.")
+        hub_log(run, f"{who} cancelled the run.")
+        run_close(run, Run.Status.CANCELLED, f"Cancelled by {who}.")
         # The cancelled jobs freed slots on their instances.
         plugin_id = run.plugin_id
         transaction.on_commit(lambda: dispatch_pending(plugin_id))
@@ -204,14 +204,14 @@ def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
         Run.objects.filter(pk=run.pk).update(
             status=Run.Status.QUEUED, error="", finished_at=None
         )
-        _hub_log(run, f"{who} retried {count} failed item(s).")
+        hub_log(run, f"{who} retried {count} failed item(s).")
         plugin_id = run.plugin_id
         transaction.on_commit(lambda: dispatch_pending(plugin_id))
     run.refresh_from_db()
     return run
 
 
-def _item_time_out(item: WorkItem, now: Any) -> bool:
+def item_time_out(item: WorkItem, now: Any) -> bool:
     """An attempt ran past the plugin's timeout: queue it again while attempts
     remain, else fail it. Returns True when it failed."""
     plugin = item.run.plugin
@@ -219,7 +219,7 @@ def _item_time_out(item: WorkItem, now: Any) -> bool:
         PluginInstance.objects.filter(pk=item.instance_id).update(
             timeouts=F("timeouts") + 1
         )
-    outcome = _retry_or_fail(
+    outcome = retry_or_fail(
         item,
         WorkItem.Failure.TIMEOUT,
         final=f"No answer from the plugin within {plugin.timeout_seconds} s. "
@@ -232,11 +232,11 @@ def _item_time_out(item: WorkItem, now: Any) -> bool:
     return outcome == "failed"
 
 
-def _item_lease_lost(item: WorkItem, now: Any) -> int:
+def item_lease_lost(item: WorkItem, now: Any) -> int:
     """The holder stopped answering pings (its process died without closing its
     socket): the job goes back to the queue, the attempt counted."""
     where = item.instance.address if item.instance else "an instance"
-    outcome = _retry_or_fail(
+    outcome = retry_or_fail(
         item,
         WorkItem.Failure.ERROR,
         final=f"The instance at {where} went silent while holding this job; "
@@ -248,7 +248,7 @@ def _item_lease_lost(item: WorkItem, now: Any) -> int:
     return int(outcome == "retry")
 
 
-def _retry_or_fail(
+def retry_or_fail(
     item: WorkItem,
     failure: str,
     *,
@@ -261,16 +261,16 @@ def _retry_or_fail(
     logged), else fail the item with `final`. Returns "failed", "retry", or
     "settled" when another process already moved the item on."""
     if item.attempts >= item.run.plugin.max_attempts:
-        _item_fail(item, failure, final)
+        item_fail(item, failure, final)
         return "failed"
     with transaction.atomic():
-        if not _requeue(item, now or timezone.now()):
+        if not requeue(item, now or timezone.now()):
             return "settled"
-        _hub_log(item.run, retry, item=item, level=level)
+        hub_log(item.run, retry, item=item, level=level)
     return "retry"
 
 
-def _requeue(item: WorkItem, now: Any) -> bool:
+def requeue(item: WorkItem, now: Any) -> bool:
     """Leased → pending, only if still leased to the same instance."""
     return (
         WorkItem.objects.filter(

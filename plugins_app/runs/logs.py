@@ -16,7 +16,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, _hub_log, _notify_after_commit
+from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
 from plugins_app.workspace.models import Task
 
 
@@ -92,7 +92,7 @@ def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int
             )
     # Progress only comes with stored lines: one notification per run covers both.
     for run_id in {line.run_id for line in created}:
-        _notify_after_commit(run_id)
+        notify_after_commit(run_id)
     return len(records) - len(lines)
 
 
@@ -137,8 +137,8 @@ def run_count_labeled(run: Run, count: int) -> None:
     asset imported twice counts once)."""
     labeled = Task.objects.filter(prelabel_run=run).count()
     Run.objects.filter(pk=run.pk).update(assets_labeled=labeled)
-    _hub_log(run, f"Imported pre-labels for {count} asset(s).")
-    _notify_after_commit(run.pk)
+    hub_log(run, f"Imported pre-labels for {count} asset(s).")
+    notify_after_commit(run.pk)
 
 
 def run_log_import_errors(
@@ -150,7 +150,7 @@ def run_log_import_errors(
         for e in errors[:20]
     ]
     more = f"\n… and {len(errors) - 20} more" if len(errors) > 20 else ""
-    _hub_log(
+    hub_log(
         run,
         f"Refused an import of {total} record(s); nothing was written:\n"
         + "\n".join(lines)
@@ -163,7 +163,7 @@ def run_log_import_skips(run: Run, skipped: list[dict[str, Any]]) -> None:
     """Show which imported records were kept from their tasks, and why."""
     lines = [f"{s['externalId']}: {s['reason']}" for s in skipped[:20]]
     more = f"\n… and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-    _hub_log(
+    hub_log(
         run,
         f"Skipped {len(skipped)} record(s) whose task holds a person's work "
         "(the others were written):\n" + "\n".join(lines) + more,
@@ -172,4 +172,4 @@ def run_log_import_skips(run: Run, skipped: list[dict[str, Any]]) -> None:
 
 def run_note(run: Run, message: str, *, error: bool = False) -> None:
     """A line of the hub's own in the run log (what a plugin did over REST)."""
-    _hub_log(run, message, level="ERROR" if error else HUB)
+    hub_log(run, message, level="ERROR" if error else HUB)

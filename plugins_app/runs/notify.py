@@ -14,15 +14,15 @@ from plugins_app.runs.models import (
 HUB = "HUB"  # level of the log lines the hub writes itself
 
 
-def _hub_log(
+def hub_log(
     run: Run, message: str, *, item: WorkItem | None = None, level: str = HUB
 ) -> RunLogLine:
     line = RunLogLine.objects.create(run=run, item=item, level=level, message=message)
-    _notify_after_commit(run.pk)
+    notify_after_commit(run.pk)
     return line
 
 
-def _notify_after_commit(run_id: int) -> None:
+def notify_after_commit(run_id: int) -> None:
     """Tell the run's watchers; they read what is new themselves and coalesce
     bursts, so a notification is a tiny message, whatever changed: one per run
     is enough for the changes made in one (sub)transaction."""

@@ -16,13 +16,13 @@ from plugins_app.plugins.types import (
     WORKFLOW_TRIGGER,
     kind_of,
 )
-from plugins_app.runs.ledger import _item_done, _item_fail, _item_skip
+from plugins_app.runs.ledger import item_done, item_fail, item_skip
 from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
-from plugins_app.runs.workflow import _workflow_bounced
+from plugins_app.runs.notify import hub_log
+from plugins_app.runs.workflow import workflow_bounced
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         return _ignore_stale(item, channel_name)
     if item.instance.timeouts:  # it answers again: back in line with the others
         PluginInstance.objects.filter(pk=item.instance_id).update(timeouts=0)
-    if payload.get("error") and _workflow_bounced(item):
+    if payload.get("error") and workflow_bounced(item):
         return "busy"
     if payload.get("error"):
-        _item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
+        item_fail(item, WorkItem.Failure.ERROR, _plugin_error_text(item))
         return "error"
     if item.run.trigger == WORKFLOW_TRIGGER:
         # Success of a workflow job is its POST /v2/annotate, never a response.
-        _hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
+        hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
         return "ignored"
     with transaction.atomic():
         # Hold the lease's row while the answer is written: a sweep that
@@ -69,12 +69,12 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
             text = "The plugin's answer was rejected:\n" + "\n".join(
                 f"• {p}" for p in outcome.problems
             )
-            _item_fail(item, WorkItem.Failure.INVALID, text)
+            item_fail(item, WorkItem.Failure.INVALID, text)
             return "invalid"
         if outcome.skipped:
-            _item_skip(item, outcome.skipped)
+            item_skip(item, outcome.skipped)
             return "skipped"
-        _item_done(item, outcome.note)
+        item_done(item, outcome.note)
     return "done"
 
 
@@ -85,7 +85,7 @@ def _ignore_stale(item: WorkItem, channel_name: str) -> str:
         item.state,
         channel_name,
     )
-    _hub_log(
+    hub_log(
         item.run,
         f"Ignored a response for a job that is already {item.get_state_display()}"
         " or held by another instance.",
@@ -104,7 +104,7 @@ def item_fail_oversized(*, session: str, channel_name: str, size: int) -> bool:
     ).first()
     if item is not None:
         limit = settings.HUB_MAX_FRAME_BYTES
-        _item_fail(
+        item_fail(
             item,
             WorkItem.Failure.INVALID,
             f"The plugin's response is {size:,} bytes, over the hub's limit of "

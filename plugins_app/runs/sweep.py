@@ -12,11 +12,11 @@ from plugins_app.plugins.models import (
     Delivery,
     PluginInstance,
 )
-from plugins_app.runs.ledger import _item_lease_lost, _item_time_out, _run_settle
+from plugins_app.runs.ledger import item_lease_lost, item_time_out, run_settle
 from plugins_app.runs.models import (
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.notify import hub_log
 from plugins_app.runs.wakeup import dispatch_pending
 
 
@@ -33,7 +33,7 @@ def runs_sweep() -> dict[str, int]:
     ).select_related("run__plugin", "instance")
     for item in past_deadline:
         with each_plugin("sweep: time-out", item.run.plugin.public_id):
-            if _item_time_out(item, now):
+            if item_time_out(item, now):
                 timed_out += 1
             else:
                 requeued += 1
@@ -42,7 +42,7 @@ def runs_sweep() -> dict[str, int]:
     ).select_related("run__plugin", "instance")
     for item in lost:
         with each_plugin("sweep: lost lease", item.run.plugin.public_id):
-            requeued += _item_lease_lost(item, now)
+            requeued += item_lease_lost(item, now)
     with each_plugin("sweep: unclaimed jobs", "(any)"):
         timed_out += _time_out_unclaimed(now)
     waiting = (
@@ -86,7 +86,7 @@ def _time_out_unclaimed(now: Any) -> int:
                 f"for {timeout} s.",
             )
             if claimed:
-                _hub_log(item.run, "No instance took the job in time.", item=item)
-                _run_settle(item.run_id)
+                hub_log(item.run, "No instance took the job in time.", item=item)
+                run_settle(item.run_id)
                 count += 1
     return count

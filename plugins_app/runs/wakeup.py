@@ -70,8 +70,8 @@ class _FreedSlotDispatches:
                         self._draining.discard(plugin_id)
 
 
-_freed_slots = _FreedSlotDispatches()
+freed_slots = _FreedSlotDispatches()
 
 
-def _dispatch_freed_slots_after_commit(plugin_id: int) -> None:
-    transaction.on_commit(lambda: _freed_slots.request(plugin_id))
+def dispatch_after_commit(plugin_id: int) -> None:
+    transaction.on_commit(lambda: freed_slots.request(plugin_id))

@@ -25,23 +25,23 @@ from plugins_app.plugins.types import (
     check_model_answer,
     store_model_answer,
 )
-from plugins_app.runs.creation import _new_session
+from plugins_app.runs.creation import new_session
 from plugins_app.runs.ledger import (
     RunActionError,
-    _finish_item,
-    _item_fail,
-    _requeue,
-    _run_close,
-    _run_settle,
+    finish_item,
+    item_fail,
+    requeue,
+    run_close,
+    run_settle,
 )
 from plugins_app.runs.models import (
     Run,
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, _hub_log
+from plugins_app.runs.notify import HUB, hub_log
 from plugins_app.runs.tasks import dispatch_plugin_work
-from plugins_app.runs.wakeup import _freed_slots, dispatch_pending
+from plugins_app.runs.wakeup import dispatch_pending, freed_slots
 from plugins_app.workspace import lifecycle, workflow
 from plugins_app.workspace.models import Project, Task
 
@@ -143,13 +143,13 @@ def workflow_run_create(*, task_id: int, stage_name: str) -> Run | None:
         )
         what = f"Task of {task.asset.external_id} entered the stage “{stage_name}”"
         if settings_.problems:
-            _hub_log(run, f"{what}; it cannot be sent:", level="ERROR")
-            _run_close(run, Run.Status.FAILED, "\n".join(settings_.problems))
+            hub_log(run, f"{what}; it cannot be sent:", level="ERROR")
+            run_close(run, Run.Status.FAILED, "\n".join(settings_.problems))
             return run
         WorkItem.objects.create(
-            run=run, plugin=run.plugin, asset=task.asset, session=_new_session()
+            run=run, plugin=run.plugin, asset=task.asset, session=new_session()
         )
-        _hub_log(run, f"{what}; waiting for a plugin instance.")
+        hub_log(run, f"{what}; waiting for a plugin instance.")
         plugin_id = run.plugin_id
         transaction.on_commit(lambda: dispatch_pending(plugin_id))
     return run
@@ -210,24 +210,24 @@ def workflow_answer(
     answer = body.get("answer") if isinstance(body, dict) else None
     if not isinstance(answer, dict):
         problem = "The plugin posted no answer (its callback failed or returned None)."
-        _item_fail(item, WorkItem.Failure.INVALID, problem)
+        item_fail(item, WorkItem.Failure.INVALID, problem)
         raise WorkflowAnswerError(problem, 400)
     result = check_model_answer(run, item.asset, answer)
     if not result.ok:
         text = "The plugin's answer was rejected:\n" + "\n".join(
             f"• {p}" for p in result.problems
         )
-        _item_fail(item, WorkItem.Failure.INVALID, text)
+        item_fail(item, WorkItem.Failure.INVALID, text)
         raise WorkflowAnswerError(text, 400)
     with transaction.atomic():
-        if not _finish_item(item, WorkItem.State.DONE):
+        if not finish_item(item, WorkItem.State.DONE):
             raise WorkflowAnswerError("This job was answered already.", 409)
         note = store_model_answer(run, item.asset, result.answer).note
         task.refresh_from_db()
         moved_to = _workflow_move_on(task, run) if next_stage else None
         where = f"; the task moved to “{moved_to}”" if moved_to else ""
-        _hub_log(run, note + where, item=item)
-        _run_settle(run.pk, dispatch=False)
+        hub_log(run, note + where, item=item)
+        run_settle(run.pk, dispatch=False)
         _dispatch_soon(run.plugin_id)
     return {"task": str(task.pk), "stage": moved_to or task.stage}
 
@@ -240,13 +240,13 @@ def _dispatch_soon(plugin_id: int) -> None:
 
     def later() -> None:
         grace = WORKFLOW_SLOT_GRACE_SECONDS
-        if not protocol.run_later(grace, _freed_slots.request, plugin_id):
+        if not protocol.run_later(grace, freed_slots.request, plugin_id):
             dispatch_plugin_work.apply_async((plugin_id,), countdown=grace)
 
     transaction.on_commit(later)
 
 
-def _workflow_bounced(item: WorkItem) -> bool:
+def workflow_bounced(item: WorkItem) -> bool:
     """1.4.x answers a workflow job {"error": true} at once, without running the
     callback (so without one log line), when all its `concurrency` slots are
     taken. That is no failure of the job: it goes back to the queue, its attempt
@@ -259,10 +259,10 @@ def _workflow_bounced(item: WorkItem) -> bool:
     if not quick or logged.exists() or bounces.count() >= MAX_WORKFLOW_BOUNCES:
         return False
     with transaction.atomic():
-        if not _requeue(item, timezone.now()):
+        if not requeue(item, timezone.now()):
             return False
         WorkItem.objects.filter(pk=item.pk).update(attempts=F("attempts") - 1)
-        _hub_log(item.run, BUSY_NOTE + " the job goes back to the queue.", item=item)
+        hub_log(item.run, BUSY_NOTE + " the job goes back to the queue.", item=item)
         _dispatch_soon(item.run.plugin_id)
     return True
 

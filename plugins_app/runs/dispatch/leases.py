@@ -1,7 +1,8 @@
 """The lease: pending → leased to an instance (or a hosted worker), one attempt
 more, the run running, a log line, and the job with its API key. Two forms:
-`_write_leases` for a batch of items already locked (sockets), `_lease` + `_job`
-for one item won by a conditional UPDATE (REST connectors, hosted workers)."""
+`write_leases` for a batch of items already locked (sockets), and `lease_item`
++ `job_with_key` for one item won by a conditional UPDATE (REST connectors,
+hosted workers)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, _hub_log, _notify_after_commit
+from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
 
 # What a job is built from (kind_of(run).build_job), read with the item.
-_JOB_RELATIONS = (
+JOB_RELATIONS = (
     "run__plugin",
     "run__project",
     "run__created_by",
@@ -42,7 +43,7 @@ _JOB_RELATIONS = (
 )
 
 
-def _next_pending_item(
+def next_pending_item(
     plugin_id: int, *, skip_workflow: bool = False
 ) -> WorkItem | None:
     # A cheap indexed probe first: most calls find nothing waiting.
@@ -52,10 +53,10 @@ def _next_pending_item(
     first_id = pending.order_by("priority", "id").values_list("id", flat=True).first()
     if first_id is None:
         return None
-    return WorkItem.objects.select_related(*_JOB_RELATIONS).filter(pk=first_id).first()
+    return WorkItem.objects.select_related(*JOB_RELATIONS).filter(pk=first_id).first()
 
 
-def _write_leases(items: list[WorkItem], now: Any) -> list[protocol.Delivery]:
+def write_leases(items: list[WorkItem], now: Any) -> list[protocol.Delivery]:
     plugin = items[0].run.plugin
     deadline = now + timedelta(seconds=plugin.timeout_seconds)
     for item in items:
@@ -98,7 +99,7 @@ def _write_leases(items: list[WorkItem], now: Any) -> list[protocol.Delivery]:
         if item.instance
     )
     for run_id in runs:
-        _notify_after_commit(run_id)
+        notify_after_commit(run_id)
     return [
         (
             "send",
@@ -112,7 +113,7 @@ def _write_leases(items: list[WorkItem], now: Any) -> list[protocol.Delivery]:
     ]
 
 
-def _lease(
+def lease_item(
     item: WorkItem,
     instance: PluginInstance | None,
     *,
@@ -153,12 +154,12 @@ def _lease(
             run.status, run.started_at = Run.Status.RUNNING, now
         what = f" for {item.asset.external_id}" if item.asset else ""
         where = f"instance at {instance.address}" if instance else "a hosted worker"
-        _hub_log(run, note or f"Job sent to {where}{what}.", item=item)
-        _notify_after_commit(run.pk)
+        hub_log(run, note or f"Job sent to {where}{what}.", item=item)
+        notify_after_commit(run.pk)
         return True
 
 
-def _job(item: WorkItem) -> dict[str, Any]:
+def job_with_key(item: WorkItem) -> dict[str, Any]:
     """The job of a leased item, with a fresh API key that lasts its deadline."""
     assert item.deadline_at is not None
     api_key = new_token()

@@ -20,14 +20,14 @@ from plugins_app.plugins.models import (
 )
 from plugins_app.plugins.services import connector_secret
 from plugins_app.runs import connector
-from plugins_app.runs.dispatch.leases import _job, _lease, _next_pending_item
-from plugins_app.runs.ledger import _item_fail, _item_time_out, _retry_or_fail
+from plugins_app.runs.dispatch.leases import job_with_key, lease_item, next_pending_item
+from plugins_app.runs.ledger import item_fail, item_time_out, retry_or_fail
 from plugins_app.runs.logs import logs_ingest, parse_log_event
 from plugins_app.runs.models import (
     Run,
     WorkItem,
 )
-from plugins_app.runs.notify import _hub_log
+from plugins_app.runs.notify import hub_log
 from plugins_app.runs.responses import item_respond
 from plugins_app.runs.tasks import deliver_connector_job
 from plugins_app.runs.wakeup import dispatch_pending
@@ -50,14 +50,14 @@ def connector_instance(plugin: Plugin) -> PluginInstance:
     return instance
 
 
-def _dispatch_rest(plugin_id: int) -> int:
+def dispatch_rest(plugin_id: int) -> int:
     """Lease pending items to the plugin's connector up to its concurrency and
     hand each to a Celery task by id (the HTTP call never runs in a request).
     A connector is not required to be live: a dead URL fails the attempt,
     visibly, and the ledger retries it."""
     sent = 0
     while True:
-        item = _next_pending_item(plugin_id)
+        item = next_pending_item(plugin_id)
         if item is None:
             return sent
         plugin = item.run.plugin
@@ -67,7 +67,7 @@ def _dispatch_rest(plugin_id: int) -> int:
             return sent
         hold = timedelta(seconds=plugin.timeout_seconds + 30)
         with transaction.atomic():
-            if _lease(item, instance, hold=hold):
+            if lease_item(item, instance, hold=hold):
                 item_id = item.pk
                 transaction.on_commit(lambda i=item_id: deliver_connector_job.delay(i))
                 sent += 1
@@ -90,10 +90,10 @@ def connector_deliver(item_id: int) -> str:
     url = plugin.connector_url
     secret = connector_secret(plugin)
     if not url or secret is None:
-        _item_fail(item, WorkItem.Failure.ERROR, _NO_CONNECTOR.format(url=url or "—"))
+        item_fail(item, WorkItem.Failure.ERROR, _NO_CONNECTOR.format(url=url or "—"))
         return "refused"
     with transaction.atomic():
-        job = _job(item)
+        job = job_with_key(item)
     remaining = (item.deadline_at - timezone.now()).total_seconds()
     reply = connector.post_job(url, secret, job, timeout=max(1.0, remaining))
     return _connector_settle(item, reply)
@@ -110,7 +110,7 @@ def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
     channel = item.instance.channel_name if item.instance else ""
     url = item.run.plugin.connector_url.rstrip("/") + "/plugin"
     if reply.status == 200 and reply.body is None and not reply.error:
-        _hub_log(
+        hub_log(
             item.run,
             f"{url} accepted the job; its result comes on /v2/pluginResponse.",
             item=item,
@@ -131,10 +131,10 @@ def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
         payload = {"error": True, "session": item.session}
         return item_respond(session=item.session, payload=payload, channel_name=channel)
     if reply.status == 0 and "no answer within" in reply.error:
-        _item_time_out(item, timezone.now())
+        item_time_out(item, timezone.now())
         return "timeout"
     if reply.refused:
-        _item_fail(
+        item_fail(
             item, WorkItem.Failure.ERROR, f"The hub does not call {url}: {reply.error}."
         )
         return "refused"
@@ -146,7 +146,7 @@ def _connector_settle(item: WorkItem, reply: connector.Reply) -> str:
         404: "has no /plugin endpoint (HTTP 404): is it an imerit-ango plugin "
         "started with CONNECTOR=REST?",
     }.get(reply.status, f"answered {_not_an_answer(reply)}")
-    _item_fail(item, WorkItem.Failure.ERROR, f"The REST connector at {url} {why}.")
+    item_fail(item, WorkItem.Failure.ERROR, f"The REST connector at {url} {why}.")
     return "refused"
 
 
@@ -158,7 +158,7 @@ def _not_an_answer(reply: connector.Reply) -> str:
 
 def _connector_unreachable(item: WorkItem, error: str) -> str:
     plugin = item.run.plugin
-    outcome = _retry_or_fail(
+    outcome = retry_or_fail(
         item,
         WorkItem.Failure.ERROR,
         final=f"The plugin's REST connector could not be reached after "

@@ -17,7 +17,7 @@ from plugins_app.plugins.models import (
 from plugins_app.plugins.types import (
     WORKFLOW_TRIGGER,
 )
-from plugins_app.runs.dispatch.leases import _JOB_RELATIONS, _write_leases
+from plugins_app.runs.dispatch.leases import JOB_RELATIONS, write_leases
 from plugins_app.runs.models import (
     WorkItem,
 )
@@ -25,10 +25,10 @@ from plugins_app.runs.models import (
 DISPATCH_BATCH = 100  # socket jobs leased in one transaction
 
 
-_DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
+DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
 
 
-def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
+def lease_pending(plugin_id: int) -> list[protocol.Delivery]:
     """Inside a transaction: lease up to DISPATCH_BATCH pending items of a
     plugin, best priority first, each to the least-loaded live instance with a
     free slot; the jobs go out after the commit, in one hop to the channel
@@ -61,7 +61,7 @@ def _lease_pending(plugin_id: int) -> list[protocol.Delivery]:
             pk__in=[i.pk for i in items]
         )
         leased += _allocate(_locked(others, limit=left), instances, now)
-    return _write_leases(leased, now) if leased else []
+    return write_leases(leased, now) if leased else []
 
 
 def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
@@ -69,7 +69,7 @@ def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
     with what their jobs are built from."""
     locked = (
         items.select_for_update(of=("self",))
-        .select_related(*_JOB_RELATIONS)
+        .select_related(*JOB_RELATIONS)
         .order_by("priority", "id")
     )
     return list(locked[:limit] if limit else locked)
@@ -82,7 +82,7 @@ def _lock_dispatch(plugin_id: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s, %s)",
-                [_DISPATCH_LOCK_CLASS, plugin_id],
+                [DISPATCH_LOCK_CLASS, plugin_id],
             )
 
 
