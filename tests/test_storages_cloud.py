@@ -323,6 +323,16 @@ def test_it_refuses_cloud_and_batches_on_another_project(
     assert (Asset.objects.count(), Batch.objects.count()) == before
 
 
+def framed_markdown(page: str) -> str:
+    """The document an asset page shows a markdown asset in: the srcdoc of a
+    sandboxed iframe (escaped into the attribute)."""
+    frame = re.search(r'<iframe [^>]*id="asset-markdown"[^>]*>', page)
+    assert frame and " sandbox " in frame.group(0)
+    srcdoc = re.search(r'srcdoc="([^"]*)"', frame.group(0))
+    assert srcdoc
+    return html.unescape(srcdoc.group(1))
+
+
 def test_the_asset_page_renders_markdown_sanitized_in_a_sandbox(
     workspace: Any, md_key: str
 ) -> None:
@@ -341,13 +351,8 @@ def test_the_asset_page_renders_markdown_sanitized_in_a_sandbox(
         .content.decode()
     )
 
-    # The document is the srcdoc of a sandboxed iframe (escaped into the
-    # attribute), sanitized: markup kept, the script and the link target gone.
-    frame = re.search(r'<iframe [^>]*id="asset-markdown"[^>]*>', page)
-    assert frame and " sandbox " in frame.group(0)
-    srcdoc = re.search(r'srcdoc="([^"]*)"', frame.group(0))
-    assert srcdoc
-    document = html.unescape(srcdoc.group(1))
+    # Sanitized: markup kept, the script and the link target gone.
+    document = framed_markdown(page)
     assert "<h1>Title</h1>" in document and "<strong>bold</strong>" in document
     assert "<script" not in document and "alert(1)</" not in document
     assert 'href="javascript:' not in document
