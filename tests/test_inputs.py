@@ -15,7 +15,7 @@ from django.test import Client
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.dispatch.leases import job_with_key
-from plugins_app.runs.models import Run, RunLogLine, WorkItem
+from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Storage, Task
 from tests.builders import connect_instance, leased_project_run
@@ -443,29 +443,8 @@ def test_the_rest_connectors_log_endpoint_stores_nan_as_a_string(
 
 
 # --- 5. an oversized frame names its session first ---------------------------------
-def test_it_fails_the_job_of_an_oversized_frame_whose_session_comes_first(
-    live_hub: LiveHub,
-    workspace: Any,
-    make_plugin: Any,
-    settings: Any,
-    clients: list[RawClient],
-) -> None:
-    settings.HUB_MAX_FRAME_BYTES = 20_000
-    registered = make_plugin()
-    client = authenticated(live_hub, registered)
-    clients.append(client)
-    run = model_run(workspace, registered.plugin)
-    session = client.job()["session"]
-    answer = {"objects": [{"schemaId": "face-box", "bounding-box": BOX}] * 400}
-
-    client.emit("response", {"session": session, "response": answer})
-
-    run = wait_finished(run, timeout=5)
-    assert run.status == Run.Status.FAILED
-    assert "HUB_MAX_FRAME_BYTES" in run.error and "20,000" in run.error
-    item = WorkItem.objects.get(run=run)
-    assert (item.state, item.failure) == (WorkItem.State.FAILED, "invalid")
-    assert task_answer(workspace) == {}
+# test_plugin_socket.py::test_it_fails_the_run_of_an_oversized_response_naming_the_limit
+# [session_first]
 
 
 def test_it_accepts_a_socket_declaring_its_concurrency_in_unicode_digits(

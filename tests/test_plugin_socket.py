@@ -378,12 +378,15 @@ def test_it_survives_events_the_database_cannot_store(
 
 
 # --- frame size -----------------------------------------------------------------
+# The session may stand anywhere in the frame: the job is found either way.
+@pytest.mark.parametrize("session_first", [False, True])
 def test_it_fails_the_run_of_an_oversized_response_naming_the_limit(
     live_hub: LiveHub,
     workspace: Any,
     make_plugin: Any,
     settings: Any,
     clients: list[RawClient],
+    session_first: bool,
 ) -> None:
     settings.HUB_MAX_FRAME_BYTES = 20_000
     registered = make_plugin()
@@ -399,7 +402,10 @@ def test_it_fails_the_run_of_an_oversized_response_naming_the_limit(
         "relations": [],
     }
     # Refused unread, so an ack id on it would get no ack: none is sent.
-    client.emit("response", {"response": answer, "session": session})
+    payload = {"response": answer, "session": session}
+    if session_first:
+        payload = {"session": session, "response": answer}
+    client.emit("response", payload)
     run = wait_finished(run, timeout=5)
     assert run.status == Run.Status.FAILED
     assert "HUB_MAX_FRAME_BYTES" in run.error and "20,000" in run.error
