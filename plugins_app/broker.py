@@ -8,6 +8,11 @@ message is lost. It shows as soon as two processes share the folder under load
 (two workers and a stream of events). Writing under a name the readers skip
 (no `.msg` suffix) and renaming it into place makes a message appear whole or
 not at all.
+
+Celery is pointed at `Transport` by the setting CELERY_BROKER_TRANSPORT
+(settings.py): `_put` is the method a kombu virtual channel is meant to
+implement, so overriding it in a subclass changes nothing for anyone else
+using kombu's own filesystem transport in the process.
 """
 
 from __future__ import annotations
@@ -21,21 +26,28 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
 
-
-def _put_atomically(
-    self: filesystem.Channel, queue: str, payload: Any, **_: Any
-) -> None:
-    # The name kombu's own _put gives (it names files by time.monotonic too).
-    name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
-    final = os.path.join(self.data_folder_out, name)
-    partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4().hex}")
-    try:
-        with open(partial, "wb") as f:
-            f.write(dumps(payload).encode())
-        os.replace(partial, final)
-    except OSError as exc:
-        raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+# What CELERY_BROKER_TRANSPORT names (kombu resolves "module:Class").
+TRANSPORT_PATH = "plugins_app.broker:Transport"
 
 
-def install() -> None:
-    filesystem.Channel._put = _put_atomically  # type: ignore[method-assign]
+class AtomicChannel(filesystem.Channel):
+    """A filesystem channel whose messages appear whole or not at all."""
+
+    def _put(self, queue: str, message: Any, **_: Any) -> None:
+        # The name kombu's own _put gives (it names files by time.monotonic too).
+        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4().hex}")
+        try:
+            with open(partial, "wb") as f:
+                f.write(dumps(message).encode())
+            os.replace(partial, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class Transport(filesystem.Transport):
+    """kombu's filesystem transport with AtomicChannel (its state, folders and
+    options are the parent's)."""
+
+    Channel = AtomicChannel

@@ -20,6 +20,7 @@ from plugins_app import broker
 def connection(folder: Path) -> Connection:
     return Connection(
         "filesystem://",
+        transport=broker.TRANSPORT_PATH,
         transport_options={
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
@@ -28,10 +29,13 @@ def connection(folder: Path) -> Connection:
     )
 
 
-def test_the_celery_app_installs_the_atomic_put(tmp_path: Path) -> None:
-    import plugins_app.celery  # noqa: F401 - installs it
+def test_the_celery_app_uses_the_atomic_transport(tmp_path: Path) -> None:
+    from plugins_app.celery import app
 
-    assert filesystem.Channel._put is broker._put_atomically
+    with app.connection_for_write() as conn:
+        assert isinstance(conn.transport, broker.Transport)
+    # kombu's own transport is left as it is (no patched method).
+    assert filesystem.Channel._put is not broker.AtomicChannel._put
     with connection(tmp_path) as conn:
         queue = conn.SimpleQueue("installed")
         queue.put({"n": 1})
