@@ -33,14 +33,18 @@ TRANSPORT_PATH = "plugins_app.broker:Transport"
 class AtomicChannel(filesystem.Channel):
     """A filesystem channel whose messages appear whole or not at all."""
 
-    def _put(self, queue: str, message: Any, **_: Any) -> None:
+    # The stubs give AbstractChannel._put and filesystem.Channel._put different
+    # signatures; this one is filesystem.Channel's, which kombu calls.
+    def _put(  # type: ignore[override]
+        self, queue: str, payload: dict[str, Any], **kwargs: Any
+    ) -> None:
         # The name kombu's own _put gives (it names files by time.monotonic too).
         name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4().hex}")
         try:
             with open(partial, "wb") as f:
-                f.write(dumps(message).encode())
+                f.write(dumps(payload).encode())
             os.replace(partial, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
