@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
 from plugins_app.inputs import json_loads_bounded, parse_id
 from plugins_app.plugins.models import (
@@ -26,8 +27,11 @@ from plugins_app.runs.models import (
 )
 from plugins_app.runs.notify import hub_log
 from plugins_app.runs.wakeup import dispatch_pending
-from plugins_app.workspace import lifecycle, workflow
+from plugins_app.workspace import lifecycle, selection, workflow
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, TaskEvent
+
+# A preview runs the plugin on a few assets; a person looks at each one.
+PREVIEW_MAX_ASSETS = 10
 
 
 class RunRequestError(Exception):
@@ -51,6 +55,13 @@ class RunRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
     # Write over answers people submitted or reviewed (admins only; writes.py).
     replace_submitted: bool = False
+    # The asset table's saved filter (workspace/selection.py) instead of
+    # external_ids / batch_ids; None: not given.
+    selection: dict[str, Any] | None = None
+    # Preview: run on the first `preview_limit` assets of the scope and keep
+    # the answers in PreviewAnswer instead of writing them (runs/preview.py).
+    dry_run: bool = False
+    preview_limit: int = 3
 
 
 def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
@@ -58,7 +69,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
     errors: dict[str, list[str]] = {}
     mapping = _checked_mapping(request, errors)
     _checked_config(request.config_json, errors)
-    assets, batches = _checked_scope(request, errors)
+    assets, batches, chosen = _checked_scope(request, errors)
     inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
     if request.replace_submitted:
         _check_may_replace(request, errors)
@@ -77,6 +88,8 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             batch_ids=[b.pk for b in batches],
             inputs=inputs,
             replace_submitted=request.replace_submitted,
+            selection=chosen,
+            dry_run=request.dry_run,
         )
         if request.replace_submitted:
             hub_log(
@@ -99,7 +112,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             )
         else:
             if request.plugin.type not in INPUT_TYPES:
-                run.assets_total = _assets_in_scope(run).count()
+                run.assets_total = assets_in_scope(run).count()
                 run.save(update_fields=["assets_total"])
             WorkItem.objects.create(run=run, plugin=run.plugin, session=new_session())
         who = request.user.get_username() if request.user else "the command line"
@@ -225,38 +238,99 @@ def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
 
 def _checked_scope(
     request: RunRequest, errors: dict[str, list[str]]
-) -> tuple[list[Asset], list[Batch]]:
+) -> tuple[list[Asset], list[Batch], dict[str, Any] | None]:
+    """The run's assets (Model), batches, and saved selection as stored on the
+    run (Run.selection). A preview keeps only its first few assets."""
     project, plugin = request.project, request.plugin
     if not plugin.is_runnable:
         errors.setdefault("__all__", []).append(
             f"{plugin.get_type_display()} plugins cannot be run from a dialog yet."
         )
-        return [], []
+        return [], [], None
     if not plugin.projects.filter(pk=project.pk).exists():
         errors.setdefault("__all__", []).append(
             f"“{plugin.name}” is not activated on this project."
         )
+    answers = plugin.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
+    if request.dry_run and not answers:
+        errors.setdefault("__all__", []).append(
+            "Preview is for Model and Batch Model plugins: other kinds write no "
+            "answers to preview."
+        )
+        return [], [], None
+    if request.dry_run and not 1 <= request.preview_limit <= PREVIEW_MAX_ASSETS:
+        errors.setdefault("preview_limit", []).append(
+            f"Preview runs on 1 to {PREVIEW_MAX_ASSETS} assets."
+        )
+        return [], [], None
     batches = list(project.batches.filter(pk__in=request.batch_ids))
     missing_batches = set(request.batch_ids) - {b.pk for b in batches}
     if missing_batches:
         errors.setdefault("batches", []).append(
             "Unknown batches: " + ", ".join(str(b) for b in sorted(missing_batches))
         )
-    if plugin.type != PluginType.MODEL:
-        return [], batches
     wanted = list(dict.fromkeys(e.strip() for e in request.external_ids if e.strip()))
+    if request.selection is not None:
+        return _selected_scope(request, wanted, batches, errors)
+    if plugin.type != PluginType.MODEL:
+        if request.dry_run:
+            # A Batch Model preview sees only its first few assets: as ids, so
+            # get_assets and import_labels of the run know them.
+            scope = Asset.objects.filter(project=project).order_by("external_id")
+            if batches:
+                scope = scope.filter(batches__in=batches).distinct()
+            ids = list(scope.values_list("pk", flat=True)[: request.preview_limit])
+            return [], batches, selection.Selection(ids=tuple(ids)).as_json()
+        return [], batches, None
     if not wanted:
         errors.setdefault("external_ids", []).append(
             "Give at least one asset external ID."
         )
-        return [], batches
+        return [], batches, None
     assets = {a.external_id: a for a in project.assets.filter(external_id__in=wanted)}
     unknown = [e for e in wanted if e not in assets]
     if unknown:
         errors.setdefault("external_ids", []).append(
             "Not assets of this project: " + ", ".join(unknown[:20])
         )
-    return [assets[e] for e in wanted if e in assets], batches
+    found = [assets[e] for e in wanted if e in assets]
+    return found[: request.preview_limit] if request.dry_run else found, batches, None
+
+
+def _selected_scope(
+    request: RunRequest,
+    external_ids: list[str],
+    batches: list[Batch],
+    errors: dict[str, list[str]],
+) -> tuple[list[Asset], list[Batch], dict[str, Any] | None]:
+    """A run on the asset table's saved filter: the filter is stored on the run
+    (not the ids it matches); a preview stores the ids of its few assets."""
+    if request.plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+        errors.setdefault("selection", []).append(
+            "A selection scopes Model and Batch Model runs only."
+        )
+        return [], batches, None
+    if external_ids or batches:
+        errors.setdefault("selection", []).append(
+            "Give either a selection or external IDs / batches, not both."
+        )
+        return [], batches, None
+    try:
+        chosen = selection.parse(request.selection, request.project)
+    except selection.SelectionError as exc:
+        errors.setdefault("selection", []).append(f"Bad selection: {exc}")
+        return [], batches, None
+    matched = selection.assets(request.project, chosen)
+    if request.dry_run:
+        ids = list(matched.values_list("pk", flat=True)[: request.preview_limit])
+        chosen = chosen.with_ids(ids)
+        matched = matched.filter(pk__in=ids)
+    found = list(matched) if request.plugin.type == PluginType.MODEL else []
+    if not (found or matched.exists()):
+        errors.setdefault("selection", []).append(
+            "The selection matches no asset of this project."
+        )
+    return found, batches, chosen.as_json()
 
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -355,8 +429,17 @@ def project_stage_names(project: Project) -> list[str]:
     return names + sorted(set(extra))
 
 
-def _assets_in_scope(run: Run):  # noqa: ANN202 - a QuerySet of Asset
+def assets_in_scope(run: Run) -> QuerySet[Asset]:
+    """The assets a run is about: its saved selection (a preview's few ids),
+    then its batches; the whole project when it has neither."""
     assets = Asset.objects.filter(project=run.project)
+    if run.selection is not None:
+        try:
+            chosen = selection.parse(run.selection, run.project)
+        except selection.SelectionError:
+            # Checked at creation; a batch deleted since matches nothing.
+            return Asset.objects.none()
+        assets = selection.assets(run.project, chosen)
     if run.batch_ids:
         assets = assets.filter(batches__in=run.batch_ids).distinct()
     return assets

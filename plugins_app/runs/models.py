@@ -74,6 +74,14 @@ class Run(models.Model):
     # An admin's explicit choice: write even over answers people submitted or
     # reviewed (workspace/writes.py); off, such tasks are kept and skipped.
     replace_submitted = models.BooleanField(default=False)
+    # The asset table's saved filter the run was started on (workspace/
+    # selection.py), None for runs scoped by external IDs or batches. A plugin's
+    # get_assets sees only these assets (Batch Model runs).
+    selection = models.JSONField(null=True, blank=True)
+    # A Preview (runs/preview.py): the plugin runs on a few assets and what it
+    # answers is kept in PreviewAnswer, never written to a task. db_default so
+    # raw INSERTs that do not name the column still get False.
+    dry_run = models.BooleanField(default=False, db_default=False)
     # When and by whom the run's writes were undone (runs/undo.py).
     undone_at = models.DateTimeField(null=True, blank=True)
     undone_by = models.ForeignKey(
@@ -212,3 +220,27 @@ class RunApiKey(models.Model):
     def is_valid(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and self.expires_at > now
+
+
+class PreviewAnswer(models.Model):
+    """What a dry run's plugin answered for one asset, checked but not written:
+    the objects that passed validation, and the problems of those that did not
+    (runs/preview.py). A Model answer or a held Batch import record."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="previews")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    via = models.CharField(max_length=30)
+    answer = models.JSONField(default=dict, blank=True)
+    problems = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "asset"], name="one_preview_per_asset"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"preview of {self.asset_id} in run {self.run_id}"
