@@ -134,6 +134,29 @@ def json_loads_bounded(
 
 # --- log extras: keep what fits, mark what was cut ---------------------------------
 CUT = "…(cut)"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def flat_json_text(value: Any, *, max_depth: int, max_chars: int) -> str | None:
+    """The JSON text of a flat dict (str keys, scalar values) that json_trimmed
+    would keep whole, or None when it needs the walk: most log extras are
+    like that, and the walk costs a Python call per value where this is one
+    pass in C. Whole means: no NaN/Infinity (allow_nan=False refuses them) and
+    at most max_chars - 2 characters of JSON, since the walk's budget counts
+    no more than the text's length plus the braces."""
+    if (
+        max_depth < 1
+        or type(value) is not dict
+        or not all(
+            type(key) is str and type(item) in _SCALARS for key, item in value.items()
+        )
+    ):
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        return None
+    return text if len(text) + 2 <= max_chars else None
 
 
 def json_trimmed(value: Any, *, max_depth: int, max_chars: int) -> tuple[Any, bool]:

@@ -3,14 +3,17 @@ report, and the hub's notes about what a plugin did over REST."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from plugins_app.inputs import json_trimmed
+from plugins_app.inputs import flat_json_text, json_trimmed
 from plugins_app.runs.models import (
     Run,
     RunLogLine,
@@ -57,43 +60,80 @@ def logs_ingest(records: Iterable[PluginLogRecord], *, channel_name: str) -> int
         session__in={r.session for r in records},
         instance__channel_name=channel_name,
     )
-    return _logs_store(records, items)
+    return _logs_store(records, items.values_list("session", "run_id", "pk"))
 
 
 def logs_ingest_hosted(records: Iterable[PluginLogRecord], *, item_id: int) -> int:
     """The same for a hosted handler's lines, sent by the worker running it
     (which holds the item without an instance) while the item is leased."""
     items = WorkItem.objects.filter(pk=item_id, state=WorkItem.State.LEASED)
-    return _logs_store(list(records), items)
+    return _logs_store(list(records), items.values_list("session", "run_id", "pk"))
 
 
-def _logs_store(records: list[PluginLogRecord], held: Iterable[WorkItem]) -> int:
-    items = {i.session: i for i in held}
+def _logs_store(
+    records: list[PluginLogRecord], held: Iterable[tuple[str, int, int]]
+) -> int:
+    """Store the lines of the sessions in `held` (session, run id, item id)."""
+    items = {session: (run_id, pk) for session, run_id, pk in held}
     # One line's extra must not cost the batch (NaN fails SQLite's JSON_VALID
     # and would roll back every line with it) nor the run page (a value nested
     # ~1,000 deep recursed past Python's limit on every render).
-    records = [replace(r, extra=bounded_log_extra(r.extra)) for r in records]
-    lines = [
-        RunLogLine(
-            run_id=items[r.session].run_id,
-            item=items[r.session],
-            level=r.level,
-            message=r.message,
-            extra=r.extra,
+    rows = []
+    progress: dict[int, tuple[int, int]] = {}
+    created_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    for r in records:
+        held_item = items.get(r.session)
+        if held_item is None:
+            continue
+        run_id, item_id = held_item
+        rows.append(
+            (run_id, item_id, r.level, r.message, log_extra_json(r.extra), created_at)
         )
-        for r in records
-        if r.session in items
-    ]
+        done, total = r.extra.get("progress"), r.extra.get("total")
+        if _is_count(done) and _is_count(total):
+            progress[run_id] = (int(done), int(total))
+    if not rows:
+        return len(records)
     with transaction.atomic():
-        created = RunLogLine.objects.bulk_create(lines)
-        for run_id, (done, total) in _reported_progress(records, items).items():
+        # A prepared executemany: bulk_create built and compiled a model
+        # instance per line (83-103 µs a line against 5-8).
+        with connection.cursor() as cursor:
+            cursor.executemany(_insert_sql(connection.vendor), rows)
+        for run_id, (done, total) in progress.items():
             Run.objects.filter(pk=run_id).update(
                 reported_progress=done, reported_total=total
             )
     # Progress only comes with stored lines: one notification per run covers both.
-    for run_id in {line.run_id for line in created}:
+    for run_id in {row[0] for row in rows}:
         notify_after_commit(run_id)
-    return len(records) - len(lines)
+    return len(records) - len(rows)
+
+
+@functools.cache
+def _insert_sql(vendor: str) -> str:
+    meta = RunLogLine._meta
+    names = ("run", "item", "level", "message", "extra", "created_at")
+    columns = ", ".join(
+        connection.ops.quote_name(meta.get_field(n).column) for n in names
+    )
+    # PostgreSQL takes the extra's JSON text into jsonb with a cast; SQLite
+    # keeps JSONField values as that text.
+    extra = "%s::jsonb" if vendor == "postgresql" else "%s"
+    table = connection.ops.quote_name(meta.db_table)
+    # Names from the model's meta, values as parameters: nothing user-supplied.
+    return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, {extra}, %s)"  # noqa: S608
+
+
+def log_extra_json(extra: dict[str, Any]) -> str:
+    """bounded_log_extra as the JSON text the column stores. A small flat extra
+    (the usual kind, or none at all) is dumped as it is: trimming would keep it
+    whole, and the walk would cost more than everything else a line costs."""
+    text = flat_json_text(
+        extra,
+        max_depth=settings.HUB_MAX_JSON_DEPTH,
+        max_chars=settings.HUB_MAX_LOG_EXTRA_BYTES,
+    )
+    return json.dumps(bounded_log_extra(extra)) if text is None else text
 
 
 def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
@@ -111,17 +151,6 @@ def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
             "HUB_MAX_LOG_EXTRA_BYTES of JSON."
         )
     return kept
-
-
-def _reported_progress(
-    records: list[PluginLogRecord], items: dict[str, WorkItem]
-) -> dict[int, tuple[int, int]]:
-    progress: dict[int, tuple[int, int]] = {}
-    for r in records:
-        done, total = r.extra.get("progress"), r.extra.get("total")
-        if r.session in items and _is_count(done) and _is_count(total):
-            progress[items[r.session].run_id] = (int(done), int(total))
-    return progress
 
 
 def _is_count(value: Any) -> bool:
