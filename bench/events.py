@@ -54,10 +54,10 @@ QA_SCRIPT = ROOT / "examples" / "qa_event_plugin.py"
 
 def make_project(org: Any, name: str, count: int) -> tuple[list[Any], Any, str]:
     """A project of `count` tasks in Label and an event plugin triggered on it."""
+    from plugins_app.demo.seed import DEMO_ONTOLOGY, QA_CONFIG
     from plugins_app.plugins.models import PluginType
     from plugins_app.plugins.services import plugin_create
     from plugins_app.plugins.triggers import plugin_set_triggers
-    from plugins_app.workspace.demo import DEMO_ONTOLOGY, QA_CONFIG
     from plugins_app.workspace.models import Asset, Project, Task
 
     project = Project.objects.create(

@@ -50,11 +50,11 @@ def setup(sizes: list[int]) -> dict[int, int]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    from plugins_app.demo.seed import DEMO_ONTOLOGY
     from plugins_app.plugins.models import PluginType
     from plugins_app.plugins.services import plugin_create
     from plugins_app.runs.models import Run
     from plugins_app.workspace import events
-    from plugins_app.workspace.demo import DEMO_ONTOLOGY
     from plugins_app.workspace.models import (
         Asset,
         Organization,

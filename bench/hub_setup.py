@@ -41,10 +41,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
 
+    from plugins_app.demo.seed import DEMO_ONTOLOGY, DEMO_PASSWORD
     from plugins_app.plugins.models import PluginType
     from plugins_app.plugins.secrets import new_token, token_hash
     from plugins_app.plugins.services import plugin_create
-    from plugins_app.workspace.demo import DEMO_ONTOLOGY, DEMO_PASSWORD
     from plugins_app.workspace.models import (
         ApiToken,
         Asset,

@@ -9,9 +9,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from plugins_app.demo.seed import DEMO_ONTOLOGY
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.plugins.services import plugin_create
-from plugins_app.workspace.demo import DEMO_ONTOLOGY
 from plugins_app.workspace.models import (
     Asset,
     Batch,
@@ -52,7 +52,7 @@ def clients() -> Iterator[list[Any]]:
 
 @pytest.fixture(scope="session")
 def demo_images() -> list[Any]:
-    from plugins_app.workspace.demo_images import generate_demo_images
+    from plugins_app.demo.images import generate_demo_images
 
     return generate_demo_images(Path(settings.MEDIA_ROOT) / "demo")
 

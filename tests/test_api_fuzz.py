@@ -33,9 +33,9 @@ AT_LEAST_OPERATIONS = 19
 
 def _demo_ids() -> dict[str, int]:
     """Real objects of the demo organization, one per path parameter name."""
+    from plugins_app.demo.seed import seed_demo
     from plugins_app.plugins.models import Plugin
     from plugins_app.runs.creation import RunRequest, run_create
-    from plugins_app.workspace.demo import seed_demo
     from plugins_app.workspace.models import Organization
 
     seed_demo()

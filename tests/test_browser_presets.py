@@ -7,8 +7,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from plugins_app.demo.seed import DEMO_ONTOLOGY
 from plugins_app.plugins.models import Preset
-from plugins_app.workspace.demo import DEMO_ONTOLOGY
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Plugins,
     Tab,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from plugins_app.workspace.models import (
     Membership,
     Organization,
     Project,
+    Task,
 )
 from tests.hub import SCRIPTS
 
@@ -177,7 +179,7 @@ def test_it_seeds_the_demo_idempotently(
 ) -> None:
     # The images are already in MEDIA_ROOT/demo (session fixture); skip redrawing.
     monkeypatch.setattr(
-        "plugins_app.workspace.demo_images.generate_demo_images",
+        "plugins_app.demo.images.generate_demo_images",
         lambda folder: demo_images,
     )
     credentials_file = settings.VAR_DIR / "demo-plugins.json"
@@ -204,6 +206,22 @@ def test_it_seeds_the_demo_idempotently(
     invoices = Project.objects.get(name="Invoices (hosted QA bot)")
     assert invoices.assets.count() == 4
     assert all(t.answer["tools"] for t in invoices.tasks.all())
+    # The invoices are drawn documents (not photos), their labels on the text.
+    for asset in invoices.assets.all():
+        assert asset.external_id.startswith("invoice-")
+        assert (Path(settings.MEDIA_ROOT) / asset.file).is_file()
+    # Two tasks a person labeled and a reviewer accepted, once (the second
+    # seed left them alone): the first Export has rows, the canvas human work.
+    done = Task.objects.filter(
+        project__name="Street & Science Images", stage="Complete"
+    )
+    assert sorted(t.asset.external_id for t in done) == ["chelsea", "coins-tile-1"]
+    for task in done:
+        assert task.answer["tools"] and task.submissions.count() == 1
+        assert (
+            task.events.filter(name="label.reviewed", data__verdict="accepted").count()
+            == 1
+        )
     assert Asset.objects.count() == 2 * len(demo_images) + 4 >= 44
     assert Batch.objects.exclude(project=invoices).count() == 4
     assert all(a.batches.count() == 1 for a in Asset.objects.all())

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from plugins_app.demo.seed import DEMO_ONTOLOGY
 from plugins_app.plugins.models import Preset
 from plugins_app.plugins.presets import preset_problems, suggest_mapping
 from plugins_app.runs.models import Run
-from plugins_app.workspace.demo import DEMO_ONTOLOGY
 from tests.builders import connect_instance
 
 

@@ -11,10 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from plugins_app.demo.seed import DEMO_ONTOLOGY
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.workspace import events
-from plugins_app.workspace.demo import DEMO_ONTOLOGY
 from plugins_app.workspace.models import (
     AnswerWrite,
     Membership,

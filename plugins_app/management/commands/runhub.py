@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from plugins_app.workspace.demo import DEMO_PASSWORD
+from plugins_app.demo.seed import DEMO_PASSWORD
 
 RESTART_DELAY_SECONDS = 2.0
 HTTP_PROTOCOL = "plugins_app.ops.http_protocol:HttpToolsProtocol"

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from plugins_app.workspace.demo import DEMO_LOGINS, DEMO_PASSWORD, seed_demo
+from plugins_app.demo.seed import DEMO_LOGINS, DEMO_PASSWORD, seed_demo
 
 
 class Command(BaseCommand):

@@ -19,7 +19,7 @@ import skimage.data
 from PIL import Image
 from skimage import io
 
-__all__ = ["BATCHES", "MAX_SIDE", "DemoImage", "generate_demo_images"]
+__all__ = ["BATCHES", "MAX_SIDE", "DemoImage", "generate_demo_images", "write_png"]
 
 #: Longest side, in pixels, of any written image.
 MAX_SIDE = 1024
@@ -131,7 +131,7 @@ def _pictures() -> Iterator[tuple[str, Image.Image]]:
     yield from tiles
 
 
-def _write_png(image: Image.Image, path: pathlib.Path) -> None:
+def write_png(image: Image.Image, path: pathlib.Path) -> None:
     """Write ``image`` to ``path`` atomically, replacing any existing file."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
@@ -152,7 +152,7 @@ def generate_demo_images(dest_dir: pathlib.Path) -> list[DemoImage]:
     images: list[DemoImage] = []
     for index, (external_id, picture) in enumerate(_pictures()):
         filename = f"{external_id}.png"
-        _write_png(picture, dest_dir / filename)
+        write_png(picture, dest_dir / filename)
         images.append(
             DemoImage(
                 external_id=external_id,

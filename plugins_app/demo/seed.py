@@ -1,5 +1,7 @@
-"""The demo workspace `make run` starts with: one organization, an admin and an
-annotator, a project of real images, two batches and two registered plugins."""
+"""The demo workspace `make run` starts with: one organization, an admin, a
+reviewer and an annotator, a project of real images in two batches (two of its
+tasks already labeled and accepted), a consensus project, an invoice project
+and the example plugins registered."""
 
 from __future__ import annotations
 
@@ -86,7 +88,9 @@ DEMO_ONTOLOGY = {
     ],
     "relations": [],
 }
-DETECTOR_CONFIG = json.dumps({"max_detections": 25, "threshold": 0.1}, indent=2)
+# The detector's own defaults, shown so the Run dialog says what can be tuned
+# (examples/detector.py lists every key).
+DETECTOR_CONFIG = json.dumps({"max_detections": 50, "min_votes": 0.35}, indent=2)
 
 
 QA_CONFIG = json.dumps({"min_objects": 1, "min_box_size": 8}, indent=2)
@@ -105,7 +109,8 @@ class DemoCredentials:
 def seed_demo() -> DemoCredentials:
     """Idempotent. Plugin secrets are rotated on every call (they are stored
     hashed) and written to var/demo-plugins.json for the bundled example."""
-    from plugins_app.workspace.demo_images import generate_demo_images
+    from plugins_app.demo.images import generate_demo_images
+    from plugins_app.demo.reviewed import seed_reviewed
 
     with transaction.atomic():
         org, _ = Organization.objects.get_or_create(
@@ -135,6 +140,8 @@ def seed_demo() -> DemoCredentials:
         images = generate_demo_images(Path(settings.MEDIA_ROOT) / "demo")
         for target in (project, consensus_project):
             _assets(target, images)
+        # Before any plugin is registered, so that these submits trigger no run.
+        seed_reviewed(project)
         model = _plugin(org, project, "Face & coin detector", PluginType.MODEL)
         batch = _plugin(
             org, project, "Face & coin detector (batch)", PluginType.BATCH_MODEL
@@ -157,7 +164,7 @@ def seed_demo() -> DemoCredentials:
             "by IoU into one pre-label for review.",
             default_config=CONSENSUS_CONFIG,
         )
-        _hosted_qa_demo(org, images)
+        _hosted_qa_demo(org)
         export = _plugin(
             org,
             project,
@@ -180,21 +187,16 @@ def seed_demo() -> DemoCredentials:
     return credentials
 
 
-# Invoice labels waiting to be submitted in the hosted demo: (IBAN, currency).
-INVOICE_SAMPLES = [
-    ("DE89370400440532013000", "EUR"),
-    ("FR7630006000011234567890189", "USD"),
-    ("FR7630006000011234567890189", "GBP"),
-    ("GB29NWBK60161331926819", "JPY"),
-]
 HOSTED_QA_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hosted_qa"
 
 
-def _hosted_qa_demo(org: Organization, images: list[Any]) -> None:
-    """An invoice project whose tasks hold labels ready to submit, and the QA
-    bot of examples/hosted_qa/ uploaded as a hosted plugin triggered by
-    submits (built by the Celery worker; uploaded again only if it changed)."""
-    from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
+def _hosted_qa_demo(org: Organization) -> None:
+    """An invoice project of generated invoices whose tasks hold labels ready
+    to submit, and the QA bot of examples/hosted_qa/ uploaded as a hosted
+    plugin triggered by submits (built by the Celery worker; uploaded again
+    only if it changed)."""
+    from plugins_app.demo.invoices import generate_invoices
+    from plugins_app.hosted.invoices import INVOICE_ONTOLOGY
     from plugins_app.hosted.models import HostedCode
     from plugins_app.hosted.services import code_upload
 
@@ -207,11 +209,12 @@ def _hosted_qa_demo(org: Organization, images: list[Any]) -> None:
             "IBAN (FR…) and the currency (EUR or USD).",
         },
     )
-    _assets(invoices, images[: len(INVOICE_SAMPLES)])
-    tasks = invoices.tasks.order_by("asset__external_id")
-    for task, (iban, currency) in zip(tasks, INVOICE_SAMPLES, strict=False):
+    drawn = generate_invoices(Path(settings.MEDIA_ROOT) / "demo")
+    _assets(invoices, [invoice.image for invoice in drawn])
+    for invoice in drawn:
+        task = invoices.tasks.get(asset__external_id=invoice.image.external_id)
         if not task.answer and task.stage == "Label":
-            task.answer = invoice_answer(iban, currency)
+            task.answer = invoice.answer
             task.save(update_fields=["answer", "updated_at"])
     plugin = Plugin.objects.filter(organization=org, name="Invoice QA (hosted)").first()
     if plugin is None:
@@ -269,7 +272,7 @@ def _plugin(
     type: str,
     *,
     description: str = "The bundled example (examples/): scikit-image's LBP face "
-    "cascade and Laplacian-of-Gaussian blob detection.",
+    "cascade for faces, the circular Hough transform for coins.",
     default_config: str = DETECTOR_CONFIG,
 ) -> dict[str, str]:
     """A bundled example plugin, active on `project`; an Event plugin runs on
