@@ -38,6 +38,8 @@ from plugins_app.inputs import (
 )
 from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import logs as run_logs
+from plugins_app.runs import preview
+from plugins_app.runs.creation import assets_in_scope
 from plugins_app.runs.dispatch.rest import connector_logs_ingest, connector_respond
 from plugins_app.runs.models import Run
 from plugins_app.runs.workflow import WorkflowAnswerError, workflow_answer
@@ -108,7 +110,12 @@ def project_assets(request: HttpRequest, run: Run, project_id: str) -> JsonRespo
 
 
 def _filtered_assets(run: Run, filters: dict[str, Any]) -> QuerySet[Asset]:
-    assets = Asset.objects.filter(project=run.project)
+    # A run started on a selection (or a preview's few assets) sees only those.
+    assets = (
+        assets_in_scope(run)
+        if run.selection is not None
+        else Asset.objects.filter(project=run.project)
+    )
     if "_id" in filters:
         # Scripts use `_id` with either the internal id or the external id.
         ids = _as_list(filters["_id"])
@@ -150,6 +157,8 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
         return fail("Send the labels as a list in jsonContent (or labels).", 400)
     if not same_project(run, body.get("project", run.project_id)):
         return fail("This apikey is not valid for that project.", 403)
+    if run.dry_run:
+        return _held_for_preview(run, records)
     result = prelabels_import(
         project=run.project,
         records=records,
@@ -167,6 +176,24 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
     return ok(
         {"project": message}
         | ({"skipped": result.skipped[:1000]} if result.skipped else {})
+    )
+
+
+def _held_for_preview(run: Run, records: list[Any]) -> JsonResponse:
+    """A dry run's import: checked and kept for the Preview, nothing written;
+    the plugin is told so in the reply it logs."""
+    held = preview.hold_import(run, records)
+    outside = (
+        f"; {len(held.outside)} record(s) for assets outside the preview ignored"
+        if held.outside
+        else ""
+    )
+    return ok(
+        {
+            "project": f"Preview: {held.held} / {len(records)} records held for "
+            f"review{outside}; nothing was written.",
+            "errors": held.errors[:1000],
+        }
     )
 
 

@@ -16,6 +16,7 @@ from plugins_app.plugins.types import (
     WORKFLOW_TRIGGER,
     kind_of,
 )
+from plugins_app.runs import preview
 from plugins_app.runs.ledger import item_done, item_fail, item_skip
 from plugins_app.runs.models import (
     RunLogLine,
@@ -64,7 +65,13 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         if not held.exists():
             item.refresh_from_db(fields=["state"])
             return _ignore_stale(item, channel_name)
-        outcome = kind_of(item.run).apply_response(item, payload.get("response"))
+        # A dry run's answer is checked and kept for the Preview, never written.
+        apply = (
+            preview.apply_response
+            if item.run.dry_run
+            else kind_of(item.run).apply_response
+        )
+        outcome = apply(item, payload.get("response"))
         if outcome.problems:
             text = "The plugin's answer was rejected:\n" + "\n".join(
                 f"• {p}" for p in outcome.problems

@@ -169,6 +169,22 @@ class RunIn(Schema):
     # Model and Batch Model, admins only: write over answers people submitted
     # or reviewed too (off: those tasks keep their answer and are skipped).
     replace_submitted: bool = False
+    # Model and Batch Model: the asset table's saved filter instead of
+    # external_ids / batch_ids, e.g. {"status": "TODO", "batch": 3} (keys q,
+    # batch, stage, status, prelabel_plugin, ids; workspace/selection.py). Any
+    # JSON is taken here so that a bad one is a 400 saying what is wrong.
+    selection: Any = None
+    # Preview: run on the first preview_limit assets of the scope and keep the
+    # answers for review (GET /api/runs/{id} `previews`); nothing is written.
+    dry_run: bool = False
+    preview_limit: int = Field(default=3, ge=1, le=10)
+
+
+class PreviewOut(Schema):
+    external_id: str
+    via: str
+    answer: dict[str, Any]
+    problems: list[str]
 
 
 class WriteOut(Schema):
@@ -204,6 +220,10 @@ class RunOut(Schema):
     # Per task: what the run did to its answer (at most 200 rows, kept first).
     write_counts: dict[str, int]
     writes: list[WriteOut]
+    selection: dict[str, Any] | None
+    dry_run: bool
+    # A dry run's answers, checked and never written (at most 50).
+    previews: list[PreviewOut]
 
 
 class UndoOut(Schema):
@@ -282,6 +302,17 @@ def run_out(run: Run) -> dict[str, Any]:
                 "reason": w.reason,
             }
             for w in writes.rows
+        ],
+        "selection": run.selection,
+        "dry_run": run.dry_run,
+        "previews": [
+            {
+                "external_id": p.asset.external_id,
+                "via": p.via,
+                "answer": p.answer,
+                "problems": p.problems,
+            }
+            for p in (run.previews.select_related("asset")[:50] if run.dry_run else [])
         ],
     }
 
@@ -493,6 +524,9 @@ def create_run(
                 batch_ids=body.batch_ids,
                 inputs=body.inputs,
                 replace_submitted=body.replace_submitted,
+                selection=body.selection,
+                dry_run=body.dry_run,
+                preview_limit=body.preview_limit,
             )
         )
     except RunRequestError as exc:

@@ -15,6 +15,7 @@ from plugins_app.plugins.services import (
 )
 from plugins_app.plugins.triggers import plugin_trigger_events
 from plugins_app.runs.creation import MAX_CSV_BYTES, project_stage_names
+from plugins_app.web.asset_table import SelectionFormMixin
 from plugins_app.workspace.events import TRIGGER_EVENTS
 from plugins_app.workspace.models import Batch, Organization, Project, Storage
 
@@ -143,8 +144,9 @@ class PluginForm(forms.ModelForm):
         return names
 
 
-class RunForm(forms.Form):
-    """The Run dialog: class mapping, scope (assets or batches) and config."""
+class RunForm(SelectionFormMixin):
+    """The Run dialog: class mapping, scope (assets, batches or the asset
+    table's selection) and config."""
 
     external_ids = forms.CharField(
         label="Asset external IDs",

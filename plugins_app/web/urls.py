@@ -1,6 +1,6 @@
 from django.urls import path
 
-from plugins_app.web import views, workflow_views
+from plugins_app.web import asset_table, views, workflow_views
 
 app_name = "web"
 
@@ -22,6 +22,16 @@ urlpatterns = [
         name="storage-delete",
     ),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/assets/",
+        asset_table.asset_table,
+        name="asset-table",
+    ),
+    path(
+        "runs/<int:run_id>/preview/",
+        asset_table.preview_poll,
+        name="run-preview",
+    ),
     path(
         "projects/<int:project_id>/assets/<int:asset_id>/",
         views.asset_detail,

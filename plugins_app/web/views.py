@@ -31,7 +31,7 @@ from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
 from plugins_app.runs.models import Run
 from plugins_app.runs.tasks import probe_connector
 from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
-from plugins_app.web import access
+from plugins_app.web import access, asset_table
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import markdown_document
@@ -451,7 +451,8 @@ def run_dialog(
     data = request.POST if request.method == "POST" else request.GET
     preset = access.get_preset(project, plugin, data.get("preset"))
     scope = data.get("external_ids") or request.GET.get("asset", "")
-    initial = {"external_ids": scope}
+    # The asset table's saved filter travels as one small JSON field.
+    initial = {"external_ids": scope, "selection": data.get("selection", "")}
     form = RunForm(
         request.POST or None,
         request.FILES or None,
@@ -463,6 +464,8 @@ def run_dialog(
     )
     if request.method == "POST" and data.get("action") == "save_preset":
         return _save_preset(request, form, project, plugin, initial)
+    if request.method == "POST" and data.get("action") == "preview":
+        return asset_table.preview_start(request, form, project, plugin)
     if request.method == "POST" and form.is_valid():
         try:
             run = run_create(
@@ -476,6 +479,7 @@ def run_dialog(
                     batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
                     inputs=form.run_inputs(),
                     replace_submitted=form.cleaned_data.get("replace_submitted", False),
+                    selection=form.cleaned_data.get("selection"),
                 )
             )
         except RunRequestError as exc:

@@ -74,6 +74,10 @@ def write_answers(
     """Write `answers[task.pk]` to each task the rule allows, skip the others.
     `tasks` must carry TASK_FIELDS and prelabel_run_id; call inside a
     transaction (the answers, history and ledger commit together)."""
+    if run.dry_run:
+        # A preview keeps its answers in PreviewAnswer (runs/preview.py) and
+        # must never reach a task: refuse loudly rather than write.
+        raise RuntimeError(f"run {run.pk} is a dry run: it writes no answer")
     held = held_by_people(tasks)
     report = WriteReport()
     rows: list[tuple[int, Any, str, int | None]] = []

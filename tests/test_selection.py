@@ -1,0 +1,195 @@
+"""Select, then run, through the JSON API and the service: a saved selection
+(workspace/selection.py) scopes a run to exactly the assets it matches, the
+same set the asset table shows; a bad one is a 400 that says what is wrong;
+a Batch Model run on a selection sees only those assets; a dry run writes
+nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from plugins_app.plugins.models import PluginType
+from plugins_app.runs.creation import RunRequest, run_create
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.models import PreviewAnswer, Run
+from plugins_app.runs.preview import hold_import
+from plugins_app.workspace import selection
+from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
+from tests.builders import CHANNEL, connect_instance
+from tests.test_api import bearer, post_json
+from tests.test_api_key_scope import job_key
+
+
+def external_ids(run: Run) -> list[str]:
+    return sorted(i.asset.external_id for i in run.items.select_related("asset"))
+
+
+def create(workspace: Any, plugin: Any, **body: Any) -> Any:
+    client = bearer(workspace.annotator)
+    request = {
+        "plugin_id": plugin.pk,
+        "project_id": workspace.project.pk,
+        "class_mapping": {"face": "face-box"},
+    } | body
+    return post_json(client, "/api/runs", request)
+
+
+def test_the_api_selection_gives_the_same_set_as_the_table(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    Task.objects.filter(asset__external_id__in=["coins", "camera"]).update(
+        status=Task.Status.SUBMITTED
+    )
+    wanted = {"batch": workspace.batch_a.pk, "status": "TODO"}
+    response = create(workspace, plugin, selection=wanted)
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    table = selection.assets(
+        workspace.project,
+        selection.from_query(
+            {"batch": str(workspace.batch_a.pk), "status": "TODO"}, workspace.project
+        ),
+    )
+    expected = sorted(table.values_list("external_id", flat=True))
+    assert expected and external_ids(run) == expected
+    assert not set(expected) & {"coins", "camera"}
+    assert run.selection == wanted
+    assert response.json()["selection"] == wanted
+
+    ticked = list(table.values_list("pk", flat=True)[:2])
+    response = create(workspace, plugin, selection={"ids": ticked})
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    assert sorted(i.asset_id for i in run.items.all()) == sorted(ticked)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("status=TODO", "The selection must be a JSON object."),
+        ({"colour": "red"}, "Unknown selection field(s): colour"),
+        ({"status": "DONE"}, "status must be one of TODO, SUBMITTED, REVIEWED"),
+        ({"batch": "first"}, "batch must be a positive integer id"),
+        ({"batch": 1.5}, "batch must be a positive integer id"),
+        ({"ids": [1, True]}, "ids must be a positive integer id"),
+        ({"ids": list(range(1, 1002))}, "ids lists at most 1000 assets"),
+        ({"q": ["a"]}, "q must be a string"),
+        ({"q": "no-such-asset"}, "The selection matches no asset of this project."),
+    ],
+)
+def test_a_bad_selection_is_a_400_saying_why(
+    workspace: Any, make_plugin: Any, bad: Any, message: str
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    response = create(workspace, plugin, selection=bad)
+    assert response.status_code == 400, response.content
+    assert message in " ".join(response.json()["errors"]["selection"])
+    assert not Run.objects.exists()
+
+
+def test_a_selection_cannot_name_another_projects_batch_or_mix_with_ids(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    theirs = workspace.other_project.batches.create(name="Theirs")
+    response = create(workspace, plugin, selection={"batch": theirs.pk})
+    assert response.status_code == 400
+    assert f"batch {theirs.pk} is not a batch of this project" in str(
+        response.json()["errors"]
+    )
+    response = create(
+        workspace, plugin, selection={"q": "a"}, external_ids=["astronaut"]
+    )
+    assert response.status_code == 400
+    assert "either a selection or external IDs" in str(response.json()["errors"])
+
+
+def test_a_batch_model_run_on_a_selection_sees_only_those_assets(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin, CHANNEL)
+    run = run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=[],
+            batch_ids=[],
+            selection={"q": "co"},
+        ),
+        dispatch=False,
+    )
+    matched = sorted(
+        workspace.project.assets.filter(external_id__icontains="co").values_list(
+            "external_id", flat=True
+        )
+    )
+    assert run.assets_total == len(matched) >= 2
+    assert dispatch_pending(plugin.pk) == 1
+    key = job_key(CHANNEL, run)
+    listed = Client().get(
+        f"/v2/project/{workspace.project.pk}/assets?page=1&limit=100",
+        HTTP_APIKEY=key,
+    )
+    assert listed.status_code == 200, listed.content
+    got = sorted(a["externalId"] for a in listed.json()["data"]["assets"])
+    assert got == matched
+
+
+def test_a_dry_batch_import_is_held_and_writes_nothing(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin)
+    run = run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=[],
+            batch_ids=[],
+            selection={"q": "co"},
+            dry_run=True,
+            preview_limit=2,
+        ),
+        dispatch=False,
+    )
+    assert run.dry_run and len(run.selection["ids"]) == 2
+    in_preview = list(
+        workspace.project.assets.filter(pk__in=run.selection["ids"]).order_by("pk")
+    )
+    before = {t.pk: t.answer for t in Task.objects.all()}
+    events = TaskEvent.objects.count()
+    box = {"x": 1, "y": 2, "width": 30, "height": 40}
+    records = [
+        {
+            "externalId": in_preview[0].external_id,
+            "objects": [{"schemaId": "face-box", "bounding-box": box}],
+        },
+        {
+            "externalId": in_preview[1].external_id,
+            "objects": [{"schemaId": "nope", "bounding-box": box}],
+        },
+        {"externalId": "astronaut", "objects": []},
+    ]
+    held = hold_import(run, records)
+    assert held.held == 2 and held.outside == ["astronaut"]
+    kept = {p.asset_id: p for p in PreviewAnswer.objects.filter(run=run)}
+    assert kept[in_preview[0].pk].answer["tools"][0]["bounding-box"] == box
+    assert not kept[in_preview[0].pk].problems
+    assert kept[in_preview[1].pk].problems
+    assert {t.pk: t.answer for t in Task.objects.all()} == before
+    assert TaskEvent.objects.count() == events
+    assert not AnswerWrite.objects.filter(run=run).exists()
