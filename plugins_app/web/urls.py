@@ -58,6 +58,16 @@ urlpatterns = [
         name="task-review",
     ),
     path(
+        "projects/<int:project_id>/tasks/<int:task_id>/canvas/",
+        canvas_views.canvas_state_view,
+        name="canvas-state",
+    ),
+    path(
+        "projects/<int:project_id>/tasks/<int:task_id>/canvas/run/",
+        canvas_views.canvas_run,
+        name="canvas-run",
+    ),
+    path(
         "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
         views.run_dialog,
         name="run-dialog",

@@ -32,6 +32,7 @@ from plugins_app.runs.models import Run
 from plugins_app.runs.tasks import probe_connector
 from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
 from plugins_app.web import access, asset_table
+from plugins_app.web.canvas import canvas_context
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import markdown_document
@@ -324,13 +325,11 @@ def asset_detail(
             "markdown_doc": markdown_document(asset.content)
             if asset.kind == Asset.Kind.MARKDOWN
             else "",
-            "drawn": selectors.DrawnAsset(
-                asset, *selectors.answer_drawing(asset.task.answer, project.ontology)
-            ),
             "plugins": selectors.plugins_with_liveness(
                 project.plugins.filter(type="model")
             ),
             "runs": runs_touching_asset(asset)[:10],
+            **_canvas(asset.task),
         },
     )
 
@@ -352,6 +351,9 @@ def task_detail(
         and seen_stage is not None
         and seen_stage != task.stage
     )
+    if not getattr(request, "htmx", False):
+        # The canvas is on the full page only, not in the polled partials.
+        context.update(_canvas(task))
     template = _partial(request, "projects/task_detail.html", "task-live")
     return render(request, template, context)
 
@@ -405,6 +407,11 @@ def _task_context(
     }
 
 
+def _canvas(task: Task) -> dict[str, Any]:
+    """The review canvas's context: images only (other assets keep the JSON box)."""
+    return canvas_context(task) if task.asset.kind == Asset.Kind.IMAGE else {}
+
+
 def _task_panel(
     request: AuthenticatedHttpRequest,
     task: Task,
@@ -421,7 +428,7 @@ def _task_panel(
             return redirect(
                 "web:task-detail", project_id=task.project_id, task_id=task.pk
             )
-        context = _task_context(request, task, error=error)
+        context = _task_context(request, task, error=error) | _canvas(task)
         return render(
             request, "projects/task_detail.html", context, status=refused_status
         )

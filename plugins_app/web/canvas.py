@@ -1,0 +1,231 @@
+"""What the review canvas of the task and asset pages shows: the answer's
+objects with their label, colour, source (a person, or a plugin and its run)
+and confidence; the ontology's tools and classifications; the Model plugins it
+can run on the asset. The canvas itself is static/js/canvas.js.
+
+Where each object came from is read from the task's history, not stored per
+object: every event that replaced the answer keeps the answer it replaced
+(`previousAnswer`), so the answer after an event is the next one's
+`previousAnswer` (or the task's answer for the last). An object is credited to
+the first event after which an identical object (same JSON) is in the answer:
+a plugin's box a person submitted unchanged stays the plugin's; a box a person
+moved is the person's."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+from django.urls import reverse
+
+from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.runs.models import Run
+from plugins_app.workspace import events
+from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
+
+# The geometries the canvas edits; others are listed, kept as they are.
+EDITABLE = ("bounding-box", "polygon")
+# Classification kinds the canvas shows as form controls (answers.py checks).
+FORM_KINDS = ("radio", "checkbox", "single-dropdown", "multi-dropdown", "text")
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "person", "plugin" or "unknown"
+    label: str
+    run: int | None = None
+
+    def json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "run": self.run}
+
+
+UNKNOWN = Source("unknown", "stored before the history began")
+
+
+def object_key(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def object_sources(task: Task, history: list[TaskEvent]) -> dict[str, Source]:
+    """Object JSON (object_key) → who first put exactly that object in the
+    task's answer, from the history (see the module docstring)."""
+    changes = [e for e in history if isinstance(e.data.get("previousAnswer"), dict)]
+    sources: dict[str, Source] = {}
+    for index, event in enumerate(changes):
+        following = changes[index + 1] if index + 1 < len(changes) else None
+        after = following.data["previousAnswer"] if following else task.answer
+        source = _event_source(event)
+        if source is None:
+            continue
+        for obj in (after or {}).get("tools", []) or []:
+            sources.setdefault(object_key(obj), source)
+    return sources
+
+
+def _event_source(event: TaskEvent) -> Source | None:
+    """Who wrote the answer an event left; None for events that only put an
+    earlier answer back (undo, send-back), which credit nobody new."""
+    if event.name == events.ANSWER_WRITTEN:
+        run = event.data.get("run")
+        name = event.data.get("plugin", "")
+        return Source(
+            "plugin", f"{name} (run #{run})", run if isinstance(run, int) else None
+        )
+    if event.name == events.LABEL_SUBMITTED:
+        who = event.actor.get_username() if event.actor else event.actor_label
+        return Source("person", who or "a person")
+    return None
+
+
+def _confidence(obj: dict[str, Any]) -> float | None:
+    """A plugin's confidence when the object carries one (top level or in its
+    metadata); Ango's answer format has no fixed key, these are the usual."""
+    for holder in (
+        obj,
+        obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {},
+    ):
+        for key in ("confidence", "score"):
+            value = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def canvas_objects(task: Task, history: list[TaskEvent]) -> list[dict[str, Any]]:
+    """The answer's objects as the canvas draws them, each with its source."""
+    sources = object_sources(task, history)
+    fallback = UNKNOWN
+    if task.prelabel_run_id is not None and task.prelabel_run is not None:
+        run = task.prelabel_run
+        fallback = Source("plugin", f"{run.plugin.name} (run #{run.pk})", run.pk)
+    objects = []
+    for index, obj in enumerate((task.answer or {}).get("tools", []) or []):
+        if not isinstance(obj, dict):
+            continue
+        objects.append(
+            {
+                "index": index,
+                "object": obj,
+                "source": sources.get(object_key(obj), fallback).json(),
+                "confidence": _confidence(obj),
+            }
+        )
+    return objects
+
+
+def ontology_tools(ontology: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "schemaId": t["schemaId"],
+            "title": t.get("title") or t["schemaId"],
+            "tool": t.get("tool", ""),
+            "color": t.get("color") or "#ff0055",
+            "editable": t.get("tool") in EDITABLE,
+        }
+        for t in ontology.get("tools", [])
+        if isinstance(t, dict) and isinstance(t.get("schemaId"), str)
+    ]
+
+
+def classification_fields(
+    ontology: dict[str, Any], answer: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The ontology's top-level classifications as form controls, with the
+    answer's current value (a list for the multi-valued kinds)."""
+    given = {
+        c.get("schemaId"): c.get("answer")
+        for c in (answer or {}).get("classifications", []) or []
+        if isinstance(c, dict)
+    }
+    fields = []
+    for definition in ontology.get("classifications", []):
+        kind = definition.get("tool")
+        schema_id = definition.get("schemaId")
+        if kind not in FORM_KINDS or not isinstance(schema_id, str):
+            continue
+        value = given.get(schema_id)
+        multi = kind in ("checkbox", "multi-dropdown")
+        fields.append(
+            {
+                "schemaId": schema_id,
+                "title": definition.get("title") or schema_id,
+                "kind": kind,
+                "multi": multi,
+                "options": [
+                    o["value"]
+                    for o in definition.get("options", []) or []
+                    if isinstance(o, dict) and isinstance(o.get("value"), str)
+                ],
+                "value": (value if isinstance(value, list) else [])
+                if multi
+                else (value if isinstance(value, str) else ""),
+            }
+        )
+    return fields
+
+
+def model_plugins(task: Task) -> QuerySet[Plugin]:
+    """The project's Model plugins the canvas menu offers, with their presets
+    (the project's saved mappings) prefetched."""
+    return (
+        task.project.plugins.filter(
+            organization_id=task.project.organization_id, type=PluginType.MODEL
+        )
+        .prefetch_related("presets")
+        .order_by("name")
+    )
+
+
+def canvas_state(task: Task) -> dict[str, Any]:
+    """Everything canvas.js needs, as JSON (embedded in the page and served
+    again when a run from the editor has answered)."""
+    history = list(task.events.select_related("actor").order_by("id"))
+    project = task.project
+    asset = task.asset
+    return {
+        "task": task.pk,
+        "stage": task.stage,
+        "image": reverse("web:asset-image", args=[project.pk, asset.pk]),
+        "width": asset.width,
+        "height": asset.height,
+        "tools": ontology_tools(project.ontology or {}),
+        "objects": canvas_objects(task, history),
+        "answer": task.answer or {},
+        "stateUrl": reverse("web:canvas-state", args=[project.pk, task.pk]),
+        "runUrl": reverse("web:canvas-run", args=[project.pk, task.pk]),
+    }
+
+
+def run_outcome(run: Run, task: Task) -> dict[str, Any]:
+    """A run from the editor, as the canvas reports it: done or not, and what
+    it did to this task (wrote, or kept a person's answer and why)."""
+    write = (
+        AnswerWrite.objects.filter(run=run, task=task).order_by("-id").first()
+        if run.is_finished
+        else None
+    )
+    return {
+        "id": run.pk,
+        "url": reverse("web:run-detail", args=[run.pk]),
+        "status": run.status,
+        "statusLabel": run.get_status_display(),
+        "finished": run.is_finished,
+        "error": run.error or "",
+        "outcome": write.outcome if write else "",
+        "reason": write.reason if write else "",
+    }
+
+
+def canvas_context(task: Task) -> dict[str, Any]:
+    """The template context of the canvas partial (projects/canvas.html)."""
+    state = canvas_state(task)
+    return {
+        "canvas": state,
+        "canvas_labels": [t for t in state["tools"] if t["editable"]],
+        "canvas_fields": classification_fields(
+            task.project.ontology or {}, task.answer or {}
+        ),
+        "canvas_plugins": model_plugins(task),
+    }

@@ -1,0 +1,75 @@
+"""The review canvas's own endpoints: its state as JSON (read again when a run
+from the editor has answered) and *Run from the editor*. Saving the canvas is
+the task page's Submit (views.task_submit_view → lifecycle.task_submit): the
+canvas only fills the form's answer, so it is checked and recorded like every
+other answer."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from plugins_app.plugins.presets import suggested_mapping
+from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
+from plugins_app.web import access
+from plugins_app.web.canvas import canvas_state, model_plugins, run_outcome
+from plugins_app.web.request_types import AuthenticatedHttpRequest
+
+
+@require_GET
+@login_required
+def canvas_state_view(
+    request: AuthenticatedHttpRequest, project_id: int, task_id: int
+) -> JsonResponse:
+    """The canvas's state; with ?run=<id>, also how that run is doing."""
+    project = access.get_project_for_user(request.user, project_id)
+    task = access.get_task_for_user(request.user, task_id, project)
+    state = canvas_state(task)
+    run_id = request.GET.get("run", "")
+    if run_id:
+        if not run_id.isdigit():
+            return JsonResponse({"error": "run must be a run id."}, status=400)
+        run = access.get_run_for_user(request.user, int(run_id))
+        if run.project_id != project.pk:
+            raise Http404("No such run")
+        state["run"] = run_outcome(run, task)
+    return JsonResponse(state)
+
+
+@require_POST
+@login_required
+def canvas_run(
+    request: AuthenticatedHttpRequest, project_id: int, task_id: int
+) -> JsonResponse:
+    """Run a Model plugin on this task's asset with a preset of the project
+    (its saved mapping and config) or, without one, the mapping the Run dialog
+    suggests: the same run_create, with the same checks, as the Run dialog."""
+    project = access.get_project_for_user(request.user, project_id)
+    task = access.get_task_for_user(request.user, task_id, project)
+    plugin_id = request.POST.get("plugin", "")
+    if not plugin_id.isdigit():
+        return JsonResponse({"error": "Choose a plugin."}, status=400)
+    plugin = model_plugins(task).filter(pk=int(plugin_id)).first()
+    if plugin is None:
+        return JsonResponse(
+            {"error": "That is not a Model plugin of this project."}, status=400
+        )
+    preset = access.get_preset(project, plugin, request.POST.get("preset"))
+    try:
+        run = run_create(
+            RunRequest(
+                plugin=plugin,
+                project=project,
+                user=request.user,
+                class_mapping=preset.class_mapping
+                if preset
+                else suggested_mapping(plugin, project),
+                config_json=preset.config_json if preset else plugin.default_config,
+                external_ids=[task.asset.external_id],
+                batch_ids=[],
+            )
+        )
+    except RunRequestError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"run": run_outcome(run, task)}, status=201)

@@ -1,0 +1,555 @@
+// The review canvas of the task and asset pages (templates/projects/canvas.html),
+// on Annotorious 3 (static/vendor/annotorious). It draws the answer's objects in
+// their label's colour, lets a labeler move/resize boxes, edit polygon points,
+// change labels, draw new boxes and polygons, delete and accept objects, and
+// fills the task's Submit form with the answer in Ango's format: the server
+// checks and stores it like any other answer (lifecycle.task_submit). Objects the
+// canvas did not change are sent back exactly as stored, so their source (read
+// from the task's history, web/canvas.py) stays theirs.
+(() => {
+  "use strict";
+  const root = document.getElementById("canvas");
+  const stateNode = document.getElementById("canvas-state");
+  if (!root || !stateNode || !window.Annotorious) return;
+
+  const $ = (id) => document.getElementById(id);
+  const image = $("canvas-image");
+  const list = $("canvas-objects");
+  const labelPicker = $("canvas-label");
+  const selectedBox = $("canvas-selected");
+  const selectedLabel = $("canvas-selected-label");
+  const status = $("canvas-run-status");
+  const GEOMETRY = { rectangle: "bounding-box", polygon: "polygon" };
+  const EPSILON = 1e-6;
+
+  let state = JSON.parse(stateNode.textContent);
+  let tools = new Map();
+  let items = []; // {id, original, schemaId, kind, geometry, source, confidence, accepted, isNew}
+  let byId = new Map();
+  let selectedId = null;
+  let counter = 0;
+  let anno = null;
+  let editable = false;
+
+  // --- answer objects <-> Annotorious annotations ----------------------------------
+  const bounds = (points) => {
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    return { minX: Math.min(...xs), minY: Math.min(...ys), maxX: Math.max(...xs), maxY: Math.max(...ys) };
+  };
+
+  function itemFromObject(entry) {
+    const obj = entry.object;
+    const box = obj["bounding-box"];
+    const polygon = obj.polygon;
+    let kind = null;
+    let geometry = null;
+    if (box && typeof box === "object") {
+      kind = "bounding-box";
+      geometry = { x: box.x, y: box.y, w: box.width, h: box.height };
+    } else if (Array.isArray(polygon)) {
+      kind = "polygon";
+      geometry = { points: polygon.map((p) => [p[0], p[1]]) };
+    } else {
+      // Points, polylines, rotated boxes…: listed and kept as they are.
+      kind = Object.keys(obj).find((k) => !["schemaId", "objectId", "classifications", "title"].includes(k)) || "object";
+    }
+    return {
+      id: `obj-${++counter}`,
+      original: obj,
+      schemaId: obj.schemaId,
+      kind,
+      geometry,
+      source: entry.source,
+      confidence: entry.confidence,
+      // A plugin's objects wait for a person's look; people's are accepted.
+      accepted: entry.source.kind !== "plugin",
+      isNew: false,
+    };
+  }
+
+  const drawn = (item) => item.geometry !== null;
+
+  function toAnnotation(item) {
+    const g = item.geometry;
+    const selector =
+      item.kind === "bounding-box"
+        ? { type: "RECTANGLE", geometry: { x: g.x, y: g.y, w: g.w, h: g.h, bounds: { minX: g.x, minY: g.y, maxX: g.x + g.w, maxY: g.y + g.h } } }
+        : { type: "POLYGON", geometry: { points: g.points, bounds: bounds(g.points) } };
+    return {
+      id: item.id,
+      bodies: [{ id: `${item.id}-label`, annotation: item.id, purpose: "tagging", value: item.schemaId }],
+      target: { annotation: item.id, selector },
+    };
+  }
+
+  function geometryOf(annotation) {
+    const selector = annotation.target.selector;
+    if (selector.type === "RECTANGLE") {
+      const g = selector.geometry;
+      return { x: g.x, y: g.y, w: g.w, h: g.h };
+    }
+    if (selector.type === "POLYGON") return { points: selector.geometry.points.map((p) => [p[0], p[1]]) };
+    return null;
+  }
+
+  // --- the answer sent on Submit ----------------------------------------------------
+  const round = (v) => Math.round(v * 10) / 10;
+  const clamp = (v, low, high) => Math.min(Math.max(v, low), high);
+  const same = (a, b) => Math.abs(a - b) < EPSILON;
+
+  function currentGeometry(item) {
+    const annotation = anno && drawn(item) ? anno.getAnnotationById(item.id) : null;
+    return annotation ? geometryOf(annotation) : item.geometry;
+  }
+
+  function geometryChanged(item, g) {
+    if (!item.original) return true;
+    if (item.kind === "bounding-box") {
+      const b = item.original["bounding-box"];
+      return !(same(b.x, g.x) && same(b.y, g.y) && same(b.width, g.w) && same(b.height, g.h));
+    }
+    const before = item.original.polygon;
+    return before.length !== g.points.length || before.some((p, i) => !same(p[0], g.points[i][0]) || !same(p[1], g.points[i][1]));
+  }
+
+  function geometryJson(item, g) {
+    const W = state.width;
+    const H = state.height;
+    if (item.kind === "bounding-box") {
+      const x = round(clamp(g.x, 0, W));
+      const y = round(clamp(g.y, 0, H));
+      return { x, y, width: round(clamp(g.w, 0, W - x)), height: round(clamp(g.h, 0, H - y)) };
+    }
+    return g.points.map((p) => [round(clamp(p[0], 0, W)), round(clamp(p[1], 0, H))]);
+  }
+
+  function objectJson(item) {
+    if (!drawn(item)) return item.original;
+    const g = currentGeometry(item);
+    const moved = geometryChanged(item, g);
+    if (!moved && item.original && item.original.schemaId === item.schemaId) return item.original;
+    const obj = { ...(item.original || {}), schemaId: item.schemaId };
+    if (moved) obj[item.kind] = geometryJson(item, g);
+    return obj;
+  }
+
+  function classificationsJson() {
+    const given = (state.answer.classifications || []).filter((c) => c && typeof c === "object");
+    const fields = [...root.querySelectorAll("[data-classification]")];
+    const inForm = new Set(fields.map((f) => f.dataset.classification));
+    const result = given.filter((c) => !inForm.has(c.schemaId));
+    for (const field of fields) {
+      const schemaId = field.dataset.classification;
+      const value = fieldValue(field);
+      if (value === null) continue; // unanswered: left out, as Ango does
+      const before = given.find((c) => c.schemaId === schemaId);
+      if (before && JSON.stringify(before.answer) === JSON.stringify(value)) result.push(before);
+      else result.push({ ...(before || {}), schemaId, answer: value });
+    }
+    return result;
+  }
+
+  function fieldValue(field) {
+    const kind = field.dataset.kind;
+    if (kind === "radio") {
+      const checked = field.querySelector("input:checked");
+      return checked ? checked.value : null;
+    }
+    if (kind === "checkbox") {
+      const values = [...field.querySelectorAll("input:checked")].map((i) => i.value);
+      return values.length ? values : null;
+    }
+    if (kind === "multi-dropdown") {
+      const values = [...field.querySelector("select").selectedOptions].map((o) => o.value);
+      return values.length ? values : null;
+    }
+    const input = field.querySelector("input, select");
+    return input.value ? input.value : null;
+  }
+
+  function answerJson() {
+    return {
+      ...state.answer,
+      tools: items.map(objectJson),
+      classifications: classificationsJson(),
+      relations: state.answer.relations || [],
+    };
+  }
+
+  // --- the side panel ---------------------------------------------------------------
+  const title = (schemaId) => (tools.get(schemaId) || {}).title || schemaId;
+  const colour = (schemaId) => (tools.get(schemaId) || {}).color || "#ff0055";
+
+  function sourceText(item) {
+    if (item.isNew) return "you (not submitted yet)";
+    const s = item.source;
+    return s.kind === "plugin" ? `plugin ${s.label}` : s.kind === "person" ? s.label : s.label;
+  }
+
+  function stateText(item) {
+    if (item.isNew) return "new";
+    if (item.changed) return "edited";
+    return item.accepted ? "accepted" : "to review";
+  }
+
+  function renderList() {
+    list.replaceChildren(
+      ...items.map((item, index) => {
+        const li = document.createElement("li");
+        li.dataset.id = item.id;
+        li.className = `canvas-object state-${stateText(item).replace(/ /g, "-")}${item.id === selectedId ? " selected" : ""}`;
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = colour(item.schemaId);
+        const name = document.createElement("button");
+        name.type = "button";
+        name.className = "canvas-object-name";
+        name.textContent = `${index + 1}. ${title(item.schemaId)}`;
+        name.addEventListener("click", () => select(item.id));
+        const meta = document.createElement("small");
+        meta.className = "muted";
+        const confidence = item.confidence === null || item.confidence === undefined ? "" : ` · ${formatConfidence(item.confidence)}`;
+        meta.textContent = ` ${sourceText(item)}${confidence} · ${stateText(item)}${drawn(item) ? "" : ` · ${item.kind}, not drawn`}`;
+        li.append(swatch, name, meta);
+        return li;
+      }),
+    );
+    $("canvas-count").textContent = `(${items.length}; ${items.filter((i) => !i.accepted).length} to review)`;
+    $("canvas-source-json").textContent = JSON.stringify(answerJson(), null, 2);
+    renderSelected();
+  }
+
+  const formatConfidence = (c) => (c <= 1 ? `${Math.round(c * 1000) / 10} %` : String(c));
+
+  function renderSelected() {
+    const item = byId.get(selectedId);
+    selectedBox.hidden = !item;
+    if (!item) return;
+    const choices = [...tools.values()].filter((t) => t.tool === (tools.get(item.schemaId) || {}).tool || t.schemaId === item.schemaId);
+    selectedLabel.replaceChildren(
+      ...choices.map((t) => {
+        const option = document.createElement("option");
+        option.value = t.schemaId;
+        option.textContent = t.title;
+        option.selected = t.schemaId === item.schemaId;
+        return option;
+      }),
+    );
+    selectedLabel.disabled = !editable || !drawn(item);
+    $("canvas-selected-title").textContent = "";
+    $("canvas-selected-source").textContent = sourceText(item) + (item.source && item.source.run && !item.isNew ? "" : "");
+    const link = item.source && item.source.kind === "plugin" && item.source.run && !item.isNew ? item.source.run : null;
+    if (link) {
+      const a = document.createElement("a");
+      a.href = `/runs/${link}/`;
+      a.textContent = ` (run page)`;
+      $("canvas-selected-source").append(a);
+    }
+    $("canvas-selected-confidence").textContent =
+      item.confidence === null || item.confidence === undefined ? "— (the plugin gave none)" : formatConfidence(item.confidence);
+  }
+
+  // --- actions ----------------------------------------------------------------------
+  function select(id) {
+    selectedId = id;
+    const item = byId.get(id);
+    if (anno) {
+      if (item && drawn(item)) anno.setSelected(id);
+      else anno.cancelSelected();
+    }
+    renderList();
+  }
+
+  function step(delta) {
+    if (!items.length) return;
+    const at = items.findIndex((i) => i.id === selectedId);
+    const next = at < 0 ? (delta > 0 ? 0 : items.length - 1) : (at + delta + items.length) % items.length;
+    select(items[next].id);
+  }
+
+  function removeSelected() {
+    const item = byId.get(selectedId);
+    if (!item || !editable) return;
+    const at = items.indexOf(item);
+    items.splice(at, 1);
+    byId.delete(item.id);
+    if (drawn(item) && anno) anno.removeAnnotation(item.id);
+    selectedId = null;
+    if (items.length) select(items[Math.min(at, items.length - 1)].id);
+    else renderList();
+  }
+
+  function accept(item) {
+    item.accepted = true;
+    if (anno && drawn(item)) anno.updateAnnotation(toAnnotation({ ...item, geometry: currentGeometry(item) }));
+  }
+
+  function acceptAll() {
+    if (!editable) return;
+    items.forEach(accept);
+    renderList();
+  }
+
+  function relabel(schemaId) {
+    const item = byId.get(selectedId);
+    if (!item || !editable || !tools.has(schemaId)) return;
+    item.schemaId = schemaId;
+    item.changed = true;
+    accept(item);
+    renderList();
+  }
+
+  function setTool(name) {
+    for (const button of root.querySelectorAll("[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tool === name));
+    }
+    if (!anno) return;
+    if (!name) {
+      anno.setDrawingEnabled(false);
+      return;
+    }
+    // Annotorious draws only with nothing selected.
+    anno.cancelSelected();
+    selectedId = null;
+    renderList();
+    anno.setDrawingTool(name);
+    anno.setDrawingEnabled(true);
+    // The label picker follows the tool: only labels that draw this geometry.
+    const fits = [...labelPicker.options].filter((o) => o.dataset.tool === GEOMETRY[name]);
+    if (fits.length && !fits.includes(labelPicker.selectedOptions[0])) labelPicker.value = fits[0].value;
+  }
+
+  function onCreate(annotation) {
+    const kind = annotation.target.selector.type === "RECTANGLE" ? "bounding-box" : "polygon";
+    let option = labelPicker.selectedOptions[0];
+    if (!option || option.dataset.tool !== kind) option = [...labelPicker.options].find((o) => o.dataset.tool === kind);
+    if (!option) {
+      anno.removeAnnotation(annotation.id);
+      say(`The ontology has no ${kind} label to give this shape.`);
+      return;
+    }
+    const item = {
+      id: annotation.id,
+      original: null,
+      schemaId: option.value,
+      kind,
+      geometry: geometryOf(annotation),
+      source: { kind: "person", label: "you", run: null },
+      confidence: null,
+      accepted: true,
+      isNew: true,
+    };
+    items.push(item);
+    byId.set(item.id, item);
+    anno.updateAnnotation(toAnnotation(item));
+    selectedId = item.id;
+    renderList();
+  }
+
+  function onUpdate(annotation) {
+    const item = byId.get(annotation.id);
+    if (!item) return;
+    const g = geometryOf(annotation);
+    if (g && drawn(item) && geometryChanged(item, g)) {
+      item.changed = !item.isNew;
+      item.accepted = true;
+    }
+    renderList();
+  }
+
+  function say(text, link) {
+    status.replaceChildren(document.createTextNode(text));
+    if (link) {
+      const a = document.createElement("a");
+      a.href = link.href;
+      a.textContent = link.text;
+      status.append(" ", a);
+    }
+  }
+
+  // --- loading a state (the page's, or after a run or a submit) -------------------
+  function load(next) {
+    state = next;
+    state.answer = state.answer || {};
+    tools = new Map(state.tools.map((t) => [t.schemaId, t]));
+    items = state.objects.map(itemFromObject);
+    byId = new Map(items.map((i) => [i.id, i]));
+    selectedId = null;
+    if (anno) {
+      anno.cancelSelected();
+      anno.setAnnotations(items.filter(drawn).map(toAnnotation), true);
+    }
+    renderList();
+  }
+
+  function setEditable() {
+    editable = Boolean(document.getElementById("task-submit-form"));
+    root.classList.toggle("read-only", !editable);
+    for (const node of root.querySelectorAll("[data-edit-only]")) node.hidden = !editable;
+    for (const input of root.querySelectorAll("#canvas-classifications input, #canvas-classifications select")) input.disabled = !editable;
+    if (anno) {
+      anno.setUserSelectAction(editable ? "EDIT" : "SELECT");
+      if (!editable) setTool("");
+    }
+    renderSelected();
+  }
+
+  function style(annotation, flags) {
+    const item = byId.get(annotation.id);
+    const color = colour(item ? item.schemaId : "");
+    const selected = flags && flags.selected;
+    const accepted = !item || item.accepted;
+    return {
+      fill: color,
+      fillOpacity: selected ? 0.3 : accepted ? 0.12 : 0.02,
+      stroke: color,
+      strokeOpacity: 1,
+      strokeWidth: selected ? 3 : accepted ? 2.5 : 1.5,
+    };
+  }
+
+  function start() {
+    anno = window.Annotorious.createImageAnnotator(image, {
+      drawingEnabled: false,
+      drawingMode: "drag",
+      autoSave: true,
+      userSelectAction: "SELECT",
+      style,
+    });
+    anno.on("createAnnotation", onCreate);
+    anno.on("updateAnnotation", onUpdate);
+    anno.on("deleteAnnotation", (annotation) => {
+      if (byId.has(annotation.id)) {
+        items = items.filter((i) => i.id !== annotation.id);
+        byId.delete(annotation.id);
+        renderList();
+      }
+    });
+    anno.on("selectionChanged", (selected) => {
+      if (selected.length) {
+        selectedId = selected[0].id;
+        renderList();
+      }
+    });
+    load(state);
+    setEditable();
+    root.dataset.ready = "true";
+  }
+
+  // --- run from the editor ------------------------------------------------------------
+  const csrf = () => {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch {
+      return "";
+    }
+  };
+
+  async function runPlugin(button) {
+    const body = new FormData();
+    body.set("plugin", button.dataset.plugin);
+    body.set("preset", button.dataset.preset || "");
+    $("canvas-plugins").open = false;
+    say(`Starting ${button.textContent.trim()}…`);
+    const response = await fetch(state.runUrl, { method: "POST", body, headers: { "X-CSRFToken": csrf() }, credentials: "same-origin" });
+    const reply = await response.json().catch(() => ({ error: `The hub answered ${response.status}.` }));
+    if (!response.ok) {
+      say(reply.error || `The hub answered ${response.status}.`);
+      return;
+    }
+    watch(reply.run, button.textContent.trim());
+  }
+
+  async function watch(run, name) {
+    const link = { href: run.url, text: `run #${run.id}` };
+    say(`${name}: ${run.statusLabel.toLowerCase()}; its objects appear here when it answers.`, link);
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const response = await fetch(`${state.stateUrl}?run=${run.id}`, { credentials: "same-origin" });
+      if (!response.ok) {
+        say(`Could not follow the run (${response.status}).`, link);
+        return;
+      }
+      const next = await response.json();
+      const now = next.run;
+      if (!now.finished) {
+        say(`${name}: ${now.statusLabel.toLowerCase()}…`, link);
+        continue;
+      }
+      if (now.outcome === "written") {
+        load(next);
+        const fresh = items.filter((i) => i.source.run === run.id).length;
+        say(`${name} wrote ${fresh} object(s): accept (a), fix or delete them, then Submit.`, link);
+      } else if (now.outcome === "skipped") {
+        say(`${name} did not write: ${now.reason}`, link);
+      } else {
+        say(`${name} ended ${now.statusLabel.toLowerCase()}${now.error ? `: ${now.error}` : " without writing"}.`, link);
+      }
+      return;
+    }
+  }
+
+  // --- wiring -------------------------------------------------------------------------
+  root.addEventListener("click", (event) => {
+    const toolButton = event.target.closest("[data-tool]");
+    if (toolButton && editable) setTool(toolButton.dataset.tool);
+    const runButton = event.target.closest(".canvas-run");
+    if (runButton) runPlugin(runButton);
+  });
+  $("canvas-accept-all").addEventListener("click", acceptAll);
+  $("canvas-delete").addEventListener("click", removeSelected);
+  $("canvas-accept").addEventListener("click", () => {
+    const item = byId.get(selectedId);
+    if (item && editable) {
+      accept(item);
+      step(1);
+    }
+  });
+  selectedLabel.addEventListener("change", () => relabel(selectedLabel.value));
+  root.addEventListener("change", (event) => {
+    if (event.target.closest("#canvas-classifications")) renderList();
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest && event.target.closest("input, select, textarea, [contenteditable], dialog[open]")) return;
+    if (event.key === "n") step(1);
+    else if (event.key === "p") step(-1);
+    else if (event.key === "a") acceptAll();
+    else if (event.key === "Escape") setTool("");
+    else if (event.key === "Delete" || event.key === "Backspace") {
+      // A selected polygon vertex is Annotorious's to delete, not the object.
+      if (root.querySelector(".a9s-handle-selected")) return;
+      event.preventDefault();
+      removeSelected();
+    } else return;
+  });
+
+  // Submit sends the canvas: filled in before htmx reads the form (capture phase).
+  document.addEventListener(
+    "submit",
+    (event) => {
+      if (event.target.id === "task-submit-form") $("task-answer").value = JSON.stringify(answerJson());
+    },
+    true,
+  );
+  // The task panel was swapped: the stage may allow editing or not any more; a
+  // successful submit is read back so sources name who submitted.
+  document.addEventListener("htmx:afterSwap", async (event) => {
+    if (!event.detail.target || event.detail.target.id !== "task-panel") return;
+    if (!document.getElementById("task-action-error")) {
+      const response = await fetch(state.stateUrl, { credentials: "same-origin" });
+      if (response.ok) load(await response.json());
+    }
+    setEditable();
+  });
+
+  // A plugin moved the task (polled, out of band): editing may be over or begin.
+  document.addEventListener("htmx:oobAfterSwap", (event) => {
+    if (event.detail.target && event.detail.target.id === "task-panel") setEditable();
+  });
+
+  if (image.complete && image.naturalWidth) start();
+  else image.addEventListener("load", start, { once: true });
+})();
