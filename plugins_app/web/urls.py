@@ -1,6 +1,6 @@
 from django.urls import path
 
-from plugins_app.web import asset_table, views, workflow_views
+from plugins_app.web import asset_table, canvas_views, views, workflow_views
 
 app_name = "web"
 
