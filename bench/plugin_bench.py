@@ -2,11 +2,12 @@
 .venv-sdk14). Its callback returns one tiny valid box and nothing else, unless the
 job's configJSON asks for log lines:
 
-    {"lines": N, "start_at": <unix time>}
+    {"lines": N, "start_at": <unix time>, "rate": R}
 
 then it waits until `start_at` (so the watcher can subscribe first), logs N lines
 `t=<send time> i=<index>` with `data["logger"].info(...)` as fast as the SDK lets
-it, and then returns the same answer.
+it (or R lines a second, evenly, if `rate` is given), and then returns the same
+answer.
 
 Environment: HOST, PLUGIN_ID, PLUGIN_SECRET (as for any plugin script).
 """
@@ -33,7 +34,11 @@ def callback(data: dict[str, Any]) -> AnnotationPayload:
         logger = data["logger"]
         start_at = float(config.get("start_at", 0))
         time.sleep(max(0.0, min(start_at - time.time(), MAX_WAIT_SECONDS)))
+        rate = float(config.get("rate") or 0)
         for i in range(lines):
+            if rate > 0:
+                # Paced from the start, so a late line does not shift the rest.
+                time.sleep(max(0.0, start_at + i / rate - time.time()))
             logger.info(f"t={time.time():.6f} i={i}")
     mapping = data.get("categorySchema") or [{"schemaId": "face-box"}]
     objects = [{"schemaId": mapping[0]["schemaId"], "bounding-box": dict(BOX)}]
