@@ -196,6 +196,8 @@ def test_it_retries_a_job_past_its_deadline_until_the_plugins_max_attempts(
     Plugin.objects.filter(pk=plugin.pk).update(max_attempts=2)
     connect_instance(plugin, CHANNEL)
     run = new_run(workspace, plugin, "astronaut")
+    # Timeouts are retried only when the run asked (tests/test_run_page.py).
+    Run.objects.filter(pk=run.pk).update(inputs={"retry_timeouts": True})
     dispatch_pending(plugin.pk)
 
     pass_deadline(run)

@@ -605,8 +605,10 @@ def test_it_applies_a_job_once_whatever_duplicate_and_late_answers_arrive(
     session = slow.job()["session"]
     fast = authenticated(live_hub, registered)
     clients.append(fast)
-    # The slow instance misses the plugin's timeout: the job is sent again,
-    # to the other instance (never given a job yet, so first in line).
+    # The slow instance misses the plugin's timeout: the job is sent again (the
+    # run asked for retries of timeouts), to the other instance (never given a
+    # job yet, so first in line).
+    Run.objects.filter(pk=run.pk).update(inputs={"retry_timeouts": True})
     pass_deadline(run)
     assert runs_sweep()["requeued"] == 1
     assert fast.job()["session"] == session

@@ -55,6 +55,9 @@ class RunRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
     # Write over answers people submitted or reviewed (admins only; writes.py).
     replace_submitted: bool = False
+    # Try a job again after a timeout (runs/ledger.py item_time_out; off: the
+    # first timeout fails the job, explained). Kept in Run.inputs.
+    retry_timeouts: bool = False
     # The asset table's saved filter (workspace/selection.py) instead of
     # external_ids / batch_ids; None: not given.
     selection: dict[str, Any] | None = None
@@ -86,7 +89,8 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
             class_mapping=mapping,
             config_json=request.config_json.strip() or "{}",
             batch_ids=[b.pk for b in batches],
-            inputs=inputs,
+            inputs=inputs
+            | ({"retry_timeouts": True} if request.retry_timeouts else {}),
             replace_submitted=request.replace_submitted,
             selection=chosen,
             dry_run=request.dry_run,

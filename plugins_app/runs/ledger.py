@@ -219,6 +219,18 @@ def item_time_out(item: WorkItem, now: Any) -> bool:
         PluginInstance.objects.filter(pk=item.instance_id).update(
             timeouts=F("timeouts") + 1
         )
+    if not (item.run.inputs or {}).get("retry_timeouts"):
+        # The instance still answers pings, so it got the job and said nothing:
+        # another instance of the same plugin would most likely do the same.
+        # Say so now, at the first timeout, not after every attempt.
+        item_fail(
+            item,
+            WorkItem.Failure.TIMEOUT,
+            f"No answer from the plugin within {plugin.timeout_seconds} s, though "
+            "its instance still answers pings. Not retried (the run did not ask "
+            "to retry timeouts). " + TIMEOUT_CAUSES,
+        )
+        return True
     outcome = retry_or_fail(
         item,
         WorkItem.Failure.TIMEOUT,

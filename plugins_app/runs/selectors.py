@@ -17,6 +17,7 @@ from plugins_app.inputs import json_loads_bounded, parse_id
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
 from plugins_app.runs.answer_ledger import runs_touching_task
 from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.run_answers import nothing_written
 from plugins_app.workspace import workflow
 from plugins_app.workspace.lifecycle import TaskActionError
 from plugins_app.workspace.models import Asset, Issue, Task
@@ -102,19 +103,6 @@ class DrawnAsset:
         return self.total_objects > len(self.shapes)
 
 
-def run_labeled_assets(run: Run, limit: int = 12) -> list[DrawnAsset]:
-    """Assets whose current pre-label this run wrote, with shapes to draw."""
-    assets = Asset.objects.filter(task__prelabel_run=run).select_related("task")
-    if not assets.exists():
-        assets = Asset.objects.filter(pk__in=run.items.values("asset")).select_related(
-            "task"
-        )
-    return [
-        DrawnAsset(a, *answer_drawing(a.task.answer, run.project.ontology))
-        for a in assets[:limit]
-    ]
-
-
 def answer_drawing(
     answer: dict[str, Any], ontology: dict[str, Any], limit: int = MAX_DRAWN_SHAPES
 ) -> tuple[list[dict[str, Any]], list[str], int]:
@@ -165,6 +153,10 @@ class RunProgress:
     items: tuple[ItemRow, ...] = ()
     # Answered, but kept from a task holding a person's work (not failures).
     skipped: int = 0
+    # Jobs failed for want of an answer within the plugin's timeout.
+    timed_out: int = 0
+    # Succeeded without putting anything on any task: a neutral bar, not green.
+    nothing_written: bool = False
 
 
 def run_progress(run: Run) -> RunProgress:
@@ -173,17 +165,17 @@ def run_progress(run: Run) -> RunProgress:
     One query reads the items for both the counts and the table of items."""
     rows = list(
         run.items.order_by("id").values_list(
-            "state", "attempts", "error", "asset__external_id"
+            "state", "attempts", "error", "asset__external_id", "failure"
         )
     )
     states = [state for state, *_ in rows]
     done, failed = states.count("done"), states.count("failed")
     skipped = states.count(WorkItem.State.SKIPPED)
+    timed_out = sum(1 for *_, failure in rows if failure == WorkItem.Failure.TIMEOUT)
     done += skipped  # processed: the run goes on past a kept task
     total = len(states)
     if run.plugin.type == "batch_model" and run.assets_total:
-        percent = 100 * run.assets_labeled // run.assets_total
-        label = f"{run.assets_labeled} of {run.assets_total} assets labeled"
+        percent, label = _batch_progress(run)
     elif total > 1:
         percent = 100 * (done + failed) // total
         label = f"{done + failed} of {total} assets processed"
@@ -200,11 +192,51 @@ def run_progress(run: Run) -> RunProgress:
     else:
         percent = 100 * (done + failed) // max(total, 1)
         label = f"{done + failed} of {total} job(s) finished"
+    empty = _succeeded_empty(run)
+    if empty:
+        why = (
+            "every task held a person's work and kept it"
+            if skipped and skipped == total
+            else "the plugin returned nothing this run's class mapping could write"
+        )
+        label = f"Succeeded, nothing written: {why} ({label})."
     if run.is_finished:
         percent = 100 if run.status == Run.Status.SUCCEEDED else percent
     return RunProgress(
-        done, failed, total, min(percent, 100), label, _item_rows(rows), skipped
+        done,
+        failed,
+        total,
+        min(percent, 100),
+        label,
+        _item_rows([r[:4] for r in rows]),
+        skipped,
+        timed_out,
+        empty,
     )
+
+
+def _batch_progress(run: Run) -> tuple[int, str]:
+    """Tasks holding the run's labels, counted after each import_labels call;
+    a plugin that imports once at the end but logs `progress`/`total` extras
+    moves the bar with what it reports, said as such."""
+    percent = 100 * run.assets_labeled // run.assets_total
+    label = f"{run.assets_labeled} of {run.assets_total} assets labeled"
+    reported, of = run.reported_progress, run.reported_total
+    if reported is not None and of and not run.is_finished:
+        processed = 100 * min(reported, of) // of
+        if processed > percent:
+            percent = processed
+            label += f"; the plugin reports {reported} of {of} processed"
+    return percent, label
+
+
+def _succeeded_empty(run: Run) -> bool:
+    if run.status != Run.Status.SUCCEEDED or run.plugin.type not in (
+        "model",
+        "batch_model",
+    ):
+        return False
+    return nothing_written(run)
 
 
 def _item_rows(rows: list[tuple[str, int, str, str | None]]) -> tuple[ItemRow, ...]:

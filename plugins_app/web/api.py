@@ -169,6 +169,9 @@ class RunIn(Schema):
     # Model and Batch Model, admins only: write over answers people submitted
     # or reviewed too (off: those tasks keep their answer and are skipped).
     replace_submitted: bool = False
+    # Try a job again after a timeout (off: the first timeout fails it, with
+    # the known causes; another instance of the plugin would wait the same).
+    retry_timeouts: bool = False
     # Model and Batch Model: the asset table's saved filter instead of
     # external_ids / batch_ids, e.g. {"status": "TODO", "batch": 3} (keys q,
     # batch, stage, status, prelabel_plugin, ids; workspace/selection.py). Any
@@ -215,6 +218,7 @@ class RunOut(Schema):
     assets_labeled: int
     items_skipped: int
     replace_submitted: bool
+    retry_timeouts: bool
     undone_at: datetime | None
     undone_by: str | None
     # Per task: what the run did to its answer (at most 200 rows, kept first).
@@ -291,6 +295,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "assets_labeled": run.assets_labeled,
         "items_skipped": progress.skipped,
         "replace_submitted": run.replace_submitted,
+        "retry_timeouts": bool((run.inputs or {}).get("retry_timeouts")),
         "undone_at": run.undone_at,
         "undone_by": run.undone_by.get_username() if run.undone_by else None,
         "write_counts": writes.counts,
@@ -524,6 +529,7 @@ def create_run(
                 batch_ids=body.batch_ids,
                 inputs=body.inputs,
                 replace_submitted=body.replace_submitted,
+                retry_timeouts=body.retry_timeouts,
                 selection=body.selection,
                 dry_run=body.dry_run,
                 preview_limit=body.preview_limit,

@@ -223,6 +223,14 @@ class RunForm(SelectionFormMixin):
         "are skipped. On: their answer is replaced too (undo restores it).",
     )
 
+    # Model and Batch Model: off, the first timeout fails the job (explained).
+    retry_timeouts = forms.BooleanField(
+        label="Retry jobs that time out",
+        required=False,
+        help_text="Off: a job the plugin does not answer in time fails at once, "
+        "with the known causes. On: it is tried again, up to the plugin's attempts.",
+    )
+
     def __init__(
         self,
         *args: Any,
@@ -239,6 +247,7 @@ class RunForm(SelectionFormMixin):
         self.may_replace = may_replace
         if plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
             del self.fields["replace_submitted"]
+            del self.fields["retry_timeouts"]
         self.fields["config_json"].initial = plugin.default_config
         if plugin.type != PluginType.FILE_EXPLORER:
             for name in ("storage", "folder", "files", "upload"):

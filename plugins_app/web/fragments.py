@@ -12,8 +12,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from plugins_app.exports.services import run_files
+from plugins_app.runs.gallery import run_gallery
 from plugins_app.runs.models import Run, RunLogLine
-from plugins_app.runs.selectors import run_labeled_assets, run_progress
+from plugins_app.runs.selectors import run_progress
 from plugins_app.web.log_extras import LOG_ROW_FIELDS, LogRow, log_rows_html
 
 MAX_LINES_PER_PUSH = 2000
@@ -27,7 +28,9 @@ def _status_context(run: Run) -> dict[str, Any]:
     return {
         "run": run,
         "progress": run_progress(run),
-        "labeled_assets": run_labeled_assets(run),
+        # Page 1 of the gallery: a watcher on another page keeps it (its
+        # section has another id, so the out-of-band swap finds no target).
+        "gallery": run_gallery(run),
         "export_files": run_files(run),
         "oob": True,
     }
@@ -35,7 +38,7 @@ def _status_context(run: Run) -> dict[str, Any]:
 
 def _render_status(context: dict[str, Any]) -> str:
     return render_to_string("runs/run_detail.html#run-live", context) + (
-        render_to_string("runs/run_detail.html#run-assets", context)
+        render_to_string("runs/run_detail.html#run-gallery", context)
     )
 
 
@@ -52,17 +55,21 @@ def _status_key(context: dict[str, Any]) -> tuple[object, ...]:
         # most once a second, not on every push of a log burst.
         None if run.finished_at else int(run.duration_seconds or 0),
         context["progress"],
+        context["gallery"].page.paginator.count,
         tuple(
             (
-                d.asset.pk,
-                d.asset.external_id,
-                d.asset.width,
-                d.asset.height,
-                repr(d.shapes),
-                tuple(d.classifications),
-                d.total_objects,
+                e.asset.pk,
+                e.asset.external_id,
+                e.asset.width,
+                e.asset.height,
+                e.outcome,
+                e.reason,
+                e.since,
+                repr(e.shapes),
+                tuple(e.classifications),
+                e.total_objects,
             )
-            for d in context["labeled_assets"]
+            for e in context["gallery"].entries
         ),
         tuple((f.pk, f.name, f.size, f.uploaded_at) for f in context["export_files"]),
     )

@@ -27,12 +27,14 @@ from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs import selectors
 from plugins_app.runs.answer_ledger import run_writes, runs_touching_asset
 from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
+from plugins_app.runs.gallery import run_gallery
 from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
 from plugins_app.runs.models import Run
 from plugins_app.runs.tasks import probe_connector
 from plugins_app.runs.undo import UndoPermissionError, UndoResult, may_undo, run_undo
 from plugins_app.web import access, asset_table
 from plugins_app.web.canvas import canvas_context
+from plugins_app.web.dialogs import dialog_done, render_dialog
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.web.forms import PluginForm, RunForm
 from plugins_app.web.markdown import markdown_document
@@ -114,8 +116,12 @@ def plugin_new(request: AuthenticatedHttpRequest) -> HttpResponse:
             )
             _save_triggers(credentials.plugin, form)
             return _secret_once(request, credentials.plugin, credentials.secret)
-    return render(
-        request, "plugins/plugin_list.html#plugin-form", {"form": form, "plugin": None}
+    return render_dialog(
+        request,
+        "plugins/plugin_list.html#plugin-form",
+        {"form": form, "plugin": None},
+        title="Register a plugin",
+        back=reverse("web:plugin-list"),
     )
 
 
@@ -149,13 +155,13 @@ def plugin_edit(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpRespon
         plugin.save()
         form.save_m2m()
         _save_triggers(plugin, form)
-        return HttpResponseClientRedirect(
-            reverse("web:plugin-detail", args=[plugin.pk])
-        )
-    return render(
+        return dialog_done(request, reverse("web:plugin-detail", args=[plugin.pk]))
+    return render_dialog(
         request,
         "plugins/plugin_list.html#plugin-form",
         {"form": form, "plugin": plugin},
+        title=f"Edit {plugin.name}",
+        back=reverse("web:plugin-detail", args=[plugin.pk]),
     )
 
 
@@ -176,10 +182,11 @@ def plugin_rotate(request: AuthenticatedHttpRequest, plugin_id: int) -> HttpResp
 
 
 def _secret_once(request: HttpRequest, plugin: Plugin, secret: str) -> HttpResponse:
-    response = render(
+    response = render_dialog(
         request,
         "plugins/plugin_list.html#secret-once",
         {"plugin": plugin, "secret": secret, "host": request.build_absolute_uri("/")},
+        title=f"Credentials for {plugin.name}",
     )
     # Nothing may cache the only copy of a secret.
     response["Cache-Control"] = "no-store"
@@ -237,8 +244,14 @@ def storage_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = StorageForm(request.POST or None, organization=organization)
     if request.method == "POST" and form.is_valid():
         form.save()
-        return HttpResponseClientRedirect(reverse("web:storage-list"))
-    return render(request, "storages/storage_list.html#storage-form", {"form": form})
+        return dialog_done(request, reverse("web:storage-list"))
+    return render_dialog(
+        request,
+        "storages/storage_list.html#storage-form",
+        {"form": form},
+        title="Add a storage",
+        back=reverse("web:storage-list"),
+    )
 
 
 @require_POST
@@ -486,13 +499,14 @@ def run_dialog(
                     batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
                     inputs=form.run_inputs(),
                     replace_submitted=form.cleaned_data.get("replace_submitted", False),
+                    retry_timeouts=form.cleaned_data.get("retry_timeouts", False),
                     selection=form.cleaned_data.get("selection"),
                 )
             )
         except RunRequestError as exc:
             _add_errors(form, exc.errors)
         else:
-            return HttpResponseClientRedirect(reverse("web:run-detail", args=[run.pk]))
+            return dialog_done(request, reverse("web:run-detail", args=[run.pk]))
     return _render_run_dialog(request, form, project, plugin)
 
 
@@ -541,7 +555,7 @@ def _render_run_dialog(
     problems = (
         preset_problems(form.chosen_preset, project) if form.chosen_preset else []
     )
-    return render(
+    return render_dialog(
         request,
         "runs/run_dialog.html",
         {
@@ -551,6 +565,8 @@ def _render_run_dialog(
             "notice": notice,
             "preset_problems": problems,
         },
+        title=f"Run {plugin.name}",
+        back=reverse("web:project-detail", args=[project.pk]),
     )
 
 
@@ -595,6 +611,11 @@ def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
     run = access.get_run_for_user(request.user, run_id)
+    gallery = run_gallery(run, request.GET.get("page", 1))
+    if getattr(request, "htmx", False) and "page" in request.GET:
+        # The gallery's pager: just the asked page of assets.
+        context = {"run": run, "gallery": gallery}
+        return render(request, "runs/run_detail.html#run-gallery", context)
     lines = list(run.log_lines.all())
     return render(
         request,
@@ -605,7 +626,7 @@ def run_detail(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
             "lines": lines,
             # The websocket catches the page up on anything logged after these.
             "last_line_id": lines[-1].pk if lines else 0,
-            "labeled_assets": selectors.run_labeled_assets(run),
+            "gallery": gallery,
             "export_files": run_files(run),
             "writes": run_writes(run),
             "may_undo": may_undo(request.user, run),
