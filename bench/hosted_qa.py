@@ -130,7 +130,7 @@ def sandbox_floor(
     from plugins_app.plugins.models import Plugin
     from plugins_app.plugins.triggers import plugin_set_triggers
     from plugins_app.runs.creation import run_create_for_event
-    from plugins_app.runs.dispatch.leases import lease_item
+    from plugins_app.runs.dispatch.leases import lease
     from plugins_app.runs.models import WorkItem
     from plugins_app.workspace.lifecycle import task_submit
 
@@ -143,7 +143,7 @@ def sandbox_floor(
         run = run_create_for_event(plugin.pk, event.pk)
         Plugin.objects.filter(pk=plugin.pk).update(delivery="hosted")
         item = WorkItem.objects.select_related("run__plugin", "asset").get(run=run)
-        lease_item(item, None, seconds=60)
+        lease([item], seconds=60)
         t0 = time.perf_counter()
         assert run_item(item.pk) == "done"
         times.append((time.perf_counter() - t0) * 1000)

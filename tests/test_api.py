@@ -240,7 +240,9 @@ def test_it_creates_a_run(workspace: Any, make_plugin: Any) -> None:
     assert response.status_code == 201, response.content
     body = response.json()
     run = Run.objects.get(pk=body["id"])
-    assert body["status"] == "queued"
+    # An instance was free: the run was created and leased in one transaction.
+    assert body["status"] == "running"
+    assert run.items.filter(state="leased").count() == min(2, plugin.concurrency)
     assert body["created_by"] == "bob"
     assert body["items_total"] == 2 and body["items_done"] == 0
     assert run.created_by == workspace.annotator

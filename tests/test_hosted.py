@@ -430,7 +430,7 @@ def test_a_hosted_job_whose_worker_died_goes_back_to_the_queue(
 
     from django.utils import timezone
 
-    from plugins_app.runs.dispatch.leases import lease_item
+    from plugins_app.runs.dispatch.leases import lease
     from plugins_app.runs.sweep import runs_sweep
 
     plugin = hosted_plugin(make_plugin, QA_EXAMPLE.read_text())
@@ -440,7 +440,7 @@ def test_a_hosted_job_whose_worker_died_goes_back_to_the_queue(
     run = event_run(plugin, task, events.LABEL_SUBMITTED)
     item = run.items.select_related("run__plugin", "asset").get()
     # A worker took the job and died: nothing settles it, its lease runs out.
-    assert lease_item(item, None, seconds=60)
+    assert lease([item], seconds=60)
     WorkItem.objects.filter(pk=item.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -12,7 +12,7 @@ from django.utils import timezone
 from plugins_app.plugins.models import (
     Plugin,
 )
-from plugins_app.runs.dispatch.leases import lease_item, next_pending_item
+from plugins_app.runs.dispatch.leases import lease, next_pending_item
 from plugins_app.runs.ledger import item_done, item_fail, run_settle
 from plugins_app.runs.models import (
     WorkItem,
@@ -54,7 +54,10 @@ def dispatch_hosted(plugin_id: int) -> int:
         if item is None:
             break
         wait = plugin.timeout_seconds + HOSTED_QUEUE_GRACE_SECONDS
-        if lease_item(item, None, hold=timedelta(seconds=wait), seconds=wait):
+        item.instance = None
+        with transaction.atomic():
+            won = lease([item], hold=timedelta(seconds=wait), seconds=wait)
+        if won:
             leased.append(item.pk)
     hand_off(leased)
     return len(leased)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from plugins_app.inputs import json_loads_bounded, parse_id
 from plugins_app.plugins.models import (
@@ -23,12 +25,14 @@ from plugins_app.runs.models import (
     PRIORITY_BATCH,
     PRIORITY_INTERACTIVE,
     Run,
+    RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import hub_log
-from plugins_app.runs.wakeup import dispatch_pending
+from plugins_app.runs.notify import HUB, notify_after_commit
+from plugins_app.runs.wakeup import dispatch_created
 from plugins_app.workspace import lifecycle, selection, workflow
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, TaskEvent
+from plugins_app.workspace.writes import insert_many
 
 # A preview runs the plugin on a few assets; a person looks at each one.
 PREVIEW_MAX_ASSETS = 10
@@ -55,9 +59,6 @@ class RunRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
     # Write over answers people submitted or reviewed (admins only; writes.py).
     replace_submitted: bool = False
-    # Try a job again after a timeout (runs/ledger.py item_time_out; off: the
-    # first timeout fails the job, explained). Kept in Run.inputs.
-    retry_timeouts: bool = False
     # The asset table's saved filter (workspace/selection.py) instead of
     # external_ids / batch_ids; None: not given.
     selection: dict[str, Any] | None = None
@@ -80,51 +81,74 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         _check_reachable(request.plugin, errors)
     if errors:
         raise RunRequestError(errors)
-    with transaction.atomic():
-        run = Run.objects.create(
-            organization_id=request.project.organization_id,
-            project=request.project,
-            plugin=request.plugin,
-            created_by=request.user,
-            class_mapping=mapping,
-            config_json=request.config_json.strip() or "{}",
-            batch_ids=[b.pk for b in batches],
-            inputs=inputs
-            | ({"retry_timeouts": True} if request.retry_timeouts else {}),
-            replace_submitted=request.replace_submitted,
-            selection=chosen,
-            dry_run=request.dry_run,
+    run = Run(
+        organization_id=request.project.organization_id,
+        project=request.project,
+        plugin=request.plugin,
+        created_by=request.user,
+        class_mapping=mapping,
+        config_json=request.config_json.strip() or "{}",
+        batch_ids=[b.pk for b in batches],
+        inputs=inputs,
+        replace_submitted=request.replace_submitted,
+        selection=chosen,
+        dry_run=request.dry_run,
+    )
+    lines = []
+    if request.replace_submitted:
+        lines.append(
+            "Replace submitted answers is on: answers people submitted or "
+            "reviewed will be replaced (each one can be undone from this page)."
         )
-        if request.replace_submitted:
-            hub_log(
-                run,
-                "Replace submitted answers is on: answers people submitted or "
-                "reviewed will be replaced (each one can be undone from this page).",
-            )
-        if request.plugin.type == PluginType.MODEL:
-            # Someone running one asset from the dialog waits for it: go first.
-            priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
-            WorkItem.objects.bulk_create(
-                WorkItem(
-                    run=run,
-                    plugin=run.plugin,
-                    asset=a,
-                    session=new_session(),
-                    priority=priority,
-                )
-                for a in assets
-            )
-        else:
-            if request.plugin.type not in INPUT_TYPES:
-                run.assets_total = assets_in_scope(run).count()
-                run.save(update_fields=["assets_total"])
-            WorkItem.objects.create(run=run, plugin=run.plugin, session=new_session())
-        who = request.user.get_username() if request.user else "the command line"
-        hub_log(run, f"Run created by {who}; waiting for a plugin instance.")
-        if dispatch:
-            plugin_id = request.plugin.pk
-            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+    who = request.user.get_username() if request.user else "the command line"
+    lines.append(f"Run created by {who}; waiting for a plugin instance.")
+    if request.plugin.type == PluginType.MODEL:
+        # Someone running one asset from the dialog waits for it: go first.
+        priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
+        scope: list[Asset | None] = list(assets)
+    else:
+        if request.plugin.type not in INPUT_TYPES:
+            run.assets_total = assets_in_scope(run).count()
+        priority, scope = PRIORITY_BATCH, [None]
+    with transaction.atomic():
+        run_write(run, scope, priority=priority, lines=lines, dispatch=dispatch)
     return run
+
+
+def run_write(
+    run: Run,
+    assets: Sequence[Asset | None],
+    *,
+    priority: int = PRIORITY_BATCH,
+    lines: Sequence[str] = (),
+    dispatch: bool = True,
+) -> list[WorkItem]:
+    """The one way a run is written, whoever asks (the Run dialog and the API,
+    task events, workflow stages): inside the caller's transaction, the unsaved
+    `run`, one work item per asset (None: one item without an asset), its first
+    log lines, then the dispatch. A socket plugin's free instances lease the new
+    items in this same transaction (runs.dispatch.dispatch_created)."""
+    run.save(force_insert=True)
+    items = WorkItem.objects.bulk_create(
+        WorkItem(
+            run=run,
+            plugin=run.plugin,
+            asset=asset,
+            session=new_session(),
+            priority=priority,
+        )
+        for asset in assets
+    )
+    now = timezone.now()
+    insert_many(
+        RunLogLine,
+        ["run", "item", "level", "message", "extra", "created_at"],
+        [(run.pk, None, HUB, line, {}, now) for line in lines],
+    )
+    notify_after_commit(run.pk)
+    if dispatch and items:
+        dispatch_created(run.plugin, items)
+    return items
 
 
 def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
@@ -147,37 +171,27 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
     existing = Run.objects.filter(plugin=plugin, event=event).first()
     if existing is not None:
         return existing
+    run = Run(
+        organization_id=plugin.organization_id,
+        project=task.project,
+        plugin=plugin,
+        created_by=event.actor,
+        config_json=plugin.default_config.strip() or "{}",
+        trigger=event.name,
+        task=task,
+        event=event,
+    )
+    who = event.actor.get_username() if event.actor else event.actor_label
+    waits_for = (
+        "a hosted worker" if plugin.delivery == Delivery.HOSTED else "a plugin instance"
+    )
+    line = (
+        f"Triggered by {event.name} on {task.asset.external_id}"
+        f"{f' ({who})' if who else ''}; waiting for {waits_for}."
+    )
     try:
         with transaction.atomic():
-            run = Run.objects.create(
-                organization_id=plugin.organization_id,
-                project=task.project,
-                plugin=plugin,
-                created_by=event.actor,
-                config_json=plugin.default_config.strip() or "{}",
-                trigger=event.name,
-                task=task,
-                event=event,
-            )
-            WorkItem.objects.create(
-                run=run,
-                plugin=plugin,
-                asset=task.asset,
-                session=new_session(),
-                priority=PRIORITY_INTERACTIVE,
-            )
-            who = event.actor.get_username() if event.actor else event.actor_label
-            waits_for = (
-                "a hosted worker"
-                if plugin.delivery == Delivery.HOSTED
-                else "a plugin instance"
-            )
-            hub_log(
-                run,
-                f"Triggered by {event.name} on {task.asset.external_id}"
-                f"{f' ({who})' if who else ''}; waiting for {waits_for}.",
-            )
-            transaction.on_commit(lambda: dispatch_pending(plugin_id))
+            run_write(run, [task.asset], priority=PRIORITY_INTERACTIVE, lines=[line])
     except IntegrityError:
         return Run.objects.filter(plugin=plugin, event=event).first()
     return run

@@ -14,13 +14,27 @@ from collections.abc import Callable
 from django.db import transaction
 
 from plugins_app import protocol
+from plugins_app.plugins.models import Plugin
+from plugins_app.runs.models import WorkItem
 
 _dispatcher: Callable[[int], int] | None = None
+_created: Callable[[Plugin, list[WorkItem]], None] | None = None
 
 
-def connect(dispatcher: Callable[[int], int]) -> None:
-    global _dispatcher
-    _dispatcher = dispatcher
+def connect(
+    dispatcher: Callable[[int], int],
+    created: Callable[[Plugin, list[WorkItem]], None],
+) -> None:
+    global _dispatcher, _created
+    _dispatcher, _created = dispatcher, created
+
+
+def dispatch_created(plugin: Plugin, items: list[WorkItem]) -> None:
+    """`runs.dispatch.dispatch_created`: inside the transaction that wrote
+    `items`, lease them to free instances (creation's one transaction)."""
+    if _created is None:
+        raise RuntimeError("runs.wakeup: no dispatcher connected (RunsConfig.ready)")
+    _created(plugin, items)
 
 
 def dispatch_pending(plugin_id: int) -> int:

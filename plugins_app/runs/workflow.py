@@ -25,7 +25,7 @@ from plugins_app.plugins.types import (
     check_model_answer,
     store_model_answer,
 )
-from plugins_app.runs.creation import new_session
+from plugins_app.runs.creation import run_write
 from plugins_app.runs.ledger import (
     RunActionError,
     finish_item,
@@ -41,7 +41,7 @@ from plugins_app.runs.models import (
 )
 from plugins_app.runs.notify import HUB, hub_log
 from plugins_app.runs.tasks import dispatch_plugin_work
-from plugins_app.runs.wakeup import dispatch_pending, freed_slots
+from plugins_app.runs.wakeup import freed_slots
 from plugins_app.workspace import lifecycle, workflow
 from plugins_app.workspace.models import Project, Task
 
@@ -132,7 +132,7 @@ def workflow_run_create(*, task_id: int, stage_name: str) -> Run | None:
         if settings_.plugin is None:
             log.warning("task %s in stage %s: %s", task.pk, stage_name, "no plugin")
             return None
-        run = Run.objects.create(
+        run = Run(
             organization_id=task.project.organization_id,
             project=task.project,
             plugin=settings_.plugin,
@@ -143,15 +143,11 @@ def workflow_run_create(*, task_id: int, stage_name: str) -> Run | None:
         )
         what = f"Task of {task.asset.external_id} entered the stage “{stage_name}”"
         if settings_.problems:
+            run_write(run, [])
             hub_log(run, f"{what}; it cannot be sent:", level="ERROR")
             run_close(run, Run.Status.FAILED, "\n".join(settings_.problems))
             return run
-        WorkItem.objects.create(
-            run=run, plugin=run.plugin, asset=task.asset, session=new_session()
-        )
-        hub_log(run, f"{what}; waiting for a plugin instance.")
-        plugin_id = run.plugin_id
-        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+        run_write(run, [task.asset], lines=[f"{what}; waiting for a plugin instance."])
     return run
 
 

@@ -12,11 +12,30 @@ from plugins_app import protocol
 from plugins_app.plugins.models import Delivery, Plugin
 from plugins_app.runs.dispatch.rest import dispatch_rest
 from plugins_app.runs.dispatch.socket import DISPATCH_BATCH, lease_pending
+from plugins_app.runs.models import WorkItem
 
 # Deliveries other than the socket: how to hand a plugin's pending items over.
 # The hosted app adds Delivery.HOSTED in HostedConfig.ready() (it runs items
 # through the ledger, so runs must not import it).
 DELIVERIES: dict[str, Callable[[int], int]] = {Delivery.REST: dispatch_rest}
+
+
+def dispatch_created(plugin: Plugin, items: list[WorkItem]) -> None:
+    """Inside the transaction that has just written `items` (runs.creation): a
+    socket plugin's free instances lease them in that same transaction, and the
+    jobs go out once it commits. Everything a restart must survive is then
+    committed before a plugin sees its job; if the process dies in between, the
+    instances' sockets die with it, their leases run out and the sweep requeues
+    the items. Other deliveries are asked after the commit."""
+    plugin_id = plugin.pk
+    if plugin.delivery in DELIVERIES:
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
+        return
+    jobs = lease_pending(plugin_id, fresh=items)
+    transaction.on_commit(lambda: protocol.deliver_many(jobs))
+    if len(jobs) == DISPATCH_BATCH:
+        # A full batch: there may be more to lease once this one has gone.
+        transaction.on_commit(lambda: dispatch_pending(plugin_id))
 
 
 def dispatch_pending(plugin_id: int) -> int:

@@ -20,7 +20,7 @@ from plugins_app.plugins.models import (
 )
 from plugins_app.plugins.services import connector_secret
 from plugins_app.runs import connector
-from plugins_app.runs.dispatch.leases import job_with_key, lease_item, next_pending_item
+from plugins_app.runs.dispatch.leases import job_with_key, lease, next_pending_item
 from plugins_app.runs.ledger import item_fail, item_time_out, retry_or_fail
 from plugins_app.runs.logs import logs_ingest, parse_log_event
 from plugins_app.runs.models import (
@@ -66,8 +66,9 @@ def dispatch_rest(plugin_id: int) -> int:
         if held.count() >= plugin.concurrency:
             return sent
         hold = timedelta(seconds=plugin.timeout_seconds + 30)
+        item.instance = instance
         with transaction.atomic():
-            if lease_item(item, instance, hold=hold):
+            if lease([item], hold=hold):
                 item_id = item.pk
                 transaction.on_commit(lambda i=item_id: deliver_connector_job.delay(i))
                 sent += 1

@@ -3,11 +3,12 @@ instances with free slots, least loaded first."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -17,7 +18,7 @@ from plugins_app.plugins.models import (
 from plugins_app.plugins.types import (
     WORKFLOW_TRIGGER,
 )
-from plugins_app.runs.dispatch.leases import JOB_RELATIONS, write_leases
+from plugins_app.runs.dispatch.leases import JOB_RELATIONS, lease, socket_jobs
 from plugins_app.runs.models import (
     WorkItem,
 )
@@ -28,11 +29,17 @@ DISPATCH_BATCH = 100  # socket jobs leased in one transaction
 DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
 
 
-def lease_pending(plugin_id: int) -> list[protocol.Delivery]:
+def lease_pending(
+    plugin_id: int, *, fresh: Sequence[WorkItem] = ()
+) -> list[protocol.Delivery]:
     """Inside a transaction: lease up to DISPATCH_BATCH pending items of a
     plugin, best priority first, each to the least-loaded live instance with a
     free slot; the jobs go out after the commit, in one hop to the channel
     layer. Returns the jobs to send once the transaction commits.
+
+    `fresh`: items this transaction has just written, with their run, plugin
+    and asset in memory (`run_create`): no other transaction can see them, so
+    they need neither a lock nor reading back.
 
     A handful of statements whatever the batch size: on PostgreSQL a per-plugin
     advisory lock lets one dispatcher at a time count the instances' free slots
@@ -51,7 +58,7 @@ def lease_pending(plugin_id: int) -> list[protocol.Delivery]:
     if not free:
         return []
     now = timezone.now()
-    items = _locked(pending.filter(pk__in=waiting[:free]))
+    items = _locked(pending, waiting[:free], fresh)
     leased = _allocate(items, instances, now)
     left = free - len(leased)
     if left and len(leased) < len(items):
@@ -60,11 +67,26 @@ def lease_pending(plugin_id: int) -> list[protocol.Delivery]:
         others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
             pk__in=[i.pk for i in items]
         )
-        leased += _allocate(_locked(others, limit=left), instances, now)
-    return write_leases(leased, now) if leased else []
+        leased += _allocate(_lock(others, limit=left), instances, now)
+    return socket_jobs(lease(leased, now=now))
 
 
-def _locked(items: Any, limit: int | None = None) -> list[WorkItem]:
+def _locked(
+    pending: Any, wanted: list[int], fresh: Sequence[WorkItem]
+) -> list[WorkItem]:
+    """The `wanted` pending items, in order, locked until the transaction ends
+    with what their jobs are built from; the `fresh` ones as they are."""
+    known = {item.pk: item for item in fresh}
+    others = [pk for pk in wanted if pk not in known]
+    found = {i.pk: i for i in _lock(pending.filter(pk__in=others))} if others else {}
+    mine = [known[pk] for pk in wanted if pk in known]
+    # Their jobs name the asset's task: one query for all of them.
+    prefetch_related_objects([i.asset for i in mine if i.asset is not None], "task")
+    found.update((i.pk, i) for i in mine)
+    return [found[pk] for pk in wanted if pk in found]
+
+
+def _lock(items: Any, limit: int | None = None) -> list[WorkItem]:
     """Pending items (the first `limit`), locked until the transaction ends,
     with what their jobs are built from."""
     locked = (
