@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins_app.plugins.models import Preset, PluginType
+from plugins_app.plugins.models import PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
 from plugins_app.runs.responses import item_respond
@@ -115,7 +115,9 @@ def test_a_labeler_corrects_a_pre_label_on_the_canvas_and_submits_it(
     page.locator("h3", has_text="Objects").click()  # focus off the SVG
     page.keyboard.press("n")
     page.keyboard.press("n")
-    expect(object_row(canvas, 3)).to_have_class("canvas-object state-to-review selected")
+    expect(object_row(canvas, 3)).to_have_class(
+        "canvas-object state-to-review selected"
+    )
     page.keyboard.press("Delete")
     expect(objects).to_have_count(2)
 

@@ -6,7 +6,6 @@ issues, the task back in Label and the accuracy arrive by themselves."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from plugins_app.hosted.invoices import INVOICE_ONTOLOGY, invoice_answer
@@ -64,11 +63,12 @@ def test_an_admin_uploads_a_hosted_plugin_and_a_submit_gets_its_verdict_live(
     assert HostedCode.objects.get(plugin=plugin).status == HostedCode.Status.ACTIVE
 
     task = workspace.asset("astronaut").task
+    # The labeler submits this answer from the review canvas as it stands.
+    task.answer = invoice_answer("DE89370400440532013000", "CHF")
+    task.save(update_fields=["answer"])
     page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
+    expect(page.locator("#canvas")).to_have_attribute("data-ready", "true")
     navigations = tab.mark()
-    page.locator("#task-answer").fill(
-        json.dumps(invoice_answer("DE89370400440532013000", "CHF"))
-    )
     page.locator("#task-submit").click()
     issues = page.locator("#task-issues")
     expect(issues).to_contain_text("IBAN number should start by FR", timeout=30_000)
