@@ -11,19 +11,23 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.runs.creation import RunRequest, run_create
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.ledger import TIMEOUT_CAUSES
-from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.runs.responses import item_respond
+from plugins_app.runs.selectors import run_progress
 from plugins_app.runs.sweep import runs_sweep
 from plugins_app.runs.undo import run_undo
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
 from tests.builders import bulk_assets, connect_instance, new_run, pass_deadline
+from tests.hub import SCRIPTS, wait_for
 from tests.test_api import bearer, post_json
 
 CHANNEL = "run-page!one"
+PLAIN_DICT = {"ECHO_MODE": "plain_dict"}
 
 
 def box(x: int) -> dict[str, Any]:
@@ -228,3 +232,77 @@ def test_the_run_dialog_offers_retries_of_timeouts(
     response = client.post(url, data, HTTP_HX_REQUEST="true")
     assert "HX-Redirect" in response, response.content.decode()
     assert Run.objects.latest("id").inputs.get("retry_timeouts") is True
+
+
+# --- with the real SDK --------------------------------------------------------------
+def test_batch_progress_moves_as_the_plugin_reports_and_imports(
+    workspace: Any, make_plugin: Any, plugin_runner: Any, tmp_path: Any
+) -> None:
+    registered = make_plugin(type=PluginType.BATCH_MODEL, timeout=120)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    env = {"GATE_DIR": str(gates), "GATE_CHUNK": "3"}
+    process = plugin_runner(SCRIPTS / "gated_batch_import.py", registered, env=env)
+    run = run_create(
+        RunRequest(
+            plugin=registered.plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=[],
+            batch_ids=[],
+        )
+    )
+    total = run.assets_total
+    assert total > 6
+
+    # Logged 3 of N detected, nothing imported yet: the bar moves all the same.
+    wait_for(lambda: Run.objects.get(pk=run.pk).reported_progress == 3)
+    run.refresh_from_db()
+    progress = run_progress(run)
+    assert run.assets_labeled == 0 and not run.is_finished
+    assert progress.percent == 100 * 3 // total > 0
+    assert progress.label == (
+        f"0 of {total} assets labeled; the plugin reports 3 of {total} processed"
+    )
+
+    # The first import_labels call counts before the run ends.
+    (gates / "logged").touch()
+    wait_for(lambda: Run.objects.get(pk=run.pk).assets_labeled == 3)
+    run.refresh_from_db()
+    assert not run.is_finished, process.log()
+    assert run_progress(run).label.startswith(f"3 of {total} assets labeled")
+
+    (gates / "imported").touch()
+    wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=60)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    assert run_progress(run).label == f"{total} of {total} assets labeled"
+    assert run_progress(run).percent == 100
+
+
+def test_a_plain_dict_under_1_4_times_out_once_explained_not_retried(
+    workspace: Any, make_plugin: Any, plugin_runner: Any, live_hub: Any
+) -> None:
+    registered = make_plugin(timeout=1, max_attempts=3)
+    for _ in range(2):  # a second instance the job could have gone to
+        plugin_runner(SCRIPTS / "echo_model.py", registered, env=PLAIN_DICT)
+    run = new_run(workspace, registered.plugin, "astronaut", dispatch=True)
+    wait_for(
+        lambda: RunLogLine.objects.filter(run=run, message="echo done").exists(),
+        what="the plugin's log",
+    )
+    wait_for(
+        lambda: runs_sweep()["timed_out"] or Run.objects.get(pk=run.pk).is_finished
+    )
+
+    run.refresh_from_db()
+    item = run.items.get()
+    assert run.status == Run.Status.TIMED_OUT
+    assert (item.attempts, item.failure) == (1, WorkItem.Failure.TIMEOUT)
+    assert RunLogLine.objects.filter(run=run, message="echo got the job").count() == 1
+    assert Task.objects.get(asset=workspace.asset("astronaut")).answer == {}
+    html = run_page(workspace, run)
+    assert 'id="run-timeout-help"' in html and "AnnotationPayload" in html
+    assert "Not retried" in html
