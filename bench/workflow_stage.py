@@ -48,8 +48,8 @@ DJANGO = (
 )
 ADD_STAGE = """
 from plugins_app.workspace.models import Project
-from plugins_app.workspace import lifecycle
-lifecycle.workflow_plugin_stage_add(Project.objects.get(pk={project}), name={stage!r},
+from plugins_app.plugins import stages
+stages.workflow_plugin_stage_add(Project.objects.get(pk={project}), name={stage!r},
     plugin_id={plugin}, preset_id=None, overwrite=True)
 """
 ENTER = """

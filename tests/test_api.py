@@ -59,7 +59,7 @@ def a_run(workspace: Any, plugin: Plugin, *external_ids: str, **kwargs: Any) -> 
             plugin=plugin,
             project=kwargs.get("project", workspace.project),
             user=kwargs.get("user", workspace.admin),
-            class_mapping={},
+            class_mapping={"face": "face-box"},
             config_json="{}",
             external_ids=list(external_ids) or ["astronaut"],
             batch_ids=[],
@@ -258,6 +258,8 @@ BAD_RUNS = [
     ({"config_json": "{bad"}, "config_json", "Config JSON is not valid"),
     ({"class_mapping": {"face": "no-such-label"}}, "mapping", "no-such-label"),
     ({"class_mapping": {"dog": "face-box"}}, "mapping", "not a class"),
+    ({"class_mapping": {"face": ""}}, "mapping", "Every class is unmapped"),
+    ({"config_json": "[1, 2]"}, "config_json", "must be a JSON object"),
     ({"batch_ids": [999999]}, "batches", "Unknown batches: 999999"),
 ]
 
@@ -273,6 +275,7 @@ def test_it_answers_400_with_errors_for_a_bad_run(
         request = {
             "plugin_id": plugin.pk,
             "project_id": workspace.project.pk,
+            "class_mapping": {"face": "face-box"},
             "external_ids": ["astronaut"],
             **body,
         }
@@ -296,6 +299,7 @@ def test_it_answers_400_when_no_instance_is_live(
         {
             "plugin_id": plugin.pk,
             "project_id": workspace.project.pk,
+            "class_mapping": {"face": "face-box"},
             "external_ids": ["astronaut"],
         },
     )
@@ -376,6 +380,7 @@ def test_it_refuses_a_session_post_without_csrf(
     body = {
         "plugin_id": plugin.pk,
         "project_id": workspace.project.pk,
+        "class_mapping": {"face": "face-box"},
         "external_ids": ["astronaut"],
     }
 
@@ -404,6 +409,7 @@ def test_it_accepts_a_session_post_with_the_csrf_token(
             {
                 "plugin_id": plugin.pk,
                 "project_id": workspace.project.pk,
+                "class_mapping": {"face": "face-box"},
                 "external_ids": ["astronaut"],
             }
         ),
@@ -429,6 +435,7 @@ def test_it_accepts_a_bearer_post_without_csrf(
         {
             "plugin_id": plugin.pk,
             "project_id": workspace.project.pk,
+            "class_mapping": {"face": "face-box"},
             "external_ids": ["astronaut"],
         },
     )

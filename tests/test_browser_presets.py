@@ -82,7 +82,7 @@ def test_it_saves_a_preset_and_loads_it_into_the_dialog(
     dialog = open_run_dialog(page, live_hub, workspace, registered)
     choose_preset(page, dialog, "Coins as objects")
     expect(dialog.locator("#preset-warning")).to_contain_text(
-        "“coin” is mapped to “object-box”, which is no longer in this project's"
+        "“coin” is mapped to “object-box”, which is not a label of this project's"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from plugins_app.plugins import stages
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.dispatch.leases import job_with_key
@@ -326,7 +327,7 @@ def test_only_admins_replace_or_delete_a_preset_a_workflow_stage_runs(
         config_json='{"threshold": 0.9}',
         created_by=workspace.admin,
     )
-    lifecycle.workflow_plugin_stage_add(
+    stages.workflow_plugin_stage_add(
         workspace.project,
         name="Detect",
         plugin_id=plugin.pk,

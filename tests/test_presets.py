@@ -166,8 +166,8 @@ def test_it_warns_when_an_ontology_change_breaks_a_preset(
     dialog = client.get(dialog_url(workspace, plugin), {"preset": preset.pk})
     section = client.get(f"/projects/{workspace.project.pk}/workflow/")
 
-    problem = "“face” is mapped to “face-box”, which is no longer in this project's"
-    assert preset_problems(preset) == [problem + " ontology."]
+    problem = "“face” is mapped to “face-box”, which is not a label of this project's"
+    assert preset_problems(preset) == [problem + " ontology: choose another label."]
     html = htmllib.unescape(dialog.content.decode())
     assert 'id="preset-warning"' in html and problem in html
     # The broken label stays visible and chosen, not silently unmapped.
@@ -204,8 +204,8 @@ def test_the_run_refuses_a_broken_preset_mapping_with_a_clear_error(
     assert "HX-Redirect" not in response
     html = htmllib.unescape(response.content.decode())
     assert (
-        "“face” is mapped to “face-box” (from preset “Old faces”), which is no "
-        "longer in this project's ontology: choose another label."
+        "“face” is mapped to “face-box” (from preset “Old faces”), which is not a "
+        "label of this project's ontology: choose another label."
     ) in html
     assert Run.objects.count() == 0
 

@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from plugins_app.plugins import stages
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.sweep import runs_sweep
@@ -39,7 +40,7 @@ LABEL = {
 
 
 def with_stage(workspace: Any, plugin: Plugin, *, overwrite: bool = True) -> None:
-    lifecycle.workflow_plugin_stage_add(
+    stages.workflow_plugin_stage_add(
         workspace.project,
         name=STAGE,
         plugin_id=plugin.pk,

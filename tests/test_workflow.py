@@ -13,6 +13,7 @@ import pytest
 from django.test import Client
 
 from plugins_app.celery import app as celery_app
+from plugins_app.plugins import stages
 from plugins_app.plugins.models import Plugin, PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.logs import PluginLogRecord, logs_ingest
@@ -45,7 +46,7 @@ def model(make_plugin: Any) -> Plugin:
 
 
 def add_stage(project: Project, plugin: Plugin, **kwargs: Any) -> Project:
-    return lifecycle.workflow_plugin_stage_add(
+    return stages.workflow_plugin_stage_add(
         project,
         name=kwargs.pop("name", STAGE),
         plugin_id=plugin.pk,
@@ -88,7 +89,10 @@ def test_an_admin_adds_a_plugin_stage_before_review_from_the_project_page(
     workspace: Any, model: Plugin
 ) -> None:
     preset = Preset.objects.create(
-        project=workspace.project, plugin=model, name="faces", class_mapping={}
+        project=workspace.project,
+        plugin=model,
+        name="faces",
+        class_mapping={"face": "face-box"},
     )
     client = Client()
     client.force_login(workspace.admin)
@@ -566,9 +570,11 @@ def test_a_broken_preset_fails_the_stage_run_with_a_clear_error(
         project=workspace.project,
         plugin=model,
         name="Ghosts",
-        class_mapping={"face": "ghost-box"},
+        class_mapping={"face": "face-box"},
     )
     add_stage(workspace.project, model, preset_id=preset.pk)
+    # Edited after the stage was set up (an admin may change any preset).
+    Preset.objects.filter(pk=preset.pk).update(class_mapping={"face": "ghost-box"})
     connect_instance(model)
 
     (task,) = enter_stage(django_capture_on_commit_callbacks, workspace, "astronaut")
@@ -576,8 +582,8 @@ def test_a_broken_preset_fails_the_stage_run_with_a_clear_error(
     run = Run.objects.get(task=task)
     assert run.status == Run.Status.FAILED
     assert run.error == (
-        "Preset “Ghosts”: “face” is mapped to “ghost-box”, which is no longer in "
-        "this project's ontology."
+        "“face” is mapped to “ghost-box” (from preset “Ghosts”), which is not a "
+        "label of this project's ontology: choose another label."
     )
     assert jobs_sent() == []
     task.refresh_from_db()

@@ -36,7 +36,7 @@ from plugins_app.inputs import (
     parse_id,
     parse_ids,
 )
-from plugins_app.plugins.types import FILE_LINK_SALT, asset_file_link
+from plugins_app.plugins.kinds import FILE_LINK_SALT, asset_file_link
 from plugins_app.runs import logs as run_logs
 from plugins_app.runs import preview
 from plugins_app.runs.creation import assets_in_scope

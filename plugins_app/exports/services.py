@@ -32,8 +32,8 @@ from django.utils import timezone
 
 from plugins_app.exports.models import ExportSnapshot, ExportUpload
 from plugins_app.inputs import parse_ids
+from plugins_app.plugins.kinds import asset_file_link
 from plugins_app.plugins.secrets import new_token, token_hash
-from plugins_app.plugins.types import asset_file_link
 from plugins_app.runs.logs import run_note
 from plugins_app.runs.models import Run
 from plugins_app.workspace import events

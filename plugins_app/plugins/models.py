@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,6 +13,9 @@ from django.utils import timezone
 
 from plugins_app.ops.egress import registration_problem
 from plugins_app.workspace.models import Organization, Project
+
+if TYPE_CHECKING:
+    from plugins_app.plugins.kinds.base import Kind
 
 
 class PluginType(models.TextChoices):
@@ -23,14 +27,6 @@ class PluginType(models.TextChoices):
     EVENT = "event", "Event-triggered"
 
 
-# Types a Run dialog starts (the others run from events or stages, or not yet).
-RUNNABLE_TYPES = (
-    PluginType.MODEL,
-    PluginType.BATCH_MODEL,
-    PluginType.EXPORT,
-    PluginType.FILE_EXPLORER,
-    PluginType.MARKDOWN,
-)
 # Types whose runs create assets instead of labeling existing ones.
 INPUT_TYPES = (PluginType.FILE_EXPLORER, PluginType.MARKDOWN)
 
@@ -107,8 +103,17 @@ class Plugin(models.Model):
             raise ValidationError({"connector_url": f"This URL {problem}."})
 
     @property
+    def kind(self) -> Kind:
+        """This plugin's type's home (plugins/kinds/)."""
+        # Imported here: the kinds import this module's PluginType.
+        from plugins_app.plugins.kinds import kind_for
+
+        return kind_for(self.type)
+
+    @property
     def is_runnable(self) -> bool:
-        return self.type in RUNNABLE_TYPES
+        """Started from a Run dialog (event plugins run on task events)."""
+        return self.kind.runnable
 
 
 class PluginTrigger(models.Model):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from plugins_app.inputs import json_loads_bounded
+from plugins_app.plugins.kinds import checks
 from plugins_app.plugins.models import Plugin, Preset
 from plugins_app.workspace import workflow
 from plugins_app.workspace.models import Membership, Project
@@ -75,10 +75,13 @@ def preset_save(
         raise PresetError("Give the preset a name.")
     if len(name) > 100:
         raise PresetError("A preset name has at most 100 characters.")
-    try:
-        json_loads_bounded(config_json or "{}", what="It")
-    except ValueError as exc:
-        raise PresetError(f"Config JSON is not valid: {exc}") from exc
+    # The one mapping and config checks (plugins/kinds/checks.py): a preset
+    # that could not run is refused with the Run dialog's own message.
+    problems = checks.config_problems(config_json) + checks.mapping_problems(
+        plugin, project, class_mapping or {}
+    )
+    if problems:
+        raise PresetError(" ".join(problems))
     mapping = {str(k): str(v) for k, v in (class_mapping or {}).items() if k and v}
     existing = Preset.objects.filter(project=project, plugin=plugin, name=name).first()
     if existing is not None:
@@ -98,34 +101,20 @@ def preset_save(
 
 def preset_problems(preset: Preset, project: Project | None = None) -> list[str]:
     """What no longer fits: labels gone from the ontology, classes gone from the
-    plugin. An empty list means the preset can be used as it is."""
-    project = project or preset.project
-    known = _schema_ids(project)
-    problems = []
-    for model_class, schema_id in preset.class_mapping.items():
-        if model_class not in preset.plugin.class_names:
-            problems.append(
-                f"“{model_class}” is no longer a class of {preset.plugin.name}."
-            )
-        elif schema_id not in known:
-            problems.append(
-                f"“{model_class}” is mapped to “{schema_id}”, which is no longer in "
-                "this project's ontology."
-            )
-    return problems
+    plugin (the one mapping check). An empty list means the preset can be used
+    as it is."""
+    return checks.mapping_problems(
+        preset.plugin, project or preset.project, preset.class_mapping
+    )
 
 
 def broken_schema_ids(preset: Preset) -> set[str]:
-    known = _schema_ids(preset.project)
+    known = checks.schema_ids(preset.project)
     return {sid for sid in preset.class_mapping.values() if sid not in known}
 
 
 def presets_with_problems(presets: Any) -> list[tuple[Preset, list[str]]]:
     return [(p, preset_problems(p)) for p in presets]
-
-
-def _schema_ids(project: Project) -> set[str]:
-    return {e["schemaId"] for e in project.ontology_entries() if e.get("schemaId")}
 
 
 def suggest_mapping(model_class: str, entries: list[dict[str, Any]]) -> str:

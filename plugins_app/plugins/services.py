@@ -8,13 +8,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from plugins_app.inputs import json_loads_bounded
-from plugins_app.plugins.models import Delivery, Plugin, PluginType
+from plugins_app.plugins.kinds import KINDS, checks, kind_for
+from plugins_app.plugins.models import Delivery, Plugin
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.workspace.crypto import decrypt_json, encrypt_json
 from plugins_app.workspace.models import Organization, Project
 
-MODEL_TYPES = (PluginType.MODEL, PluginType.BATCH_MODEL)
+# The types registered with class names (the demo seeds them with some).
+MODEL_TYPES = tuple(t for t, kind in KINDS.items() if kind.needs_classes)
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,8 @@ class PluginCredentials:
 
 
 def default_config_errors(text: str) -> list[str]:
-    try:
-        value = json_loads_bounded(text or "{}", what="The default config")
-    except ValueError as exc:
-        return [f"Default config is not valid JSON: {exc}"]
-    if not isinstance(value, dict):
-        return ['Default config must be a JSON object, like {"threshold": 0.5}.']
-    return []
+    """A plugin's default config: the one config rule (a JSON object)."""
+    return checks.config_problems(text, what="Default config")
 
 
 def plugin_create(
@@ -54,7 +50,7 @@ def plugin_create(
     if errors := default_config_errors(default_config):
         raise ValidationError({"default_config": errors})
     class_names = [c.strip() for c in (class_names or []) if c.strip()]
-    if type in MODEL_TYPES and not class_names:
+    if kind_for(type).needs_classes and not class_names:
         raise ValidationError(
             {"class_names": ["Model plugins need at least one class name."]}
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from plugins_app.inputs import json_loads_bounded, parse_id
+from plugins_app.plugins.kinds import checks, kind_for
 from plugins_app.plugins.models import (
     INPUT_TYPES,
     Delivery,
@@ -30,8 +29,8 @@ from plugins_app.runs.models import (
 )
 from plugins_app.runs.notify import HUB, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_created
-from plugins_app.workspace import lifecycle, selection, workflow
-from plugins_app.workspace.models import Asset, Batch, Project, Storage, TaskEvent
+from plugins_app.workspace import lifecycle, selection
+from plugins_app.workspace.models import Asset, Batch, Project, TaskEvent
 from plugins_app.workspace.writes import insert_many
 
 # A preview runs the plugin on a few assets; a person looks at each one.
@@ -59,6 +58,9 @@ class RunRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
     # Write over answers people submitted or reviewed (admins only; writes.py).
     replace_submitted: bool = False
+    # Try a job again after a timeout (runs/ledger.py item_time_out; off: the
+    # first timeout fails the job, explained). Kept in Run.inputs.
+    retry_timeouts: bool = False
     # The asset table's saved filter (workspace/selection.py) instead of
     # external_ids / batch_ids; None: not given.
     selection: dict[str, Any] | None = None
@@ -89,7 +91,7 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         class_mapping=mapping,
         config_json=request.config_json.strip() or "{}",
         batch_ids=[b.pk for b in batches],
-        inputs=inputs,
+        inputs=inputs | ({"retry_timeouts": True} if request.retry_timeouts else {}),
         replace_submitted=request.replace_submitted,
         selection=chosen,
         dry_run=request.dry_run,
@@ -199,7 +201,7 @@ def run_create_for_event(plugin_id: int, event_id: int) -> Run | None:
 
 def _check_may_replace(request: RunRequest, errors: dict[str, list[str]]) -> None:
     """Replacing people's answers is an admin's explicit choice."""
-    if request.plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+    if not kind_for(request.plugin.type).writes_answers:
         errors["replace_submitted"] = [
             "Only Model and Batch Model runs write answers; leave it off."
         ]
@@ -231,27 +233,19 @@ def _check_reachable(plugin: Plugin, errors: dict[str, list[str]]) -> None:
 def _checked_mapping(
     request: RunRequest, errors: dict[str, list[str]]
 ) -> list[dict[str, str]] | None:
-    known = {e.get("schemaId") for e in request.project.ontology_entries()}
-    mapping = []
-    for model_class, schema_id in request.class_mapping.items():
-        if model_class not in request.plugin.class_names:
-            errors.setdefault("mapping", []).append(
-                f"“{model_class}” is not a class of this plugin."
-            )
-        elif schema_id and schema_id not in known:
-            errors.setdefault("mapping", []).append(
-                f"“{schema_id}” is not a label of this project's ontology."
-            )
-        elif schema_id:
-            mapping.append({"schemaId": schema_id, "modelClass": model_class})
-    return mapping or None
+    """The one mapping check (plugins/kinds/checks.py), as presets and workflow
+    stages run it too."""
+    problems = checks.mapping_problems(
+        request.plugin, request.project, request.class_mapping
+    )
+    if problems:
+        errors.setdefault("mapping", []).extend(problems)
+    return checks.mapping_pairs(request.class_mapping)
 
 
 def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
-    try:
-        json_loads_bounded(config_json or "{}", what="It")
-    except ValueError as exc:
-        errors.setdefault("config_json", []).append(f"Config JSON is not valid: {exc}")
+    if problems := checks.config_problems(config_json):
+        errors.setdefault("config_json", []).extend(problems)
 
 
 def _checked_scope(
@@ -351,100 +345,16 @@ def _selected_scope(
     return found, batches, chosen.as_json()
 
 
-MAX_CSV_BYTES = 5 * 1024 * 1024
-
-
 def checked_inputs(
     plugin: Plugin,
     project: Project,
     inputs: dict[str, Any],
     errors: dict[str, list[str]],
 ) -> dict[str, Any]:
-    """What File Explorer and Markdown runs need, checked: the storage must be
-    one this project may use (its keys go to the run), the CSV must decode."""
-    if plugin.type == PluginType.FILE_EXPLORER:
-        return _checked_explorer_inputs(project, inputs, errors)
-    if plugin.type == PluginType.MARKDOWN:
-        return _checked_markdown_inputs(inputs, errors)
-    if plugin.type == PluginType.EXPORT:
-        return _checked_export_inputs(project, inputs, errors)
-    return {}
-
-
-def _checked_explorer_inputs(
-    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
-) -> dict[str, Any]:
-    storage_pk = parse_id(str(inputs.get("storage_id") or ""))
-    storage = (
-        Storage.usable_by(project).filter(pk=storage_pk).first()
-        if storage_pk is not None
-        else None
-    )
-    if storage is None:
-        errors.setdefault("storage", []).append(
-            "Choose a storage of this project (admins add them under Storages)."
-        )
-        return {}
-    folder = str(inputs.get("folder") or "").strip().lstrip("/")
-    files = [str(f).strip() for f in inputs.get("files") or [] if str(f).strip()]
-    if len(folder) > 1000 or len(files) > 10_000:
-        errors.setdefault("folder", []).append("The folder or file list is too long.")
-    return {
-        "storage_id": storage.pk,
-        "bucket": storage.bucket,
-        "folder": folder,
-        "files": files,
-        "upload": bool(inputs.get("upload", True)),
-    }
-
-
-def _checked_markdown_inputs(
-    inputs: dict[str, Any], errors: dict[str, list[str]]
-) -> dict[str, Any]:
-    csv_b64 = str(inputs.get("csv_base64") or "")
-    template = str(inputs.get("markdown_text") or "")
-    try:
-        header = base64.b64decode(csv_b64, validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        header = ""
-    if not csv_b64 or not header.strip():
-        errors.setdefault("csv_file", []).append(
-            "Upload a UTF-8 CSV file with a header row and one row per document."
-        )
-    elif len(csv_b64) * 3 // 4 > MAX_CSV_BYTES:
-        errors.setdefault("csv_file", []).append(
-            f"The CSV file is over {MAX_CSV_BYTES // (1024 * 1024)} MiB."
-        )
-    if not template.strip():
-        errors.setdefault("markdown_text", []).append(
-            "Write the Markdown template; |column| is replaced by each row's value."
-        )
-    return {
-        "csv_name": str(inputs.get("csv_name") or "input.csv")[:200],
-        "csv_base64": csv_b64,
-        "markdown_text": template,
-    }
-
-
-def _checked_export_inputs(
-    project: Project, inputs: dict[str, Any], errors: dict[str, list[str]]
-) -> dict[str, Any]:
-    """The workflow stages to export (the job's `stage`; [] = every stage)."""
-    known = project_stage_names(project)
-    wanted = list(dict.fromkeys(str(s) for s in inputs.get("stages") or [] if s))
-    unknown = [s for s in wanted if s not in known]
-    if unknown:
-        errors.setdefault("stages", []).append(
-            "Not stages of this project's workflow: " + ", ".join(unknown)
-        )
-    return {"stages": wanted}
-
-
-def project_stage_names(project: Project) -> list[str]:
-    """The workflow's stage names, then any other stage tasks are in."""
-    names = [s.get("name", "") for s in workflow.stages(project.workflow)]
-    extra = project.tasks.exclude(stage__in=names).values_list("stage", flat=True)
-    return names + sorted(set(extra))
+    """What the plugin's kind needs besides scope, mapping and config (a File
+    Explorer's storage, a Markdown CSV, an export's stages), checked by the
+    kind (plugins/kinds/)."""
+    return kind_for(plugin.type).check_inputs(plugin, project, inputs, errors)
 
 
 def assets_in_scope(run: Run) -> QuerySet[Asset]:

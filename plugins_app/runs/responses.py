@@ -9,12 +9,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from plugins_app.plugins.models import (
-    PluginInstance,
-)
-from plugins_app.plugins.types import (
+from plugins_app.plugins.kinds import (
     WORKFLOW_TRIGGER,
     kind_of,
+)
+from plugins_app.plugins.models import (
+    PluginInstance,
 )
 from plugins_app.runs import preview
 from plugins_app.runs.ledger import item_done, item_fail, item_skip

@@ -14,16 +14,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from plugins_app import protocol
+from plugins_app.plugins.kinds import WORKFLOW_TRIGGER, checks
+from plugins_app.plugins.kinds.model import check_model_answer, store_model_answer
 from plugins_app.plugins.models import (
     Plugin,
     PluginType,
     Preset,
-)
-from plugins_app.plugins.presets import preset_problems
-from plugins_app.plugins.types import (
-    WORKFLOW_TRIGGER,
-    check_model_answer,
-    store_model_answer,
 )
 from plugins_app.runs.creation import run_write
 from plugins_app.runs.ledger import (
@@ -93,6 +89,7 @@ def stage_settings(project: Project, stage: dict[str, Any]) -> StageSettings:
         problems.append(f"“{plugin.name}” is not activated on this project.")
     mapping: dict[str, str] = stage.get("class_mapping") or {}
     config = stage.get("config_json") or plugin.default_config or "{}"
+    source = ""
     if stage.get("preset"):
         preset = Preset.objects.filter(
             pk=stage["preset"], project=project, plugin=plugin
@@ -100,12 +97,13 @@ def stage_settings(project: Project, stage: dict[str, Any]) -> StageSettings:
         if preset is None:
             problems.append("The stage's preset was deleted: choose another one.")
         else:
-            problems += [
-                f"Preset “{preset.name}”: {p}" for p in preset_problems(preset, project)
-            ]
             mapping, config = preset.class_mapping, preset.config_json
-    pairs = [{"schemaId": sid, "modelClass": mc} for mc, sid in mapping.items() if sid]
-    return StageSettings(plugin, pairs or None, config, problems)
+            source = f" (from preset “{preset.name}”)"
+    # The same checks as a Run dialog's: a preset edited or an ontology changed
+    # since the stage was set up shows here, before anything is sent.
+    problems += checks.mapping_problems(plugin, project, mapping, source=source)
+    problems += checks.config_problems(config)
+    return StageSettings(plugin, checks.mapping_pairs(mapping), config, problems)
 
 
 def workflow_run_create(*, task_id: int, stage_name: str) -> Run | None:

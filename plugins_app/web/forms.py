@@ -1,23 +1,18 @@
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from django import forms
 
-from plugins_app.inputs import json_loads_bounded, parse_id
-from plugins_app.plugins.models import INPUT_TYPES, Delivery, Plugin, PluginType, Preset
+from plugins_app.inputs import parse_id
+from plugins_app.plugins.kinds import KINDS, checks, kind_for
+from plugins_app.plugins.models import Delivery, Plugin, Preset
 from plugins_app.plugins.presets import suggest_mapping
-from plugins_app.plugins.services import (
-    MODEL_TYPES,
-    default_config_errors,
-    parse_class_names,
-)
+from plugins_app.plugins.services import default_config_errors, parse_class_names
 from plugins_app.plugins.triggers import plugin_trigger_events
-from plugins_app.runs.creation import MAX_CSV_BYTES, project_stage_names
 from plugins_app.web.asset_table import SelectionFormMixin
 from plugins_app.workspace.events import TRIGGER_EVENTS
-from plugins_app.workspace.models import Batch, Organization, Project, Storage
+from plugins_app.workspace.models import Batch, Organization, Project
 
 
 class ModelIdsField(forms.ModelMultipleChoiceField):
@@ -119,11 +114,28 @@ class PluginForm(forms.ModelForm):
             self.add_error(
                 "connector_url", "REST delivery needs the connector's http(s) URL."
             )
-        if cleaned.get("trigger_events") and cleaned.get("type") != PluginType.EVENT:
+        kind = KINDS.get(cleaned.get("type") or "")
+        if cleaned.get("trigger_events") and (
+            kind is None or "trigger_events" not in kind.register_fields
+        ):
             self.add_error(
                 "trigger_events", "Only Event-triggered plugins run on events."
             )
         return cleaned
+
+    def kinds_having(self) -> dict[str, str]:
+        """For the register dialog: each type-specific field and the types
+        that have it, space-separated (data-kinds; hub.js hides the field
+        for other types, and without JS every field shows)."""
+        having: dict[str, list[str]] = {}
+        for kind in KINDS.values():
+            for name in kind.register_fields:
+                having.setdefault(name, []).append(kind.type)
+        return {name: " ".join(types) for name, types in having.items()}
+
+    def kind_descriptions(self) -> list[tuple[str, str, str]]:
+        """(type, label, description) of every kind, for the dialog's notes."""
+        return [(k.type, k.label, k.description) for k in KINDS.values()]
 
     def clean_default_config(self) -> str:
         text = self.cleaned_data.get("default_config") or "{}"
@@ -139,7 +151,8 @@ class PluginForm(forms.ModelForm):
 
     def clean_class_names_text(self) -> list[str]:
         names = parse_class_names(self.cleaned_data.get("class_names_text", ""))
-        if self.cleaned_data.get("type") in MODEL_TYPES and not names:
+        kind = KINDS.get(self.cleaned_data.get("type") or "")
+        if kind is not None and kind.needs_classes and not names:
             raise forms.ValidationError("Model plugins need at least one class name.")
         return names
 
@@ -175,46 +188,6 @@ class RunForm(SelectionFormMixin):
         label="Save as preset", required=False, max_length=100
     )
 
-    # File Explorer: which storage and folder to import.
-    storage = forms.ModelChoiceField(
-        queryset=Storage.objects.none(),
-        empty_label="— choose a storage —",
-        required=False,
-        help_text="The project's cloud storages (admins add them under Storages).",
-    )
-    folder = forms.CharField(
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(attrs={"placeholder": "images/2024/"}),
-        help_text="A folder (prefix) in the bucket; empty: the whole bucket.",
-    )
-    # The form's metaclass moves declared fields to base_fields, so this does not
-    # replace BaseForm.files (the uploaded files); the stubs cannot tell.
-    files = forms.CharField(  # type: ignore[assignment]
-        label="Only these files",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "images/a.jpg"}),
-        help_text="Optional: one key per line; empty imports the whole folder.",
-    )
-    upload = forms.BooleanField(
-        label="Create assets from the files (unticked: only list the folder)",
-        required=False,
-        initial=True,
-    )
-    # Markdown: a CSV (one document per row) and a template with |column|.
-    csv_file = forms.FileField(
-        label="CSV file",
-        required=False,
-        help_text="A header row names the columns; each row becomes one document.",
-    )
-    markdown_text = forms.CharField(
-        label="Markdown template",
-        required=False,
-        widget=forms.Textarea(
-            attrs={"rows": 6, "class": "mono", "placeholder": "# |title|\n\n|body|"}
-        ),
-        help_text="|column| is replaced by the row's value of that column.",
-    )
     # Model and Batch Model, admins only: write over people's answers too.
     replace_submitted = forms.BooleanField(
         label="Replace submitted answers",
@@ -245,31 +218,20 @@ class RunForm(SelectionFormMixin):
         self.project = project
         # Shown to admins only; a non-admin's forged tick is refused in clean.
         self.may_replace = may_replace
-        if plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+        # What differs by plugin type comes from its kind (plugins/kinds/).
+        self.kind = kind = kind_for(plugin.type)
+        if not kind.writes_answers:
             del self.fields["replace_submitted"]
             del self.fields["retry_timeouts"]
         self.fields["config_json"].initial = plugin.default_config
-        if plugin.type != PluginType.FILE_EXPLORER:
-            for name in ("storage", "folder", "files", "upload"):
-                del self.fields[name]
-        else:
-            _model_choice(self, "storage").queryset = Storage.usable_by(project)
-            self.fields["storage"].required = True
-        if plugin.type != PluginType.MARKDOWN:
-            del self.fields["csv_file"], self.fields["markdown_text"]
-        else:
-            self.fields["csv_file"].required = True
-            self.fields["markdown_text"].required = True
-        if plugin.type == PluginType.MODEL:
-            del self.fields["batches"]
-        else:
+        if kind.scope != "assets":
             del self.fields["external_ids"]
-        if plugin.type in INPUT_TYPES:
+        if kind.scope != "batches":
             del self.fields["batches"]
-        elif "batches" in self.fields:
+        else:
             _model_choice(self, "batches").queryset = project.batches.all()
-        if plugin.type == PluginType.EXPORT:
-            self.fields["stages"] = stages_field(project)
+        self.kind_field_names = list(kind.run_fields(project))
+        self.fields.update(kind.run_fields(project))
         entries = [e for e in project.ontology_entries() if e.get("schemaId")]
         choices = [("", "— not mapped —")] + [
             (e["schemaId"], f"{e.get('title', e['schemaId'])} ({e.get('tool', '?')})")
@@ -277,7 +239,10 @@ class RunForm(SelectionFormMixin):
         ]
         self.known_schema_ids = {e["schemaId"] for e in entries}
         saved = preset.class_mapping if preset else {}
-        for index, model_class in enumerate(plugin.class_names):
+        # Only kinds that label with classes have a mapping (an export's dialog
+        # does not mention one).
+        mapped_classes = plugin.class_names if kind.needs_classes else []
+        for index, model_class in enumerate(mapped_classes):
             field_choices = list(choices)
             initial = saved.get(model_class) or suggest_mapping(model_class, entries)
             if initial and initial not in self.known_schema_ids:
@@ -301,9 +266,8 @@ class RunForm(SelectionFormMixin):
             self.fields["preset_name"].initial = preset.name
 
     def input_fields(self) -> list[forms.BoundField]:
-        """The File Explorer or Markdown fields, in order, when there are any."""
-        names = ("storage", "folder", "files", "upload", "csv_file", "markdown_text")
-        return [self[name] for name in names if name in self.fields]
+        """The kind's own inputs (a storage, a CSV, stages...), in order."""
+        return [self[name] for name in self.kind_field_names]
 
     def mapping_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name.startswith("map_")]
@@ -311,16 +275,14 @@ class RunForm(SelectionFormMixin):
     def clean(self) -> dict[str, Any]:
         super().clean()  # returns cleaned_data, typed optional for overrides
         cleaned = self.cleaned_data
-        for index, model_class in enumerate(self.plugin.class_names):
-            value = cleaned.get(f"map_{index}")
-            if value and value not in self.known_schema_ids:
-                preset = self.chosen_preset
-                source = f" (from preset “{preset.name}”)" if preset else ""
-                self.add_error(
-                    f"map_{index}",
-                    f"“{model_class}” is mapped to “{value}”{source}, which is no "
-                    "longer in this project's ontology: choose another label.",
-                )
+        # The one mapping check (the API, presets and workflow stages run it
+        # too); a mapping loaded from a preset says so.
+        preset = self.chosen_preset
+        source = f" (from preset “{preset.name}”)" if preset else ""
+        for problem in checks.mapping_problems(
+            self.plugin, self.project, self.class_mapping(), source=source
+        ):
+            self.add_error(None, problem)
         return cleaned
 
     def clean_replace_submitted(self) -> bool:
@@ -332,64 +294,22 @@ class RunForm(SelectionFormMixin):
         return wanted
 
     def clean_config_json(self) -> str:
-        text = (self.cleaned_data.get("config_json") or "").strip() or "{}"
-        try:
-            json_loads_bounded(text, what="It")
-        except ValueError as exc:
-            raise forms.ValidationError(f"Config JSON is not valid: {exc}") from exc
-        return text
-
-    def clean_csv_file(self) -> Any:
-        upload = self.cleaned_data.get("csv_file")
-        if upload is not None and upload.size > MAX_CSV_BYTES:
-            raise forms.ValidationError(
-                f"The CSV file is over {MAX_CSV_BYTES // (1024 * 1024)} MiB."
-            )
-        return upload
+        text = self.cleaned_data.get("config_json")
+        if problems := checks.config_problems(text):
+            raise forms.ValidationError(problems)
+        return checks.normal_config(text)
 
     def run_inputs(self) -> dict[str, Any]:
-        """The type-specific part of the request (checked again by the service)."""
-        data = self.cleaned_data
-        if self.plugin.type == PluginType.FILE_EXPLORER:
-            return {
-                "storage_id": data["storage"].pk if data.get("storage") else None,
-                "folder": data.get("folder", ""),
-                "files": (data.get("files") or "").splitlines(),
-                "upload": data.get("upload", False),
-            }
-        if self.plugin.type == PluginType.MARKDOWN:
-            upload = data.get("csv_file")
-            return {
-                "csv_name": upload.name if upload else "",
-                "csv_base64": base64.b64encode(upload.read()).decode()
-                if upload
-                else "",
-                "markdown_text": data.get("markdown_text", ""),
-            }
-        if self.plugin.type == PluginType.EXPORT:
-            return {"stages": data.get("stages", [])}
-        return {}
+        """The kind-specific part of the request (checked again by the service)."""
+        return self.kind.run_inputs(self.cleaned_data)
 
     def class_mapping(self) -> dict[str, str]:
+        classes = self.plugin.class_names if self.kind.needs_classes else []
         return {
             model_class: self.cleaned_data.get(f"map_{index}") or ""
-            for index, model_class in enumerate(self.plugin.class_names)
+            for index, model_class in enumerate(classes)
         }
 
     def external_id_list(self) -> list[str]:
         text = self.cleaned_data.get("external_ids") or ""
         return [p.strip() for line in text.splitlines() for p in line.split(",")]
-
-
-def stages_field(project: Project) -> forms.MultipleChoiceField:
-    """What an export needs besides batches: the workflow stages to export."""
-    names = project_stage_names(project)
-    return forms.MultipleChoiceField(
-        label="Stages",
-        choices=[(n, n) for n in names],
-        required=False,
-        initial=["Complete"] if "Complete" in names else [],
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Tasks in these stages are exported; none chosen exports every "
-        "stage.",
-    )

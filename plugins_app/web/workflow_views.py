@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from plugins_app.inputs import parse_id
+from plugins_app.plugins import stages
 from plugins_app.plugins.models import PluginType, Preset
 from plugins_app.plugins.presets import PresetPermissionError, presets_with_problems
 from plugins_app.plugins.presets import preset_delete as preset_delete_service
@@ -42,7 +43,7 @@ def workflow_stage_add(
 ) -> HttpResponse:
     project = _admin_project(request, project_id)
     try:
-        lifecycle.workflow_plugin_stage_add(
+        stages.workflow_plugin_stage_add(
             project,
             name=request.POST.get("name", ""),
             plugin_id=_int(request.POST.get("plugin")),

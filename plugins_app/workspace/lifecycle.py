@@ -313,54 +313,6 @@ def project_set_labels_per_asset(project: Project, value: Any) -> Project:
     return project
 
 
-def workflow_plugin_stage_add(
-    project: Project,
-    *,
-    name: str,
-    plugin_id: int | None,
-    preset_id: int | None,
-    overwrite: bool,
-) -> Project:
-    """Add a Plugin stage before Review. The stage runs the preset's mapping and
-    config when one is chosen, else the plugin's default config and the mapping
-    the hub suggests (exact, case-insensitive, then close label names)."""
-    from plugins_app.plugins.models import PluginType, Preset
-    from plugins_app.plugins.presets import suggested_mapping
-
-    plugin = None
-    if plugin_id is not None:  # None: the form named no plugin (or no valid id)
-        plugin = project.plugins.filter(
-            pk=plugin_id, organization_id=project.organization_id, type=PluginType.MODEL
-        ).first()
-    if plugin is None:
-        raise TaskActionError("Choose a Model plugin active on this project.")
-    if (
-        preset_id
-        and not Preset.objects.filter(
-            pk=preset_id, project=project, plugin=plugin
-        ).exists()
-    ):
-        raise TaskActionError(f"That preset is not one of {plugin.name}'s presets.")
-    try:
-        stages = workflow.with_plugin_stage(
-            project.workflow,
-            name=name,
-            plugin_id=plugin.pk,
-            preset_id=preset_id or None,
-            overwrite=overwrite,
-        )
-    except workflow.WorkflowError as exc:
-        raise TaskActionError(str(exc)) from exc
-    if not preset_id:
-        stages[_index_of(stages, name)].update(
-            class_mapping=suggested_mapping(plugin, project),
-            config_json=plugin.default_config or "{}",
-        )
-    project.workflow = stages
-    project.save(update_fields=["workflow"])
-    return project
-
-
 def workflow_stage_remove(project: Project, *, name: str) -> Project:
     """Remove a Plugin stage; refused while tasks sit in it (they would be lost
     between stages)."""
@@ -376,7 +328,3 @@ def workflow_stage_remove(project: Project, *, name: str) -> Project:
         raise TaskActionError(str(exc)) from exc
     project.save(update_fields=["workflow"])
     return project
-
-
-def _index_of(stages: list[workflow.Stage], name: str) -> int:
-    return next(i for i, s in enumerate(stages) if s.get("name") == name.strip())

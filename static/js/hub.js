@@ -39,7 +39,6 @@ document.addEventListener("click", async (event) => {
     button.textContent = "Selected: press Ctrl+C";
   }
 });
-
 // Keep the log pinned to the bottom while new lines arrive, unless the reader
 // scrolled up to read.
 document.addEventListener("htmx:oobAfterSwap", (event) => {
@@ -48,4 +47,24 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
     const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     if (nearBottom) log.scrollTop = log.scrollHeight;
   }
+});
+// The register/edit plugin dialog shows only the fields the chosen type has:
+// fields marked data-kinds="model batch_model" hide for other types (the form
+// works without this script, every field shown).
+function showKindFields(form) {
+  const select = form.querySelector("select[name=type]");
+  if (!select) return;
+  for (const field of form.querySelectorAll("[data-kinds]")) {
+    const shown = field.dataset.kinds.split(" ").includes(select.value);
+    field.style.display = shown ? "" : "none";
+  }
+}
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[name=type]")) showKindFields(event.target.form);
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  for (const form of event.detail.target.querySelectorAll("form")) showKindFields(form);
+});
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form")) showKindFields(form);
 });

@@ -24,9 +24,9 @@ from django.db.models import Model
 from django.utils import timezone
 
 from plugins_app import protocol
+from plugins_app.plugins.kinds import WORKFLOW_TRIGGER, kind_of
 from plugins_app.plugins.models import PluginInstance, lease_ttl
 from plugins_app.plugins.secrets import new_token, token_hash
-from plugins_app.plugins.types import WORKFLOW_TRIGGER, kind_of
 from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
 from plugins_app.runs.notify import HUB, notify_after_commit
 from plugins_app.workspace.writes import insert_many

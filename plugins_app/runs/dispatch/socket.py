@@ -12,11 +12,11 @@ from django.db.models import Count, Q, prefetch_related_objects
 from django.utils import timezone
 
 from plugins_app import protocol
+from plugins_app.plugins.kinds import (
+    WORKFLOW_TRIGGER,
+)
 from plugins_app.plugins.models import (
     PluginInstance,
-)
-from plugins_app.plugins.types import (
-    WORKFLOW_TRIGGER,
 )
 from plugins_app.runs.dispatch.leases import JOB_RELATIONS, lease, socket_jobs
 from plugins_app.runs.models import (

@@ -1,0 +1,122 @@
+"""Model plugins: one job per asset; the answer is checked against the
+run's ontology and mapping, then stored as the task's pre-label."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from plugins_app.plugins.kinds.base import (
+    WORKFLOW_TRIGGER,
+    Kind,
+    Outcome,
+    asset_file_link,
+    base_job,
+)
+from plugins_app.plugins.models import PluginType
+from plugins_app.workspace import workflow, writes
+from plugins_app.workspace.answers import ValidationResult, validate_answer
+from plugins_app.workspace.models import Asset, Task
+
+if TYPE_CHECKING:
+    from plugins_app.runs.models import Run, WorkItem
+
+
+def check_model_answer(run: Run, asset: Asset, response: Any) -> ValidationResult:
+    """A Model answer against the run's ontology, mapping and image size."""
+    return validate_answer(
+        response,
+        ontology=run.project.ontology,
+        mapping=run.class_mapping,
+        image_size=(asset.width, asset.height),
+    )
+
+
+def store_model_answer(run: Run, asset: Asset, answer: dict[str, Any]) -> Outcome:
+    """Write a checked answer as the asset's pre-label, unless its task holds a
+    person's work (workspace/writes.py); call inside a transaction."""
+    task = (
+        Task.objects.select_for_update()
+        .only(*writes.TASK_FIELDS, "prelabel_run_id")
+        .get(asset=asset)
+    )
+    via = writes.VIA_WORKFLOW if run.trigger == WORKFLOW_TRIGGER else writes.VIA_MODEL
+    report = writes.write_answers(run, run.project, [task], {task.pk: answer}, via=via)
+    if task.pk in report.skipped:
+        return Outcome(skipped=report.skipped[task.pk])
+    tools = len(answer["tools"])
+    classifications = len(answer["classifications"])
+    return Outcome(
+        note=f"{asset.external_id}: stored {tools} object(s) and "
+        f"{classifications} classification(s) as a To-Do pre-label"
+    )
+
+
+def foreign_external_id(asset: Asset, response: Any) -> str | None:
+    """The externalId an answer names when it is not the job's asset (1.3.x
+    answers carry one; an answer for another asset must not land on this one).
+    The job's internal id counts as the asset's own: the samples send either."""
+    if not isinstance(response, dict):
+        return None
+    inner = response.get("answer")
+    named = response.get("externalId")
+    if named in (None, "") and isinstance(inner, dict):
+        named = inner.get("externalId")
+    if named in (None, "") or str(named) in (asset.external_id, str(asset.pk)):
+        return None
+    return str(named)
+
+
+class ModelKind(Kind):
+    type = PluginType.MODEL
+    label = "Model"
+    description = (
+        "Labels one asset per job: the hub sends each asset and stores the "
+        "answer as a To-Do pre-label, checked against the class mapping."
+    )
+    register_fields = ("class_names_text",)
+    needs_classes = True
+    writes_answers = True
+    scope = "assets"
+
+    def build_job(self, item: WorkItem, *, api_key: str) -> dict[str, Any]:
+        job = base_job(item, api_key=api_key)
+        asset = item.asset
+        assert asset is not None
+        job.update(
+            {
+                # The sample scripts filter get_assets by `_id`; the product docs
+                # call it the external ID. We send the internal id and accept
+                # either in filters.
+                "assetId": str(asset.pk),
+                "externalId": asset.external_id,
+                "dataURL": asset_file_link(asset.pk),
+                "taskId": str(asset.task.pk),
+                "overwrite": True,
+            }
+        )
+        if item.run.trigger == WORKFLOW_TRIGGER:
+            # The SDK answers these over POST /v2/annotate/{taskId}, not the socket.
+            stage = workflow.stage_named(asset.task.project.workflow, asset.task.stage)
+            job["workflow"] = True
+            job["overwrite"] = bool((stage or {}).get("overwrite", True))
+        return job
+
+    def apply_response(self, item: WorkItem, response: Any) -> Outcome:
+        asset = item.asset
+        assert asset is not None
+        named = foreign_external_id(asset, response)
+        if named is not None:
+            return Outcome(
+                problems=[
+                    f"the answer is for externalId {named[:300]!r}, but this job is "
+                    f"for asset {asset.external_id!r} (id {asset.pk}); nothing was "
+                    "stored"
+                ]
+            )
+        result = check_model_answer(item.run, asset, response)
+        if not result.ok:
+            return Outcome(problems=result.problems)
+        with transaction.atomic():
+            return store_model_answer(item.run, asset, result.answer)
