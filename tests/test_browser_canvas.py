@@ -8,14 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from plugins_app.plugins.models import PluginType, Preset
-from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
-from plugins_app.runs.responses import item_respond
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
-from plugins_app.workspace.services import prelabels_import
-from tests.builders import CHANNEL, connect_instance, new_run
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Tab,
     browser,
@@ -25,35 +21,14 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
     tab,
     wait_until_live,
 )
+from tests.test_canvas import CLASSES, COIN, FACE, prelabeled
 
-FACE = {"x": 170.0, "y": 60.0, "width": 100.0, "height": 110.0}
-COIN = {"x": 300.0, "y": 300.0, "width": 50.0, "height": 50.0}
 JUNK = {"x": 20.0, "y": 20.0, "width": 60.0, "height": 60.0}
-CLASSES = ["face", "coin", "object"]
 PRELABEL = [
     {"schemaId": "face-box", "bounding-box": FACE},
     {"schemaId": "coin-box", "bounding-box": COIN},
     {"schemaId": "object-box", "bounding-box": JUNK},
 ]
-
-
-def prelabeled(workspace: Any, plugin: Any, objects: list[dict[str, Any]]) -> Run:
-    """A Batch Model run that imported `objects` on astronaut through the
-    hub's write path (answer.written in the history, the ledger) and ended."""
-    connect_instance(plugin, CHANNEL)
-    mapping = {"face": "face-box", "coin": "coin-box", "object": "object-box"}
-    run = new_run(workspace, plugin, mapping=mapping)
-    assert dispatch_pending(plugin.pk) == 1
-    result = prelabels_import(
-        project=workspace.project,
-        records=[{"externalId": "astronaut", "objects": objects}],
-        mapping=run.class_mapping,
-        run=run,
-    )
-    assert not result.errors and result.labeled == 1
-    session = run.items.get().session
-    item_respond(session=session, payload={"response": "ok"}, channel_name=CHANNEL)
-    return run
 
 
 def open_canvas(page: Any, hub: Any, workspace: Any, task: Task) -> Any:
