@@ -69,8 +69,10 @@ def _fail_pending(plugin_id: int, error: str) -> int:
         plugin_id=plugin_id, state=WorkItem.State.PENDING
     ).select_related("run"):
         with transaction.atomic():
-            if WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.PENDING).update(
-                state=WorkItem.State.FAILED,
+            if WorkItem.objects.transition(
+                item.pk,
+                WorkItem.State.PENDING,
+                WorkItem.State.FAILED,
                 failure=WorkItem.Failure.ERROR,
                 error=error,
                 finished_at=timezone.now(),

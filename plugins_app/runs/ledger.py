@@ -4,10 +4,11 @@ so two processes racing for one item change it once."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,54 +40,55 @@ TIMEOUT_CAUSES = (
 
 def item_done(item: WorkItem, note: str) -> None:
     with transaction.atomic():
-        if not finish_item(item, WorkItem.State.DONE):
-            return
-        hub_log(item.run, note or "Job done.", item=item)
-        run_settle(item.run_id)
+        if finish_item(item, WorkItem.State.DONE):
+            item_finished(item, note or "Job done.")
 
 
 def item_skip(item: WorkItem, reason: str) -> None:
     """Answered, but the task holds a person's work: kept, and the run goes on."""
     with transaction.atomic():
-        if not finish_item(item, WorkItem.State.SKIPPED, error=reason):
-            return
-        hub_log(item.run, f"Skipped: {reason}.", item=item)
-        run_settle(item.run_id)
+        if finish_item(item, WorkItem.State.SKIPPED, error=reason):
+            item_finished(item, f"Skipped: {reason}.")
 
 
 def item_fail(item: WorkItem, failure: str, error: str) -> None:
     with transaction.atomic():
-        if not finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
-            return
-        hub_log(item.run, error, item=item, level="ERROR")
-        run_settle(item.run_id)
+        if finish_item(item, WorkItem.State.FAILED, failure=failure, error=error):
+            item_finished(item, error, level="ERROR")
 
 
 def finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
     """Leased → final, exactly once even if two processes race."""
-    return (
-        WorkItem.objects.filter(pk=item.pk, state=WorkItem.State.LEASED).update(
-            state=state, finished_at=timezone.now(), **fields
-        )
-        == 1
+    return WorkItem.objects.transition(
+        item.pk, WorkItem.State.LEASED, state, finished_at=timezone.now(), **fields
     )
 
 
-def run_settle(run_id: int, *, dispatch: bool = True) -> None:
+def item_finished(item: WorkItem, line: str, *, level: str = HUB) -> None:
+    """`item` has just reached a final state in the caller's transaction: say
+    so in its run's log, and settle the run."""
+    hub_log(item.run, line, item=item, level=level)
+    run_settle(item.run_id, run=item.run)
+
+
+def run_settle(run_id: int, *, dispatch: bool = True, run: Run | None = None) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
-    caller schedules that itself)."""
-    run = Run.objects.select_for_update().get(pk=run_id)
+    caller schedules that itself). `run`, when the caller has it, saves reading
+    it again to close it (what a close reads of it never changes)."""
+    status, plugin_id = _locked_run(run_id)
     if dispatch:
-        dispatch_after_commit(run.plugin_id)
-    rows = list(run.items.values_list("state", "failure").distinct())
+        dispatch_after_commit(plugin_id)
+    rows = _item_states(run_id)
     states = {state for state, _ in rows}
     if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
-        notify_after_commit(run.pk)
+        notify_after_commit(run_id)
         return
-    if run.is_finished:
+    if status in Run.FINISHED:
         return
     failures = {failure for state, failure in rows if state == WorkItem.State.FAILED}
+    if run is None:
+        run = Run.objects.select_related("plugin").get(pk=run_id)
     if not failures:
         status, error = Run.Status.SUCCEEDED, ""
     elif failures == {WorkItem.Failure.TIMEOUT}:
@@ -96,6 +98,61 @@ def run_settle(run_id: int, *, dispatch: bool = True) -> None:
         status = Run.Status.FAILED
         error = _first_item_error(run)
     run_close(run, status, error)
+
+
+def _locked_run(run_id: int) -> tuple[str, int]:
+    """The run's status and plugin, its row locked until the transaction ends
+    (PostgreSQL; SQLite's write transaction holds the whole database). Two items
+    of one run finishing at once take turns here, and the second one's reading
+    of the items' states then sees the first one's: one of them closes the run.
+    Two columns by a prepared statement: this is on every answer's path."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("locked_run", connection.vendor), [run_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Run.DoesNotExist(f"run {run_id}")
+    return str(row[0]), int(row[1])
+
+
+def _item_states(run_id: int) -> list[tuple[str, str]]:
+    """The (state, failure) pairs among the run's items, each once."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("item_states", connection.vendor), [run_id])
+        return [(str(state), str(failure)) for state, failure in cursor.fetchall()]
+
+
+def _column(meta: Any, name: str) -> str:
+    found = meta.get_field(name)
+    assert found.concrete and found.column, name
+    return str(found.column)
+
+
+@functools.cache
+def _sql(name: str, vendor: str) -> str:
+    """The ledger's prepared statements, built once per process and database
+    (only quoted column names from the models are formatted in)."""
+    quote = connection.ops.quote_name
+    run, item = Run._meta, WorkItem._meta
+    if name == "locked_run":
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        return (
+            f"SELECT {quote(_column(run, 'status'))}, "  # noqa: S608
+            f"{quote(_column(run, 'plugin'))} "
+            f"FROM {quote(run.db_table)} WHERE {quote(run.pk.column)} = %s{lock}"
+        )
+    if name == "revoke_keys":
+        keys = RunApiKey._meta
+        revoked_at = quote(_column(keys, "revoked_at"))
+        return (
+            f"UPDATE {quote(keys.db_table)} SET {revoked_at} = %s "  # noqa: S608
+            f"WHERE {quote(_column(keys, 'run'))} = %s AND {revoked_at} IS NULL"
+        )
+    assert name == "item_states", name
+    return (
+        f"SELECT DISTINCT {quote(_column(item, 'state'))}, "  # noqa: S608
+        f"{quote(_column(item, 'failure'))} FROM {quote(item.db_table)} "
+        f"WHERE {quote(_column(item, 'run'))} = %s"
+    )
 
 
 def _first_item_error(run: Run) -> str:
@@ -109,9 +166,21 @@ def _first_item_error(run: Run) -> str:
 
 
 def run_close(run: Run, status: str, error: str) -> None:
+    """An open run ends with `status`: its API keys are revoked, its watchers
+    told, and a task it was about records it. Once: a run already closed by
+    another process is left as it is."""
     now = timezone.now()
-    Run.objects.filter(pk=run.pk).update(status=status, error=error, finished_at=now)
-    RunApiKey.objects.filter(run=run, revoked_at__isnull=True).update(revoked_at=now)
+    if not Run.objects.transition(
+        run.pk, Run.OPEN, status, error=error, finished_at=now
+    ):
+        return
+    run.status, run.error, run.finished_at = status, error, now
+    with connection.cursor() as cursor:
+        revoked_at = RunApiKey._meta.get_field("revoked_at")
+        cursor.execute(
+            _sql("revoke_keys", connection.vendor),
+            [revoked_at.get_db_prep_save(now, connection), run.pk],
+        )
     hub_log(run, f"Run {Run.Status(status).label.lower()}.")
     notify_after_commit(run.pk)
     if run.task_id is not None:
@@ -148,14 +217,12 @@ def run_cancel(run: Run, *, by: AbstractBaseUser | None) -> Run:
         if run.is_finished:
             return run
         now = timezone.now()
-        open_items = run.items.filter(
-            state__in=[WorkItem.State.PENDING, WorkItem.State.LEASED]
-        )
         held = list(
-            open_items.filter(state=WorkItem.State.LEASED).select_related("instance")
+            run.items.filter(state=WorkItem.State.LEASED).select_related("instance")
         )
-        open_items.update(
-            state=WorkItem.State.CANCELLED,
+        run.items.transition_all(
+            (WorkItem.State.PENDING, WorkItem.State.LEASED),
+            WorkItem.State.CANCELLED,
             failure=WorkItem.Failure.CANCELLED,
             error=f"Cancelled by {who}.",
             lease_expires_at=None,
@@ -190,8 +257,9 @@ def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
                 f"{run.get_status_display().lower()}."
             )
         now = timezone.now()
-        count = run.items.filter(state=WorkItem.State.FAILED).update(
-            state=WorkItem.State.PENDING,
+        count = run.items.transition_all(
+            WorkItem.State.FAILED,
+            WorkItem.State.PENDING,
             failure="",
             error="",
             lease_expires_at=None,
@@ -201,8 +269,8 @@ def run_retry(run: Run, *, by: AbstractBaseUser | None) -> Run:
         )
         if not count:
             raise RunActionError("This run has no failed item to retry.")
-        Run.objects.filter(pk=run.pk).update(
-            status=Run.Status.QUEUED, error="", finished_at=None
+        Run.objects.transition(
+            run.pk, Run.FINISHED, Run.Status.QUEUED, error="", finished_at=None
         )
         hub_log(run, f"{who} retried {count} failed item(s).")
         plugin_id = run.plugin_id
@@ -284,14 +352,12 @@ def retry_or_fail(
 
 def requeue(item: WorkItem, now: Any) -> bool:
     """Leased → pending, only if still leased to the same instance."""
-    return (
-        WorkItem.objects.filter(
-            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
-        ).update(
-            state=WorkItem.State.PENDING,
-            lease_expires_at=None,
-            deadline_at=None,
-            queued_at=now,
-        )
-        == 1
+    return WorkItem.objects.transition(
+        item.pk,
+        WorkItem.State.LEASED,
+        WorkItem.State.PENDING,
+        where={"instance_id": item.instance_id},
+        lease_expires_at=None,
+        deadline_at=None,
+        queued_at=now,
     )

@@ -11,7 +11,16 @@ from django.db import models
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.transitions import TransitionQuerySet
 from plugins_app.workspace.models import Asset, Organization, Project
+
+
+class RunQuerySet(TransitionQuerySet["Run"]):
+    state_field = "status"
+
+
+class WorkItemQuerySet(TransitionQuerySet["WorkItem"]):
+    state_field = "state"
 
 
 class Run(models.Model):
@@ -24,6 +33,7 @@ class Run(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
+    OPEN = (Status.QUEUED, Status.RUNNING)
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="runs"
@@ -94,6 +104,8 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -177,6 +189,8 @@ class WorkItem(models.Model):
     failure = models.CharField(max_length=20, choices=Failure, blank=True)
     error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkItemQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

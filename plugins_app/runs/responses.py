@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from plugins_app.plugins.kinds import (
     WORKFLOW_TRIGGER,
@@ -17,26 +18,35 @@ from plugins_app.plugins.models import (
     PluginInstance,
 )
 from plugins_app.runs import preview
-from plugins_app.runs.ledger import item_done, item_fail, item_skip
+from plugins_app.runs.ledger import item_fail, item_finished
 from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import hub_log
+from plugins_app.runs.notify import HUB, hub_log
+from plugins_app.runs.prepared import PreparedQuery
 from plugins_app.runs.workflow import workflow_bounced
 
 log = logging.getLogger(__name__)
 
 
+# The item a `response` names, with what applying it reads: one prepared
+# SELECT (runs/prepared.py) instead of the ORM building it anew per answer.
+_by_session: PreparedQuery[WorkItem] = PreparedQuery(
+    lambda session: WorkItem.objects.select_related(
+        "run__plugin", "run__project", "asset", "instance"
+    ).filter(session=session)
+)
+
+
 def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) -> str:
-    """Apply a plugin's `response`. Returns a word for the consumer's log."""
-    item = (
-        WorkItem.objects.filter(session=session)
-        .select_related("run__plugin", "run__project", "asset", "instance")
-        .first()
-        if isinstance(session, str)
-        else None
-    )
+    """Apply a plugin's `response`. Returns a word for the consumer's log.
+
+    The common case, an answer stored, is one read, then one transaction: the
+    item claimed (leased to this socket → done, one conditional UPDATE), the
+    answer written through workspace/writes.py (task, history, ledger), the
+    run settled (closed when it was its last item)."""
+    item = _by_session.first(session) if isinstance(session, str) else None
     if item is None:
         log.warning("response for unknown session %r ignored", session)
         return "unknown-session"
@@ -56,13 +66,17 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         hub_log(item.run, "Ignored a socket response to a workflow job.", item=item)
         return "ignored"
     with transaction.atomic():
-        # Hold the lease's row while the answer is written: a sweep that
-        # requeues it meanwhile waits, then finds it done. Without the lock a
-        # pre-label could be written, the job requeued, and written again.
-        held = WorkItem.objects.select_for_update().filter(
-            pk=item.pk, state=WorkItem.State.LEASED, instance_id=item.instance_id
-        )
-        if not held.exists():
+        # Claimed first, in the transaction that writes the answer: a sweep
+        # that requeues the job meanwhile finds it done (or, first, makes this
+        # claim fail); without it a pre-label could be written, the job
+        # requeued, and written again.
+        if not WorkItem.objects.transition(
+            item.pk,
+            WorkItem.State.LEASED,
+            WorkItem.State.DONE,
+            where={"instance_id": item.instance_id},
+            finished_at=timezone.now(),
+        ):
             item.refresh_from_db(fields=["state"])
             return _ignore_stale(item, channel_name)
         # A dry run's answer is checked and kept for the Preview, never written.
@@ -76,13 +90,31 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
             text = "The plugin's answer was rejected:\n" + "\n".join(
                 f"• {p}" for p in outcome.problems
             )
-            item_fail(item, WorkItem.Failure.INVALID, text)
+            _answered(
+                item,
+                WorkItem.State.FAILED,
+                text,
+                error=text,
+                failure=WorkItem.Failure.INVALID,
+            )
             return "invalid"
         if outcome.skipped:
-            item_skip(item, outcome.skipped)
+            line = f"Skipped: {outcome.skipped}."
+            _answered(item, WorkItem.State.SKIPPED, line, error=outcome.skipped)
             return "skipped"
-        item_done(item, outcome.note)
+        item_finished(item, outcome.note or "Job done.")
     return "done"
+
+
+def _answered(
+    item: WorkItem, state: str, line: str, *, error: str, failure: str = ""
+) -> None:
+    """The claimed item ends otherwise than done: the answer was refused, or
+    kept off a task holding a person's work."""
+    WorkItem.objects.transition(
+        item.pk, WorkItem.State.DONE, state, failure=failure, error=error
+    )
+    item_finished(item, line, level="ERROR" if failure else HUB)
 
 
 def _ignore_stale(item: WorkItem, channel_name: str) -> str:

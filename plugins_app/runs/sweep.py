@@ -76,10 +76,10 @@ def _time_out_unclaimed(now: Any) -> int:
             each_plugin("sweep: unclaimed job", item.run.plugin.public_id),
             transaction.atomic(),
         ):
-            claimed = WorkItem.objects.filter(
-                pk=item.pk, state=WorkItem.State.PENDING
-            ).update(
-                state=WorkItem.State.FAILED,
+            claimed = WorkItem.objects.transition(
+                item.pk,
+                WorkItem.State.PENDING,
+                WorkItem.State.FAILED,
                 failure=WorkItem.Failure.TIMEOUT,
                 finished_at=now,
                 error=f"No instance of the plugin was connected to take this job "

@@ -273,11 +273,12 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         if not isinstance(data, dict):
             log.warning("response from %s is not an object; ignored", self.address)
             return
-        # The last error log explains an {"error": true}: store logs first.
-        await self._flush_logs()
-        outcome = await sync_to_async(responses.item_respond)(
-            session=data.get("session"), payload=data, channel_name=self.channel_name
-        )
+        # The last error log explains an {"error": true}: the lines waiting in
+        # the buffer are stored first, in the same hop to the database thread
+        # as the answer (one hop per answer: each one queues behind every
+        # other socket's database work).
+        records, self.log_buffer = self.log_buffer, []
+        outcome = await sync_to_async(_respond)(records, data, self.channel_name)
         log.info("response from %s: %s", self.address, outcome)
 
     async def _refuse_oversized(self, text: str) -> None:
@@ -340,6 +341,19 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.closing = True
         log.warning("no pong from %s; closing its socket", self.address)
         await self.close()
+
+
+def _respond(
+    records: list[logs.PluginLogRecord], data: dict[str, Any], channel_name: str
+) -> str:
+    if records:
+        try:
+            logs.logs_ingest(records, channel_name=channel_name)
+        except Exception:  # the answer still counts
+            log.exception("%d log line(s) from %s lost", len(records), channel_name)
+    return responses.item_respond(
+        session=data.get("session"), payload=data, channel_name=channel_name
+    )
 
 
 class _SeenBatch:

@@ -1,0 +1,189 @@
+"""What applying one plugin answer costs the hub: `responses.item_respond` (check
+the frame's session, validate the answer, write the pre-label through
+workspace/writes.py, finish the item, settle and close the run), in process,
+without sockets. Prints CPU and wall milliseconds per answer and SQL statements
+per answer by kind.
+
+    .venv/bin/python bench/answer_cost.py                # embedded (SQLite WAL)
+    .venv/bin/python bench/answer_cost.py --production   # PostgreSQL
+    .venv/bin/python bench/answer_cost.py --runs 300 --json
+
+The answers are single-asset Model runs, leased to one socketless instance
+(jobs land in the outbox, never read), answered with one box. The round trip
+through real sockets is bench/relay.py; the watcher's view is bench/watch.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import (  # noqa: E402
+    HUB_PYTHON,
+    PG_URL,
+    ROOT,
+    django_here,
+    load_average,
+    percentile,
+    psql,
+    say,
+)
+
+ANSWER = {
+    "objects": [
+        {"schemaId": "face-box", "bounding-box": {"x": 1, "y": 2, "width": 3, "height": 4}}
+    ]
+}
+CHANNEL = "bench!answer"
+
+
+def measure(args: argparse.Namespace) -> dict[str, object]:
+    """In the child process, with the database set up: the measurement."""
+    django_here()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from plugins_app import protocol
+    from plugins_app.plugins.models import Plugin, PluginInstance
+    from plugins_app.runs.creation import RunRequest, run_create
+    from plugins_app.runs.dispatch import dispatch_pending
+    from plugins_app.runs.models import WorkItem
+    from plugins_app.runs.responses import item_respond
+    from plugins_app.workspace.models import Project
+
+    plugin = Plugin.objects.get(type="model")
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=args.runs + 10)
+    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
+    user = get_user_model().objects.get(username="admin")
+    assets = list(project.assets.values_list("external_id", flat=True))
+    PluginInstance.objects.create(plugin=plugin, channel_name=CHANNEL, address="b:1")
+    for n in range(args.runs):
+        run_create(
+            RunRequest(
+                plugin=plugin,
+                project=project,
+                user=user,
+                class_mapping={"face": "face-box"},
+                config_json="{}",
+                external_ids=[assets[n % len(assets)]],
+                batch_ids=[],
+            ),
+            dispatch=False,
+        )
+    dispatch_pending(plugin.pk)
+    sessions = list(
+        WorkItem.objects.filter(state=WorkItem.State.LEASED).values_list(
+            "session", flat=True
+        )
+    )
+    assert len(sessions) == args.runs, f"{len(sessions)} leased of {args.runs}"
+    # As in the ASGI process: a running loop owns the in-memory channel layer,
+    # so the watchers' pings go to it and the freed-slot dispatch to run_later's
+    # pool thread. Only the answering thread's CPU and statements are counted.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    protocol.mark_asgi_process(loop)
+    kinds: Counter[str] = Counter()
+
+    def count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        kinds[sql.lstrip().split(None, 1)[0].upper()] += 1
+        if os.environ.get("BENCH_TRACE"):
+            print("SQL", sql[:300], file=sys.stderr)
+        return execute(sql, params, many, context)
+
+    walls: list[float] = []
+    outcomes: Counter[str] = Counter()
+    profile = cProfile.Profile() if args.profile else None
+    cpu0 = time.thread_time()
+    if profile is not None:
+        profile.enable()
+    with connection.execute_wrapper(count):
+        for session in sessions:
+            t0 = time.perf_counter()
+            outcomes[
+                item_respond(
+                    session=session,
+                    payload={"session": session, "response": ANSWER},
+                    channel_name=CHANNEL,
+                )
+            ] += 1
+            walls.append(time.perf_counter() - t0)
+    cpu = time.thread_time() - cpu0
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(args.profile)
+    loop.call_soon_threadsafe(loop.stop)
+    n = len(sessions)
+    return {
+        "mode": "production" if args.production else "embedded",
+        "load": float(load_average().split()[0]),
+        "answers": n,
+        "outcomes": dict(outcomes),
+        "cpu_ms_per_answer": round(cpu / n * 1000, 3),
+        "wall_p50_ms": round(percentile([w * 1000 for w in walls], 50), 3),
+        "statements_per_answer": round(sum(kinds.values()) / n, 2),
+        "statements_by_kind": {k: round(v / n, 2) for k, v in kinds.most_common()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--production", action="store_true", help="PostgreSQL")
+    parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument("--profile", help="cProfile the answers into this file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-answer-") as var_dir:
+        env = {**os.environ, "HUB_VAR_DIR": var_dir}
+        for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+            env.pop(key, None)
+        database = ""
+        if args.production:
+            database = f"bench_answer_{uuid.uuid4().hex[:8]}"
+            psql(f"CREATE DATABASE {database}")
+            env["DATABASE_URL"] = f"{PG_URL}/{database}"
+            env["HUB_METRICS_TOKEN"] = "bench-metrics-token"
+        try:
+            setup = [str(HUB_PYTHON), str(ROOT / "bench" / "hub_setup.py")]
+            subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
+            child = [str(HUB_PYTHON), __file__, "--child", "--runs", str(args.runs)]
+            if args.production:
+                child.append("--production")
+            if args.profile:
+                child += ["--profile", str(Path(args.profile).resolve())]
+            out = subprocess.run(
+                child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
+            )
+        finally:
+            if database:
+                psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    say(
+        f"{result['mode']}: {result['answers']} answers {result['outcomes']}, "
+        f"{result['cpu_ms_per_answer']} ms CPU and {result['wall_p50_ms']} ms wall "
+        f"(p50) per answer, {result['statements_per_answer']} statements "
+        f"{result['statements_by_kind']}, load {result['load']}"
+    )
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
