@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -149,14 +149,21 @@ def lease_ttl() -> timedelta:
     return timedelta(seconds=ping / 1000 + 5)
 
 
+def live_cutoffs(now: datetime) -> tuple[datetime, datetime]:
+    """An instance is live when connected, with a heartbeat and a sighting no
+    older than these (last_heartbeat, last_seen_at). Also read by the socket
+    dispatcher's raw query (runs/dispatch/socket.py)."""
+    heartbeat = now - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+    return heartbeat, now - lease_ttl()
+
+
 class PluginInstanceQuerySet(models.QuerySet["PluginInstance"]):
     def live(self) -> PluginInstanceQuerySet:
-        now = timezone.now()
-        cutoff = now - timedelta(seconds=settings.HUB_LIVE_HEARTBEAT_SECONDS)
+        heartbeat, seen = live_cutoffs(timezone.now())
         return self.filter(
             disconnected_at__isnull=True,
-            last_heartbeat__gte=cutoff,
-            last_seen_at__gte=now - lease_ttl(),
+            last_heartbeat__gte=heartbeat,
+            last_seen_at__gte=seen,
         )
 
 

@@ -144,7 +144,7 @@ def _sent_line(item: WorkItem) -> str:
     return f"Job sent to {where}{what}."
 
 
-def _q(model: type[Model], field: str | None = None) -> str:
+def quoted(model: type[Model], field: str | None = None) -> str:
     """A quoted table name, or one of its columns; only names from the models
     are formatted into the SQL here, values always go as parameters."""
     quote = connection.ops.quote_name
@@ -162,15 +162,19 @@ def _update_leased(
 ) -> dict[int, int]:
     """One conditional UPDATE: the items still pending become leased. Returns
     {item id: attempts} of the ones won."""
-    w = WorkItem
     at = connection.ops.adapt_datetimefield_value
     marks = ", ".join(["%s"] * len(items))
+
+    def c(field: str) -> str:
+        return quoted(WorkItem, field)
+
     sql = (
-        f"UPDATE {_q(w)} SET {_q(w, 'state')} = %s, {_q(w, 'instance')} = %s, "  # noqa: S608
-        f"{_q(w, 'leased_at')} = %s, {_q(w, 'lease_expires_at')} = %s, "
-        f"{_q(w, 'deadline_at')} = %s, {_q(w, 'attempts')} = {_q(w, 'attempts')} + 1 "
-        f"WHERE {_q(w, 'id')} IN ({marks}) AND {_q(w, 'state')} = %s "
-        f"RETURNING {_q(w, 'id')}, {_q(w, 'attempts')}"
+        f"UPDATE {quoted(WorkItem)} SET {c('state')} = %s, "  # noqa: S608
+        f"{c('instance')} = %s, {c('leased_at')} = %s, "
+        f"{c('lease_expires_at')} = %s, {c('deadline_at')} = %s, "
+        f"{c('attempts')} = {c('attempts')} + 1 "
+        f"WHERE {c('id')} IN ({marks}) AND {c('state')} = %s "
+        f"RETURNING {c('id')}, {c('attempts')}"
     )
     params = [
         WorkItem.State.LEASED.value,
@@ -199,8 +203,8 @@ def _mark_dispatched(items: list[WorkItem], now: datetime) -> None:
     at = connection.ops.adapt_datetimefield_value
     p = PluginInstance
     sql = (
-        f"UPDATE {_q(p)} SET {_q(p, 'last_dispatch_at')} = %s "  # noqa: S608
-        f"WHERE {_q(p, 'id')} = %s"
+        f"UPDATE {quoted(p)} SET {quoted(p, 'last_dispatch_at')} = %s "  # noqa: S608
+        f"WHERE {quoted(p, 'id')} = %s"
     )
     with connection.cursor() as cursor:
         cursor.executemany(
@@ -213,10 +217,14 @@ def _runs_running(runs: dict[int, Run], now: datetime) -> None:
     the copies in memory may be older)."""
     queued = list(runs)
     marks = ", ".join(["%s"] * len(queued))
+
+    def c(field: str) -> str:
+        return quoted(Run, field)
+
     sql = (
-        f"UPDATE {_q(Run)} SET {_q(Run, 'status')} = %s, {_q(Run, 'started_at')} = %s "  # noqa: S608
-        f"WHERE {_q(Run, 'id')} IN ({marks}) AND {_q(Run, 'status')} = %s "
-        f"RETURNING {_q(Run, 'id')}"
+        f"UPDATE {quoted(Run)} SET {c('status')} = %s, "  # noqa: S608
+        f"{c('started_at')} = %s WHERE {c('id')} IN ({marks}) "
+        f"AND {c('status')} = %s RETURNING {c('id')}"
     )
     params = [
         Run.Status.RUNNING.value,
