@@ -5,6 +5,7 @@ from the canvas's menu draws its objects on the canvas when it answers."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from plugins_app.plugins.models import PluginType, Preset
@@ -220,3 +221,59 @@ def test_a_model_plugin_run_from_the_canvas_draws_its_objects(
     expect(page.locator("#task-stage")).to_have_text("Review")
     task.refresh_from_db()
     assert [t["schemaId"] for t in task.answer["tools"]] == ["face-box"]
+
+
+def test_a_labeler_draws_a_polygon_and_answers_classifications_on_the_canvas(
+    workspace: Any,
+    make_plugin: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    """The ontology's classifications as form controls: a radio at the top
+    level, a text field nested in the face tool (answered per object)."""
+    ontology = copy.deepcopy(workspace.project.ontology)
+    ontology["tools"][0]["classifications"] = [
+        {"schemaId": "who", "tool": "text", "title": "Who"}
+    ]
+    workspace.project.ontology = ontology
+    workspace.project.save()
+    plugin = make_plugin(
+        name="Detector", type=PluginType.BATCH_MODEL, class_names=CLASSES
+    ).plugin
+    prelabeled(workspace, plugin, PRELABEL[:1])
+    task = workspace.asset("astronaut").task
+    page = tab.page
+    log_in(page, live_hub, "bob")
+    canvas = open_canvas(page, live_hub, workspace, task)
+
+    object_row(canvas, 1).get_by_role("button").click()
+    canvas.locator("#canvas-object-classifications").get_by_label("Who").fill(
+        "astronaut"
+    )
+    canvas.get_by_role("group", name="Scene").get_by_label("photo").check()
+
+    canvas.get_by_role("button", name="Polygon").click()
+    expect(canvas.locator("#canvas-label")).to_have_value("region-poly")
+    points = [(40, 300), (120, 280), (140, 380), (60, 400)]
+    for x, y in [*points, points[0]]:
+        page.mouse.click(*to_screen(page, x, y))
+    expect(canvas.locator("#canvas-objects li")).to_have_count(2)
+    expect(object_row(canvas, 2)).to_contain_text("Region")
+    # Edit a point: select the polygon and drag its second corner.
+    object_row(canvas, 2).get_by_role("button").click()
+    drag(page, points[1], (150, 260))
+    points[1] = (150, 260)
+
+    page.get_by_role("button", name="Submit").click()
+    expect(page.locator("#task-stage")).to_have_text("Review")
+    task.refresh_from_db()
+    face, region = task.answer["tools"]
+    assert face["classifications"] == [{"schemaId": "who", "answer": "astronaut"}]
+    assert face["bounding-box"] == FACE
+    assert region["schemaId"] == "region-poly"
+    assert len(region["polygon"]) == 4
+    for (x, y), (want_x, want_y) in zip(region["polygon"], points, strict=True):
+        assert abs(x - want_x) < 3 and abs(y - want_y) < 3, region["polygon"]
+    assert task.answer["classifications"] == [{"schemaId": "scene", "answer": "photo"}]
+    event = task.events.get(name=events.LABEL_SUBMITTED)
+    assert event.data["answer"] == task.answer

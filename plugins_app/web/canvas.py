@@ -116,6 +116,8 @@ def canvas_objects(task: Task, history: list[TaskEvent]) -> list[dict[str, Any]]
 
 
 def ontology_tools(ontology: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ontology's tools as the canvas needs them, each with the form
+    fields of its nested classifications (answered per object)."""
     return [
         {
             "schemaId": t["schemaId"],
@@ -123,44 +125,43 @@ def ontology_tools(ontology: dict[str, Any]) -> list[dict[str, Any]]:
             "tool": t.get("tool", ""),
             "color": t.get("color") or "#ff0055",
             "editable": t.get("tool") in EDITABLE,
+            "classifications": classification_fields(t.get("classifications")),
+            # Every nested schemaId, answered by a control or not: what a
+            # relabelled object may keep.
+            "classificationIds": [
+                c.get("schemaId")
+                for c in t.get("classifications") or []
+                if isinstance(c, dict)
+            ],
         }
         for t in ontology.get("tools", [])
         if isinstance(t, dict) and isinstance(t.get("schemaId"), str)
     ]
 
 
-def classification_fields(
-    ontology: dict[str, Any], answer: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """The ontology's top-level classifications as form controls, with the
-    answer's current value (a list for the multi-valued kinds)."""
-    given = {
-        c.get("schemaId"): c.get("answer")
-        for c in (answer or {}).get("classifications", []) or []
-        if isinstance(c, dict)
-    }
+def classification_fields(definitions: object) -> list[dict[str, Any]]:
+    """Classification definitions (top level, or nested in a tool) as the form
+    controls canvas.js builds: radio, checkbox, single and multi dropdown, text.
+    Other kinds (boolean, tree dropdown, …) get no control and are kept as
+    answered."""
     fields = []
-    for definition in ontology.get("classifications", []):
+    for definition in definitions if isinstance(definitions, list) else []:
+        if not isinstance(definition, dict):
+            continue
         kind = definition.get("tool")
         schema_id = definition.get("schemaId")
         if kind not in FORM_KINDS or not isinstance(schema_id, str):
             continue
-        value = given.get(schema_id)
-        multi = kind in ("checkbox", "multi-dropdown")
         fields.append(
             {
                 "schemaId": schema_id,
                 "title": definition.get("title") or schema_id,
                 "kind": kind,
-                "multi": multi,
                 "options": [
                     o["value"]
                     for o in definition.get("options", []) or []
                     if isinstance(o, dict) and isinstance(o.get("value"), str)
                 ],
-                "value": (value if isinstance(value, list) else [])
-                if multi
-                else (value if isinstance(value, str) else ""),
             }
         )
     return fields
@@ -191,6 +192,9 @@ def canvas_state(task: Task) -> dict[str, Any]:
         "width": asset.width,
         "height": asset.height,
         "tools": ontology_tools(project.ontology or {}),
+        "classifications": classification_fields(
+            (project.ontology or {}).get("classifications")
+        ),
         "objects": canvas_objects(task, history),
         "answer": task.answer or {},
         "stateUrl": reverse("web:canvas-state", args=[project.pk, task.pk]),
@@ -224,8 +228,5 @@ def canvas_context(task: Task) -> dict[str, Any]:
     return {
         "canvas": state,
         "canvas_labels": [t for t in state["tools"] if t["editable"]],
-        "canvas_fields": classification_fields(
-            task.project.ontology or {}, task.answer or {}
-        ),
         "canvas_plugins": model_plugins(task),
     }

@@ -65,6 +65,8 @@
       // A plugin's objects wait for a person's look; people's are accepted.
       accepted: entry.source.kind !== "plugin",
       isNew: false,
+      classifications: Array.isArray(obj.classifications) ? obj.classifications : null,
+      nestedChanged: false,
     };
   }
 
@@ -128,26 +130,85 @@
     if (!drawn(item)) return item.original;
     const g = currentGeometry(item);
     const moved = geometryChanged(item, g);
-    if (!moved && item.original && item.original.schemaId === item.schemaId) return item.original;
+    if (!moved && !item.nestedChanged && item.original && item.original.schemaId === item.schemaId) return item.original;
     const obj = { ...(item.original || {}), schemaId: item.schemaId };
     if (moved) obj[item.kind] = geometryJson(item, g);
+    if (item.classifications) obj.classifications = item.classifications;
+    else delete obj.classifications;
     return obj;
   }
 
-  function classificationsJson() {
-    const given = (state.answer.classifications || []).filter((c) => c && typeof c === "object");
-    const fields = [...root.querySelectorAll("[data-classification]")];
+  // Classification answers from form controls built by buildFields: answers the
+  // controls did not change are kept as they were (with anything nested in
+  // them); kinds without a control are kept; an unanswered one is left out.
+  function mergeAnswers(given, container) {
+    const before = (given || []).filter((c) => c && typeof c === "object");
+    const fields = container ? [...container.querySelectorAll(":scope > [data-classification]")] : [];
     const inForm = new Set(fields.map((f) => f.dataset.classification));
-    const result = given.filter((c) => !inForm.has(c.schemaId));
+    const result = before.filter((c) => !inForm.has(c.schemaId));
     for (const field of fields) {
       const schemaId = field.dataset.classification;
       const value = fieldValue(field);
-      if (value === null) continue; // unanswered: left out, as Ango does
-      const before = given.find((c) => c.schemaId === schemaId);
-      if (before && JSON.stringify(before.answer) === JSON.stringify(value)) result.push(before);
-      else result.push({ ...(before || {}), schemaId, answer: value });
+      if (value === null) continue;
+      const old = before.find((c) => c.schemaId === schemaId);
+      if (old && JSON.stringify(old.answer) === JSON.stringify(value)) result.push(old);
+      else result.push({ ...(old || {}), schemaId, answer: value });
     }
     return result;
+  }
+
+  const classificationsJson = () => mergeAnswers(state.answer.classifications, $("canvas-classifications"));
+
+  // Form controls for classification definitions (web/canvas.py
+  // classification_fields), filled with the answers in `given`.
+  function buildFields(container, fields, given, prefix) {
+    const answers = new Map((given || []).filter((c) => c && typeof c === "object").map((c) => [c.schemaId, c.answer]));
+    const legend = container.querySelector(":scope > legend");
+    container.replaceChildren(...(legend ? [legend] : []));
+    fields.forEach((f, index) => {
+      const value = answers.get(f.schemaId);
+      const chosen = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
+      const field = document.createElement("div");
+      field.className = "field";
+      field.dataset.classification = f.schemaId;
+      field.dataset.kind = f.kind;
+      const id = `${prefix}-${index}`;
+      const title = document.createElement(f.kind === "radio" || f.kind === "checkbox" ? "span" : "label");
+      title.className = "field-title";
+      title.textContent = f.title;
+      field.append(title);
+      if (f.kind === "radio" || f.kind === "checkbox") {
+        field.setAttribute("role", "group");
+        field.setAttribute("aria-label", f.title);
+        for (const option of f.options) {
+          const label = document.createElement("label");
+          const input = document.createElement("input");
+          input.type = f.kind;
+          input.name = id;
+          input.value = option;
+          input.checked = chosen.includes(option);
+          label.append(input, ` ${option}`);
+          field.append(label);
+        }
+      } else if (f.kind === "text") {
+        const input = document.createElement("input");
+        input.type = "text";
+        input.id = id;
+        input.value = typeof value === "string" ? value : "";
+        title.htmlFor = id;
+        field.append(input);
+      } else {
+        const select = document.createElement("select");
+        select.id = id;
+        select.multiple = f.kind === "multi-dropdown";
+        title.htmlFor = id;
+        if (!select.multiple) select.append(new Option("—", ""));
+        for (const option of f.options) select.append(new Option(option, option, false, chosen.includes(option)));
+        field.append(select);
+      }
+      for (const input of field.querySelectorAll("input, select")) input.disabled = !editable;
+      container.append(field);
+    });
   }
 
   function fieldValue(field) {
@@ -193,7 +254,7 @@
     return item.accepted ? "accepted" : "to review";
   }
 
-  function renderList() {
+  function renderList(withSelected = true) {
     list.replaceChildren(
       ...items.map((item, index) => {
         const li = document.createElement("li");
@@ -217,7 +278,9 @@
     );
     $("canvas-count").textContent = `(${items.length}; ${items.filter((i) => !i.accepted).length} to review)`;
     $("canvas-source-json").textContent = JSON.stringify(answerJson(), null, 2);
-    renderSelected();
+    // The selected object's panel is rebuilt unless its own controls changed
+    // (rebuilding would take the focus from the field being filled in).
+    if (withSelected) renderSelected();
   }
 
   const formatConfidence = (c) => (c <= 1 ? `${Math.round(c * 1000) / 10} %` : String(c));
@@ -246,6 +309,10 @@
       a.textContent = ` (run page)`;
       $("canvas-selected-source").append(a);
     }
+    const nested = (tools.get(item.schemaId) || {}).classifications || [];
+    const box = $("canvas-object-classifications");
+    box.hidden = !nested.length;
+    buildFields(box, nested, item.classifications, `objcls-${item.id}`);
     $("canvas-selected-confidence").textContent =
       item.confidence === null || item.confidence === undefined ? "— (the plugin gave none)" : formatConfidence(item.confidence);
   }
@@ -296,6 +363,12 @@
     if (!item || !editable || !tools.has(schemaId)) return;
     item.schemaId = schemaId;
     item.changed = true;
+    if (item.classifications) {
+      const allowed = new Set(tools.get(schemaId).classificationIds || []);
+      const kept = item.classifications.filter((c) => allowed.has(c.schemaId));
+      if (kept.length !== item.classifications.length) item.nestedChanged = true;
+      item.classifications = kept;
+    }
     accept(item);
     renderList();
   }
@@ -314,6 +387,9 @@
     selectedId = null;
     renderList();
     anno.setDrawingTool(name);
+    // Boxes are dragged; polygons are clicked point by point (in Annotorious's
+    // drag mode a polygon's first click would be dropped as a too-short drag).
+    anno.setDrawingMode(name === "polygon" ? "click" : "drag");
     anno.setDrawingEnabled(true);
     // The label picker follows the tool: only labels that draw this geometry.
     const fits = [...labelPicker.options].filter((o) => o.dataset.tool === GEOMETRY[name]);
@@ -355,7 +431,7 @@
       item.changed = !item.isNew;
       item.accepted = true;
     }
-    renderList();
+    renderList(false);
   }
 
   function say(text, link) {
@@ -376,6 +452,8 @@
     items = state.objects.map(itemFromObject);
     byId = new Map(items.map((i) => [i.id, i]));
     selectedId = null;
+    const top = $("canvas-classifications");
+    if (top) buildFields(top, state.classifications, state.answer.classifications, "cls");
     if (anno) {
       anno.cancelSelected();
       anno.setAnnotations(items.filter(drawn).map(toAnnotation), true);
@@ -387,7 +465,7 @@
     editable = Boolean(document.getElementById("task-submit-form"));
     root.classList.toggle("read-only", !editable);
     for (const node of root.querySelectorAll("[data-edit-only]")) node.hidden = !editable;
-    for (const input of root.querySelectorAll("#canvas-classifications input, #canvas-classifications select")) input.disabled = !editable;
+    for (const input of root.querySelectorAll("[data-classification] input, [data-classification] select")) input.disabled = !editable;
     if (anno) {
       anno.setUserSelectAction(editable ? "EDIT" : "SELECT");
       if (!editable) setTool("");
@@ -508,7 +586,16 @@
   });
   selectedLabel.addEventListener("change", () => relabel(selectedLabel.value));
   root.addEventListener("change", (event) => {
-    if (event.target.closest("#canvas-classifications")) renderList();
+    if (event.target.closest("#canvas-classifications")) renderList(false);
+    if (event.target.closest("#canvas-object-classifications")) {
+      const item = byId.get(selectedId);
+      if (!item || !editable) return;
+      item.classifications = mergeAnswers(item.classifications, $("canvas-object-classifications"));
+      item.nestedChanged = true;
+      item.changed = !item.isNew;
+      accept(item);
+      renderList(false);
+    }
   });
 
   document.addEventListener("keydown", (event) => {
