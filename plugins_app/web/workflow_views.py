@@ -7,7 +7,8 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -20,6 +21,7 @@ from plugins_app.runs import selectors
 from plugins_app.runs.ledger import RunActionError
 from plugins_app.runs.workflow import workflow_stage_retry
 from plugins_app.web import access
+from plugins_app.web.dialogs import render_dialog
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace import lifecycle
 from plugins_app.workspace.models import Project
@@ -162,4 +164,12 @@ def _section(
         "notice": notice,
         "error": error,
     }
-    return render(request, SECTION, context, status=status)
+    # Opened by its URL, the section is a page in the layout, not a fragment.
+    return render_dialog(
+        request,
+        SECTION,
+        context,
+        title=f"Workflow of {project.name}",
+        back=reverse("web:project-detail", args=[project.pk]),
+        status=status,
+    )
