@@ -20,11 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from imerit_ango.sdk import SDK
+from sdk_logging import quiet_sdk_chatter
 
 try:  # the plain callback plugin: BasePlugin in 1.4.x ...
     from imerit_ango.plugins import BasePlugin
 except ImportError:  # ... and Plugin in 1.3.22 (same constructor and callback)
     from imerit_ango.plugins import Plugin as BasePlugin
+
+quiet_sdk_chatter()  # every example plugin imports this module first
 
 __all__ = [
     "BasePlugin",

@@ -20,10 +20,13 @@ from typing import Any
 import numpy as np
 from detector import SUPPORTED_CLASSES, Detection
 from PIL import Image
+from sdk_logging import quiet_sdk_chatter
 
 DEFAULT_HOST = "http://127.0.0.1:8000"
 FETCH_TIMEOUT = 60.0  # seconds, per image download
 USER_AGENT = "plugin-hub-example/1.0"
+
+quiet_sdk_chatter()  # every example imports this module before its plugin
 
 
 def hub_host() -> str:

@@ -459,5 +459,8 @@ LOGGING = {
         "plugins_app": {"level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
         # A 403 is one log line, not a traceback (see the filter).
         "django.request": {"filters": ["client_errors"]},
+        # The embedded broker is a directory: kombu warns on every connection
+        # that no hostname was given, which is expected there.
+        "kombu.connection": {"level": "ERROR"},
     },
 }

@@ -140,8 +140,10 @@ def seed_demo() -> DemoCredentials:
         images = generate_demo_images(Path(settings.MEDIA_ROOT) / "demo")
         for target in (project, consensus_project):
             _assets(target, images)
-        # Before any plugin is registered, so that these submits trigger no run.
         seed_reviewed(project)
+    # Triggers are read when a submit commits: the plugins come in a second
+    # transaction, so the seeded submits above start no QA bot run.
+    with transaction.atomic():
         model = _plugin(org, project, "Face & coin detector", PluginType.MODEL)
         batch = _plugin(
             org, project, "Face & coin detector (batch)", PluginType.BATCH_MODEL
