@@ -29,6 +29,7 @@ from tests.hub import ROOT, SCRIPTS, LiveHub, wait_for
 
 ECHO = SCRIPTS / "echo_model.py"
 STATUS = 'id="run-live"'
+GALLERY = 'id="run-gallery-'
 
 
 def watch(live_hub: LiveHub, browser: Client, run: Run) -> ClientConnection:
@@ -104,11 +105,13 @@ def test_it_pushes_the_run_status_to_a_watcher_only_when_it_changed(
     session = run.items.get().session
     with watch(live_hub, logged_in(workspace.annotator), run) as watcher:
         assert STATUS in watcher.recv(timeout=10)  # what the page may have missed
+        assert GALLERY in watcher.recv(timeout=10)  # in a frame of its own
 
         line = PluginLogRecord(session, "INFO", "line one", {})
         logs_ingest([line], channel_name=CHANNEL)
         pushed = watcher.recv(timeout=10)
         assert "line one" in pushed and STATUS not in pushed
+        assert GALLERY not in pushed
 
         # Progress reported by the plugin changes the status: shown at once.
         extra = {"progress": 1, "total": 2}
@@ -129,6 +132,8 @@ def test_it_pushes_the_run_status_to_a_watcher_only_when_it_changed(
             timeout=20,
             what="the finished status",
         )
+        # The finished item changed the gallery: it follows the status.
+        assert GALLERY in watcher.recv(timeout=10)
 
 
 def test_it_delivers_a_message_from_another_process_without_waiting_for_the_poll(
@@ -144,6 +149,7 @@ def test_it_delivers_a_message_from_another_process_without_waiting_for_the_poll
     time.sleep(1.5)
     with watch(live_hub, logged_in(workspace.annotator), run) as watcher:
         assert STATUS in watcher.recv(timeout=10)
+        assert GALLERY in watcher.recv(timeout=10)
         # A Celery worker or the CLI: a process without the ASGI loop, whose
         # channel messages go through the outbox.
         code = (

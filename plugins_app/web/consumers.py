@@ -17,11 +17,12 @@ from plugins_app import protocol
 from plugins_app.inputs import parse_id
 from plugins_app.protocol import RunChanged
 from plugins_app.web.access import user_can_view_run
-from plugins_app.web.fragments import RunUpdate, run_update
+from plugins_app.web.fragments import RunUpdate, gallery_update, run_update
 
 
 class RunWatchConsumer(AsyncWebsocketConsumer):
     status_shown: object = None  # what the last push's status was made from
+    gallery_shown: object = None  # the same for the gallery
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Not super().dispatch: it hops to the database thread before every
@@ -72,6 +73,13 @@ class RunWatchConsumer(AsyncWebsocketConsumer):
             self.cursor, self.status_shown = update.cursor, update.status_shown
             if update.html:
                 await self.send(text_data=update.html)
+            if update.status_changed:
+                # The gallery follows in a frame of its own (fragments.py).
+                html, self.gallery_shown = await sync_to_async(gallery_update)(
+                    self.run_id, shown=self.gallery_shown
+                )
+                if html:
+                    await self.send(text_data=html)
             if update.more:
                 self.dirty.set()
 

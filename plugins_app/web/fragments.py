@@ -21,30 +21,42 @@ MAX_LINES_PER_PUSH = 2000
 
 
 def render_run_status(run: Run) -> str:
-    return _render_status(_status_context(run))
+    return _render_live(_live_context(run)) + _render_gallery(_gallery_context(run))
 
 
-def _status_context(run: Run) -> dict[str, Any]:
+# A watcher's status comes in two fragments, each sent only when what it shows
+# changed: the live status (state, progress, items, export files), and the
+# gallery of what the run wrote. The gallery reads the run's answers from the
+# history (several queries per entry), so it comes second, in a frame of its
+# own: a watcher sees "Succeeded" without waiting for it. And it is only read
+# when the live status changed, for only a finished item changes it (a log
+# burst pushes many times a second and never touches it).
+def _live_context(run: Run) -> dict[str, Any]:
     return {
         "run": run,
         "progress": run_progress(run),
-        # Page 1 of the gallery: a watcher on another page keeps it (its
-        # section has another id, so the out-of-band swap finds no target).
-        "gallery": run_gallery(run),
         "export_files": run_files(run),
         "oob": True,
     }
 
 
-def _render_status(context: dict[str, Any]) -> str:
-    return render_to_string("runs/run_detail.html#run-live", context) + (
-        render_to_string("runs/run_detail.html#run-gallery", context)
-    )
+def _gallery_context(run: Run) -> dict[str, Any]:
+    # Page 1 of the gallery: a watcher on another page keeps it (its section
+    # has another id, so the out-of-band swap finds no target).
+    return {"run": run, "gallery": run_gallery(run), "oob": True}
 
 
-def _status_key(context: dict[str, Any]) -> tuple[object, ...]:
-    """Everything the status fragments show, to compare with what a watcher was
-    last sent. Reading it costs the queries, not the 8-10 ms of rendering."""
+def _render_live(context: dict[str, Any]) -> str:
+    return render_to_string("runs/run_detail.html#run-live", context)
+
+
+def _render_gallery(context: dict[str, Any]) -> str:
+    return render_to_string("runs/run_detail.html#run-gallery", context)
+
+
+def _live_key(context: dict[str, Any]) -> tuple[object, ...]:
+    """Everything the live status shows, to compare with what a watcher was
+    last sent. Reading it costs the queries, not the rendering."""
     run: Run = context["run"]
     return (
         tuple(getattr(run, f.attname) for f in Run._meta.concrete_fields),
@@ -55,7 +67,14 @@ def _status_key(context: dict[str, Any]) -> tuple[object, ...]:
         # most once a second, not on every push of a log burst.
         None if run.finished_at else int(run.duration_seconds or 0),
         context["progress"],
-        context["gallery"].page.paginator.count,
+        tuple((f.pk, f.name, f.size, f.uploaded_at) for f in context["export_files"]),
+    )
+
+
+def _gallery_key(context: dict[str, Any]) -> tuple[object, ...]:
+    gallery = context["gallery"]
+    return (
+        gallery.page.paginator.count,
         tuple(
             (
                 e.asset.pk,
@@ -69,9 +88,8 @@ def _status_key(context: dict[str, Any]) -> tuple[object, ...]:
                 tuple(e.classifications),
                 e.total_objects,
             )
-            for e in context["gallery"].entries
+            for e in gallery.entries
         ),
-        tuple((f.pk, f.name, f.size, f.uploaded_at) for f in context["export_files"]),
     )
 
 
@@ -93,7 +111,8 @@ def render_run_updates(run_id: int, *, after: int) -> tuple[str, int, bool]:
     """The run's status and its log lines after `after` (the watcher's cursor);
     returns the HTML, the new cursor, and whether more lines are waiting."""
     update = run_update(run_id, after=after, status_shown=None)
-    return update.html, update.cursor, update.more
+    html = update.html + gallery_update(run_id, shown=None)[0]
+    return html, update.cursor, update.more
 
 
 @dataclass(frozen=True)
@@ -102,11 +121,12 @@ class RunUpdate:
     cursor: int  # the last log line sent
     more: bool  # more lines are waiting past the cursor
     status_shown: object  # pass back to the next run_update
+    status_changed: bool  # the live status was sent: look at the gallery next
 
 
 def run_update(run_id: int, *, after: int, status_shown: object) -> RunUpdate:
     """What a watcher sends next: the log lines after its cursor `after`, and the
-    status fragments only when what they show differs from `status_shown` (the
+    live status only when what it shows differs from `status_shown` (the
     previous update's): a log burst pushes many times a second, and re-rendering
     an unchanged status each time cost 8-10 ms of the one database thread."""
     run = Run.objects.select_related("plugin", "project", "created_by").get(pk=run_id)
@@ -117,10 +137,20 @@ def run_update(run_id: int, *, after: int, status_shown: object) -> RunUpdate:
             :MAX_LINES_PER_PUSH
         ]
     )
-    context = _status_context(run)
-    status = _status_key(context)
-    html = "" if status == status_shown else _render_status(context)
+    context = _live_context(run)
+    status = _live_key(context)
+    changed = status != status_shown
+    html = _render_live(context) if changed else ""
     if lines:
         html += render_log_lines(lines)
     cursor = lines[-1][0] if lines else after
-    return RunUpdate(html, cursor, len(lines) == MAX_LINES_PER_PUSH, status)
+    return RunUpdate(html, cursor, len(lines) == MAX_LINES_PER_PUSH, status, changed)
+
+
+def gallery_update(run_id: int, *, shown: object) -> tuple[str, object]:
+    """The gallery fragment when it differs from `shown` (else ""), and what to
+    pass back next time."""
+    run = Run.objects.get(pk=run_id)
+    context = _gallery_context(run)
+    key = _gallery_key(context)
+    return ("" if key == shown else _render_gallery(context)), key
