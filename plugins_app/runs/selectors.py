@@ -354,7 +354,7 @@ def workflow_overview(project: Any, tasks_per_stage: int = 200) -> list[StageRow
                 stage,
                 row.task_count,
                 _stage_tasks(project, stage["name"], tasks_per_stage),
-                plugins.get(stage.get("plugin"), "(deleted plugin)"),
+                plugins.get(stage.get("plugin") or 0, "(deleted plugin)"),
                 presets.get(stage.get("preset"), ""),
             )
         rows.append(row)
@@ -373,7 +373,8 @@ def _stage_tasks(
         task__in=[t.pk for t in tasks], trigger="workflow"
     ).order_by("created_at", "id")
     for run in runs:
-        latest[run.task_id] = run
+        if run.task_id is not None:  # filtered on tasks: never None here
+            latest[run.task_id] = run
     return tuple(
         StageTask(t.pk, t.asset_id, t.asset.external_id, latest.get(t.pk))
         for t in tasks
