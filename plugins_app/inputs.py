@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from plugins_app import answers
+
 # Ids are BigAutoField (SQLite INTEGER and PostgreSQL bigint are both 64-bit):
 # a larger number makes SQLite raise OverflowError and PostgreSQL an error.
 DB_ID_MAX = 2**63 - 1
@@ -68,22 +70,20 @@ def max_json_depth() -> int:
 
 
 def json_too_deep(value: Any, max_depth: int | None = None) -> bool:
-    """Whether objects/arrays nest more than max_depth levels (iteratively: the
-    value may be nested too deeply for recursion, which is the point)."""
-    limit = max_json_depth() if max_depth is None else max_depth
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+    """Whether objects/arrays nest more than max_depth levels (default: the
+    setting); the pure check lives with answer validation (answers/)."""
+    return answers.json_too_deep(
+        value, max_json_depth() if max_depth is None else max_depth
+    )
+
+
+def answer_limits() -> dict[str, int]:
+    """The settings' bounds on an answer, for answers.validate_answer (which
+    reads no settings: it is pure)."""
+    return {
+        "max_objects": settings.HUB_MAX_OBJECTS_PER_ANSWER,
+        "max_depth": max_json_depth(),
+    }
 
 
 def check_json(value: Any, *, what: str, max_depth: int | None = None) -> None:

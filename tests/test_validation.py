@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins_app.workspace.answers import (
+from plugins_app.answers import (
     ValidationResult,
     unwrap_import_record,
     validate_answer,

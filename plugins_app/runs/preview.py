@@ -17,6 +17,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from plugins_app.answers import unwrap_import_record, validate_answer
+from plugins_app.inputs import answer_limits
 from plugins_app.plugins.kinds import Outcome
 from plugins_app.plugins.kinds.model import foreign_external_id
 from plugins_app.plugins.models import PluginType
@@ -25,7 +27,6 @@ from plugins_app.runs.models import PreviewAnswer, Run, WorkItem
 from plugins_app.runs.notify import hub_log
 from plugins_app.runs.selectors import DrawnAsset, answer_drawing
 from plugins_app.workspace import writes
-from plugins_app.workspace.answers import unwrap_import_record, validate_answer
 from plugins_app.workspace.models import Asset
 
 DEFAULT_ASSETS = 3
@@ -41,6 +42,7 @@ def apply_response(item: WorkItem, response: Any) -> Outcome:
         ontology=item.run.project.ontology,
         mapping=item.run.class_mapping,
         image_size=(asset.width, asset.height),
+        **answer_limits(),
     )
     problems = list(result.problems)
     named = foreign_external_id(asset, response)
@@ -84,6 +86,7 @@ def hold_import(run: Run, records: list[Any]) -> HeldImport:
             ontology=run.project.ontology,
             mapping=run.class_mapping,
             image_size=(asset.width, asset.height),
+            **answer_limits(),
         )
         _keep(run, asset, writes.VIA_IMPORT, result.answer, result.problems)
         hub_log(run, _note(asset, result.answer, result.problems))

@@ -9,9 +9,9 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from plugins_app.inputs import parse_id
+from plugins_app.answers import validate_answer
+from plugins_app.inputs import answer_limits, parse_id
 from plugins_app.workspace import events, workflow
-from plugins_app.workspace.answers import validate_answer
 from plugins_app.workspace.models import (
     Issue,
     Membership,
@@ -264,7 +264,7 @@ def _move_on(task: Task, stage: workflow.Stage, *, actor: User) -> Task:
 
 def _checked_answer(task: Task, answer: Any) -> dict[str, Any]:
     """The answer as the hub stores answers: checked against the project's
-    ontology and the asset's size, like a plugin's (workspace/answers.py)."""
+    ontology and the asset's size, like a plugin's (plugins_app/answers/)."""
     if not isinstance(answer, dict):
         raise TaskActionError(
             'The answer must be a JSON object like {"tools": [], '
@@ -275,6 +275,7 @@ def _checked_answer(task: Task, answer: Any) -> dict[str, Any]:
         ontology=task.project.ontology,
         mapping=None,
         image_size=(task.asset.width, task.asset.height),
+        **answer_limits(),
     )
     if not checked.ok:
         shown = checked.problems[:10]

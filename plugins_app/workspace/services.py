@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from plugins_app.answers import unwrap_import_record, validate_answer
+from plugins_app.inputs import answer_limits
 from plugins_app.workspace import writes
-from plugins_app.workspace.answers import unwrap_import_record, validate_answer
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def prelabels_import(
             ontology=project.ontology,
             mapping=mapping,
             image_size=(asset.width, asset.height),
+            **answer_limits(),
         )
         if checked.ok:
             answers[asset.pk] = checked.answer

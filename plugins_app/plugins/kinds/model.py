@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from plugins_app.answers import ValidationResult, validate_answer
+from plugins_app.inputs import answer_limits
 from plugins_app.plugins.kinds.base import (
     WORKFLOW_TRIGGER,
     Kind,
@@ -16,7 +18,6 @@ from plugins_app.plugins.kinds.base import (
 )
 from plugins_app.plugins.models import PluginType
 from plugins_app.workspace import workflow, writes
-from plugins_app.workspace.answers import ValidationResult, validate_answer
 from plugins_app.workspace.models import Asset, Task
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def check_model_answer(run: Run, asset: Asset, response: Any) -> ValidationResul
         ontology=run.project.ontology,
         mapping=run.class_mapping,
         image_size=(asset.width, asset.height),
+        **answer_limits(),
     )
 
 
