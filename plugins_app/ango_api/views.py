@@ -96,6 +96,16 @@ def project_assets(request: HttpRequest, run: Run, project_id: str) -> JsonRespo
     filters = _json_param(request.GET.get("filters"), default={})
     if not isinstance(filters, dict):
         return fail("filters must be a JSON object.", 400)
+    # Older SDKs and hand-written scripts put `_id` / `externalId` in the query
+    # string itself (`?externalId=a&externalId=b`); they narrow the same way.
+    for key in ("_id", "externalId"):
+        given = request.GET.getlist(key)
+        if given and key not in filters:
+            filters[key] = given
+        elif given:
+            return fail(
+                f"Give {key} either in filters or as a parameter, not both.", 400
+            )
     assets = _filtered_assets(run, filters).order_by("id")
     total = assets.count()
     chunk = assets.prefetch_related("batches")[(page - 1) * limit : page * limit]
@@ -521,11 +531,16 @@ def project_batches(request: HttpRequest, run: Run, project_id: str) -> JsonResp
     names = [n for n in wanted if isinstance(n, str) and n.strip()]
     if len(names) != len(wanted) or any(len(n) > 200 for n in names):
         return fail("Every batch needs a name (at most 200 characters).", 400)
-    before = run.project.batches.count()
+    before = set(run.project.batches.values_list("pk", flat=True))
     created = batches_create(project=run.project, names=names)
-    added = run.project.batches.count() - before
+    # 1.3.22 posts every batch the project has plus the new one: the note names
+    # only those this call added.
+    added = [b.name for b in created if b.pk not in before]
     if added:
-        run_logs.run_note(run, f"Created {added} batch(es): " + ", ".join(names[:10]))
+        shown = ", ".join(added[:10]) + (
+            f" and {len(added) - 10} more" if len(added) > 10 else ""
+        )
+        run_logs.run_note(run, f"Created {len(added)} batch(es): {shown}")
     if single:
         return ok({"project": {"_id": str(created[0].pk), "name": created[0].name}})
     return ok({"project": {"_id": str(run.project_id), "batches": _batches_json(run)}})
