@@ -236,6 +236,8 @@ def _succeeded_empty(run: Run) -> bool:
         "batch_model",
     ):
         return False
+    if run.dry_run:
+        return False  # a preview writes nothing by design; its page says so
     return nothing_written(run)
 
 
