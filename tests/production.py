@@ -134,26 +134,35 @@ class Stack:
 
     def start_hub(self) -> None:
         """Every web process and the worker with beat; returns once all serve."""
-        for name, port in self.ports.items():
-            self.webs[name] = self.spawn(
-                f"web-{name}", "-m", "uvicorn", "plugins_app.asgi:application",
-                "--port", str(port), "--log-level", "warning",
-                "--ws-max-size", "67108864",
-                "--http", "plugins_app.ops.http_protocol:HttpToolsProtocol",
-                "--limit-concurrency", "4000", "--timeout-keep-alive", "5",
-            )  # fmt: skip
+        for name in self.ports:
+            self.spawn_web(name)
+        self.start_worker()
+        for name in self.webs:
+            self.wait_web(name)
+
+    def spawn_web(self, name: str) -> PluginProcess:
+        """Web process `name` on its port (again, after a kill)."""
+        self.webs[name] = self.spawn(
+            f"web-{name}", "-m", "uvicorn", "plugins_app.asgi:application",
+            "--port", str(self.ports[name]), "--log-level", "warning",
+            "--ws-max-size", "67108864",
+            "--http", "plugins_app.ops.http_protocol:HttpToolsProtocol",
+            "--limit-concurrency", "4000", "--timeout-keep-alive", "5",
+        )  # fmt: skip
+        return self.webs[name]
+
+    def wait_web(self, name: str) -> None:
+        web, url = self.webs[name], self.urls[name]
+        wait_for(lambda: up(url) or not web.alive(), timeout=60, what=f"web {name}")
+        assert web.alive(), web.log()
+
+    def start_worker(self) -> PluginProcess:
+        """The Celery worker with beat (again, after a kill)."""
         self.worker = self.spawn(
             "worker", "-m", "celery", "-A", "plugins_app", "worker", "-B",
             "--pool", "solo", "--loglevel", "INFO",
         )  # fmt: skip
-        for name, web in self.webs.items():
-            url = self.urls[name]
-            wait_for(
-                lambda web=web, url=url: up(url) or not web.alive(),
-                timeout=60,
-                what=f"web process {name}",
-            )
-            assert web.alive(), web.log()
+        return self.worker
 
     def kill_hub(self) -> None:
         """SIGKILL every hub process at once: nothing says goodbye to anyone."""
