@@ -13,6 +13,7 @@ from plugins_app.runs.models import Run
 from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import Task
+from tests.hub import ROOT
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Tab,
     browser,
@@ -24,6 +25,7 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
 )
 from tests.test_canvas import CLASSES, COIN, FACE, prelabeled
 
+SCREENSHOT = ROOT / "docs" / "screenshot-canvas.png"
 JUNK = {"x": 20.0, "y": 20.0, "width": 60.0, "height": 60.0}
 PRELABEL = [
     {"schemaId": "face-box", "bounding-box": FACE},
@@ -213,6 +215,10 @@ def test_a_model_plugin_run_from_the_canvas_draws_its_objects(
     expect(row).to_contain_text("to review")
     expect(canvas.locator(".a9s-annotation")).to_have_count(1)
     tab.assert_not_reloaded(navigations)
+    # The annotator guide's picture of the canvas, the plugin's face selected.
+    row.get_by_role("button").click()
+    expect(canvas.locator("#canvas-selected-source")).to_contain_text("run #")
+    page.screenshot(path=str(SCREENSHOT), full_page=False, animations="disabled")
 
     # Accept all (a) and submit: the plugin's box becomes the submitted answer.
     page.keyboard.press("a")
@@ -221,6 +227,13 @@ def test_a_model_plugin_run_from_the_canvas_draws_its_objects(
     expect(page.locator("#task-stage")).to_have_text("Review")
     task.refresh_from_db()
     assert [t["schemaId"] for t in task.answer["tools"]] == ["face-box"]
+
+    # The asset page shows the same canvas, read-only.
+    asset = workspace.asset("astronaut")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/assets/{asset.pk}/")
+    expect(canvas).to_have_attribute("data-ready", "true")
+    expect(row).to_contain_text("Face")
+    expect(canvas.get_by_role("button", name="Box")).to_be_hidden()
 
 
 def test_a_labeler_draws_a_polygon_and_answers_classifications_on_the_canvas(
@@ -250,6 +263,8 @@ def test_a_labeler_draws_a_polygon_and_answers_classifications_on_the_canvas(
     canvas.locator("#canvas-object-classifications").get_by_label("Who").fill(
         "astronaut"
     )
+    page.keyboard.press("Tab")  # the text's change: the object reads "edited"
+    expect(object_row(canvas, 1)).to_contain_text("edited")
     canvas.get_by_role("group", name="Scene").get_by_label("photo").check()
 
     canvas.get_by_role("button", name="Polygon").click()
