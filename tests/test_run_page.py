@@ -181,7 +181,7 @@ def test_a_timeout_is_explained_at_once_and_not_retried(
     item = run.items.get()
     assert (item.state, item.attempts) == (WorkItem.State.FAILED, 1)
     assert item.failure == WorkItem.Failure.TIMEOUT
-    assert "still answers pings. Not retried" in item.error
+    assert "still answers pings: not retried" in item.error
     assert TIMEOUT_CAUSES in item.error
     html = run_page(workspace, run)
     assert 'id="run-timeout-help"' in html
@@ -305,4 +305,4 @@ def test_a_plain_dict_under_1_4_times_out_once_explained_not_retried(
     assert Task.objects.get(asset=workspace.asset("astronaut")).answer == {}
     html = run_page(workspace, run)
     assert 'id="run-timeout-help"' in html and "AnnotationPayload" in html
-    assert "Not retried" in html
+    assert "Not retried" in html and "still answers pings: not retried" in html

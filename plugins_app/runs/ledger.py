@@ -294,9 +294,9 @@ def item_time_out(item: WorkItem, now: Any) -> bool:
         item_fail(
             item,
             WorkItem.Failure.TIMEOUT,
-            f"No answer from the plugin within {plugin.timeout_seconds} s, though "
-            "its instance still answers pings. Not retried (the run did not ask "
-            "to retry timeouts). " + TIMEOUT_CAUSES,
+            f"No answer from the plugin within {plugin.timeout_seconds} s. Its "
+            "instance still answers pings: not retried (the run did not ask to "
+            "retry timeouts). " + TIMEOUT_CAUSES,
         )
         return True
     outcome = retry_or_fail(
