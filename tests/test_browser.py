@@ -187,22 +187,29 @@ def fill_and_run(
     external_id: str,
     *,
     wait_until: str = "load",
+    mapping: dict[str, str] | None = None,
 ) -> Run:
-    """Map `face` to Face (and nothing else), pick one asset, click Run and land
-    on the new run's page (the dialog answers with an HX-Redirect)."""
+    """Map `face` to Face (and nothing else, unless `mapping` says: model class
+    → tool id), pick one asset, click Run and land on the new run's page (the
+    dialog answers with an HX-Redirect)."""
+    mapping = mapping or {"face": "face-box"}
     class_names = registered.plugin.class_names
     expect(dialog.locator("fieldset.mapping select")).to_have_count(len(class_names))
     for name in class_names:
         dialog.get_by_label(name, exact=True).select_option(value="")
-    face = dialog.get_by_label("face", exact=True)
-    face.select_option(label="Face (bounding-box)")
-    expect(face).to_have_value("face-box")
+    for name, schema_id in mapping.items():
+        select = dialog.get_by_label(name, exact=True)
+        select.select_option(value=schema_id)
+        expect(select).to_have_value(schema_id)
     dialog.get_by_label("Asset external IDs").fill(external_id)
     wait_until_live(page, registered, process)
     dialog.get_by_role("button", name="Run", exact=True).click()
     page.wait_for_url(re.compile(r"/runs/\d+/$"), wait_until=wait_until)
     run = Run.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
-    assert run.class_mapping == [{"modelClass": "face", "schemaId": "face-box"}]
+    assert sorted(run.class_mapping, key=lambda m: m["modelClass"]) == [
+        {"modelClass": name, "schemaId": schema_id}
+        for name, schema_id in sorted(mapping.items())
+    ]
     assert [i.asset.external_id for i in run.items.all()] == [external_id]
     return run
 
@@ -260,7 +267,15 @@ def test_it_runs_the_example_plugin_and_draws_the_face_it_found(
     page = tab.page
     log_in(page, live_hub, "bob")
     dialog = open_run_dialog(page, live_hub, workspace, registered)
-    run = fill_and_run(page, dialog, registered, process, "astronaut")
+    # The README's first task, step by step: face → Face and coin → Coin.
+    run = fill_and_run(
+        page,
+        dialog,
+        registered,
+        process,
+        "astronaut",
+        mapping={"face": "face-box", "coin": "coin-box"},
+    )
     navigations = tab.mark()
     status, log = page.locator("#run-status"), page.locator("#run-log")
     expect(status).to_have_text("Queued")
@@ -274,7 +289,8 @@ def test_it_runs_the_example_plugin_and_draws_the_face_it_found(
     for message in (
         "Model plugin started for asset astronaut",
         "Downloaded the image (512x512)",
-        "Detected 1 face",
+        # The face, and no coin on the flag, the suit or the helmet.
+        "Detected 0 coin, 1 face",
         "Returning 1 objects",
     ):
         expect(log).to_contain_text(message)
