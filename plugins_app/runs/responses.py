@@ -79,10 +79,11 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         ):
             item.refresh_from_db(fields=["state"])
             return _ignore_stale(item, channel_name)
-        # A dry run's answer is checked and kept for the Preview, never written.
+        # A dry run's Model answer is checked and kept for the Preview, never
+        # written (a Batch Model's answer is a message; its imports are held).
         apply = (
             preview.apply_response
-            if item.run.dry_run
+            if item.run.dry_run and item.asset_id is not None
             else kind_of(item.run).apply_response
         )
         outcome = apply(item, payload.get("response"))

@@ -16,7 +16,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from plugins_app.inputs import json_loads_bounded
+from plugins_app.inputs import json_loads_bounded, parse_count
 from plugins_app.plugins.kinds.export import project_stage_names
 from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.runs import preview
@@ -28,6 +28,7 @@ from plugins_app.workspace import selection
 from plugins_app.workspace.models import Project, Task
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 # The kinds whose runs are scoped by assets: the ones a selection can feed.
 SELECTABLE_TYPES = (PluginType.MODEL, PluginType.BATCH_MODEL)
 
@@ -47,7 +48,10 @@ def asset_table(request: AuthenticatedHttpRequest, project_id: int) -> HttpRespo
         .select_related("task__prelabel_run__plugin")
         .prefetch_related("batches")
     )
-    page = Paginator(matched, PAGE_SIZE).get_page(request.GET.get("page"))
+    per_page = parse_count(
+        request.GET.get("per_page"), default=PAGE_SIZE, low=5, high=MAX_PAGE_SIZE
+    )
+    page = Paginator(matched, per_page or PAGE_SIZE).get_page(request.GET.get("page"))
     org_plugins = Plugin.objects.filter(
         organization_id=project.organization_id, type__in=SELECTABLE_TYPES
     )
