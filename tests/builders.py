@@ -100,3 +100,12 @@ def leased_project_run(
         if row.message["job"]["session"] == session:
             return run, row.message["job"]
     raise AssertionError("no job sent for this run")
+
+
+def leased_per_instance() -> dict[str, int]:
+    """How many jobs each instance (by channel name) holds now."""
+    counts: dict[str, int] = {}
+    for item in WorkItem.objects.filter(state=WorkItem.State.LEASED):
+        name = item.instance.channel_name
+        counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -42,7 +42,12 @@ from plugins_app.runs.responses import item_respond
 from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.consumer import _declared_capacity
 from plugins_app.wire.models import OutboxMessage
-from tests.builders import connect_instance, new_run, pass_deadline
+from tests.builders import (
+    connect_instance,
+    leased_per_instance,
+    new_run,
+    pass_deadline,
+)
 
 CHANNEL = "ledger!one"
 ANSWER = {
@@ -216,7 +221,9 @@ def test_it_retries_a_job_past_its_deadline_until_the_plugins_max_attempts(
     assert "Timed out after 2 attempt(s)." in item.error
     assert TIMEOUT_CAUSES in item.error
     run.refresh_from_db()
+    # Its only failure was a timeout: the run timed out rather than failed.
     assert run.status == Run.Status.TIMED_OUT
+    assert "Known causes" in run.error
 
 
 def test_it_gives_up_on_a_job_whose_connection_dropped_max_attempts_times(
@@ -232,6 +239,29 @@ def test_it_gives_up_on_a_job_whose_connection_dropped_max_attempts_times(
     item = run.items.get()
     assert item.state == WorkItem.State.FAILED
     assert "dropped while holding this job 1 times" in item.error
+
+
+def test_it_requeues_the_jobs_of_a_disconnected_instance(
+    workspace: Any, make_plugin: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin, "first")
+    run = new_run(workspace, plugin, "astronaut")
+    dispatch_pending(plugin.pk)
+    connect_instance(plugin, "second")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        instance_disconnect(channel_name="first")
+
+    item = run.items.get()
+    assert item.state == WorkItem.State.LEASED
+    assert item.instance.channel_name == "second"
+    assert item.attempts == 2
+    # The first instance's late answer is stale.
+    stale = item_respond(
+        session=item.session, payload={"response": ANSWER}, channel_name="first"
+    )
+    assert stale == "stale"
 
 
 # --- leases renewed while the holder is alive -------------------------------------
@@ -276,6 +306,40 @@ def test_it_gives_the_jobs_of_a_silent_holder_to_another_instance(
     # The old holder's answer, should it come after all, is refused.
     assert respond(item, "silent") == "stale"
     assert respond(item) == "done"
+
+
+def test_a_job_that_timed_out_goes_to_another_instance_than_the_hung_one(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(max_attempts=3).plugin
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=1)
+    hung = connect_instance(plugin, "hung")
+    run = new_run(workspace, plugin, "astronaut")
+    # Timeouts are retried only when the run asked (tests/test_run_page.py).
+    Run.objects.filter(pk=run.pk).update(inputs={"retry_timeouts": True})
+    assert dispatch_pending(plugin.pk) == 1
+    item = run.items.get()
+    assert item.instance == hung
+    # A second instance connects, and has been waiting longer for work than
+    # the hung one will have once its slot frees up at the timeout.
+    healthy = connect_instance(plugin, "healthy")
+    PluginInstance.objects.filter(pk=healthy.pk).update(last_dispatch_at=None)
+    pass_deadline(item)
+
+    runs_sweep()  # the timeout frees the hung one's slot and requeues the job
+    item.refresh_from_db()
+    if item.state == WorkItem.State.PENDING:
+        dispatch_pending(plugin.pk)
+        item.refresh_from_db()
+
+    assert item.attempts == 2 and item.instance == healthy
+    hung.refresh_from_db()
+    assert hung.timeouts == 1
+    # Both idle now; the one whose job timed out is last in line.
+    other = new_run(workspace, plugin, "coins")
+    assert respond(item) == "done"
+    dispatch_pending(plugin.pk)
+    assert other.items.get().instance == healthy
 
 
 def test_it_fails_a_job_whose_holders_went_silent_max_attempts_times(
@@ -333,6 +397,33 @@ def test_it_never_sends_an_instance_more_than_its_declared_capacity(
 
     assert len(sent_to("small")) == 1
     assert len(sent_to("big")) == 2  # the plugin's concurrency caps a big claim
+
+
+def test_it_never_leases_more_than_the_concurrency_to_an_instance(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=2)
+    connect_instance(plugin, CHANNEL)
+    run = new_run(workspace, plugin, "astronaut", "coins", "camera", "coffee", "moon")
+
+    assert dispatch_pending(plugin.pk) == 2
+    assert dispatch_pending(plugin.pk) == 0
+
+    assert leased_per_instance() == {CHANNEL: 2}
+    assert run.items.filter(state=WorkItem.State.PENDING).count() == 3
+    sent = OutboxMessage.objects.filter(method="send", target=CHANNEL)
+    assert sent.count() == 2
+    leased_sessions = set(
+        run.items.filter(state=WorkItem.State.LEASED).values_list("session", flat=True)
+    )
+    assert {m.message["job"]["session"] for m in sent} == leased_sessions
+    assert all(m.message["type"] == "job.dispatch" for m in sent)
+
+    # An answer frees a slot, and exactly one more job goes out.
+    respond(run.items.filter(state=WorkItem.State.LEASED).first())
+    assert dispatch_pending(plugin.pk) == 1
+    assert leased_per_instance() == {CHANNEL: 2}
 
 
 @pytest.mark.parametrize(

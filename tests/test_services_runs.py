@@ -11,15 +11,18 @@ from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.dispatch import dispatch_pending
-from plugins_app.runs.instances import instance_disconnect
-from plugins_app.runs.ledger import TIMEOUT_CAUSES
 from plugins_app.runs.logs import PluginLogRecord, logs_ingest, parse_log_event
 from plugins_app.runs.models import Run, RunLogLine, WorkItem
 from plugins_app.runs.responses import item_respond
 from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.models import OutboxMessage
 from plugins_app.workspace.models import Task
-from tests.builders import connect_instance, new_run, pass_deadline
+from tests.builders import (
+    connect_instance,
+    leased_per_instance,
+    new_run,
+    pass_deadline,
+)
 
 CHANNEL = "test!abc"
 ANSWER = {
@@ -52,14 +55,6 @@ def respond_error(item: WorkItem) -> str:
         payload={"error": "callback raised"},
         channel_name=item.instance.channel_name,
     )
-
-
-def leased_per_instance() -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in WorkItem.objects.filter(state=WorkItem.State.LEASED):
-        name = item.instance.channel_name
-        counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 # --- parse_log_event ------------------------------------------------------------
@@ -274,35 +269,6 @@ def test_it_fails_a_run_whose_answer_is_invalid(
 
 
 # --- the sweep --------------------------------------------------------------------
-def test_it_times_out_an_expired_lease_and_names_the_known_causes(
-    workspace: Any, make_plugin: Any
-) -> None:
-    plugin = make_plugin(timeout=5, max_attempts=1).plugin
-    connect(plugin)
-    run = new_run(workspace, plugin, "astronaut", "coins")
-    assert dispatch_pending(plugin.pk) == 2
-    expired, fresh = run.items.all()
-    pass_deadline(expired)
-
-    assert runs_sweep() == {"timed_out": 1, "requeued": 0, "dispatched": 0}
-
-    expired.refresh_from_db()
-    fresh.refresh_from_db()
-    assert expired.state == WorkItem.State.FAILED
-    assert expired.failure == WorkItem.Failure.TIMEOUT
-    assert expired.error.startswith("No answer from the plugin within 5 s.")
-    assert TIMEOUT_CAUSES in expired.error
-    assert fresh.state == WorkItem.State.LEASED
-    run.refresh_from_db()
-    assert run.status == Run.Status.RUNNING
-
-    respond_ok(fresh)
-    run.refresh_from_db()
-    # Its only failure was a timeout: the run timed out rather than failed.
-    assert run.status == Run.Status.TIMED_OUT
-    assert "Known causes" in run.error
-
-
 def test_it_fails_a_run_with_a_timeout_and_an_error(
     workspace: Any, make_plugin: Any
 ) -> None:
@@ -407,33 +373,6 @@ def test_it_does_not_time_out_items_queued_behind_a_busy_live_instance(
 
 
 # --- dispatching ------------------------------------------------------------------
-def test_it_never_leases_more_than_the_concurrency_to_an_instance(
-    workspace: Any, make_plugin: Any
-) -> None:
-    plugin = make_plugin().plugin
-    Plugin.objects.filter(pk=plugin.pk).update(concurrency=2)
-    connect(plugin)
-    run = new_run(workspace, plugin, "astronaut", "coins", "camera", "coffee", "moon")
-
-    assert dispatch_pending(plugin.pk) == 2
-    assert dispatch_pending(plugin.pk) == 0
-
-    assert leased_per_instance() == {CHANNEL: 2}
-    assert run.items.filter(state=WorkItem.State.PENDING).count() == 3
-    sent = OutboxMessage.objects.filter(method="send", target=CHANNEL)
-    assert sent.count() == 2
-    leased_sessions = set(
-        run.items.filter(state=WorkItem.State.LEASED).values_list("session", flat=True)
-    )
-    assert {m.message["job"]["session"] for m in sent} == leased_sessions
-    assert all(m.message["type"] == "job.dispatch" for m in sent)
-
-    # An answer frees a slot, and exactly one more job goes out.
-    respond_ok(run.items.filter(state=WorkItem.State.LEASED).first())
-    assert dispatch_pending(plugin.pk) == 1
-    assert leased_per_instance() == {CHANNEL: 2}
-
-
 def test_it_sends_the_oldest_pending_item_first(
     workspace: Any, make_plugin: Any
 ) -> None:
@@ -469,38 +408,6 @@ def test_it_prefers_the_less_loaded_of_two_instances(
     assert leased_per_instance() == {"busy": 2, "idle": 2}
     idle_jobs = OutboxMessage.objects.filter(method="send", target="idle")
     assert {m.message["job"]["externalId"] for m in idle_jobs} == {"camera", "coffee"}
-
-
-def test_a_job_that_timed_out_goes_to_another_instance_than_the_hung_one(
-    workspace: Any, make_plugin: Any
-) -> None:
-    plugin = make_plugin(max_attempts=3).plugin
-    Plugin.objects.filter(pk=plugin.pk).update(concurrency=1)
-    hung = connect(plugin, "hung")
-    run = new_run(workspace, plugin, "astronaut")
-    assert dispatch_pending(plugin.pk) == 1
-    item = run.items.get()
-    assert item.instance == hung
-    # A second instance connects, and has been waiting longer for work than
-    # the hung one will have once its slot frees up at the timeout.
-    healthy = connect(plugin, "healthy")
-    PluginInstance.objects.filter(pk=healthy.pk).update(last_dispatch_at=None)
-    pass_deadline(item)
-
-    runs_sweep()  # the timeout frees the hung one's slot and requeues the job
-    item.refresh_from_db()
-    if item.state == WorkItem.State.PENDING:
-        dispatch_pending(plugin.pk)
-        item.refresh_from_db()
-
-    assert item.attempts == 2 and item.instance == healthy
-    hung.refresh_from_db()
-    assert hung.timeouts == 1
-    # Both idle now; the one whose job timed out is last in line.
-    other = new_run(workspace, plugin, "coins")
-    assert respond_ok(item) == "done"
-    dispatch_pending(plugin.pk)
-    assert other.items.get().instance == healthy
 
 
 def test_an_instance_that_answers_again_is_back_in_line(
@@ -542,29 +449,6 @@ def test_it_skips_instances_that_are_not_live(workspace: Any, make_plugin: Any) 
     assert dispatch_pending(plugin.pk) == 0
     assert run.items.get().state == WorkItem.State.PENDING
     assert not OutboxMessage.objects.filter(method="send").exists()
-
-
-def test_it_requeues_the_jobs_of_a_disconnected_instance(
-    workspace: Any, make_plugin: Any, django_capture_on_commit_callbacks: Any
-) -> None:
-    plugin = make_plugin().plugin
-    connect(plugin, "first")
-    run = new_run(workspace, plugin, "astronaut")
-    dispatch_pending(plugin.pk)
-    connect(plugin, "second")
-
-    with django_capture_on_commit_callbacks(execute=True):
-        instance_disconnect(channel_name="first")
-
-    item = run.items.get()
-    assert item.state == WorkItem.State.LEASED
-    assert item.instance.channel_name == "second"
-    assert item.attempts == 2
-    # The first instance's late answer is stale.
-    stale = item_respond(
-        session=item.session, payload={"response": ANSWER}, channel_name="first"
-    )
-    assert stale == "stale"
 
 
 # --- stale responses --------------------------------------------------------------
