@@ -13,7 +13,7 @@ from plugins_app.workspace.models import AnswerWrite, Asset, Task
 
 MAX_WRITE_ROWS = 200
 # What matters most first: kept tasks and their reasons.
-_ORDER = {
+_ORDER: dict[str, int] = {
     AnswerWrite.Outcome.SKIPPED: 0,
     AnswerWrite.Outcome.KEPT: 1,
     AnswerWrite.Outcome.WRITTEN: 2,
@@ -47,7 +47,7 @@ class RunWrites:
 
 
 def run_writes(run: Run, limit: int = MAX_WRITE_ROWS) -> RunWrites:
-    counts = dict(
+    counts: dict[str, int] = dict(
         run.answer_writes.values("outcome")
         .annotate(n=Count("id"))
         .values_list("outcome", "n")

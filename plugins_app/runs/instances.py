@@ -47,9 +47,11 @@ def instance_heartbeat(
         else None
     )
     if plugin is None:
-        return _heartbeat_failed(None, plugin_public_id, address, "unknown plugin id")
+        _heartbeat_failed(None, plugin_public_id, address, "unknown plugin id")
+        return None
     if not isinstance(secret, str) or not token_matches(secret, plugin.secret_hash):
-        return _heartbeat_failed(plugin, plugin_public_id, address, "wrong secret")
+        _heartbeat_failed(plugin, plugin_public_id, address, "wrong secret")
+        return None
     now = timezone.now()
     instance, created = PluginInstance.objects.update_or_create(
         channel_name=channel_name,

@@ -138,7 +138,7 @@ def _sql(name: str, vendor: str) -> str:
         return (
             f"SELECT {quote(_column(run, 'status'))}, "  # noqa: S608
             f"{quote(_column(run, 'plugin'))} "
-            f"FROM {quote(run.db_table)} WHERE {quote(run.pk.column)} = %s{lock}"
+            f"FROM {quote(run.db_table)} WHERE {quote(_column(run, 'id'))} = %s{lock}"
         )
     if name == "revoke_keys":
         keys = RunApiKey._meta
@@ -184,12 +184,12 @@ def run_close(run: Run, status: str, error: str) -> None:
     hub_log(run, f"Run {Run.Status(status).label.lower()}.")
     notify_after_commit(run.pk)
     if run.task_id is not None:
-        _record_on_task(run, status, error)
+        _record_on_task(run, run.task_id, status, error)
 
 
-def _record_on_task(run: Run, status: str, error: str) -> None:
+def _record_on_task(run: Run, task_id: int, status: str, error: str) -> None:
     """A run about a task ended: say so in the task's history."""
-    task = Task.objects.filter(pk=run.task_id).first()
+    task = Task.objects.filter(pk=task_id).first()
     if task is None:
         return
     name = events.RUN_SUCCEEDED if status == Run.Status.SUCCEEDED else events.RUN_FAILED

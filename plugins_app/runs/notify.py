@@ -45,7 +45,8 @@ def notify_after_commit(run_id: int) -> None:
         return
 
     def notify() -> None:
-        protocol.group_send(protocol.run_group(run_id), protocol.run_changed(run_id))
+        message = dict(protocol.run_changed(run_id))
+        protocol.group_send(protocol.run_group(run_id), message)
 
     notify.notifies_run = run_id  # type: ignore[attr-defined]
     transaction.on_commit(notify)

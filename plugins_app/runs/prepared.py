@@ -100,7 +100,10 @@ class PreparedQuery(Generic[_M]):
             init_list=[f[0].target.attname for f in compiler.select[start:end]],
             start=start,
             end=end,
-            populators=get_related_populators(klass_info, compiler.select, alias),
+            # django-stubs type the next Django's signature (with fetch_mode).
+            populators=get_related_populators(  # type: ignore[call-arg]
+                klass_info, compiler.select, alias
+            ),
             converters=compiler.get_converters(
                 [s[0] for s in compiler.select[: compiler.col_count]]
             ),

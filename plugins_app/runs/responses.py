@@ -55,7 +55,7 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
     ):
         return _ignore_stale(item, channel_name)
     if item.instance.timeouts:  # it answers again: back in line with the others
-        PluginInstance.objects.filter(pk=item.instance_id).update(timeouts=0)
+        PluginInstance.objects.filter(pk=item.instance.pk).update(timeouts=0)
     if payload.get("error") and workflow_bounced(item):
         return "busy"
     if payload.get("error"):

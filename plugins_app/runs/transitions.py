@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.apps import apps
 from django.db import connections, models, router
 from django.db.models.expressions import BaseExpression
 
@@ -82,12 +83,12 @@ def _raw_transition(
     where: dict[str, Any],
 ) -> int:
     model = qs.model
-    alias = qs._db or router.db_for_write(model)
+    alias = getattr(qs, "_db", None) or router.db_for_write(model)
     connection = connections[alias]
     nulls = tuple(sorted(k for k, v in where.items() if v is None))
     equal = tuple(sorted(k for k, v in where.items() if v is not None))
     sql = _transition_sql(
-        model,
+        model._meta.label,
         connection.vendor,
         qs.state_field,
         tuple(values),
@@ -113,7 +114,7 @@ def _prep(field: Any, value: Any, connection: Any) -> Any:
 
 @lru_cache(maxsize=256)
 def _transition_sql(
-    model: type[models.Model],
+    label: str,
     vendor: str,
     state_name: str,
     names: tuple[str, ...],
@@ -124,19 +125,20 @@ def _transition_sql(
     """The UPDATE for one shape of transition, built once per process (the
     vendor is part of the key only so that tests switching databases never
     reuse another's quoting)."""
+    model = apps.get_model(label)
     connection = connections[router.db_for_write(model)]
     quote = connection.ops.quote_name
     meta = model._meta
 
     def column(name: str) -> str:
-        field: Field[Any, Any] = meta.get_field(name)  # type: ignore[assignment]
+        field: Field[Any, Any] = meta.get_field(name)
         assert field.concrete and field.column, f"{model.__name__}.{name}"
         return quote(field.column)
 
     sets = ", ".join(f"{column(n)} = %s" for n in names)
     state = column(state_name)
     marks = ", ".join(["%s"] * n_from)
-    conditions = [f"{quote(meta.pk.column)} = %s", f"{state} IN ({marks})"]
+    conditions = [f"{column(meta.pk.name)} = %s", f"{state} IN ({marks})"]
     conditions += [f"{column(n)} = %s" for n in equal]
     conditions += [f"{column(n)} IS NULL" for n in nulls]
     # Only quoted column names from the model are formatted in; values are params.

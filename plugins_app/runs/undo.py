@@ -6,8 +6,9 @@ and in each restored task's history."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -49,7 +50,7 @@ class UndoResult:
 
 
 def may_undo(user: AbstractBaseUser, run: Run) -> bool:
-    return is_org_admin(user, run.organization_id)
+    return is_org_admin(cast(User, user), run.organization_id)
 
 
 def run_undo(run: Run, *, by: AbstractBaseUser) -> UndoResult:
@@ -62,7 +63,7 @@ def run_undo(run: Run, *, by: AbstractBaseUser) -> UndoResult:
                 f"Run #{run.pk} is still {run.get_status_display().lower()}: cancel "
                 "it or let it finish before undoing it."
             )
-        report = writes.restore_run(run, by=by)
+        report = writes.restore_run(run, by=cast(User, by))
         if report.restored or report.kept:
             # A Batch Model run's progress counts the tasks holding its labels.
             labeled = Task.objects.filter(prelabel_run=run).count()

@@ -77,9 +77,14 @@ class StageSettings:
 def stage_settings(project: Project, stage: dict[str, Any]) -> StageSettings:
     """Resolve a stage's plugin and preset now: a preset edited since the stage
     was set up applies, and one broken by an ontology change stops the run."""
-    plugin = Plugin.objects.filter(
-        pk=stage.get("plugin"), organization_id=project.organization_id
-    ).first()
+    plugin_id = stage.get("plugin")
+    plugin = (
+        Plugin.objects.filter(
+            pk=plugin_id, organization_id=project.organization_id
+        ).first()
+        if plugin_id is not None
+        else None
+    )
     if plugin is None:
         return StageSettings(None, None, "{}", ["The stage's plugin no longer exists."])
     problems = []
