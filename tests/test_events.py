@@ -516,14 +516,17 @@ def test_the_edit_dialog_and_the_api_set_triggers(
 
 # --- the REST endpoints event plugins act through ---------------------------------
 @pytest.fixture
-def job_key(workspace: Any, make_plugin: Any) -> dict[str, Any]:
+def job_key(
+    workspace: Any, make_plugin: Any, django_capture_on_commit_callbacks: Any
+) -> dict[str, Any]:
     """A leased event run's apiKey, as its plugin would hold it."""
     registered = event_plugin(make_plugin, workspace)
     connect_instance(registered.plugin, "test!rest")
     task = task_submit(in_label(workspace), user=workspace.annotator, answer=ANSWER)
     event = task.events.get(name=events.LABEL_SUBMITTED)
-    run_create_for_event(registered.plugin.pk, event.pk)
-    dispatch_pending(registered.plugin.pk)
+    # Created and leased in one transaction; the job goes out at its commit.
+    with django_capture_on_commit_callbacks(execute=True):
+        run_create_for_event(registered.plugin.pk, event.pk)
     job = OutboxMessage.objects.filter(target="test!rest").last().message["job"]
     return {"key": job["apiKey"], "task": task, "project": workspace.project.pk}
 

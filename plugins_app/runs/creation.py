@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -49,7 +49,7 @@ class RunRequestError(Exception):
 class RunRequest:
     plugin: Plugin
     project: Project
-    user: AbstractBaseUser | None
+    user: User | None
     class_mapping: dict[str, str]  # model class -> ontology schemaId ("" = unmapped)
     config_json: str
     external_ids: list[str]

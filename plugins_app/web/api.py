@@ -71,7 +71,7 @@ class AsyncTokenAuth(TokenAuth):
     """TokenAuth for async views: the same lookup, on protocol.in_pool's
     thread (a sync authenticator would get a thread of its own per request)."""
 
-    async def authenticate(self, request: HttpRequest, token: str) -> Any:  # type: ignore[override]
+    async def authenticate(self, request: HttpRequest, token: str) -> Any:
         user = await protocol.in_pool(_token_user, token_hash(token))
         if user is None:
             return None

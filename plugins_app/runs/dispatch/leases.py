@@ -16,11 +16,11 @@ same writes cost ~5× the CPU (bulk_update builds a CASE WHEN per row and field)
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -128,7 +128,8 @@ def socket_jobs(items: list[WorkItem]) -> list[protocol.Delivery]:
     once the lease has committed."""
     on_socket = [i for i in items if i.instance is not None]
     return [
-        ("send", item.instance.channel_name, protocol.job_dispatch(job))
+        # A TypedDict is a plain dict to the channel layer.
+        ("send", item.instance.channel_name, cast(dict, protocol.job_dispatch(job)))
         for item, job in zip(on_socket, jobs_with_keys(on_socket), strict=True)
         if item.instance is not None
     ]
@@ -150,7 +151,9 @@ def quoted(model: type[Model], field: str | None = None) -> str:
     quote = connection.ops.quote_name
     if field is None:
         return quote(model._meta.db_table)
-    return quote(model._meta.get_field(field).column)  # type: ignore[union-attr]
+    found = model._meta.get_field(field)
+    assert isinstance(found, Field) and found.column, f"{model.__name__}.{field}"
+    return quote(found.column)
 
 
 def _update_leased(

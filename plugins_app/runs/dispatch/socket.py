@@ -4,6 +4,7 @@ instances with free slots, least loaded first."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,7 +54,7 @@ def lease_pending(
     pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
     _lock_dispatch(plugin_id)
     instances = _instances_with_free_slots(plugin_id)
-    free = sum(i.limit - i.in_flight for i in instances)
+    free = sum(s.limit - s.in_flight for s in instances)
     if not free:
         return []
     now = timezone.now()
@@ -121,7 +122,20 @@ def _waiting(plugin_id: int) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
+@dataclass
+class Slots:
+    """A live instance and its slots, while a batch is allocated: its jobs in
+    flight and its limit (the smaller of what it declared and the plugin's
+    setting), the same for workflow jobs."""
+
+    instance: PluginInstance
+    in_flight: int
+    workflow_in_flight: int
+    limit: int
+    workflow_limit: int
+
+
+def _instances_with_free_slots(plugin_id: int) -> list[Slots]:
     """Live instances with a free slot, each with its jobs in flight and its
     limit: the smaller of what it declared and the plugin's setting. Counted
     from the plugin's leased items only (an index range), never from all the
@@ -136,8 +150,8 @@ def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
         f"WHERE w.{quoted(w, 'plugin')} = %s AND w.{quoted(w, 'state')} = %s "
         f"GROUP BY w.{quoted(w, 'instance')}"
     )
-    names = ("id", "channel_name", "address", "capacity", "last_dispatch_at")
-    names += ("timeouts",)
+    names = ["id", "channel_name", "address", "capacity", "last_dispatch_at"]
+    names.append("timeouts")
     live_sql = (
         f"SELECT {', '.join(f'i.{quoted(i, n)}' for n in names)}, "  # noqa: S608
         f"p.{quoted(p, 'concurrency')} FROM {quoted(i)} i JOIN {quoted(p)} p "
@@ -175,14 +189,18 @@ def _instances_with_free_slots(plugin_id: int) -> list[PluginInstance]:
             last_dispatch_at=_aware(last_dispatch_at),
             timeouts=timeouts,
         )
-        instance.in_flight = held.get("n", 0)
-        instance.workflow_in_flight = held.get("workflow", 0)
-        instance.limit = limit
         # The SDK runs workflow jobs on `concurrency` slots (1 unless the script
         # says more; declared to the hub as ?concurrency=N in HOST) and answers
         # {"error": true} at once when they are all busy: never send more.
-        instance.workflow_limit = min(capacity or 1, limit)
-        instances.append(instance)
+        instances.append(
+            Slots(
+                instance,
+                in_flight=held.get("n", 0),
+                workflow_in_flight=held.get("workflow", 0),
+                limit=limit,
+                workflow_limit=min(capacity or 1, limit),
+            )
+        )
     return instances
 
 
@@ -197,7 +215,7 @@ def _aware(value: Any) -> Any:
 
 
 def _allocate(
-    items: list[WorkItem], instances: list[PluginInstance], now: Any
+    items: list[WorkItem], instances: list[Slots], now: Any
 ) -> list[WorkItem]:
     """Give each item (in order) to the instance with the fewest jobs in flight,
     the one that waited longest for a job first; skip items nobody can take.
@@ -208,26 +226,26 @@ def _allocate(
     for n, item in enumerate(items):
         workflow = item.run.trigger == WORKFLOW_TRIGGER
         fits = [
-            i
-            for i in instances
-            if i.in_flight < i.limit
-            and (not workflow or i.workflow_in_flight < i.workflow_limit)
+            s
+            for s in instances
+            if s.in_flight < s.limit
+            and (not workflow or s.workflow_in_flight < s.workflow_limit)
         ]
         if not fits:
             continue
-        instance = min(
+        best = min(
             fits,
-            key=lambda i: (
-                i.timeouts > 0,
-                i.in_flight,
-                i.last_dispatch_at is not None,
-                i.last_dispatch_at or now,
+            key=lambda s: (
+                s.instance.timeouts > 0,
+                s.in_flight,
+                s.instance.last_dispatch_at is not None,
+                s.instance.last_dispatch_at or now,
             ),
         )
-        instance.in_flight += 1
-        instance.workflow_in_flight += workflow
+        best.in_flight += 1
+        best.workflow_in_flight += workflow
         # Later leases of the batch go behind earlier ones among equals.
-        instance.last_dispatch_at = now + timedelta(microseconds=n)
-        item.instance = instance
+        best.instance.last_dispatch_at = now + timedelta(microseconds=n)
+        item.instance = best.instance
         leased.append(item)
     return leased
