@@ -11,6 +11,11 @@ from django.db import models
 from django.utils import timezone
 
 from plugins_app.runs.models import Run
+from plugins_app.runs.transitions import TransitionQuerySet
+
+
+class ExportSnapshotQuerySet(TransitionQuerySet["ExportSnapshot"]):
+    state_field = "state"
 
 
 class ExportSnapshot(models.Model):
@@ -37,6 +42,8 @@ class ExportSnapshot(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
+
+    objects = ExportSnapshotQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"export of run {self.run_id} ({self.state})"

@@ -133,9 +133,9 @@ def snapshot_build(snapshot_id: int, *, where: str = "") -> bool:
     then hand it to the storage: memory stays flat whatever the task count.
     Built once: the first caller (a Celery worker, or the web process tired of
     waiting for one) claims it; returns False for any later one."""
-    claimed = ExportSnapshot.objects.filter(
-        pk=snapshot_id, state=ExportSnapshot.State.PENDING
-    ).update(state=ExportSnapshot.State.BUILDING)
+    claimed = ExportSnapshot.objects.transition(
+        snapshot_id, ExportSnapshot.State.PENDING, ExportSnapshot.State.BUILDING
+    )
     if not claimed:
         return False
     snapshot = ExportSnapshot.objects.select_related("run__project").get(pk=snapshot_id)
@@ -152,13 +152,19 @@ def snapshot_build(snapshot_id: int, *, where: str = "") -> bool:
     except Exception as exc:  # the plugin must hear why, not wait forever
         log.exception("export %s failed", snapshot_id)
         error = f"{type(exc).__name__}: {exc}"
-        ExportSnapshot.objects.filter(pk=snapshot_id).update(
-            state=ExportSnapshot.State.FAILED, error=error, finished_at=timezone.now()
+        ExportSnapshot.objects.transition(
+            snapshot_id,
+            ExportSnapshot.State.BUILDING,
+            ExportSnapshot.State.FAILED,
+            error=error,
+            finished_at=timezone.now(),
         )
         run_note(snapshot.run, f"Export failed: {error}", error=True)
         return True
-    ExportSnapshot.objects.filter(pk=snapshot_id).update(
-        state=ExportSnapshot.State.READY,
+    ExportSnapshot.objects.transition(
+        snapshot_id,
+        ExportSnapshot.State.BUILDING,
+        ExportSnapshot.State.READY,
         file=name,
         size=size,
         lines=lines,

@@ -8,6 +8,11 @@ from django.db import models
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin
+from plugins_app.runs.transitions import TransitionQuerySet
+
+
+class HostedCodeQuerySet(TransitionQuerySet["HostedCode"]):
+    state_field = "status"
 
 
 class HostedCode(models.Model):
@@ -51,6 +56,8 @@ class HostedCode(models.Model):
     uploaded_at = models.DateTimeField(default=timezone.now)
     build_started_at = models.DateTimeField(null=True, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HostedCodeQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.filename} v{self.version} of {self.plugin}"

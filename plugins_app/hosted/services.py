@@ -92,10 +92,11 @@ def build_finished(
     from plugins_app.runs.dispatch import dispatch_pending
 
     with transaction.atomic():
-        changed = HostedCode.objects.filter(
-            pk=code.pk, version=code.version, status=HostedCode.Status.BUILDING
-        ).update(
-            status=HostedCode.Status.ACTIVE if ok else HostedCode.Status.FAILED,
+        changed = HostedCode.objects.transition(
+            code.pk,
+            HostedCode.Status.BUILDING,
+            HostedCode.Status.ACTIVE if ok else HostedCode.Status.FAILED,
+            where={"version": code.version},
             build_log=Concat(F("build_log"), Value(message)),
             handler_name=handler_name,
             code_path=code_path,
