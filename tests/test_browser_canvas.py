@@ -98,6 +98,13 @@ def test_a_labeler_corrects_a_pre_label_on_the_canvas_and_submits_it(
     )
     page.keyboard.press("Delete")
     expect(objects).to_have_count(2)
+    # Annotorious's undo brings it back and redo takes it away again; the
+    # object list follows.
+    page.keyboard.press("Control+z")
+    expect(objects).to_have_count(3)
+    expect(object_row(canvas, 3)).to_contain_text("Object")
+    page.keyboard.press("Control+y")
+    expect(objects).to_have_count(2)
 
     # Change the coin's label to Object.
     object_row(canvas, 2).get_by_role("button").click()

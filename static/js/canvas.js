@@ -26,6 +26,8 @@
   let tools = new Map();
   let items = []; // {id, original, schemaId, kind, geometry, source, confidence, accepted, isNew}
   let byId = new Map();
+  // Objects taken off the canvas, kept for Annotorious's undo (Ctrl+Z) to bring back.
+  let removed = new Map();
   let selectedId = null;
   let counter = 0;
   let anno = null;
@@ -341,6 +343,7 @@
     const at = items.indexOf(item);
     items.splice(at, 1);
     byId.delete(item.id);
+    removed.set(item.id, { item, at });
     if (drawn(item) && anno) anno.removeAnnotation(item.id);
     selectedId = null;
     if (items.length) select(items[Math.min(at, items.length - 1)].id);
@@ -396,7 +399,23 @@
     if (fits.length && !fits.includes(labelPicker.selectedOptions[0])) labelPicker.value = fits[0].value;
   }
 
+  // An undo gave back a shape taken off the canvas: its object comes back as
+  // it was (label, source), not as a new drawing.
+  function restore(id) {
+    const gone = removed.get(id);
+    if (byId.has(id) || !gone) return false;
+    items.splice(Math.min(gone.at, items.length), 0, gone.item);
+    byId.set(id, gone.item);
+    removed.delete(id);
+    return true;
+  }
+
   function onCreate(annotation) {
+    if (restore(annotation.id)) {
+      renderList();
+      return;
+    }
+    if (byId.has(annotation.id)) return;
     const kind = annotation.target.selector.type === "RECTANGLE" ? "bounding-box" : "polygon";
     let option = labelPicker.selectedOptions[0];
     if (!option || option.dataset.tool !== kind) option = [...labelPicker.options].find((o) => o.dataset.tool === kind);
@@ -451,6 +470,7 @@
     tools = new Map(state.tools.map((t) => [t.schemaId, t]));
     items = state.objects.map(itemFromObject);
     byId = new Map(items.map((i) => [i.id, i]));
+    removed = new Map();
     selectedId = null;
     const top = $("canvas-classifications");
     if (top) buildFields(top, state.classifications, state.answer.classifications, "cls");
@@ -497,12 +517,22 @@
     });
     anno.on("createAnnotation", onCreate);
     anno.on("updateAnnotation", onUpdate);
-    anno.on("deleteAnnotation", (annotation) => {
-      if (byId.has(annotation.id)) {
-        items = items.filter((i) => i.id !== annotation.id);
-        byId.delete(annotation.id);
-        renderList();
+    // Annotorious's own undo/redo (Ctrl+Z, Ctrl+Y) adds and removes shapes in
+    // its store without lifecycle events: the object list follows the store.
+    anno.state.store.observe(({ changes }) => {
+      let changed = false;
+      for (const annotation of changes.deleted || []) {
+        const item = byId.get(annotation.id);
+        if (!item) continue;
+        const at = items.indexOf(item);
+        items.splice(at, 1);
+        byId.delete(item.id);
+        removed.set(item.id, { item, at });
+        if (selectedId === item.id) selectedId = null;
+        changed = true;
       }
+      for (const annotation of changes.created || []) changed = restore(annotation.id) || changed;
+      if (changed) renderList();
     });
     anno.on("selectionChanged", (selected) => {
       if (selected.length) {
