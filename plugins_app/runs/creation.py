@@ -14,11 +14,9 @@ from django.utils import timezone
 
 from plugins_app.plugins.kinds import checks, kind_for
 from plugins_app.plugins.models import (
-    INPUT_TYPES,
     Delivery,
     Plugin,
     PluginInstance,
-    PluginType,
 )
 from plugins_app.runs.models import (
     PRIORITY_BATCH,
@@ -104,12 +102,13 @@ def run_create(request: RunRequest, *, dispatch: bool = True) -> Run:
         )
     who = request.user.get_username() if request.user else "the command line"
     lines.append(f"Run created by {who}; waiting for a plugin instance.")
-    if request.plugin.type == PluginType.MODEL:
+    kind = kind_for(request.plugin.type)
+    if kind.scope == "assets":
         # Someone running one asset from the dialog waits for it: go first.
         priority = PRIORITY_INTERACTIVE if len(assets) == 1 else PRIORITY_BATCH
         scope: list[Asset | None] = list(assets)
     else:
-        if request.plugin.type not in INPUT_TYPES:
+        if kind.scope == "batches":
             run.assets_total = assets_in_scope(run).count()
         priority, scope = PRIORITY_BATCH, [None]
     with transaction.atomic():
@@ -254,17 +253,18 @@ def _checked_scope(
     """The run's assets (Model), batches, and saved selection as stored on the
     run (Run.selection). A preview keeps only its first few assets."""
     project, plugin = request.project, request.plugin
-    if not plugin.is_runnable:
+    kind = kind_for(plugin.type)
+    if not kind.runnable:
         errors.setdefault("__all__", []).append(
-            f"{plugin.get_type_display()} plugins cannot be run from a dialog yet."
+            f"{kind.label} plugins are not started by hand: a plugin of this "
+            f"kind {kind.not_runnable_reason}."
         )
         return [], [], None
     if not plugin.projects.filter(pk=project.pk).exists():
         errors.setdefault("__all__", []).append(
             f"“{plugin.name}” is not activated on this project."
         )
-    answers = plugin.type in (PluginType.MODEL, PluginType.BATCH_MODEL)
-    if request.dry_run and not answers:
+    if request.dry_run and not kind.writes_answers:
         errors.setdefault("__all__", []).append(
             "Preview is for Model and Batch Model plugins: other kinds write no "
             "answers to preview."
@@ -284,7 +284,7 @@ def _checked_scope(
     wanted = list(dict.fromkeys(e.strip() for e in request.external_ids if e.strip()))
     if request.selection is not None:
         return _selected_scope(request, wanted, batches, errors)
-    if plugin.type != PluginType.MODEL:
+    if kind.scope != "assets":
         if request.dry_run:
             # A Batch Model preview sees only its first few assets: as ids, so
             # get_assets and import_labels of the run know them.
@@ -317,7 +317,8 @@ def _selected_scope(
 ) -> tuple[list[Asset], list[Batch], dict[str, Any] | None]:
     """A run on the asset table's saved filter: the filter is stored on the run
     (not the ids it matches); a preview stores the ids of its few assets."""
-    if request.plugin.type not in (PluginType.MODEL, PluginType.BATCH_MODEL):
+    kind = kind_for(request.plugin.type)
+    if not kind.writes_answers:
         errors.setdefault("selection", []).append(
             "A selection scopes Model and Batch Model runs only."
         )
@@ -337,7 +338,7 @@ def _selected_scope(
         ids = list(matched.values_list("pk", flat=True)[: request.preview_limit])
         chosen = chosen.with_ids(ids)
         matched = matched.filter(pk__in=ids)
-    found = list(matched) if request.plugin.type == PluginType.MODEL else []
+    found = list(matched) if kind.scope == "assets" else []
     if not (found or matched.exists()):
         errors.setdefault("selection", []).append(
             "The selection matches no asset of this project."
