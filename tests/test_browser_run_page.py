@@ -100,11 +100,12 @@ def test_dialog_urls_opened_directly_are_pages_in_the_layout(
     for path, heading in (
         ("/plugins/new/", "Register a plugin"),
         (f"/projects/{project}/plugins/{plugin.pk}/run/", "Run Echo"),
-        ("/storages/new/", "Add a storage"),
+        ("/storages/new/", "Add a cloud storage"),
     ):
         page.goto(f"{live_hub.url}{path}")
         expect(page.locator(".topbar nav")).to_contain_text("Projects")
-        expect(page.locator("h1")).to_have_text(heading)
+        expect(page.locator(".dialog-page h2").first).to_contain_text(heading)
+        expect(page).to_have_title(f"{heading} · Plugin Hub")
         expect(page.locator(".dialog-page form")).to_be_visible()
         # The stylesheet applies: the form sits in a white card.
         background = page.locator(".dialog-page").evaluate(

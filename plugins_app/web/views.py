@@ -249,7 +249,7 @@ def storage_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         request,
         "storages/storage_list.html#storage-form",
         {"form": form},
-        title="Add a storage",
+        title="Add a cloud storage",
         back=reverse("web:storage-list"),
     )
 
