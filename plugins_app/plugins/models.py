@@ -27,10 +27,6 @@ class PluginType(models.TextChoices):
     EVENT = "event", "Event-triggered"
 
 
-# Types whose runs create assets instead of labeling existing ones.
-INPUT_TYPES = (PluginType.FILE_EXPLORER, PluginType.MARKDOWN)
-
-
 # Bounds of a plugin's numbers (docs/input-limits.md): a deadline is now +
 # timeout (timedelta overflows past ~10^9 days, PostgreSQL's integer at 2^31),
 # and neither a script's jobs in flight nor a job's attempts need thousands.
