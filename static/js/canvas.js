@@ -10,7 +10,7 @@
   "use strict";
   const root = document.getElementById("canvas");
   const stateNode = document.getElementById("canvas-state");
-  if (!root || !stateNode || !window.Annotorious) return;
+  if (!root || !stateNode || !window.Annotorious || !window.CanvasShapes || !window.CanvasFields) return;
 
   const $ = (id) => document.getElementById(id);
   const image = $("canvas-image");
@@ -20,7 +20,8 @@
   const selectedLabel = $("canvas-selected-label");
   const status = $("canvas-run-status");
   const GEOMETRY = { rectangle: "bounding-box", polygon: "polygon" };
-  const EPSILON = 1e-6;
+  const { toAnnotation, geometryOf, geometryChanged, geometryJson } = window.CanvasShapes;
+  const { build: buildFields, merge: mergeAnswers } = window.CanvasFields;
 
   let state = JSON.parse(stateNode.textContent);
   let tools = new Map();
@@ -34,12 +35,6 @@
   let editable = false;
 
   // --- answer objects <-> Annotorious annotations ----------------------------------
-  const bounds = (points) => {
-    const xs = points.map((p) => p[0]);
-    const ys = points.map((p) => p[1]);
-    return { minX: Math.min(...xs), minY: Math.min(...ys), maxX: Math.max(...xs), maxY: Math.max(...ys) };
-  };
-
   function itemFromObject(entry) {
     const obj = entry.object;
     const box = obj["bounding-box"];
@@ -74,58 +69,10 @@
 
   const drawn = (item) => item.geometry !== null;
 
-  function toAnnotation(item) {
-    const g = item.geometry;
-    const selector =
-      item.kind === "bounding-box"
-        ? { type: "RECTANGLE", geometry: { x: g.x, y: g.y, w: g.w, h: g.h, bounds: { minX: g.x, minY: g.y, maxX: g.x + g.w, maxY: g.y + g.h } } }
-        : { type: "POLYGON", geometry: { points: g.points, bounds: bounds(g.points) } };
-    return {
-      id: item.id,
-      bodies: [{ id: `${item.id}-label`, annotation: item.id, purpose: "tagging", value: item.schemaId }],
-      target: { annotation: item.id, selector },
-    };
-  }
-
-  function geometryOf(annotation) {
-    const selector = annotation.target.selector;
-    if (selector.type === "RECTANGLE") {
-      const g = selector.geometry;
-      return { x: g.x, y: g.y, w: g.w, h: g.h };
-    }
-    if (selector.type === "POLYGON") return { points: selector.geometry.points.map((p) => [p[0], p[1]]) };
-    return null;
-  }
-
   // --- the answer sent on Submit ----------------------------------------------------
-  const round = (v) => Math.round(v * 10) / 10;
-  const clamp = (v, low, high) => Math.min(Math.max(v, low), high);
-  const same = (a, b) => Math.abs(a - b) < EPSILON;
-
   function currentGeometry(item) {
     const annotation = anno && drawn(item) ? anno.getAnnotationById(item.id) : null;
     return annotation ? geometryOf(annotation) : item.geometry;
-  }
-
-  function geometryChanged(item, g) {
-    if (!item.original) return true;
-    if (item.kind === "bounding-box") {
-      const b = item.original["bounding-box"];
-      return !(same(b.x, g.x) && same(b.y, g.y) && same(b.width, g.w) && same(b.height, g.h));
-    }
-    const before = item.original.polygon;
-    return before.length !== g.points.length || before.some((p, i) => !same(p[0], g.points[i][0]) || !same(p[1], g.points[i][1]));
-  }
-
-  function geometryJson(item, g) {
-    const W = state.width;
-    const H = state.height;
-    if (item.kind === "bounding-box") {
-      const x = round(clamp(g.x, 0, W));
-      const y = round(clamp(g.y, 0, H));
-      return { x, y, width: round(clamp(g.w, 0, W - x)), height: round(clamp(g.h, 0, H - y)) };
-    }
-    return g.points.map((p) => [round(clamp(p[0], 0, W)), round(clamp(p[1], 0, H))]);
   }
 
   function objectJson(item) {
@@ -134,102 +81,13 @@
     const moved = geometryChanged(item, g);
     if (!moved && !item.nestedChanged && item.original && item.original.schemaId === item.schemaId) return item.original;
     const obj = { ...(item.original || {}), schemaId: item.schemaId };
-    if (moved) obj[item.kind] = geometryJson(item, g);
+    if (moved) obj[item.kind] = geometryJson(item, g, state.width, state.height);
     if (item.classifications) obj.classifications = item.classifications;
     else delete obj.classifications;
     return obj;
   }
 
-  // Classification answers from form controls built by buildFields: answers the
-  // controls did not change are kept as they were (with anything nested in
-  // them); kinds without a control are kept; an unanswered one is left out.
-  function mergeAnswers(given, container) {
-    const before = (given || []).filter((c) => c && typeof c === "object");
-    const fields = container ? [...container.querySelectorAll(":scope > [data-classification]")] : [];
-    const inForm = new Set(fields.map((f) => f.dataset.classification));
-    const result = before.filter((c) => !inForm.has(c.schemaId));
-    for (const field of fields) {
-      const schemaId = field.dataset.classification;
-      const value = fieldValue(field);
-      if (value === null) continue;
-      const old = before.find((c) => c.schemaId === schemaId);
-      if (old && JSON.stringify(old.answer) === JSON.stringify(value)) result.push(old);
-      else result.push({ ...(old || {}), schemaId, answer: value });
-    }
-    return result;
-  }
-
   const classificationsJson = () => mergeAnswers(state.answer.classifications, $("canvas-classifications"));
-
-  // Form controls for classification definitions (web/canvas.py
-  // classification_fields), filled with the answers in `given`.
-  function buildFields(container, fields, given, prefix) {
-    const answers = new Map((given || []).filter((c) => c && typeof c === "object").map((c) => [c.schemaId, c.answer]));
-    const legend = container.querySelector(":scope > legend");
-    container.replaceChildren(...(legend ? [legend] : []));
-    fields.forEach((f, index) => {
-      const value = answers.get(f.schemaId);
-      const chosen = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
-      const field = document.createElement("div");
-      field.className = "field";
-      field.dataset.classification = f.schemaId;
-      field.dataset.kind = f.kind;
-      const id = `${prefix}-${index}`;
-      const title = document.createElement(f.kind === "radio" || f.kind === "checkbox" ? "span" : "label");
-      title.className = "field-title";
-      title.textContent = f.title;
-      field.append(title);
-      if (f.kind === "radio" || f.kind === "checkbox") {
-        field.setAttribute("role", "group");
-        field.setAttribute("aria-label", f.title);
-        for (const option of f.options) {
-          const label = document.createElement("label");
-          const input = document.createElement("input");
-          input.type = f.kind;
-          input.name = id;
-          input.value = option;
-          input.checked = chosen.includes(option);
-          label.append(input, ` ${option}`);
-          field.append(label);
-        }
-      } else if (f.kind === "text") {
-        const input = document.createElement("input");
-        input.type = "text";
-        input.id = id;
-        input.value = typeof value === "string" ? value : "";
-        title.htmlFor = id;
-        field.append(input);
-      } else {
-        const select = document.createElement("select");
-        select.id = id;
-        select.multiple = f.kind === "multi-dropdown";
-        title.htmlFor = id;
-        if (!select.multiple) select.append(new Option("—", ""));
-        for (const option of f.options) select.append(new Option(option, option, false, chosen.includes(option)));
-        field.append(select);
-      }
-      for (const input of field.querySelectorAll("input, select")) input.disabled = !editable;
-      container.append(field);
-    });
-  }
-
-  function fieldValue(field) {
-    const kind = field.dataset.kind;
-    if (kind === "radio") {
-      const checked = field.querySelector("input:checked");
-      return checked ? checked.value : null;
-    }
-    if (kind === "checkbox") {
-      const values = [...field.querySelectorAll("input:checked")].map((i) => i.value);
-      return values.length ? values : null;
-    }
-    if (kind === "multi-dropdown") {
-      const values = [...field.querySelector("select").selectedOptions].map((o) => o.value);
-      return values.length ? values : null;
-    }
-    const input = field.querySelector("input, select");
-    return input.value ? input.value : null;
-  }
 
   function answerJson() {
     return {
@@ -246,8 +104,7 @@
 
   function sourceText(item) {
     if (item.isNew) return "you (not submitted yet)";
-    const s = item.source;
-    return s.kind === "plugin" ? `plugin ${s.label}` : s.kind === "person" ? s.label : s.label;
+    return item.source.kind === "plugin" ? `plugin ${item.source.label}` : item.source.label;
   }
 
   function stateText(item) {
@@ -302,8 +159,7 @@
       }),
     );
     selectedLabel.disabled = !editable || !drawn(item);
-    $("canvas-selected-title").textContent = "";
-    $("canvas-selected-source").textContent = sourceText(item) + (item.source && item.source.run && !item.isNew ? "" : "");
+    $("canvas-selected-source").textContent = sourceText(item);
     const link = item.source && item.source.kind === "plugin" && item.source.run && !item.isNew ? item.source.run : null;
     if (link) {
       const a = document.createElement("a");
@@ -314,7 +170,7 @@
     const nested = (tools.get(item.schemaId) || {}).classifications || [];
     const box = $("canvas-object-classifications");
     box.hidden = !nested.length;
-    buildFields(box, nested, item.classifications, `objcls-${item.id}`);
+    buildFields(box, nested, item.classifications, `objcls-${item.id}`, editable);
     $("canvas-selected-confidence").textContent =
       item.confidence === null || item.confidence === undefined ? "— (the plugin gave none)" : formatConfidence(item.confidence);
   }
@@ -473,7 +329,7 @@
     removed = new Map();
     selectedId = null;
     const top = $("canvas-classifications");
-    if (top) buildFields(top, state.classifications, state.answer.classifications, "cls");
+    if (top) buildFields(top, state.classifications, state.answer.classifications, "cls", editable);
     if (anno) {
       anno.cancelSelected();
       anno.setAnnotations(items.filter(drawn).map(toAnnotation), true);
