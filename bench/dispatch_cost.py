@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace) -> None:
                 plugin=plugin,
                 project=project,
                 user=user,
-                class_mapping={},
+                class_mapping={"face": "face-box"},
                 config_json="{}",
                 external_ids=[assets[n % len(assets)]],
                 batch_ids=[],

@@ -36,7 +36,7 @@ def main() -> None:
                 plugin=plugin,
                 project=project,
                 user=user,
-                class_mapping={},
+                class_mapping={"face": "face-box"},
                 config_json="{}",
                 external_ids=[assets[(n + offset) % len(assets)]],
                 batch_ids=[],

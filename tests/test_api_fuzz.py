@@ -48,7 +48,7 @@ def _demo_ids() -> dict[str, int]:
             plugin=plugin,
             project=project,
             user=org.memberships.get(user__username="admin").user,
-            class_mapping={},
+            class_mapping={"face": "face-box"},
             config_json="{}",
             external_ids=[project.assets.order_by("id").first().external_id],
             batch_ids=[],
