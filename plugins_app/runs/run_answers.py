@@ -80,6 +80,14 @@ def nothing_written(run: Run) -> bool:
     at all (every task skipped, nothing imported), or only empty answers (the
     plugin returned nothing the mapping could keep). Read for finished runs;
     stops at the first non-empty answer, a chunk of tasks at a time."""
+    # Most often the tasks still hold the run's answer, untouched since it
+    # ended: one query decides.
+    if run.finished_at is not None:
+        held = Task.objects.filter(
+            prelabel_run=run, updated_at__lte=run.finished_at
+        ).values_list("answer", flat=True)
+        if any(_non_empty(answer) for answer in held[:20]):
+            return False
     written = (
         run.answer_writes.filter(outcome__in=WROTE)
         .order_by("task_id")
@@ -90,8 +98,13 @@ def nothing_written(run: Run) -> bool:
     # almost always, and the runs list asks this for every finished run.
     start, size = 0, 20
     while chunk := list(written[start : start + size]):
-        for answer, _ in run_answers(run, chunk).values():
-            if (answer or {}).get("tools") or (answer or {}).get("classifications"):
-                return False
+        if any(_non_empty(answer) for answer, _ in run_answers(run, chunk).values()):
+            return False
         start, size = start + size, 500
     return True
+
+
+def _non_empty(answer: Any) -> bool:
+    return isinstance(answer, dict) and bool(
+        answer.get("tools") or answer.get("classifications")
+    )
