@@ -183,6 +183,7 @@ async def hub_trial(
                 "plugin_id": hub.info["plugin_pk"],
                 "project_id": hub.info["project_id"],
                 "external_ids": [hub.info["external_ids"][0]],
+                "class_mapping": {"face": "face-box"},
                 "config_json": json.dumps(
                     {"lines": lines, "start_at": start_at, "rate": rate}
                 ),

@@ -13,9 +13,10 @@ from django.utils.safestring import SafeString
 
 from plugins_app.exports.services import run_files
 from plugins_app.runs.gallery import run_gallery
+from plugins_app.runs.logs import log_rows
 from plugins_app.runs.models import Run, RunLogLine
 from plugins_app.runs.selectors import run_progress
-from plugins_app.web.log_extras import LOG_ROW_FIELDS, LogRow, log_rows_html
+from plugins_app.web.log_extras import LogRow, log_rows_html
 
 MAX_LINES_PER_PUSH = 2000
 
@@ -132,11 +133,7 @@ def run_update(run_id: int, *, after: int, status_shown: object) -> RunUpdate:
     run = Run.objects.select_related("plugin", "project", "created_by").get(pk=run_id)
     # Rows, not model instances: building 2,000 RunLogLines cost more than
     # reading and rendering their values.
-    lines = list(
-        run.log_lines.filter(id__gt=after).values_list(*LOG_ROW_FIELDS)[
-            :MAX_LINES_PER_PUSH
-        ]
-    )
+    lines = log_rows(run_id, after=after, limit=MAX_LINES_PER_PUSH)
     context = _live_context(run)
     status = _live_key(context)
     changed = status != status_shown

@@ -18,24 +18,33 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-# What log_rows_html reads of a RunLogLine, in order (a values_list).
-LOG_ROW_FIELDS = ("id", "level", "created_at", "message", "extra")
-LogRow = tuple[int, str, datetime, str, Any]
+# (id, level, created_at, message, extra) of a RunLogLine: model values, or
+# the database's own as runs.logs.log_rows reads them (created_at as SQLite's
+# text, extra as JSON text), which are not converted unless a line shows them.
+LogRow = tuple[int, str, datetime | str, str, Any]
 
 
 def log_rows_html(rows: Iterable[LogRow]) -> SafeString:
     return mark_safe("".join([_row_html(*row) for row in rows]))  # noqa: S308
 
 
-def _row_html(pk: int, level: str, at: datetime, message: str, extra: Any) -> str:
-    # HH:MM:SS.mmm, as strftime("%H:%M:%S.%f")[:12] wrote it, at a third of the cost.
-    time = f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
+def _row_html(pk: int, level: str, at: datetime | str, message: str, extra: Any) -> str:
     lvl = escape(level)
+    if isinstance(extra, str):  # JSON text; most lines have none
+        extra = None if extra == "{}" else json.loads(extra)
     return (
         f'<div class="log-line level-{lvl.lower()}" data-id="{int(pk)}">'
-        f'<time>{time}</time><span class="lvl">{lvl}</span>'
+        f'<time>{_time_text(at)}</time><span class="lvl">{lvl}</span>'
         f'<span class="msg">{escape(message)}</span>{extras_html(extra)}</div>'
     )
+
+
+def _time_text(at: datetime | str) -> str:
+    """HH:MM:SS.mmm (UTC), as strftime("%H:%M:%S.%f")[:12] wrote it."""
+    if isinstance(at, str):
+        # SQLite's text of a datetime, "YYYY-MM-DD HH:MM:SS[.ffffff]", in UTC.
+        return f"{at[11:19]}.{at[20:23] or '000'}"
+    return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
 
 
 def _value_text(value: Any) -> str:
