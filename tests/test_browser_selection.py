@@ -229,7 +229,7 @@ def test_a_batch_model_preview_holds_its_imports_and_writes_nothing(
     )
     process = start_plugin(plugin_runner, "examples/batch_model_plugin.py", registered)
     page = tab.page
-    log_in(page, live_hub, "bob")
+    log_in(page, live_hub, "alice")  # an admin: undo would show if it applied
     page.goto(table_url(live_hub, workspace))
     picked = ["astronaut", "coins"]
     tick(page, *picked)
@@ -240,3 +240,10 @@ def test_a_batch_model_preview_holds_its_imports_and_writes_nothing(
     )
     dialog.get_by_role("button", name="Cancel").first.click()
     expect(page.locator("dialog#dialog")).not_to_be_visible()
+    # The ledger knows the dry run; it is marked so, with nothing to undo.
+    page.goto(f"{live_hub.url}/runs/{run.pk}/")
+    expect(page.locator("#run-dry-run")).to_have_text(
+        "Preview (dry run): nothing written"
+    )
+    expect(page.locator("#run-status")).to_have_text("Succeeded")
+    expect(page.locator("#run-undo")).to_have_count(0)
