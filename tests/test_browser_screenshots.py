@@ -1,0 +1,158 @@
+"""Screenshots of every page, from the seeded demo (`seed_demo`, as `make run`
+loads it) in Chromium, kept in docs/screenshots/ and shown by
+docs/screenshots.md. Each step also checks that the page shows what its
+screenshot is meant to show, so a broken page fails here, not in the docs.
+
+It rewrites the PNGs every time it runs (part of `make test`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from typing import Any
+
+from plugins_app.demo.seed import DEMO_PASSWORD, seed_demo
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.models import Run
+from plugins_app.workspace.models import Project
+from tests.conftest import RegisteredPlugin
+from tests.hub import ROOT
+from tests.test_browser import (  # noqa: F401 - pytest fixtures
+    Tab,
+    browser,
+    expect,
+    poll,
+    start_plugin,
+    tab,
+)
+
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+def shoot(page: Any, name: str, *, full_page: bool = True) -> None:
+    page.wait_for_load_state("networkidle")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+    assert path.stat().st_size > 10_000, path
+
+
+def log_in(page: Any, url: str, username: str) -> None:
+    page.goto(f"{url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".topbar .who")).to_contain_text(username)
+
+
+def test_screenshots_of_every_page_from_the_demo(
+    transactional_db: Any,
+    live_hub: Any,
+    plugin_runner: Any,
+    celery_worker: Any,  # builds the export
+    tab: Tab,  # noqa: F811
+) -> None:
+    credentials = seed_demo()
+    model = Plugin.objects.get(public_id=credentials.model_plugin["id"])
+    process = start_plugin(
+        plugin_runner,
+        "examples/model_plugin.py",
+        RegisteredPlugin(model, credentials.model_plugin["secret"]),
+    )
+    export = Plugin.objects.get(public_id=credentials.export_plugin["id"])
+    exporter = start_plugin(
+        plugin_runner,
+        "examples/export_plugin.py",
+        RegisteredPlugin(export, credentials.export_plugin["secret"]),
+    )
+    project = Project.objects.get(name="Street & Science Images")
+    page, url = tab.page, live_hub.url
+    log_in(page, url, "annotator")
+
+    # The project: its plugins, presets and the asset table.
+    page.goto(f"{url}/projects/{project.pk}/")
+    expect(page.locator("#project-plugins")).to_contain_text("Face & coin detector")
+    shoot(page, "project")
+
+    # The Run dialog, filled in as the README's first task says.
+    run_url = f"/projects/{project.pk}/plugins/{model.pk}/run/"
+    page.locator(f'#project-plugins button[hx-get="{run_url}"]').click()
+    dialog = page.locator("dialog#dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("face", exact=True).select_option(value="face-box")
+    dialog.get_by_label("coin", exact=True).select_option(value="coin-box")
+    dialog.get_by_label("Asset external IDs").fill("astronaut, coins")
+    shoot(page, "run-dialog", full_page=False)
+
+    poll(
+        page,
+        PluginInstance.objects.live().filter(plugin=model).exists,
+        lambda: f"the example plugin to connect:\n{process.log()}",
+        60,
+    )
+    dialog.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    run = Run.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    # The face on the astronaut, the 24 coins on coins, and nothing else.
+    log = page.locator("#run-log")
+    expect(log).to_contain_text("Detected 0 coin, 1 face")
+    expect(log).to_contain_text("Detected 24 coin, 0 face")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#run-assets svg image')]"
+        ".every(image => image.getBBox().width > 0)"
+    )
+    shoot(page, "run")
+
+    # The asset page and the task page of the astronaut, holding the run's
+    # pre-label; then a task a person labeled and the reviewer accepted.
+    astronaut = project.assets.get(external_id="astronaut")
+    page.goto(f"{url}/projects/{project.pk}/assets/{astronaut.pk}/")
+    expect(page.locator("body")).to_contain_text("astronaut")
+    shoot(page, "asset")
+    page.goto(f"{url}/projects/{project.pk}/tasks/{astronaut.task.pk}/")
+    expect(page.locator("#canvas")).to_have_attribute("data-ready", "true")
+    shoot(page, "task")
+    reviewed = project.tasks.get(asset__external_id="chelsea")
+    page.goto(f"{url}/projects/{project.pk}/tasks/{reviewed.pk}/")
+    expect(page.locator("#canvas")).to_have_attribute("data-ready", "true")
+    expect(page.locator("body")).to_contain_text("Complete")
+    shoot(page, "task-reviewed")
+
+    # The runs list and the plugin's page.
+    page.goto(f"{url}/runs/")
+    expect(page.locator("body")).to_contain_text("Face & coin detector")
+    shoot(page, "runs")
+    page.goto(f"{url}/plugins/{model.pk}/")
+    expect(page.locator("body")).to_contain_text("Face & coin detector")
+    shoot(page, "plugin")
+
+    # The demo's first Export, run as the dialog comes (the Complete stage is
+    # ticked): a file with the reviewed tasks' boxes, not an empty one.
+    page.goto(f"{url}/projects/{project.pk}/")
+    run_url = f"/projects/{project.pk}/plugins/{export.pk}/run/"
+    page.locator(f'#project-plugins button[hx-get="{run_url}"]').click()
+    expect(dialog).to_be_visible()
+    poll(
+        page,
+        PluginInstance.objects.live().filter(plugin=export).exists,
+        lambda: f"the export plugin to connect:\n{exporter.log()}",
+        60,
+    )
+    dialog.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
+    download = page.get_by_role("link", name=re.compile("Download"))
+    expect(download).to_be_visible()
+    shoot(page, "export-run")
+    fetched = page.request.get(f"{url}{download.get_attribute('href')}")
+    assert fetched.ok, fetched.status
+    archive = zipfile.ZipFile(io.BytesIO(fetched.body()))
+    rows = list(csv.reader(io.StringIO(archive.read("boxes.csv").decode())))
+    exported = [row[0] for row in rows[1:]]
+    # Six coins on coins-tile-1, the cat's two eyes (its nose is a polygon).
+    assert sorted(exported) == ["chelsea"] * 2 + ["coins-tile-1"] * 6, rows
