@@ -91,6 +91,17 @@ def test_the_run_page_pages_through_assets_beyond_12(
     expect(figures).to_have_count(12)
 
 
+# Each visible control's type and the look it gets from the stylesheet (JSON
+# and code boxes, class "mono", are monospace on purpose).
+CONTROL_STYLES = """() => [...document.querySelectorAll(
+    '.dialog-page input:not([type=checkbox]):not([type=radio]):not([type=hidden]),'
+    + '.dialog-page select, .dialog-page textarea')]
+  .filter(e => e.offsetParent !== null && !e.classList.contains('mono'))
+  .map(e => { const s = getComputedStyle(e);
+    return [e.type, [s.borderTopColor, s.borderRadius, s.fontSize, s.fontFamily]
+      .join(' ')] })"""
+
+
 def test_dialog_urls_opened_directly_are_pages_in_the_layout(
     live_hub: LiveHub, workspace: Workspace, plugin: Plugin, tab: Tab
 ) -> None:
@@ -113,7 +124,14 @@ def test_dialog_urls_opened_directly_are_pages_in_the_layout(
         )
         assert background == "rgb(255, 255, 255)", (path, background)
 
-    # Cancel on the page goes back where it came from; a storage saves.
+    # One style for every control: text, url, number, select, textarea.
+    page.goto(f"{live_hub.url}/plugins/new/")
+    styles = page.evaluate(CONTROL_STYLES)
+    kinds = {kind for kind, _ in styles}
+    assert {"text", "url", "number", "select-one", "textarea"} <= kinds, kinds
+    assert len({style for _, style in styles}) == 1, styles
+
+    # Cancel on the page goes back where it came from.
     page.goto(f"{live_hub.url}/storages/new/")
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_url(f"{live_hub.url}/storages/")
