@@ -21,13 +21,14 @@ from plugins_app.hosted.invoices import invoice_answer
 __all__ = ["INVOICE_SAMPLES", "Invoice", "generate_invoices"]
 
 # (IBAN, currency) per invoice. The bot's rules (examples/hosted_qa/main.py):
-# an IBAN starts with FR, the currency is EUR or USD, so the first three fail
-# one rule each way and the last passes.
+# an IBAN starts with FR, the currency is EUR or USD. The first breaks the IBAN
+# rule, the second passes (tests/test_production_mode.py submits those two),
+# the third breaks the currency rule and the last both.
 INVOICE_SAMPLES: tuple[tuple[str, str], ...] = (
     ("DE89370400440532013000", "EUR"),
+    ("FR7630006000011234567890189", "USD"),
     ("FR7630006000011234567890189", "GBP"),
     ("GB29NWBK60161331926819", "JPY"),
-    ("FR7630006000011234567890189", "USD"),
 )
 _SELLERS = (
     "Nordlicht Optics GmbH",
