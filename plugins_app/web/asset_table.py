@@ -6,7 +6,9 @@ and to preview a run on a few of its assets before running on all of them
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django import forms
@@ -117,37 +119,23 @@ class SelectionFormMixin(forms.Form):
 
 
 def preview_start(
-    request: AuthenticatedHttpRequest,
-    form: Any,
-    project: Project,
-    plugin: Plugin,
+    request: AuthenticatedHttpRequest, wanted: RunRequest
 ) -> HttpResponse:
     """The dialog's Preview: a dry run on the first few assets of what the
-    dialog would run on; its answers are shown in the dialog as they come."""
-    if not form.is_valid():
-        errors = [str(e) for messages in form.errors.values() for e in messages]
-        return _preview_errors(request, errors)
+    dialog would run on (`wanted`, the request its Run button makes); the
+    answers are shown in the dialog as they come."""
     try:
         run = run_create(
-            RunRequest(
-                plugin=plugin,
-                project=project,
-                user=request.user,
-                class_mapping=form.class_mapping(),
-                config_json=form.cleaned_data["config_json"],
-                external_ids=form.external_id_list()
-                if "external_ids" in form.fields
-                else [],
-                batch_ids=[b.pk for b in form.cleaned_data.get("batches") or []],
-                selection=form.cleaned_data.get("selection"),
+            dataclasses.replace(
+                wanted,
                 dry_run=True,
                 preview_limit=preview.DEFAULT_ASSETS,
+                # Nothing is written, so nothing is replaced.
+                replace_submitted=False,
             )
         )
     except RunRequestError as exc:
-        return _preview_errors(
-            request, [m for messages in exc.errors.values() for m in messages]
-        )
+        return preview_refused(request, exc.errors)
     hub_log(
         run,
         "Preview (dry run): the answers are checked and shown in the Run dialog; "
@@ -174,8 +162,10 @@ def preview_fragment(request: AuthenticatedHttpRequest, run: Any) -> HttpRespons
     )
 
 
-def _preview_errors(
-    request: AuthenticatedHttpRequest, errors: list[str]
+def preview_refused(
+    request: AuthenticatedHttpRequest, errors: Mapping[str, Iterable[Any]]
 ) -> HttpResponse:
-    # 200 like the dialog's own form errors: htmx swaps no 4xx into the page.
-    return render(request, "runs/run_preview.html", {"errors": errors})
+    """Why no preview was started (the form's or run creation's errors); 200
+    like the dialog's own form errors: htmx swaps no 4xx into the page."""
+    messages = [str(m) for field in errors.values() for m in field]
+    return render(request, "runs/run_preview.html", {"errors": messages})

@@ -485,29 +485,38 @@ def run_dialog(
     if request.method == "POST" and data.get("action") == "save_preset":
         return _save_preset(request, form, project, plugin, initial)
     if request.method == "POST" and data.get("action") == "preview":
-        return asset_table.preview_start(request, form, project, plugin)
+        if not form.is_valid():
+            return asset_table.preview_refused(request, form.errors)
+        return asset_table.preview_start(
+            request, _dialog_run_request(request, form, project, plugin)
+        )
     if request.method == "POST" and form.is_valid():
         try:
-            run = run_create(
-                RunRequest(
-                    plugin=plugin,
-                    project=project,
-                    user=request.user,
-                    class_mapping=form.class_mapping(),
-                    config_json=form.cleaned_data["config_json"],
-                    external_ids=form.external_id_list(),
-                    batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
-                    inputs=form.run_inputs(),
-                    replace_submitted=form.cleaned_data.get("replace_submitted", False),
-                    retry_timeouts=form.cleaned_data.get("retry_timeouts", False),
-                    selection=form.cleaned_data.get("selection"),
-                )
-            )
+            run = run_create(_dialog_run_request(request, form, project, plugin))
         except RunRequestError as exc:
             _add_errors(form, exc.errors)
         else:
             return dialog_done(request, reverse("web:run-detail", args=[run.pk]))
     return _render_run_dialog(request, form, project, plugin)
+
+
+def _dialog_run_request(
+    request: AuthenticatedHttpRequest, form: RunForm, project: Project, plugin: Plugin
+) -> RunRequest:
+    """What a valid Run dialog asks for (its Run and its Preview)."""
+    return RunRequest(
+        plugin=plugin,
+        project=project,
+        user=request.user,
+        class_mapping=form.class_mapping(),
+        config_json=form.cleaned_data["config_json"],
+        external_ids=form.external_id_list(),
+        batch_ids=[b.pk for b in form.cleaned_data.get("batches", [])],
+        inputs=form.run_inputs(),
+        replace_submitted=form.cleaned_data.get("replace_submitted", False),
+        retry_timeouts=form.cleaned_data.get("retry_timeouts", False),
+        selection=form.cleaned_data.get("selection"),
+    )
 
 
 def _save_preset(
