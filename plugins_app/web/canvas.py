@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.runs.models import Run
+from plugins_app.runs.selectors import MAX_DRAWN_SHAPES
 from plugins_app.workspace import events
 from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
 
@@ -110,6 +111,9 @@ def canvas_objects(task: Task, history: list[TaskEvent]) -> list[dict[str, Any]]
                 "object": obj,
                 "source": sources.get(object_key(obj), fallback).json(),
                 "confidence": _confidence(obj),
+                # Past the cap the browser lists an object without drawing it;
+                # it is still submitted back as it is.
+                "drawn": index < MAX_DRAWN_SHAPES,
             }
         )
     return objects
@@ -185,6 +189,7 @@ def canvas_state(task: Task) -> dict[str, Any]:
     history = list(task.events.select_related("actor").order_by("id"))
     project = task.project
     asset = task.asset
+    objects = canvas_objects(task, history)
     return {
         "task": task.pk,
         "stage": task.stage,
@@ -195,7 +200,8 @@ def canvas_state(task: Task) -> dict[str, Any]:
         "classifications": classification_fields(
             (project.ontology or {}).get("classifications")
         ),
-        "objects": canvas_objects(task, history),
+        "objects": objects,
+        "drawnCount": sum(1 for o in objects if o["drawn"]),
         "answer": task.answer or {},
         "stateUrl": reverse("web:canvas-state", args=[project.pk, task.pk]),
         "runUrl": reverse("web:canvas-run", args=[project.pk, task.pk]),

@@ -43,10 +43,10 @@
     let geometry = null;
     if (box && typeof box === "object") {
       kind = "bounding-box";
-      geometry = { x: box.x, y: box.y, w: box.width, h: box.height };
+      if (entry.drawn) geometry = { x: box.x, y: box.y, w: box.width, h: box.height };
     } else if (Array.isArray(polygon)) {
       kind = "polygon";
-      geometry = { points: polygon.map((p) => [p[0], p[1]]) };
+      if (entry.drawn) geometry = { points: polygon.map((p) => [p[0], p[1]]) };
     } else {
       // Points, polylines, rotated boxes…: listed and kept as they are.
       kind = Object.keys(obj).find((k) => !["schemaId", "objectId", "classifications", "title"].includes(k)) || "object";
