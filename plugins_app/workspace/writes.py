@@ -166,6 +166,16 @@ def insert_many(model: type[Model], fields: Sequence[str], rows: list[tuple]) ->
         tuple(prep(v) for prep, v in zip(preps, row, strict=True)) for row in rows
     ]
     with connection.cursor() as cursor:
+        _execute_all(cursor, sql, params)
+
+
+def _execute_all(cursor: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """executemany, but one row (a single answer, a hub log line) as a plain
+    execute: psycopg runs executemany in pipeline mode, which costs a sync
+    round trip more than the one statement it sends."""
+    if len(params) == 1:
+        cursor.execute(sql, params[0])
+    else:
         cursor.executemany(sql, params)
 
 
@@ -295,7 +305,7 @@ def update_answers(rows: list[tuple[int, Any, str, int | None]]) -> None:
         for pk, answer, status, run_id in rows
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        _execute_all(cursor, sql, params)
 
 
 # --- undo ---------------------------------------------------------------------------
