@@ -111,12 +111,9 @@ def test_a_selection_cannot_name_another_projects_batch_or_mix_with_ids(
     assert "either a selection or external IDs" in str(response.json()["errors"])
 
 
-def test_a_batch_model_run_on_a_selection_sees_only_those_assets(
-    workspace: Any, make_plugin: Any
-) -> None:
-    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
-    connect_instance(plugin, CHANNEL)
-    run = run_create(
+def batch_run_on_co(workspace: Any, plugin: Any, **kwargs: Any) -> Run:
+    """A Batch Model run (not dispatched) on the assets whose ID has "co"."""
+    return run_create(
         RunRequest(
             plugin=plugin,
             project=workspace.project,
@@ -126,9 +123,18 @@ def test_a_batch_model_run_on_a_selection_sees_only_those_assets(
             external_ids=[],
             batch_ids=[],
             selection={"q": "co"},
+            **kwargs,
         ),
         dispatch=False,
     )
+
+
+def test_a_batch_model_run_on_a_selection_sees_only_those_assets(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin, CHANNEL)
+    run = batch_run_on_co(workspace, plugin)
     matched = sorted(
         workspace.project.assets.filter(external_id__icontains="co").values_list(
             "external_id", flat=True
@@ -151,21 +157,7 @@ def test_a_dry_batch_import_is_held_and_writes_nothing(
 ) -> None:
     plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
     connect_instance(plugin)
-    run = run_create(
-        RunRequest(
-            plugin=plugin,
-            project=workspace.project,
-            user=workspace.annotator,
-            class_mapping={"face": "face-box"},
-            config_json="{}",
-            external_ids=[],
-            batch_ids=[],
-            selection={"q": "co"},
-            dry_run=True,
-            preview_limit=2,
-        ),
-        dispatch=False,
-    )
+    run = batch_run_on_co(workspace, plugin, dry_run=True, preview_limit=2)
     assert run.dry_run and len(run.selection["ids"]) == 2
     in_preview = list(
         workspace.project.assets.filter(pk__in=run.selection["ids"]).order_by("pk")
@@ -193,3 +185,33 @@ def test_a_dry_batch_import_is_held_and_writes_nothing(
     assert {t.pk: t.answer for t in Task.objects.all()} == before
     assert TaskEvent.objects.count() == events
     assert not AnswerWrite.objects.filter(run=run).exists()
+
+
+def test_the_asset_table_filters_pages_and_keeps_tenants_apart(
+    workspace: Any, make_plugin: Any
+) -> None:
+    make_plugin(type=PluginType.BATCH_MODEL, name="Batcher")
+    client = Client()
+    client.force_login(workspace.annotator)
+    url = f"/projects/{workspace.project.pk}/assets/"
+    page = client.get(url, {"q": "coins-tile", "per_page": "5"})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.count('class="row-check"') == 4
+    assert "Select all 4 matching" in text and "Batcher (Batch Model)" in text
+    assert page.context["filter_json"] == '{"q": "coins-tile"}'
+    second = client.get(url, {"per_page": "5", "page": "2"}).content.decode()
+    assert second.count('class="row-check"') == 5 and "Page 2 of 7" in second
+
+    bad = client.get(url, {"status": "bogus"})
+    assert bad.status_code == 400
+    assert "status must be one of TODO, SUBMITTED, REVIEWED" in bad.content.decode()
+
+    outsider = Client()
+    outsider.force_login(workspace.outsider)
+    assert outsider.get(url).status_code == 404
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin)
+    run = batch_run_on_co(workspace, plugin, dry_run=True)
+    assert client.get(f"/runs/{run.pk}/preview/").status_code == 200
+    assert outsider.get(f"/runs/{run.pk}/preview/").status_code == 404
