@@ -7,10 +7,10 @@ import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from plugins_app.inputs import flat_json_text, json_trimmed
@@ -127,14 +127,27 @@ def log_rows(run_id: int, *, after: int, limit: int) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+# The raw SQL of the hot paths names tables and columns from the models' meta
+# (values are always parameters); `vendor` keys each cache, as a process has
+# one database.
+def _col(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column  # a concrete column
+    return connection.ops.quote_name(field.column)
+
+
+def _table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
 @functools.cache
 def _rows_sql(vendor: str) -> str:
-    meta, q = RunLogLine._meta, connection.ops.quote_name
+    line = RunLogLine
     names = ("id", "level", "created_at", "message", "extra")
-    columns = ", ".join(q(meta.get_field(n).column) for n in names)
-    run, pk = q(meta.get_field("run").column), q(meta.pk.column)
+    columns = ", ".join(_col(line, n) for n in names)
+    run, pk = _col(line, "run"), _col(line, "id")
     return (
-        f"SELECT {columns} FROM {q(meta.db_table)} "  # noqa: S608
+        f"SELECT {columns} FROM {_table(line)} "  # noqa: S608
         f"WHERE {run} = %s AND {pk} > %s ORDER BY {pk} LIMIT %s"
     )
 
@@ -142,33 +155,29 @@ def _rows_sql(vendor: str) -> str:
 @functools.cache
 def _held_sql(vendor: str, sessions: int) -> str:
     """(session, run id, item id) of the named sessions the instance on a
-    channel holds; `vendor` keys the cache (a process has one database)."""
-    item, instance = WorkItem._meta, PluginInstance._meta
-    q = connection.ops.quote_name
+    channel holds."""
+    item, instance = WorkItem, PluginInstance
     places = ", ".join(["%s"] * sessions)
     return (
-        f"SELECT w.{q(item.get_field('session').column)}, "  # noqa: S608
-        f"w.{q(item.get_field('run').column)}, w.{q(item.pk.column)} "
-        f"FROM {q(item.db_table)} w JOIN {q(instance.db_table)} i "
-        f"ON i.{q(instance.pk.column)} = w.{q(item.get_field('instance').column)} "
-        f"WHERE i.{q(instance.get_field('channel_name').column)} = %s "
-        f"AND w.{q(item.get_field('session').column)} IN ({places})"
+        f"SELECT w.{_col(item, 'session')}, w.{_col(item, 'run')}, "  # noqa: S608
+        f"w.{_col(item, 'id')} FROM {_table(item)} w JOIN {_table(instance)} i "
+        f"ON i.{_col(instance, 'id')} = w.{_col(item, 'instance')} "
+        f"WHERE i.{_col(instance, 'channel_name')} = %s "
+        f"AND w.{_col(item, 'session')} IN ({places})"
     )
 
 
 @functools.cache
 def _insert_sql(vendor: str) -> str:
-    meta = RunLogLine._meta
     names = ("run", "item", "level", "message", "extra", "created_at")
-    columns = ", ".join(
-        connection.ops.quote_name(meta.get_field(n).column) for n in names
-    )
+    columns = ", ".join(_col(RunLogLine, n) for n in names)
     # PostgreSQL takes the extra's JSON text into jsonb with a cast; SQLite
     # keeps JSONField values as that text.
     extra = "%s::jsonb" if vendor == "postgresql" else "%s"
-    table = connection.ops.quote_name(meta.db_table)
-    # Names from the model's meta, values as parameters: nothing user-supplied.
-    return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, {extra}, %s)"  # noqa: S608
+    return (
+        f"INSERT INTO {_table(RunLogLine)} ({columns}) "  # noqa: S608
+        f"VALUES (%s, %s, %s, %s, {extra}, %s)"
+    )
 
 
 def log_extra_json(extra: dict[str, Any]) -> str:
@@ -200,7 +209,7 @@ def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: object) -> TypeGuard[int | float]:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
