@@ -120,10 +120,10 @@ def _draw(
     return page, _padded(iban_box), _padded(currency_box)
 
 
-def _padded(bbox: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) → (x, y, width, height), 4 px around the
-    text, as a labeler draws it."""
-    left, top, right, bottom = bbox
+def _padded(bbox: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) → (x, y, width, height) in whole pixels, 4 px
+    around the text, as a labeler draws it."""
+    left, top, right, bottom = (round(v) for v in bbox)
     return (left - 4, top - 4, right - left + 8, bottom - top + 8)
 
 
