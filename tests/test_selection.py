@@ -215,3 +215,48 @@ def test_the_asset_table_filters_pages_and_keeps_tenants_apart(
     run = batch_run_on_co(workspace, plugin, dry_run=True)
     assert client.get(f"/runs/{run.pk}/preview/").status_code == 200
     assert outsider.get(f"/runs/{run.pk}/preview/").status_code == 404
+
+
+def test_a_preview_may_read_and_import_but_no_other_write(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin, CHANNEL)
+    run = batch_run_on_co(workspace, plugin, dry_run=True, preview_limit=1)
+    assert dispatch_pending(plugin.pk) == 1
+    key = job_key(CHANNEL, run)
+    asset = workspace.project.assets.get(pk=run.selection["ids"][0])
+    client = Client(HTTP_APIKEY=key)
+    listed = client.get(f"/v2/project/{workspace.project.pk}/assets")
+    assert [a["externalId"] for a in listed.json()["data"]["assets"]] == [
+        asset.external_id
+    ]
+    events = TaskEvent.objects.count()
+    box = {"x": 1, "y": 2, "width": 3, "height": 4}
+    imported = post_json(
+        client,
+        "/v2/import/labels",
+        {
+            "jsonContent": [
+                {
+                    "externalId": asset.external_id,
+                    "objects": [{"schemaId": "face-box", "bounding-box": box}],
+                }
+            ]
+        },
+    )
+    assert imported.status_code == 200, imported.content
+    assert "nothing was written" in imported.json()["data"]["project"]
+    issue = post_json(
+        client, "/v2/issues", {"content": "x", "labelTask": str(asset.task.pk)}
+    )
+    assert issue.status_code == 403
+    assert "preview (dry run): it writes nothing" in issue.json()["message"]
+    metadata = post_json(
+        client, f"/v2/task/{asset.task.pk}/metadata", {"metadata": {"a": 1}}
+    )
+    assert metadata.status_code == 403
+    asset.task.refresh_from_db()
+    assert asset.task.answer == {} and asset.task.metadata == {}
+    assert TaskEvent.objects.count() == events
+    assert not asset.task.issues.exists()

@@ -32,6 +32,13 @@ def run_for_api_key(request: HttpRequest) -> Run | None:
     return found.run
 
 
+# The calls a preview (Run.dry_run) may make besides reads: its logs, its REST
+# answer, and import_labels, whose labels it holds instead of writing
+# (runs/preview.py). Every other write (issues, metadata, batches, assets,
+# requeues, annotate) is refused, so a preview changes nothing.
+DRY_RUN_POSTS = frozenset({"plugin_log", "plugin_response", "import_labels"})
+
+
 def api_key_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
     """Passes the key's run to the view; refuses with JSON (the SDK reads JSON)."""
 
@@ -41,6 +48,16 @@ def api_key_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRes
         run = run_for_api_key(request)
         if run is None:
             return fail("Missing, unknown or expired apikey.", 401)
+        if (
+            run.dry_run
+            and request.method not in ("GET", "HEAD")
+            and view.__name__ not in DRY_RUN_POSTS
+        ):
+            return fail(
+                "This run is a preview (dry run): it writes nothing, so this call "
+                "is refused; run it for real to do this.",
+                403,
+            )
         return view(request, run, *args, **kwargs)
 
     # Marks the view for tests that try every apikey endpoint (test_api_key_scope).
