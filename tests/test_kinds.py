@@ -142,11 +142,13 @@ def test_a_kind_without_classes_needs_no_mapping_and_its_dialog_has_none(
 def test_an_event_plugin_says_it_runs_on_events_instead_of_not_runnable(
     workspace: Any, make_plugin: Any
 ) -> None:
-    make_plugin(type=PluginType.EVENT, class_names=[], name="Notifier")
+    plugin = make_plugin(type=PluginType.EVENT, class_names=[], name="Notifier").plugin
     client = Client()
     client.force_login(workspace.annotator)
 
     text = client.get(f"/projects/{workspace.project.pk}/").content.decode()
+    page = client.get(f"/plugins/{plugin.pk}/").content.decode()
 
     assert "runs on task events" in text
     assert "not runnable yet" not in text
+    assert "Runs by itself when a task event" in page
