@@ -207,7 +207,7 @@ def test_a_model_plugin_run_from_the_canvas_draws_its_objects(
     navigations = tab.mark()
     wait_until_live(page, registered, process)
 
-    canvas.locator("#canvas-plugins summary").click()
+    canvas.get_by_text("Run plugin", exact=True).click()
     canvas.get_by_role("menuitem", name="Face and coin detector · faces only").click()
 
     status = canvas.locator("#canvas-run-status")

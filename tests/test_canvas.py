@@ -13,7 +13,7 @@ from plugins_app.plugins.models import PluginType, Preset
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
 from plugins_app.runs.responses import item_respond
-from plugins_app.web.canvas import canvas_state
+from plugins_app.web.canvas import canvas_state, plugin_menus
 from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.services import prelabels_import
 from tests.builders import CHANNEL, connect_instance, new_run
@@ -113,6 +113,27 @@ def test_run_from_the_editor_uses_the_chosen_preset_or_the_suggested_mapping(
     assert state.status_code == 200
     assert state.json()["run"]["finished"] is False
 
+    # The menu's one-time mapping: coin left unmapped.
+    one_time = '{"face": "face-box", "coin": ""}'
+    reply = client.post(url, {"plugin": plugin.pk, "mapping": one_time})
+    assert reply.status_code == 201, reply.content
+    run = Run.objects.get(pk=reply.json()["run"]["id"])
+    assert run.class_mapping == [{"modelClass": "face", "schemaId": "face-box"}]
+    assert run.config_json == plugin.default_config
+
+
+def test_the_menu_offers_this_projects_presets_only(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(name="Detector", class_names=["face", "coin"]).plugin
+    plugin.projects.add(workspace.other_project)
+    for project, name in ((workspace.project, "mine"), (workspace.other_project, "x")):
+        Preset.objects.create(project=project, plugin=plugin, name=name)
+    task = workspace.asset("astronaut").task
+    (menu,) = plugin_menus(task)
+    assert [p.name for p in menu.presets] == ["mine"]
+    assert menu.classes == [("face", "face-box"), ("coin", "coin-box")]
+
 
 def test_the_canvas_endpoints_answer_bad_input_with_a_clear_4xx(
     workspace: Any, make_plugin: Any
@@ -133,6 +154,23 @@ def test_the_canvas_endpoints_answer_bad_input_with_a_clear_4xx(
     assert reply.status_code == 400 and reply.json()["error"]
     assert not Run.objects.exists()
     assert client.get(base + "run/").status_code == 405
+    for mapping, message in (
+        ("[1]", "must be a JSON object"),
+        ('{"face": 1}', "must be a JSON object"),
+        ("{oops", "Expecting property name"),
+        ('{"face": "no-such-label"}', "no-such-label"),
+        ('{"wing": "face-box"}', "wing"),
+    ):
+        connect_instance(model, CHANNEL)
+        reply = client.post(base + "run/", {"plugin": model.pk, "mapping": mapping})
+        assert reply.status_code == 400, (mapping, reply.content)
+        assert message in reply.json()["error"], (mapping, reply.json())
+    preset = Preset.objects.create(project=workspace.project, plugin=model, name="p")
+    reply = client.post(
+        base + "run/", {"plugin": model.pk, "preset": preset.pk, "mapping": "{}"}
+    )
+    assert reply.status_code == 400 and "not both" in reply.json()["error"]
+    assert not Run.objects.exists()
     assert client.get(base + "?run=abc").status_code == 400
 
     # Another organization's task and run stay out of reach.

@@ -17,10 +17,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 
-from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.plugins.models import Plugin, PluginType, Preset
+from plugins_app.plugins.presets import suggested_mapping
 from plugins_app.runs.models import Run
 from plugins_app.runs.selectors import MAX_DRAWN_SHAPES
 from plugins_app.workspace import events
@@ -172,15 +173,34 @@ def classification_fields(definitions: object) -> list[dict[str, Any]]:
 
 
 def model_plugins(task: Task) -> QuerySet[Plugin]:
-    """The project's Model plugins the canvas menu offers, with their presets
-    (the project's saved mappings) prefetched."""
-    return (
-        task.project.plugins.filter(
-            organization_id=task.project.organization_id, type=PluginType.MODEL
-        )
-        .prefetch_related("presets")
-        .order_by("name")
+    """The project's Model plugins the canvas menu offers."""
+    return task.project.plugins.filter(
+        organization_id=task.project.organization_id, type=PluginType.MODEL
+    ).order_by("name")
+
+
+@dataclass(frozen=True)
+class PluginMenu:
+    """One Model plugin in the canvas's Run menu: this project's presets (its
+    saved mappings), and each class with the label the Run dialog suggests
+    (the one-time mapping form's initial choice)."""
+
+    plugin: Plugin
+    presets: list[Preset]
+    classes: list[tuple[str, str]]
+
+
+def plugin_menus(task: Task) -> list[PluginMenu]:
+    project = task.project
+    plugins = model_plugins(task).prefetch_related(
+        Prefetch("presets", queryset=Preset.objects.filter(project=project))
     )
+    menus = []
+    for plugin in plugins:
+        suggested = suggested_mapping(plugin, project)
+        classes = [(c, suggested.get(c, "")) for c in plugin.class_names]
+        menus.append(PluginMenu(plugin, list(plugin.presets.all()), classes))
+    return menus
 
 
 def canvas_state(task: Task) -> dict[str, Any]:
@@ -234,5 +254,8 @@ def canvas_context(task: Task) -> dict[str, Any]:
     return {
         "canvas": state,
         "canvas_labels": [t for t in state["tools"] if t["editable"]],
-        "canvas_plugins": model_plugins(task),
+        "canvas_plugins": plugin_menus(task),
+        "canvas_entries": [
+            e for e in task.project.ontology_entries() if e.get("schemaId")
+        ],
     }

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.presets import suggested_mapping
 from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
 from plugins_app.web import access
@@ -43,8 +44,9 @@ def canvas_run(
     request: AuthenticatedHttpRequest, project_id: int, task_id: int
 ) -> JsonResponse:
     """Run a Model plugin on this task's asset with a preset of the project
-    (its saved mapping and config) or, without one, the mapping the Run dialog
-    suggests: the same run_create, with the same checks, as the Run dialog."""
+    (its saved mapping and config), a one-time mapping from the menu, or the
+    mapping the Run dialog suggests: the same run_create, with the same
+    checks, as the Run dialog."""
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
     plugin_id = request.POST.get("plugin", "")
@@ -56,15 +58,24 @@ def canvas_run(
             {"error": "That is not a Model plugin of this project."}, status=400
         )
     preset = access.get_preset(project, plugin, request.POST.get("preset"))
+    mapping = suggested_mapping(plugin, project)
+    if "mapping" in request.POST:
+        if preset is not None:
+            return JsonResponse(
+                {"error": "Choose a preset or a one-time mapping, not both."},
+                status=400,
+            )
+        try:
+            mapping = _one_time_mapping(request.POST["mapping"])
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
     try:
         run = run_create(
             RunRequest(
                 plugin=plugin,
                 project=project,
                 user=request.user,
-                class_mapping=preset.class_mapping
-                if preset
-                else suggested_mapping(plugin, project),
+                class_mapping=preset.class_mapping if preset else mapping,
                 config_json=preset.config_json if preset else plugin.default_config,
                 external_ids=[task.asset.external_id],
                 batch_ids=[],
@@ -73,3 +84,17 @@ def canvas_run(
     except RunRequestError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"run": run_outcome(run, task)}, status=201)
+
+
+def _one_time_mapping(text: str) -> dict[str, str]:
+    """The menu's one-time mapping, JSON {model class: schemaId or ""};
+    run_create checks the classes and labels themselves."""
+    value = json_loads_bounded(text, what="The mapping")
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(
+            'The mapping must be a JSON object like {"face": "face-box"} '
+            "(model class to label schemaId)."
+        )
+    return value

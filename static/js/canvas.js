@@ -410,19 +410,21 @@
     }
   };
 
-  async function runPlugin(button) {
+  // A preset's button, or the one-time mapping form ({model class: schemaId}).
+  async function runPlugin(name, plugin, preset, mapping) {
     const body = new FormData();
-    body.set("plugin", button.dataset.plugin);
-    body.set("preset", button.dataset.preset || "");
+    body.set("plugin", plugin);
+    if (preset) body.set("preset", preset);
+    if (mapping) body.set("mapping", JSON.stringify(mapping));
     $("canvas-plugins").open = false;
-    say(`Starting ${button.textContent.trim()}…`);
+    say(`Starting ${name}…`);
     const response = await fetch(state.runUrl, { method: "POST", body, headers: { "X-CSRFToken": csrf() }, credentials: "same-origin" });
     const reply = await response.json().catch(() => ({ error: `The hub answered ${response.status}.` }));
     if (!response.ok) {
       say(reply.error || `The hub answered ${response.status}.`);
       return;
     }
-    watch(reply.run, button.textContent.trim());
+    watch(reply.run, name);
   }
 
   async function watch(run, name) {
@@ -459,7 +461,14 @@
     const toolButton = event.target.closest("[data-tool]");
     if (toolButton && editable) setTool(toolButton.dataset.tool);
     const runButton = event.target.closest(".canvas-run");
-    if (runButton) runPlugin(runButton);
+    if (runButton) runPlugin(runButton.textContent.trim(), runButton.dataset.plugin, runButton.dataset.preset);
+  });
+  root.addEventListener("submit", (event) => {
+    const form = event.target.closest(".canvas-run-form");
+    if (!form) return;
+    event.preventDefault();
+    const mapping = Object.fromEntries([...form.querySelectorAll("select")].map((s) => [s.name, s.value]));
+    runPlugin(form.querySelector("button").textContent.replace(/^Run /, ""), form.dataset.plugin, "", mapping);
   });
   $("canvas-accept-all").addEventListener("click", acceptAll);
   $("canvas-delete").addEventListener("click", removeSelected);
