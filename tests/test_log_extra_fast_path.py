@@ -1,0 +1,67 @@
+"""The fast path for log extras (inputs.flat_json_text) keeps exactly what the
+json_trimmed walk keeps: a flat extra it takes is stored as the walk would
+store it, and anything the walk would cut, mark or convert (NaN, nesting,
+past HUB_MAX_LOG_EXTRA_BYTES) goes to the walk. Pure functions, no database."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugins_app.inputs import flat_json_text
+from plugins_app.runs.logs import bounded_log_extra, log_extra_json
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN and ±Infinity included
+    | st.text(max_size=40)
+)
+EXTRAS = st.dictionaries(
+    st.text(max_size=12),
+    SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(st.text(), SCALARS),
+    max_size=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(extra=EXTRAS, limit=st.integers(min_value=0, max_value=300))
+def test_the_fast_path_stores_what_the_walk_keeps(
+    extra: dict[str, Any], limit: int
+) -> None:
+    from django.conf import settings as django_settings
+
+    before = django_settings.HUB_MAX_LOG_EXTRA_BYTES
+    django_settings.HUB_MAX_LOG_EXTRA_BYTES = limit
+    try:
+        stored = log_extra_json(extra)
+        walked = bounded_log_extra(extra)
+    finally:
+        django_settings.HUB_MAX_LOG_EXTRA_BYTES = before
+    # Valid JSON for SQLite's JSON_VALID and jsonb: no NaN/Infinity constants.
+    assert json.loads(stored, parse_constant=_refuse) == walked
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} stored as a JSON constant")
+
+
+def test_only_flat_finite_extras_that_fit_take_the_fast_path() -> None:
+    flat = {"progress": 3, "total": 10, "model": "yolo", "score": 0.5, "ok": None}
+    assert flat_json_text(flat, max_depth=64, max_chars=1000) == json.dumps(flat)
+    assert flat_json_text({}, max_depth=64, max_chars=1000) == "{}"
+    for walked in (
+        {"score": float("nan")},
+        {"x": -float("inf")},
+        {"nested": {"a": 1}},
+        {"list": [1]},
+        {1: "not a str key"},
+        {"long": "x" * 2000},
+        ["not", "a", "dict"],
+    ):
+        assert flat_json_text(walked, max_depth=64, max_chars=1000) is None, walked
+    assert flat_json_text(flat, max_depth=0, max_chars=1000) is None
