@@ -149,7 +149,7 @@ def describe(selection: Selection, project: Project) -> str:
     if selection.prelabel_plugin is not None:
         parts.append(f"pre-label from plugin #{selection.prelabel_plugin}")
     if selection.ids:
-        parts.append(f"{len(selection.ids)} ticked row(s)")
+        parts.append("the ticked rows")
     return ", ".join(parts) or "every asset of the project"
 
 
