@@ -56,7 +56,7 @@ confidence, so every face scores 1.0.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,13 +208,9 @@ _COIN_MAX_RING_SPREAD = 0.5
 def _coins(
     gray: np.ndarray, config: Mapping[str, Any]
 ) -> list[tuple[float, float, float, float, float]]:
-    min_radius = _int(config, "min_radius", minimum=2)
-    max_radius = _int(config, "max_radius", minimum=2)
-    if max_radius < min_radius:
-        raise ValueError(
-            f"config 'max_radius' ({max_radius}) is smaller than 'min_radius' "
-            f"({min_radius})"
-        )
+    min_radius, max_radius = (
+        int(v) for v in _span(config, "min_radius", "max_radius", _int, minimum=2)
+    )
     min_votes = _float(config, "min_votes", minimum=0.0)
     edges = canny(gray, sigma=2.0)
     if not edges.any():
@@ -273,13 +269,7 @@ def _coins(
 def _blobs(
     gray: np.ndarray, config: Mapping[str, Any]
 ) -> list[tuple[float, float, float, float, float]]:
-    min_sigma = _float(config, "min_sigma", minimum=0.5)
-    max_sigma = _float(config, "max_sigma", minimum=0.5)
-    if max_sigma < min_sigma:
-        raise ValueError(
-            f"config 'max_sigma' ({max_sigma}) is smaller than 'min_sigma' "
-            f"({min_sigma})"
-        )
+    min_sigma, max_sigma = _span(config, "min_sigma", "max_sigma", _float, minimum=0.5)
     num_sigma = _int(config, "num_sigma", minimum=1)
     threshold = _float(config, "threshold", minimum=0.0)
     box_scale = _float(config, "box_scale", minimum=0.1)
@@ -377,6 +367,24 @@ def _float(config: Mapping[str, Any], key: str, *, minimum: float) -> float:
     if number < minimum:
         raise ValueError(f"config {key!r} must be >= {minimum}, got {number}")
     return number
+
+
+def _span(
+    config: Mapping[str, Any],
+    low_key: str,
+    high_key: str,
+    read: Callable[..., float],
+    *,
+    minimum: float,
+) -> tuple[float, float]:
+    """A (smallest, largest) pair of config values, both at least `minimum`."""
+    low = read(config, low_key, minimum=minimum)
+    high = read(config, high_key, minimum=minimum)
+    if high < low:
+        raise ValueError(
+            f"config {high_key!r} ({high}) is smaller than {low_key!r} ({low})"
+        )
+    return low, high
 
 
 def _size(config: Mapping[str, Any], key: str, *, auto: int) -> int:

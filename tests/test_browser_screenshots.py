@@ -47,6 +47,30 @@ def log_in(page: Any, url: str, username: str) -> None:
     expect(page.locator(".topbar .who")).to_contain_text(username)
 
 
+def open_run_dialog(page: Any, project: Project, plugin: Plugin) -> Any:
+    run_url = f"/projects/{project.pk}/plugins/{plugin.pk}/run/"
+    page.locator(f'#project-plugins button[hx-get="{run_url}"]').click()
+    dialog = page.locator("dialog#dialog")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def run_and_wait(page: Any, dialog: Any, plugin: Plugin, process: Any) -> Run:
+    """Click Run once the plugin is connected; the run page, once succeeded."""
+    poll(
+        page,
+        PluginInstance.objects.live().filter(plugin=plugin).exists,
+        lambda: f"{plugin.name} to connect:\n{process.log()}",
+        60,
+    )
+    dialog.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
+    run = Run.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+    assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    return run
+
+
 def test_screenshots_of_every_page_from_the_demo(
     transactional_db: Any,
     live_hub: Any,
@@ -77,27 +101,13 @@ def test_screenshots_of_every_page_from_the_demo(
     shoot(page, "project")
 
     # The Run dialog, filled in as the README's first task says.
-    run_url = f"/projects/{project.pk}/plugins/{model.pk}/run/"
-    page.locator(f'#project-plugins button[hx-get="{run_url}"]').click()
-    dialog = page.locator("dialog#dialog")
-    expect(dialog).to_be_visible()
+    dialog = open_run_dialog(page, project, model)
     dialog.get_by_label("face", exact=True).select_option(value="face-box")
     dialog.get_by_label("coin", exact=True).select_option(value="coin-box")
     dialog.get_by_label("Asset external IDs").fill("astronaut, coins")
     shoot(page, "run-dialog", full_page=False)
 
-    poll(
-        page,
-        PluginInstance.objects.live().filter(plugin=model).exists,
-        lambda: f"the example plugin to connect:\n{process.log()}",
-        60,
-    )
-    dialog.get_by_role("button", name="Run", exact=True).click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    run = Run.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
-    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
-    run.refresh_from_db()
-    assert run.status == Run.Status.SUCCEEDED, (run.error, process.log())
+    run_and_wait(page, dialog, model, process)
     # The face on the astronaut, the 24 coins on coins, and nothing else.
     log = page.locator("#run-log")
     expect(log).to_contain_text("Detected 0 coin, 1 face")
@@ -134,18 +144,7 @@ def test_screenshots_of_every_page_from_the_demo(
     # The demo's first Export, run as the dialog comes (the Complete stage is
     # ticked): a file with the reviewed tasks' boxes, not an empty one.
     page.goto(f"{url}/projects/{project.pk}/")
-    run_url = f"/projects/{project.pk}/plugins/{export.pk}/run/"
-    page.locator(f'#project-plugins button[hx-get="{run_url}"]').click()
-    expect(dialog).to_be_visible()
-    poll(
-        page,
-        PluginInstance.objects.live().filter(plugin=export).exists,
-        lambda: f"the export plugin to connect:\n{exporter.log()}",
-        60,
-    )
-    dialog.get_by_role("button", name="Run", exact=True).click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=60_000)
+    run_and_wait(page, open_run_dialog(page, project, export), export, exporter)
     download = page.get_by_role("link", name=re.compile("Download"))
     expect(download).to_be_visible()
     shoot(page, "export-run")

@@ -20,6 +20,7 @@ import pytest
 
 from plugins_app.demo.seed import DEMO_LOGINS, DEMO_PASSWORD
 from tests.hub import free_port, wait_for
+from tests.production import browser_login
 
 pytestmark = [pytest.mark.sdk, pytest.mark.slow]
 
@@ -72,21 +73,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def login(url: str, username: str) -> httpx.Client:
-    browser = httpx.Client(base_url=url, timeout=20)
-    page = browser.get("/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert token, page.text
-    response = browser.post(
-        "/login/",
-        data={
-            "username": username,
-            "password": DEMO_PASSWORD,
-            "csrfmiddlewaretoken": token.group(1),
-        },
+def interrupt(process: subprocess.Popen[bytes], children: set[int]) -> None:
+    """Ctrl-C: runhub exits, and so does every process it started."""
+    process.send_signal(signal.SIGINT)
+    wait_for(lambda: process.poll() is not None, timeout=20, what="runhub to exit")
+    wait_for(
+        lambda: not any(alive(pid) for pid in children),
+        timeout=10,
+        what="every child of runhub to exit",
     )
-    assert response.status_code == 302, response.text
-    return browser
 
 
 @pytest.fixture
@@ -154,7 +149,9 @@ def test_runhub_is_quiet_and_ctrl_c_stops_everything(hub_env: dict[str, str]) ->
         # Idle, with what a browser does all the time: polls and page loads,
         # then one refused page (an annotator may not register plugins).
         idle_from = len(console.lines)
-        annotator = login(url, "annotator")
+        annotator = httpx.Client(
+            base_url=url, timeout=20, headers={"Cookie": browser_login(url)}
+        )
         for _ in range(3):
             assert httpx.get(f"{url}/healthz", timeout=20).status_code == 200
             assert annotator.get("/").status_code == 200
@@ -171,13 +168,7 @@ def test_runhub_is_quiet_and_ctrl_c_stops_everything(hub_env: dict[str, str]) ->
         children = descendants(process.pid)
         assert len(children) >= EXAMPLES + 2, children  # + server and worker
         stopped_from = len(console.lines)
-        process.send_signal(signal.SIGINT)
-        wait_for(lambda: process.poll() is not None, timeout=20, what="runhub to exit")
-        wait_for(
-            lambda: not any(alive(pid) for pid in children),
-            timeout=10,
-            what="every child of runhub to exit",
-        )
+        interrupt(process, children)
         after = console.text(stopped_from)
         assert "restarting" not in after, after
         assert "Traceback" not in after, after
@@ -210,13 +201,7 @@ def test_runhub_stops_what_it_started_when_stopped_during_start_up(
             lambda: len(descendants(process.pid)) >= 2, timeout=60, what="children"
         )
         children = descendants(process.pid)
-        process.send_signal(signal.SIGINT)
-        wait_for(lambda: process.poll() is not None, timeout=20, what="runhub to exit")
-        wait_for(
-            lambda: not any(alive(pid) for pid in children),
-            timeout=10,
-            what="every child of runhub to exit",
-        )
+        interrupt(process, children)
         assert "Traceback" not in console.text(), console.text()
     finally:
         if process.poll() is None:
