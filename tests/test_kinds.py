@@ -17,6 +17,7 @@ from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.plugins.presets import PresetError, preset_save
 from plugins_app.runs.models import Run
 from plugins_app.runs.workflow import stage_settings
+from plugins_app.workspace.models import Storage
 from tests.builders import connect_instance
 from tests.test_api import bearer, post_json
 
@@ -152,3 +153,34 @@ def test_an_event_plugin_says_it_runs_on_events_instead_of_not_runnable(
     assert "runs on task events" in text
     assert "not runnable yet" not in text
     assert "Runs by itself when a task event" in page
+
+
+@pytest.mark.parametrize(
+    ("kind", "inputs", "field"),
+    [
+        (PluginType.EXPORT, {"stages": 5}, "stages"),
+        (PluginType.EXPORT, {"stages": "Complete"}, "stages"),
+        (PluginType.FILE_EXPLORER, {"storage_id": "S", "files": 7}, "files"),
+        (PluginType.MARKDOWN, {"csv_base64": ["x"], "markdown_text": {}}, "csv_file"),
+    ],
+)
+def test_a_kinds_inputs_of_the_wrong_shape_are_a_400(
+    workspace: Any, make_plugin: Any, kind: str, inputs: dict, field: str
+) -> None:
+    plugin = make_plugin(type=kind, class_names=[]).plugin
+    connect_instance(plugin)
+    if inputs.get("storage_id") == "S":
+        storage = Storage.objects.create(
+            organization=workspace.org, name="S", provider="s3", bucket="b"
+        )
+        inputs = {**inputs, "storage_id": storage.pk}
+
+    response = post_json(
+        bearer(workspace.admin),
+        "/api/runs",
+        {"plugin_id": plugin.pk, "project_id": workspace.project.pk, "inputs": inputs},
+    )
+
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"]
+    assert not Run.objects.exists()

@@ -54,7 +54,13 @@ class ExportKind(Kind):
     ) -> dict[str, Any]:
         """The workflow stages to export (the job's `stage`; [] = every stage)."""
         known = project_stage_names(project)
-        wanted = list(dict.fromkeys(str(s) for s in inputs.get("stages") or [] if s))
+        given = inputs.get("stages") or []
+        if not isinstance(given, list):
+            errors.setdefault("stages", []).append(
+                "Give the stages as a list of names."
+            )
+            return {"stages": []}
+        wanted = list(dict.fromkeys(str(s) for s in given if s))
         unknown = [s for s in wanted if s not in known]
         if unknown:
             errors.setdefault("stages", []).append(

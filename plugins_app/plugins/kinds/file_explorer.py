@@ -77,7 +77,11 @@ class FileExplorerKind(Kind):
             )
             return {}
         folder = str(inputs.get("folder") or "").strip().lstrip("/")
-        files = [str(f).strip() for f in inputs.get("files") or [] if str(f).strip()]
+        given = inputs.get("files") or []
+        if not isinstance(given, list):
+            errors.setdefault("files", []).append("Give the files as a list of keys.")
+            given = []
+        files = [str(f).strip() for f in given if str(f).strip()]
         if len(folder) > 1000 or len(files) > 10_000:
             errors.setdefault("folder", []).append(
                 "The folder or file list is too long."
