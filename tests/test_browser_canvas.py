@@ -299,3 +299,30 @@ def test_a_labeler_draws_a_polygon_and_answers_classifications_on_the_canvas(
     assert task.answer["classifications"] == [{"schemaId": "scene", "answer": "photo"}]
     event = task.events.get(name=events.LABEL_SUBMITTED)
     assert event.data["answer"] == task.answer
+
+
+def test_the_canvas_menu_runs_with_a_one_time_mapping_and_shows_a_refusal(
+    workspace: Any,
+    make_plugin: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    """The one-time mapping form posts the chosen labels; the hub's refusal
+    (here: no instance connected) is shown on the canvas and nothing runs."""
+    plugin = make_plugin(name="Offline detector", class_names=["face", "coin"]).plugin
+    task = workspace.asset("astronaut").task
+    page = tab.page
+    log_in(page, live_hub, "bob")
+    canvas = open_canvas(page, live_hub, workspace, task)
+    canvas.get_by_text("Run plugin", exact=True).click()
+    canvas.get_by_text("Offline detector · one-time mapping…").click()
+    coin = canvas.get_by_label("Offline detector: coin")
+    expect(coin).to_have_value("coin-box")  # the suggested mapping
+    coin.select_option(value="")
+    with page.expect_request("**/canvas/run/") as sent:
+        canvas.get_by_role("button", name="Run Offline detector").click()
+    assert '{"face":"face-box","coin":""}' in (sent.value.post_data or "")
+
+    status = canvas.locator("#canvas-run-status")
+    expect(status).to_contain_text("No instance of “Offline detector” is connected")
+    assert not Run.objects.filter(plugin=plugin).exists()
