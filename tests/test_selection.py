@@ -247,6 +247,12 @@ def test_a_preview_may_read_and_import_but_no_other_write(
     )
     assert imported.status_code == 200, imported.content
     assert "nothing was written" in imported.json()["data"]["project"]
+    shown = bearer(workspace.annotator).get(f"/api/runs/{run.pk}").json()
+    assert shown["dry_run"] and shown["selection"] == {"q": "co", "ids": [asset.pk]}
+    assert [(p["external_id"], p["problems"]) for p in shown["previews"]] == [
+        (asset.external_id, [])
+    ]
+    assert shown["previews"][0]["answer"]["tools"][0]["bounding-box"] == box
     issue = post_json(
         client, "/v2/issues", {"content": "x", "labelTask": str(asset.task.pk)}
     )
