@@ -16,6 +16,7 @@ from plugins_app.runs.creation import RunRequest, run_create
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import PreviewAnswer, Run
 from plugins_app.runs.preview import hold_import
+from plugins_app.runs.responses import item_respond
 from plugins_app.workspace import selection
 from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
 from tests.builders import CHANNEL, connect_instance
@@ -266,3 +267,55 @@ def test_a_preview_may_read_and_import_but_no_other_write(
     assert asset.task.answer == {} and asset.task.metadata == {}
     assert TaskEvent.objects.count() == events
     assert not asset.task.issues.exists()
+
+
+def test_a_model_preview_reports_problems_per_object_and_writes_nothing(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin, CHANNEL)
+    run = run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=["astronaut", "coins", "camera", "moon"],
+            batch_ids=[],
+            dry_run=True,
+        ),
+        dispatch=False,
+    )
+    assert run_assets_of(run) == ["astronaut", "camera", "coins"]  # the first 3
+    dispatch_pending(plugin.pk)
+    events = TaskEvent.objects.count()
+    good = {"schemaId": "face-box", "bounding-box": {"x": 1, "y": 2, "width": 30}}
+    good["bounding-box"]["height"] = 40
+    outside = {"schemaId": "face-box", "bounding-box": {"x": -5, "y": 2}}
+    outside["bounding-box"] |= {"width": 99999, "height": 4}
+    unmapped = {"schemaId": "coin-box", "bounding-box": good["bounding-box"]}
+    item = run.items.get(asset__external_id="astronaut")
+    answer = {"objects": [good, outside, unmapped]}
+    word = item_respond(
+        session=item.session, payload={"response": answer}, channel_name=CHANNEL
+    )
+    assert word == "done"
+    kept = PreviewAnswer.objects.get(run=run)
+    assert len(kept.answer["tools"]) == 3  # every object it returned, drawn
+    assert len(kept.problems) == 2, kept.problems
+    assert any("objects[1]" in p for p in kept.problems), kept.problems
+    assert any("objects[2]" in p for p in kept.problems), kept.problems
+    astronaut = workspace.asset("astronaut").task
+    assert astronaut.answer == {} and astronaut.prelabel_run_id is None
+    assert TaskEvent.objects.count() == events
+    assert not AnswerWrite.objects.exists()
+
+    client = Client()
+    client.force_login(workspace.annotator)
+    fragment = client.get(f"/runs/{run.pk}/preview/").content.decode()
+    assert "2 problem(s)" in fragment and "Waiting for the plugin" in fragment
+
+
+def run_assets_of(run: Run) -> list[str]:
+    return sorted(i.asset.external_id for i in run.items.select_related("asset"))
