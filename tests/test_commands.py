@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from PIL import Image
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginTrigger, PluginType
 from plugins_app.runs.models import Run
@@ -209,7 +210,14 @@ def test_it_seeds_the_demo_idempotently(
     # The invoices are drawn documents (not photos), their labels on the text.
     for asset in invoices.assets.all():
         assert asset.external_id.startswith("invoice-")
-        assert (Path(settings.MEDIA_ROOT) / asset.file).is_file()
+        page = Image.open(Path(settings.MEDIA_ROOT) / asset.file).convert("L")
+        assert page.size == (asset.width, asset.height)
+        for tool in asset.task.answer["tools"]:
+            box = tool["bounding-box"]
+            inside = page.crop(
+                (box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"])
+            )
+            assert inside.getextrema()[0] < 100, tool  # dark text in the box
     # Two tasks a person labeled and a reviewer accepted, once (the second
     # seed left them alone): the first Export has rows, the canvas human work.
     done = Task.objects.filter(
