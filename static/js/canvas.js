@@ -10,7 +10,7 @@
   "use strict";
   const root = document.getElementById("canvas");
   const stateNode = document.getElementById("canvas-state");
-  if (!root || !stateNode || !window.Annotorious || !window.CanvasShapes || !window.CanvasFields) return;
+  if (!root || !stateNode || !window.Annotorious || !window.CanvasShapes || !window.CanvasFields || !window.CanvasRun) return;
 
   const $ = (id) => document.getElementById(id);
   const image = $("canvas-image");
@@ -33,6 +33,8 @@
   let counter = 0;
   let anno = null;
   let editable = false;
+  // Changes not submitted yet: a run's answer arriving replaces them (said so).
+  let dirty = false;
 
   // --- answer objects <-> Annotorious annotations ----------------------------------
   function itemFromObject(entry) {
@@ -200,6 +202,7 @@
     items.splice(at, 1);
     byId.delete(item.id);
     removed.set(item.id, { item, at });
+    dirty = true;
     if (drawn(item) && anno) anno.removeAnnotation(item.id);
     selectedId = null;
     if (items.length) select(items[Math.min(at, items.length - 1)].id);
@@ -222,6 +225,7 @@
     if (!item || !editable || !tools.has(schemaId)) return;
     item.schemaId = schemaId;
     item.changed = true;
+    dirty = true;
     if (item.classifications) {
       const allowed = new Set(tools.get(schemaId).classificationIds || []);
       const kept = item.classifications.filter((c) => allowed.has(c.schemaId));
@@ -293,6 +297,7 @@
     };
     items.push(item);
     byId.set(item.id, item);
+    dirty = true;
     anno.updateAnnotation(toAnnotation(item));
     selectedId = item.id;
     renderList();
@@ -305,6 +310,7 @@
     if (g && drawn(item) && geometryChanged(item, g)) {
       item.changed = !item.isNew;
       item.accepted = true;
+      dirty = true;
     }
     renderList(false);
   }
@@ -327,6 +333,7 @@
     items = state.objects.map(itemFromObject);
     byId = new Map(items.map((i) => [i.id, i]));
     removed = new Map();
+    dirty = false;
     selectedId = null;
     const top = $("canvas-classifications");
     if (top) buildFields(top, state.classifications, state.answer.classifications, "cls", editable);
@@ -401,60 +408,22 @@
     root.dataset.ready = "true";
   }
 
-  // --- run from the editor ------------------------------------------------------------
-  const csrf = () => {
-    try {
-      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
-    } catch {
-      return "";
-    }
-  };
-
-  // A preset's button, or the one-time mapping form ({model class: schemaId}).
-  async function runPlugin(name, plugin, preset, mapping) {
-    const body = new FormData();
-    body.set("plugin", plugin);
-    if (preset) body.set("preset", preset);
-    if (mapping) body.set("mapping", JSON.stringify(mapping));
-    $("canvas-plugins").open = false;
-    say(`Starting ${name}…`);
-    const response = await fetch(state.runUrl, { method: "POST", body, headers: { "X-CSRFToken": csrf() }, credentials: "same-origin" });
-    const reply = await response.json().catch(() => ({ error: `The hub answered ${response.status}.` }));
-    if (!response.ok) {
-      say(reply.error || `The hub answered ${response.status}.`);
-      return;
-    }
-    watch(reply.run, name);
-  }
-
-  async function watch(run, name) {
-    const link = { href: run.url, text: `run #${run.id}` };
-    say(`${name}: ${run.statusLabel.toLowerCase()}; its objects appear here when it answers.`, link);
-    for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const response = await fetch(`${state.stateUrl}?run=${run.id}`, { credentials: "same-origin" });
-      if (!response.ok) {
-        say(`Could not follow the run (${response.status}).`, link);
-        return;
-      }
-      const next = await response.json();
-      const now = next.run;
-      if (!now.finished) {
-        say(`${name}: ${now.statusLabel.toLowerCase()}…`, link);
-        continue;
-      }
-      if (now.outcome === "written") {
-        load(next);
-        const fresh = items.filter((i) => i.source.run === run.id).length;
-        say(`${name} wrote ${fresh} object(s): accept (a), fix or delete them, then Submit.`, link);
-      } else if (now.outcome === "skipped") {
-        say(`${name} did not write: ${now.reason}`, link);
-      } else {
-        say(`${name} ended ${now.statusLabel.toLowerCase()}${now.error ? `: ${now.error}` : " without writing"}.`, link);
-      }
-      return;
-    }
-  }
+  // --- run from the editor (canvas-run.js) ---------------------------------------------
+  const runPlugin = window.CanvasRun.runner({
+    runUrl: () => state.runUrl,
+    stateUrl: () => state.stateUrl,
+    say,
+    closeMenu: () => {
+      $("canvas-plugins").open = false;
+    },
+    // The run wrote this task's answer: the canvas shows it, ready to review.
+    written(next, run, name, link) {
+      const lost = dirty ? " Your changes not submitted yet were replaced by its answer." : "";
+      load(next);
+      const fresh = items.filter((i) => i.source.run === run.id).length;
+      say(`${name} wrote ${fresh} object(s): accept (a), fix or delete them, then Submit.${lost}`, link);
+    },
+  });
 
   // --- wiring -------------------------------------------------------------------------
   root.addEventListener("click", (event) => {
@@ -481,13 +450,17 @@
   });
   selectedLabel.addEventListener("change", () => relabel(selectedLabel.value));
   root.addEventListener("change", (event) => {
-    if (event.target.closest("#canvas-classifications")) renderList(false);
+    if (event.target.closest("#canvas-classifications")) {
+      dirty = true;
+      renderList(false);
+    }
     if (event.target.closest("#canvas-object-classifications")) {
       const item = byId.get(selectedId);
       if (!item || !editable) return;
       item.classifications = mergeAnswers(item.classifications, $("canvas-object-classifications"));
       item.nestedChanged = true;
       item.changed = !item.isNew;
+      dirty = true;
       accept(item);
       renderList(false);
     }
