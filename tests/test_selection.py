@@ -319,3 +319,28 @@ def test_a_model_preview_reports_problems_per_object_and_writes_nothing(
 
 def run_assets_of(run: Run) -> list[str]:
     return sorted(i.asset.external_id for i in run.items.select_related("asset"))
+
+
+def test_a_batch_preview_without_a_selection_takes_its_first_assets(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    connect_instance(plugin)
+    run = run_create(
+        RunRequest(
+            plugin=plugin,
+            project=workspace.project,
+            user=workspace.annotator,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=[],
+            batch_ids=[workspace.batch_a.pk],
+            dry_run=True,
+        ),
+        dispatch=False,
+    )
+    first = list(
+        workspace.batch_a.assets.order_by("external_id").values_list("pk", flat=True)
+    )[:3]
+    assert run.selection == {"ids": first} and run.assets_total == 3
+    assert run.batch_ids == [workspace.batch_a.pk]
