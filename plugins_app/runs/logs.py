@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -93,8 +94,9 @@ def _logs_store(
         if held_item is None:
             continue
         run_id, item_id = held_item
+        level, message = _no_nul(r.level), _no_nul(r.message)
         rows.append(
-            (run_id, item_id, r.level, r.message, log_extra_json(r.extra), created_at)
+            (run_id, item_id, level, message, log_extra_json(r.extra), created_at)
         )
         done, total = r.extra.get("progress"), r.extra.get("total")
         if _is_count(done) and _is_count(total):
@@ -189,7 +191,22 @@ def log_extra_json(extra: dict[str, Any]) -> str:
         max_depth=settings.HUB_MAX_JSON_DEPTH,
         max_chars=settings.HUB_MAX_LOG_EXTRA_BYTES,
     )
-    return json.dumps(bounded_log_extra(extra)) if text is None else text
+    if text is None:
+        text = json.dumps(bounded_log_extra(extra))
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb refuses \u0000 (and would fail the whole batch).
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    return text
+
+
+# A NUL as JSON escapes it: \u0000 after an even number of backslashes (an odd
+# number means the backslash itself is escaped and the text is literal).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text columns refuse NUL; it shows as U+FFFD, as in a browser.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def bounded_log_extra(extra: dict[str, Any]) -> dict[str, Any]:
