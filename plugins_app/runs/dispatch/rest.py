@@ -3,6 +3,7 @@ connector's heartbeat probe; its POST /v2/pluginLog and /v2/pluginResponse."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -69,9 +70,13 @@ def dispatch_rest(plugin_id: int) -> int:
         item.instance = instance
         with transaction.atomic():
             if lease([item], hold=hold):
-                item_id = item.pk
-                transaction.on_commit(lambda i=item_id: deliver_connector_job.delay(i))
+                transaction.on_commit(functools.partial(_deliver_later, item.pk))
                 sent += 1
+
+
+def _deliver_later(item_id: int) -> None:
+    # A Celery task makes the HTTP call: never in the request that leased.
+    deliver_connector_job.delay(item_id)
 
 
 def connector_deliver(item_id: int) -> str:
@@ -95,6 +100,7 @@ def connector_deliver(item_id: int) -> str:
         return "refused"
     with transaction.atomic():
         job = job_with_key(item)
+    assert item.deadline_at is not None  # a leased item has one
     remaining = (item.deadline_at - timezone.now()).total_seconds()
     reply = connector.post_job(url, secret, job, timeout=max(1.0, remaining))
     return _connector_settle(item, reply)
