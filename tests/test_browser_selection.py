@@ -247,3 +247,8 @@ def test_a_batch_model_preview_holds_its_imports_and_writes_nothing(
     )
     expect(page.locator("#run-status")).to_have_text("Succeeded")
     expect(page.locator("#run-undo")).to_have_count(0)
+    # Its page shows what it answered, as the dialog did (no Run on all there).
+    answers = page.locator("#run-preview-answers .preview-row")
+    expect(answers).to_have_count(len(picked))
+    expect(answers.locator(".preview-proposed rect.shape").first).to_be_visible()
+    expect(page.locator("#preview-run-all")).to_have_count(0)

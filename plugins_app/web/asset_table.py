@@ -155,10 +155,12 @@ def preview_poll(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse
 
 def preview_fragment(request: AuthenticatedHttpRequest, run: Any) -> HttpResponse:
     run.refresh_from_db()
+    # On the run page (?on=page) there is no dialog form to run for real.
+    on_page = request.GET.get("on") == "page"
     return render(
         request,
         "runs/run_preview.html",
-        {"run": run, "rows": preview.preview_rows(run)},
+        {"run": run, "rows": preview.preview_rows(run), "on_page": on_page},
     )
 
 
