@@ -1,7 +1,9 @@
 """Screenshots of every page, from the seeded demo (`seed_demo`, as `make run`
 loads it) in Chromium, kept in docs/screenshots/ and shown by
-docs/screenshots.md. Each step also checks that the page shows what its
-screenshot is meant to show, so a broken page fails here, not in the docs.
+docs/screenshots.md, and the README's screenshot (docs/screenshot-run.png),
+taken by following the README's first task as it is written. Each step also
+checks that the page shows what its screenshot is meant to show, so a broken
+page fails here, not in the docs.
 
 It rewrites the PNGs every time it runs (part of `make test`)."""
 
@@ -11,6 +13,7 @@ import csv
 import io
 import re
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from plugins_app.demo.seed import DEMO_PASSWORD, seed_demo
@@ -29,12 +32,16 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
 )
 
 SHOTS = ROOT / "docs" / "screenshots"
+# The README's (and the docs home page's) screenshot: docs/screenshot-run.png.
+README_SHOT = ROOT / "docs"
 
 
-def shoot(page: Any, name: str, *, full_page: bool = True) -> None:
+def shoot(
+    page: Any, name: str, *, full_page: bool = True, folder: Path = SHOTS
+) -> None:
     page.wait_for_load_state("networkidle")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page, animations="disabled")
     assert path.stat().st_size > 10_000, path
 
@@ -53,6 +60,21 @@ def open_run_dialog(page: Any, project: Project, plugin: Plugin) -> Any:
     dialog = page.locator("dialog#dialog")
     expect(dialog).to_be_visible()
     return dialog
+
+
+def open_and_map(page: Any, project: Project, plugin: Plugin, assets: str) -> Any:
+    dialog = open_run_dialog(page, project, plugin)
+    dialog.get_by_label("face", exact=True).select_option(value="face-box")
+    dialog.get_by_label("coin", exact=True).select_option(value="coin-box")
+    dialog.get_by_label("Asset external IDs").fill(assets)
+    return dialog
+
+
+def wait_images_drawn(page: Any) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#run-assets svg image')]"
+        ".every(image => image.getBBox().width > 0)"
+    )
 
 
 def run_and_wait(page: Any, dialog: Any, plugin: Plugin, process: Any) -> Run:
@@ -100,22 +122,23 @@ def test_screenshots_of_every_page_from_the_demo(
     expect(page.locator("#project-plugins")).to_contain_text("Face & coin detector")
     shoot(page, "project")
 
-    # The Run dialog, filled in as the README's first task says.
-    dialog = open_run_dialog(page, project, model)
-    dialog.get_by_label("face", exact=True).select_option(value="face-box")
-    dialog.get_by_label("coin", exact=True).select_option(value="coin-box")
-    dialog.get_by_label("Asset external IDs").fill("astronaut, coins")
+    # The README's first task, step by step: the Run dialog, face → Face and
+    # coin → Coin, on astronaut; its run page is the README's screenshot.
+    dialog = open_and_map(page, project, model, "astronaut")
     shoot(page, "run-dialog", full_page=False)
-
     run_and_wait(page, dialog, model, process)
-    # The face on the astronaut, the 24 coins on coins, and nothing else.
-    log = page.locator("#run-log")
-    expect(log).to_contain_text("Detected 0 coin, 1 face")
-    expect(log).to_contain_text("Detected 24 coin, 0 face")
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#run-assets svg image')]"
-        ".every(image => image.getBBox().width > 0)"
-    )
+    # The face, and no coin on the flag, the suit or the helmet.
+    expect(page.locator("#run-log")).to_contain_text("Detected 0 coin, 1 face")
+    expect(page.locator("#run-assets rect.shape")).to_have_count(1)
+    wait_images_drawn(page)
+    shoot(page, "screenshot-run", folder=README_SHOT)
+
+    # The same on the coins: each of the 24 coins, nothing else.
+    page.goto(f"{url}/projects/{project.pk}/")
+    run_and_wait(page, open_and_map(page, project, model, "coins"), model, process)
+    expect(page.locator("#run-log")).to_contain_text("Detected 24 coin, 0 face")
+    expect(page.locator("#run-assets rect.shape")).to_have_count(24)
+    wait_images_drawn(page)
     shoot(page, "run")
 
     # The asset page and the task page of the astronaut, holding the run's
