@@ -144,12 +144,12 @@ def flat_json_text(value: Any, *, max_depth: int, max_chars: int) -> str | None:
     pass in C. Whole means: no NaN/Infinity (allow_nan=False refuses them) and
     at most max_chars - 2 characters of JSON, since the walk's budget counts
     no more than the text's length plus the braces."""
-    if (
-        max_depth < 1
-        or type(value) is not dict
-        or not all(
-            type(key) is str and type(item) in _SCALARS for key, item in value.items()
-        )
+    if max_depth < 1 or type(value) is not dict:
+        return None
+    if not value:  # what the SDK sends for a plain logger.info(msg)
+        return "{}" if max_chars >= 2 else None
+    if not all(
+        type(key) is str and type(item) in _SCALARS for key, item in value.items()
     ):
         return None
     try:
