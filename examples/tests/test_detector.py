@@ -58,6 +58,8 @@ def test_finds_the_astronauts_face() -> None:
     centre_x, centre_y = best.x + best.width / 2, best.y + best.height / 2
     assert 190 <= centre_x <= 250 and 90 <= centre_y <= 140, best
     assert_inside(faces, image)
+    # Only that face: nothing on the flag, the suit or the shuttle.
+    assert len(faces) == 1, faces
 
 
 def test_face_detection_accepts_greyscale() -> None:
@@ -108,6 +110,8 @@ def test_no_coins_where_there_are_none(picture: str) -> None:
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     assert detect(image, classes={"coin"}, config={}) == []
+    if picture != "astronaut":  # and no face where there is none
+        assert detect(image, classes={"face"}, config={}) == []
 
 
 def test_blob_is_a_different_detector() -> None:
