@@ -139,6 +139,40 @@ def psql(sql: str, db: str = "test") -> None:
     )
 
 
+def in_scratch_hub(
+    script: str, child_args: Sequence[str], *, production: bool
+) -> dict[str, Any]:
+    """Run `script --child *child_args` on a hub that bench/hub_setup.py set
+    up in a scratch HUB_VAR_DIR: SQLite there (embedded), or a fresh
+    PostgreSQL database (production, dropped afterwards). Returns the JSON
+    object the child prints last: the in-process benchmarks' measurement."""
+    import tempfile
+    import uuid
+
+    with tempfile.TemporaryDirectory(prefix="bench-scratch-") as var_dir:
+        env = {**os.environ, "HUB_VAR_DIR": var_dir}
+        for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+            env.pop(key, None)
+        database = ""
+        if production:
+            database = f"bench_scratch_{uuid.uuid4().hex[:8]}"
+            psql(f"CREATE DATABASE {database}")
+            env["DATABASE_URL"] = f"{PG_URL}/{database}"
+            env["HUB_METRICS_TOKEN"] = "bench-metrics-token"
+        try:
+            setup = [str(HUB_PYTHON), str(BENCH / "hub_setup.py")]
+            subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
+            child = [str(HUB_PYTHON), script, "--child", *child_args]
+            out = subprocess.run(
+                child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
+            )
+        finally:
+            if database:
+                psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of processes, from /proc (0 for a vanished one)."""
     ticks = os.sysconf("SC_CLK_TCK")

@@ -16,25 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import (  # noqa: E402
-    HUB_PYTHON,
-    PG_URL,
-    ROOT,
-    django_here,
-    load_average,
-    psql,
-    say,
-)
+from _support import django_here, in_scratch_hub, load_average, say  # noqa: E402
 
 CHANNEL = "bench!logs"
 BATCH = 500  # the plugin socket's LOG_FLUSH_LINES
@@ -116,29 +104,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-log-cost-") as var_dir:
-        env = {**os.environ, "HUB_VAR_DIR": var_dir}
-        for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
-            env.pop(key, None)
-        database = ""
-        if args.production:
-            database = f"bench_logs_{uuid.uuid4().hex[:8]}"
-            psql(f"CREATE DATABASE {database}")
-            env["DATABASE_URL"] = f"{PG_URL}/{database}"
-            env["HUB_METRICS_TOKEN"] = "bench-metrics-token"
-        try:
-            setup = [str(HUB_PYTHON), str(ROOT / "bench" / "hub_setup.py")]
-            subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
-            child = [str(HUB_PYTHON), __file__, "--child", "--lines", str(args.lines)]
-            if args.production:
-                child.append("--production")
-            out = subprocess.run(
-                child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
-            )
-        finally:
-            if database:
-                psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    child = ["--lines", str(args.lines), *(["--production"] if args.production else [])]
+    result = in_scratch_hub(__file__, child, production=args.production)
     say(
         f"{result['mode']}, {result['lines']:,} lines: store "
         f"{result['plain_store_us_per_line']} µs/line plain, "
