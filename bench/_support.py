@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import sqlite3
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -334,6 +337,53 @@ class Hub:
             f"{self.url}/api/plugins/{self.info['plugin_pk']}", headers=self.auth
         )
         return int(body["live_instances"]) if status == 200 else 0
+
+
+def browser_login(hub: Hub) -> str:
+    """Log in to the hub as its admin, as a browser does (the login form with
+    its CSRF token); returns the session id cookie."""
+    conn = http.client.HTTPConnection(LOCALHOST, hub.port, timeout=10)
+    try:
+        conn.request("GET", "/login/")
+        page = conn.getresponse()
+        html = page.read().decode()
+        csrf_cookie = _cookie(page.getheaders(), "csrftoken")
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+        if not match or not csrf_cookie:
+            raise RuntimeError("no CSRF token on /login/")
+        form = urlencode(
+            {
+                "username": hub.info["username"],
+                "password": hub.info["password"],
+                "csrfmiddlewaretoken": match.group(1),
+            }
+        )
+        conn.request(
+            "POST",
+            "/login/",
+            body=form,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={csrf_cookie}",
+                "Origin": hub.url,
+                "Referer": f"{hub.url}/login/",
+            },
+        )
+        answer = conn.getresponse()
+        answer.read()
+        session = _cookie(answer.getheaders(), "sessionid")
+        if answer.status != 302 or not session:
+            raise RuntimeError(f"login failed: HTTP {answer.status}")
+        return session
+    finally:
+        conn.close()
+
+
+def _cookie(headers: list[tuple[str, str]], name: str) -> str:
+    for key, value in headers:
+        if key.lower() == "set-cookie" and value.startswith(f"{name}="):
+            return value.split(";", 1)[0].split("=", 1)[1]
+    return ""
 
 
 def uvicorn_command(python: Path, app: str, port: int, *extra: str) -> list[str]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import re
@@ -41,7 +40,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 from _support import (
     LOCALHOST,
@@ -51,6 +49,7 @@ from _support import (
     PluginTarget,
     Processes,
     add_server_arguments,
+    browser_login,
     cpu_seconds,
     json_summary,
     load_average,
@@ -113,53 +112,6 @@ class Trial:
             for i in self.received
             if i in self.sent
         ]
-
-
-# --- browser login -----------------------------------------------------------
-def login(hub: Hub) -> str:
-    """Log in like a browser; returns the session id cookie."""
-    conn = http.client.HTTPConnection(LOCALHOST, hub.port, timeout=10)
-    try:
-        conn.request("GET", "/login/")
-        page = conn.getresponse()
-        html = page.read().decode()
-        csrf_cookie = _cookie(page.getheaders(), "csrftoken")
-        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
-        if not match or not csrf_cookie:
-            raise RuntimeError("no CSRF token on /login/")
-        form = urlencode(
-            {
-                "username": hub.info["username"],
-                "password": hub.info["password"],
-                "csrfmiddlewaretoken": match.group(1),
-            }
-        )
-        conn.request(
-            "POST",
-            "/login/",
-            body=form,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Cookie": f"csrftoken={csrf_cookie}",
-                "Origin": hub.url,
-                "Referer": f"{hub.url}/login/",
-            },
-        )
-        answer = conn.getresponse()
-        answer.read()
-        session = _cookie(answer.getheaders(), "sessionid")
-        if answer.status != 302 or not session:
-            raise RuntimeError(f"login failed: HTTP {answer.status}")
-        return session
-    finally:
-        conn.close()
-
-
-def _cookie(headers: list[tuple[str, str]], name: str) -> str:
-    for key, value in headers:
-        if key.lower() == "set-cookie" and value.startswith(f"{name}="):
-            return value.split(";", 1)[0].split("=", 1)[1]
-    return ""
 
 
 # --- one trial each way -----------------------------------------------------------
@@ -464,7 +416,7 @@ async def main_async(args: argparse.Namespace) -> None:
             ),
             PluginTarget("bare", bare.url, "bare", "bare", bare.live_instances),
         ]
-        session_id = login(hub)
+        session_id = browser_login(hub)
         start_plugins(processes, targets, 1)
         cases = [(args.lines, 0.0)]
         if args.steady_lines > 0:
