@@ -25,6 +25,7 @@ from plugins_app.workspace.models import (
     Organization,
     Project,
     Task,
+    TaskEvent,
 )
 from tests.hub import SCRIPTS
 
@@ -187,7 +188,20 @@ def test_it_seeds_the_demo_idempotently(
 
     first = json.loads(run("seed_demo"))
     written_first = json.loads(credentials_file.read_text())
+    # Photos an older demo put in the invoice project: the untouched one goes,
+    # one with history (someone worked on it) stays.
+    invoices = Project.objects.get(name="Invoices (hosted QA bot)")
+    old = {}
+    for name in ("astronaut", "coins"):
+        old[name] = Asset.objects.create(
+            project=invoices, external_id=name, file=f"demo/{name}.png"
+        )
+        Task.objects.create(asset=old[name], project=invoices)
+    TaskEvent.objects.create(task=old["coins"].task, name="task.metadata", data={})
     second = json.loads(run("seed_demo"))
+    assert not Asset.objects.filter(pk=old["astronaut"].pk).exists()
+    assert Asset.objects.filter(pk=old["coins"].pk).exists()
+    old["coins"].delete()
     written = json.loads(credentials_file.read_text())
 
     assert Organization.objects.count() == 1

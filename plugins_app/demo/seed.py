@@ -218,6 +218,11 @@ def _hosted_qa_demo(org: Organization) -> None:
         if not task.answer and task.stage == "Label":
             task.answer = invoice.answer
             task.save(update_fields=["answer", "updated_at"])
+    # Demos seeded before the invoices were drawn used photos here: those
+    # nobody submitted or otherwise touched (no history) go.
+    invoices.assets.exclude(
+        external_id__in=[invoice.image.external_id for invoice in drawn]
+    ).filter(task__submissions__isnull=True, task__events__isnull=True).delete()
     plugin = Plugin.objects.filter(organization=org, name="Invoice QA (hosted)").first()
     if plugin is None:
         plugin = plugin_create(
