@@ -9,5 +9,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "plugins_app.settings")
 app = Celery("plugins_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(
-    ["plugins_app.runs", "plugins_app.hosted", "plugins_app.exports"]
+    [
+        "plugins_app.runs",
+        "plugins_app.hosted",
+        "plugins_app.exports",
+        "plugins_app.evaluation",
+    ]
 )

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "plugins_app.runs",
     "plugins_app.hosted",
     "plugins_app.exports",
+    "plugins_app.evaluation",
     "plugins_app.wire",
     "plugins_app.web",
 ]

@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
+from plugins_app.evaluation.api import router as comparisons_router
 from plugins_app.web.api import api
 from plugins_app.web.login import LoginView
 
@@ -13,6 +14,10 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
     # resolved per request so the static storage's hashed name is used.
     return HttpResponseRedirect(static("img/favicon.svg"))
 
+
+# Mounted here, not in web/api.py: the comparisons app sits above the web app
+# (it uses its access checks), so the web app does not import it.
+api.add_router("/comparisons", comparisons_router)
 
 urlpatterns = [
     path("favicon.ico", favicon),
@@ -24,4 +29,5 @@ urlpatterns = [
     path("", include("plugins_app.ops.urls")),
     path("", include("plugins_app.web.urls")),
     path("", include("plugins_app.hosted.urls")),
+    path("", include("plugins_app.evaluation.urls")),
 ]

@@ -1,0 +1,320 @@
+"""Comparisons of finished Model / Batch Model runs against the reviewed labels:
+checked and queued here, computed by the Celery task (tasks.py) through
+`comparison_compute`, figures from metrics.py.
+
+The reference of a task is the answer of its last accepted review (the
+`label.reviewed` event records the answer it accepted). What each run wrote
+there is read from the history (runs/run_answers.py), so a run's answer is
+known even after people corrected it. Runs are compared on the reviewed tasks
+that every one of them wrote: the same assets for all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from plugins_app.evaluation import metrics
+from plugins_app.evaluation.models import Comparison
+from plugins_app.plugins.models import PluginType
+from plugins_app.runs.models import Run
+from plugins_app.runs.run_answers import run_answers
+from plugins_app.web.access import visible_runs
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Project, Task, TaskEvent
+
+MAX_RUNS = 6
+COMPARED_KINDS = (PluginType.MODEL, PluginType.BATCH_MODEL)
+# Tasks read per query (history of runs, reviews, sizes), and so per progress step.
+CHUNK = 1000
+# The per-asset list keeps the assets that disagree most; the counts cover all.
+MAX_ASSETS_LISTED = 500
+
+
+class ComparisonError(ValueError):
+    """Input the user can fix: shown as a 400 with this text."""
+
+
+class ComparisonNotFound(LookupError):
+    """A run the user cannot see (another organization's, or none): a 404."""
+
+
+def comparison_create(
+    *, user: Any, run_ids: Any, iou_threshold: Any = 0.5, project_id: int | None = None
+) -> Comparison:
+    """Check the choice and queue the computation (after commit). With
+    `project_id` (the project page's form) the runs must be of that project."""
+    ids = _run_ids(run_ids)
+    threshold = _threshold(iou_threshold)
+    found = visible_runs(user).select_related("plugin").in_bulk(ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ComparisonNotFound(f"No such run: #{missing[0]}.")
+    runs = [found[i] for i in ids]
+    if len({run.project_id for run in runs}) > 1:
+        raise ComparisonError(
+            "The runs belong to different projects; pick runs of one project."
+        )
+    if project_id is not None and runs[0].project_id != project_id:
+        raise ComparisonError("These runs are not of this project.")
+    for run in runs:
+        if run.plugin.type not in COMPARED_KINDS:
+            raise ComparisonError(
+                f"Run #{run.pk} is a {run.plugin.get_type_display()} run; only "
+                "Model and Batch Model runs write labels to compare."
+            )
+        if run.status not in Run.FINISHED:
+            raise ComparisonError(
+                f"Run #{run.pk} is still {run.status}; wait until it finishes."
+            )
+        if run.dry_run:
+            raise ComparisonError(
+                f"Run #{run.pk} is a preview (dry run): it wrote nothing."
+            )
+    comparison = Comparison.objects.create(
+        organization_id=runs[0].organization_id,
+        project_id=runs[0].project_id,
+        created_by=user,
+        run_ids=ids,
+        iou_threshold=threshold,
+    )
+    pk = comparison.pk
+
+    def queue() -> None:
+        from plugins_app.evaluation.tasks import compute_comparison
+
+        compute_comparison.delay(pk)
+
+    transaction.on_commit(queue)
+    return comparison
+
+
+def _run_ids(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ComparisonError("runs: give a list of run ids.")
+    ids = list(dict.fromkeys(value))
+    if not 2 <= len(ids) <= MAX_RUNS:
+        raise ComparisonError(f"runs: pick between 2 and {MAX_RUNS} different runs.")
+    return ids
+
+
+def _threshold(value: Any) -> float:
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise ComparisonError(
+            "iou_threshold: give a number between 0.05 and 0.95."
+        ) from None
+    if not (math.isfinite(threshold) and 0.05 <= threshold <= 0.95):
+        raise ComparisonError("iou_threshold: give a number between 0.05 and 0.95.")
+    return threshold
+
+
+def reviewed_answers(project: Project) -> dict[int, Any]:
+    """Task id → the answer of its last accepted review."""
+    last = (
+        TaskEvent.objects.filter(
+            task__project=project, name=events.LABEL_REVIEWED, data__verdict="accepted"
+        )
+        .values("task_id")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    return dict(
+        TaskEvent.objects.filter(id__in=last)
+        .order_by()
+        .values_list("task_id", "data__answer")
+    )
+
+
+def comparison_compute(comparison_id: int) -> None:
+    """Compute and store the figures; progress counted in steps of CHUNK tasks
+    per run, then one step per run for the metrics."""
+    if not Comparison.objects.filter(
+        pk=comparison_id, state=Comparison.State.PENDING
+    ).update(state=Comparison.State.RUNNING):
+        return  # already taken (a redelivered message) or gone
+    comparison = Comparison.objects.select_related("project").get(pk=comparison_id)
+    try:
+        result = _compute(comparison)
+    except Exception as exc:
+        Comparison.objects.filter(pk=comparison_id).update(
+            state=Comparison.State.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        raise
+    Comparison.objects.filter(pk=comparison_id).update(
+        state=Comparison.State.DONE,
+        result=result,
+        progress=comparison.total,
+        finished_at=timezone.now(),
+    )
+
+
+def _compute(comparison: Comparison) -> dict[str, Any]:
+    project = comparison.project
+    runs = Run.objects.select_related("plugin").in_bulk(comparison.run_ids)
+    ordered = [runs[i] for i in comparison.run_ids if i in runs]
+    reference = reviewed_answers(project)
+    task_ids = sorted(reference)
+    chunks = [task_ids[i : i + CHUNK] for i in range(0, len(task_ids), CHUNK)]
+    comparison.total = len(ordered) * (len(chunks) + 1)
+    _progress(comparison, 0)
+    written: list[dict[int, Any]] = []
+    step = 0
+    for run in ordered:
+        answers: dict[int, Any] = {}
+        for chunk in chunks:
+            answers.update({t: a for t, (a, _) in run_answers(run, chunk).items()})
+            step += 1
+            _progress(comparison, step)
+        written.append(answers)
+    common = sorted(set(task_ids).intersection(*(a.keys() for a in written)))
+    assets = _assets(common)
+    classes = [
+        tool
+        for tool in (project.ontology or {}).get("tools", [])
+        if isinstance(tool, dict) and tool.get("tool") in metrics.MEASURED
+    ]
+    box_ids = {
+        tool["schemaId"]: n
+        for n, tool in enumerate((t for t in classes if t["tool"] == metrics.BOX), 1)
+    }
+    truth = {t: metrics.shapes_of(reference[t]) for t in common}
+    per_asset: dict[int, list[metrics.Counts]] = {t: [] for t in common}
+    figures = []
+    for run, answers in zip(ordered, written, strict=True):
+        figures.append(
+            _run_figures(
+                run,
+                answers,
+                reference,
+                truth,
+                assets,
+                classes,
+                box_ids,
+                per_asset,
+                comparison.iou_threshold,
+            )
+        )
+        step += 1
+        _progress(comparison, step)
+    return {
+        "iou_threshold": comparison.iou_threshold,
+        "reviewed": len(task_ids),
+        "compared": len(common),
+        "classes": [
+            {
+                "schemaId": t["schemaId"],
+                "title": t.get("title") or t["schemaId"],
+                "tool": t["tool"],
+            }
+            for t in classes
+        ],
+        "runs": figures,
+        "assets": _disagreement(per_asset, assets),
+        "assets_total": len(common),
+    }
+
+
+def _assets(task_ids: list[int]) -> dict[int, tuple[str, int, int]]:
+    """Task id → (external id, width, height)."""
+    found: dict[int, tuple[str, int, int]] = {}
+    for i in range(0, len(task_ids), CHUNK):
+        rows = Task.objects.filter(pk__in=task_ids[i : i + CHUNK]).values_list(
+            "id", "asset__external_id", "asset__width", "asset__height"
+        )
+        found.update({pk: (ext, w, h) for pk, ext, w, h in rows})
+    return found
+
+
+def _run_figures(
+    run: Run,
+    answers: dict[int, Any],
+    reference: dict[int, Any],
+    truth: dict[int, list[metrics.Shape]],
+    assets: dict[int, tuple[str, int, int]],
+    classes: list[dict[str, Any]],
+    box_ids: dict[str, int],
+    per_asset: dict[int, list[metrics.Counts]],
+    threshold: float,
+) -> dict[str, Any]:
+    totals = {tool["schemaId"]: metrics.Counts() for tool in classes}
+    overall = metrics.Counts()
+    cost = metrics.Correction()
+    boxes = metrics.MapInput()
+    for task_id in per_asset:
+        _, width, height = assets[task_id]
+        predicted = metrics.shapes_of(answers[task_id])
+        counts = metrics.match_asset(
+            predicted, truth[task_id], (width, height), threshold
+        )
+        asset_total = metrics.Counts()
+        for schema_id, value in counts.items():
+            if schema_id in totals:  # a class no longer in the ontology is left out
+                totals[schema_id].add(value)
+                asset_total.add(value)
+        overall.add(asset_total)
+        per_asset[task_id].append(asset_total)
+        cost.add(metrics.correction(answers[task_id], reference[task_id]))
+        boxes.add(task_id, (width, height), predicted, truth[task_id], box_ids)
+    mean_ap = metrics.box_map(boxes, box_ids)
+    return {
+        "run": run.pk,
+        "label": f"#{run.pk} {run.plugin.name}",
+        "plugin": run.plugin.name,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "classes": {
+            schema_id: {**value.figures(), "ap": mean_ap["classes"].get(schema_id)}
+            for schema_id, value in totals.items()
+        },
+        "overall": overall.figures(),
+        "map": mean_ap["map"],
+        "correction": vars(cost),
+    }
+
+
+def _disagreement(
+    per_asset: dict[int, list[metrics.Counts]], assets: dict[int, tuple[str, int, int]]
+) -> list[dict[str, Any]]:
+    """The assets where the runs missed or added most (false positives and
+    negatives summed over runs), the loosest matches first among equals."""
+    rows = []
+    for task_id, counts in per_asset.items():
+        ious = [c.iou_sum / c.tp for c in counts if c.tp]
+        rows.append(
+            {
+                "task": task_id,
+                "asset": assets[task_id][0],
+                "disagreement": sum(c.fp + c.fn for c in counts),
+                "min_iou": min(ious) if ious else None,
+                "runs": [
+                    {
+                        "tp": c.tp,
+                        "fp": c.fp,
+                        "fn": c.fn,
+                        "mean_iou": c.iou_sum / c.tp if c.tp else None,
+                    }
+                    for c in counts
+                ],
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            -r["disagreement"],
+            r["min_iou"] if r["min_iou"] is not None else 2.0,
+        )
+    )
+    return rows[:MAX_ASSETS_LISTED]
+
+
+def _progress(comparison: Comparison, step: int) -> None:
+    comparison.progress = step
+    Comparison.objects.filter(pk=comparison.pk).update(
+        progress=step, total=comparison.total
+    )

@@ -1,0 +1,23 @@
+from django.urls import path
+
+from plugins_app.evaluation import views
+
+app_name = "evaluation"
+
+urlpatterns = [
+    path(
+        "projects/<int:project_id>/comparisons/",
+        views.comparison_list,
+        name="comparison-list",
+    ),
+    path(
+        "comparisons/<int:comparison_id>/",
+        views.comparison_detail,
+        name="comparison-detail",
+    ),
+    path(
+        "comparisons/<int:comparison_id>/progress/",
+        views.comparison_progress,
+        name="comparison-progress",
+    ),
+]
