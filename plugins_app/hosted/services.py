@@ -12,6 +12,7 @@ from django.utils import timezone
 from plugins_app.hosted import archive
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Delivery, Plugin
+from plugins_app.plugins.versions import code_hash
 
 
 def code_upload(
@@ -44,8 +45,12 @@ def code_upload(
         code.build_started_at = code.built_at = None
         code.save()
         code.refresh_from_db()
-        if plugin.delivery != Delivery.HOSTED:
-            Plugin.objects.filter(pk=plugin.pk).update(delivery=Delivery.HOSTED)
+        # The code's hash is the version runs and jobs record from now on
+        # (plugins/versions.py); dispatch waits for this build.
+        plugin.delivery, plugin.code_version = Delivery.HOSTED, code_hash(data)
+        Plugin.objects.filter(pk=plugin.pk).update(
+            delivery=plugin.delivery, code_version=plugin.code_version
+        )
         code_id = code.pk
         transaction.on_commit(lambda: _queue_build(code_id))
     return code

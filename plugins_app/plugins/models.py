@@ -33,6 +33,8 @@ class PluginType(models.TextChoices):
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_CONCURRENCY = 1000
 MAX_ATTEMPTS = 100
+# A plugin version as declared, set or hashed (plugins/versions.py).
+VERSION_LENGTH = 100
 
 
 class Delivery(models.TextChoices):
@@ -83,6 +85,19 @@ class Plugin(models.Model):
     projects = models.ManyToManyField(
         Project, related_name="plugins", blank=True, help_text="Active on these."
     )
+    # The version an admin gives the plugin; used when nothing running declares
+    # one (plugins/versions.py: a script's declared version and hosted code's
+    # hash say what actually answered, so they come first).
+    version = models.CharField(
+        max_length=VERSION_LENGTH,
+        blank=True,
+        help_text="Used when the script declares none (HOST ?version= or its "
+        "heartbeat) and the plugin is not hosted.",
+    )
+    # Hosted delivery: "sha256:<12 hex>" of the uploaded code, written with each
+    # upload (hosted/services.py), so the run core reads it without importing
+    # hosted/.
+    code_version = models.CharField(max_length=VERSION_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -184,6 +199,9 @@ class PluginInstance(models.Model):
     # script still answers pings, so this is the only sign; it goes last in line.
     timeouts = models.PositiveIntegerField(default=0)
     disconnected_at = models.DateTimeField(null=True, blank=True)
+    # The version the script declared (`?version=` in HOST, or a `version` key
+    # in its heartbeat); "" when it declared none.
+    version = models.CharField(max_length=VERSION_LENGTH, blank=True)
 
     objects = PluginInstanceQuerySet.as_manager()
 

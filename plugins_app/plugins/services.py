@@ -46,6 +46,7 @@ def plugin_create(
     projects: list[Project] | None = None,
     delivery: str = Delivery.SOCKET,
     connector_url: str = "",
+    version: str = "",
 ) -> PluginCredentials:
     if errors := default_config_errors(default_config):
         raise ValidationError({"default_config": errors})
@@ -67,6 +68,7 @@ def plugin_create(
         timeout_seconds=timeout_seconds,
         delivery=delivery,
         connector_url=connector_url,
+        version=version,
     )
     _keep_connector_secret(plugin, secret)
     plugin.full_clean()

@@ -18,6 +18,7 @@ from plugins_app.plugins.models import (
     Plugin,
     PluginInstance,
 )
+from plugins_app.plugins.versions import current_version
 from plugins_app.runs.models import (
     PRIORITY_BATCH,
     PRIORITY_INTERACTIVE,
@@ -129,6 +130,7 @@ def run_write(
     `run`, one work item per asset (None: one item without an asset), its first
     log lines, then the dispatch. A socket plugin's free instances lease the new
     items in this same transaction (runs.dispatch.dispatch_created)."""
+    run.plugin_version = run.plugin_version or current_version(run.plugin)
     run.save(force_insert=True)
     items = WorkItem.objects.bulk_create(
         WorkItem(

@@ -18,6 +18,7 @@ from plugins_app.plugins.models import (
     lease_ttl,
 )
 from plugins_app.plugins.secrets import token_matches
+from plugins_app.plugins.versions import clean_version
 from plugins_app.runs.ledger import item_fail, requeue
 from plugins_app.runs.models import (
     WorkItem,
@@ -35,6 +36,7 @@ def instance_heartbeat(
     secret: Any,
     address: str,
     capacity: int | None = None,
+    version: Any = "",
 ) -> PluginInstance | None:
     """Authenticate a `heartbeat` event. A bad id or secret is recorded for the
     admins and returns None: the socket stays open but never gets work. The
@@ -61,6 +63,7 @@ def instance_heartbeat(
             "last_heartbeat": now,
             "last_seen_at": now,
             "capacity": capacity,
+            "version": clean_version(version),
             "disconnected_at": None,
         },
     )

@@ -15,6 +15,7 @@ from django.utils import timezone
 from plugins_app.plugins.models import (
     PluginInstance,
 )
+from plugins_app.plugins.versions import served_version
 from plugins_app.runs.models import (
     Run,
     RunApiKey,
@@ -58,7 +59,9 @@ def item_fail(item: WorkItem, failure: str, error: str) -> None:
 
 
 def finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
-    """Leased → final, exactly once even if two processes race."""
+    """Leased → final, exactly once even if two processes race; the item keeps
+    the plugin version that served it."""
+    fields.setdefault("plugin_version", served_version(item.run.plugin, item.instance))
     return WorkItem.objects.transition(
         item.pk, WorkItem.State.LEASED, state, finished_at=timezone.now(), **fields
     )

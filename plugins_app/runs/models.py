@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.plugins.models import VERSION_LENGTH, Plugin, PluginInstance
 from plugins_app.runs.transitions import TransitionQuerySet
 from plugins_app.workspace.models import Asset, Organization, Project
 
@@ -101,6 +101,9 @@ class Run(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # The plugin's version when the run was created (plugins/versions.py); each
+    # item keeps the version that actually answered it.
+    plugin_version = models.CharField(max_length=VERSION_LENGTH, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -189,6 +192,9 @@ class WorkItem(models.Model):
     failure = models.CharField(max_length=20, choices=Failure, blank=True)
     error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The version of the plugin that answered it (its instance's declared one,
+    # the hosted code's hash, or the admin's), written when it ends.
+    plugin_version = models.CharField(max_length=VERSION_LENGTH, blank=True)
 
     objects = WorkItemQuerySet.as_manager()
 

@@ -17,6 +17,7 @@ from plugins_app.plugins.kinds import (
 from plugins_app.plugins.models import (
     PluginInstance,
 )
+from plugins_app.plugins.versions import served_version
 from plugins_app.runs import preview
 from plugins_app.runs.ledger import item_fail, item_finished
 from plugins_app.runs.models import (
@@ -70,12 +71,14 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         # that requeues the job meanwhile finds it done (or, first, makes this
         # claim fail); without it a pre-label could be written, the job
         # requeued, and written again.
+        item.plugin_version = served_version(item.run.plugin, item.instance)
         if not WorkItem.objects.transition(
             item.pk,
             WorkItem.State.LEASED,
             WorkItem.State.DONE,
             where={"instance_id": item.instance_id},
             finished_at=timezone.now(),
+            plugin_version=item.plugin_version,
         ):
             item.refresh_from_db(fields=["state"])
             return _ignore_stale(item, channel_name)

@@ -21,6 +21,7 @@ from plugins_app.plugins.models import (
     PluginType,
     Preset,
 )
+from plugins_app.plugins.versions import served_version
 from plugins_app.runs.creation import run_write
 from plugins_app.runs.ledger import (
     RunActionError,
@@ -221,7 +222,8 @@ def workflow_answer(
     with transaction.atomic():
         if not finish_item(item, WorkItem.State.DONE):
             raise WorkflowAnswerError("This job was answered already.", 409)
-        note = store_model_answer(run, item.asset, result.answer).note
+        version = served_version(run.plugin, item.instance)
+        note = store_model_answer(run, item.asset, result.answer, version=version).note
         task.refresh_from_db()
         moved_to = _workflow_move_on(task, run) if next_stage else None
         where = f"; the task moved to “{moved_to}”" if moved_to else ""

@@ -75,6 +75,7 @@ class PluginForm(forms.ModelForm):
             "timeout_seconds",
             "concurrency",
             "max_attempts",
+            "version",
             "projects",
         ]
         widgets = {

@@ -139,6 +139,7 @@ def _plugin_create_from(
         projects=list(form.cleaned_data["projects"]),
         delivery=form.cleaned_data["delivery"],
         connector_url=form.cleaned_data["connector_url"],
+        version=form.cleaned_data["version"],
     )
 
 

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from plugins_app.inputs import parse_id
+from plugins_app.plugins.versions import declared_in_query
 from plugins_app.protocol import JobDispatch
 from plugins_app.runs import instances, logs, responses
 from plugins_app.wire import codec
@@ -97,6 +98,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.preauth_frames = 0
         self.heartbeat_in_flight = False
         self.capacity = _declared_capacity(query)
+        self.version = declared_in_query(query)
         self.last_pong = time.monotonic()
         self.log_buffer: list[logs.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
@@ -199,6 +201,9 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
                 secret=data.get("secret"),
                 address=self.address,
                 capacity=self.capacity,
+                # A `version` in the heartbeat (a script overriding heartbeat())
+                # wins over HOST's `?version=`.
+                version=data.get("version", self.version),
             )
         finally:
             self.heartbeat_in_flight = False

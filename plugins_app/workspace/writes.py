@@ -70,10 +70,12 @@ def write_answers(
     answers: dict[int, Any],
     *,
     via: str,
+    version: str = "",
 ) -> WriteReport:
     """Write `answers[task.pk]` to each task the rule allows, skip the others.
     `tasks` must carry TASK_FIELDS and prelabel_run_id; call inside a
-    transaction (the answers, history and ledger commit together)."""
+    transaction (the answers, history and ledger commit together). `version`:
+    the plugin version that answered (default: the run's), kept in the history."""
     if run.dry_run:
         # A preview keeps its answers in PreviewAnswer (runs/preview.py) and
         # must never reach a task: refuse loudly rather than write.
@@ -96,7 +98,12 @@ def write_answers(
     update_answers(rows)
     now = timezone.now()
     label = f"plugin {run.plugin.name}"
-    base = {"run": run.pk, "plugin": run.plugin.name, "via": via}
+    base = {
+        "run": run.pk,
+        "plugin": run.plugin.name,
+        "pluginVersion": version or run.plugin_version,
+        "via": via,
+    }
     insert_many(
         TaskEvent,
         ("task", "name", "actor_label", "data", "created_at"),

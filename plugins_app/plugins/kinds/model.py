@@ -17,6 +17,7 @@ from plugins_app.plugins.kinds.base import (
     base_job,
 )
 from plugins_app.plugins.models import PluginType
+from plugins_app.plugins.versions import served_version
 from plugins_app.workspace import workflow, writes
 from plugins_app.workspace.models import Asset, Task
 
@@ -35,16 +36,21 @@ def check_model_answer(run: Run, asset: Asset, response: Any) -> ValidationResul
     )
 
 
-def store_model_answer(run: Run, asset: Asset, answer: dict[str, Any]) -> Outcome:
+def store_model_answer(
+    run: Run, asset: Asset, answer: dict[str, Any], *, version: str = ""
+) -> Outcome:
     """Write a checked answer as the asset's pre-label, unless its task holds a
-    person's work (workspace/writes.py); call inside a transaction."""
+    person's work (workspace/writes.py); call inside a transaction. `version`:
+    the plugin version that answered (the run's when not given)."""
     task = (
         Task.objects.select_for_update()
         .only(*writes.TASK_FIELDS, "prelabel_run_id")
         .get(asset=asset)
     )
     via = writes.VIA_WORKFLOW if run.trigger == WORKFLOW_TRIGGER else writes.VIA_MODEL
-    report = writes.write_answers(run, run.project, [task], {task.pk: answer}, via=via)
+    report = writes.write_answers(
+        run, run.project, [task], {task.pk: answer}, via=via, version=version
+    )
     if task.pk in report.skipped:
         return Outcome(skipped=report.skipped[task.pk])
     tools = len(answer["tools"])
@@ -121,4 +127,10 @@ class ModelKind(Kind):
         if not result.ok:
             return Outcome(problems=result.problems)
         with transaction.atomic():
-            return store_model_answer(item.run, asset, result.answer)
+            return store_model_answer(
+                item.run,
+                asset,
+                result.answer,
+                version=item.plugin_version
+                or served_version(item.run.plugin, item.instance),
+            )
