@@ -19,6 +19,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from plugins_app.inputs import json_loads_bounded, parse_count
+from plugins_app.plugins.kinds import kind_for
 from plugins_app.plugins.kinds.export import project_stage_names
 from plugins_app.plugins.models import Plugin, PluginType
 from plugins_app.runs import preview
@@ -31,8 +32,9 @@ from plugins_app.workspace.models import Project, Task
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-# The kinds whose runs are scoped by assets: the ones a selection can feed.
-SELECTABLE_TYPES = (PluginType.MODEL, PluginType.BATCH_MODEL)
+# The kinds that write answers (Model, Batch Model): a selection scopes their
+# runs and a Preview shows what they would write.
+SELECTABLE_TYPES = tuple(t for t in PluginType.values if kind_for(t).writes_answers)
 
 
 @require_GET
@@ -115,7 +117,7 @@ class SelectionFormMixin(forms.Form):
 
     def can_preview(self) -> bool:
         plugin = getattr(self, "plugin", None)
-        return plugin is not None and plugin.type in SELECTABLE_TYPES
+        return plugin is not None and kind_for(plugin.type).writes_answers
 
 
 def preview_start(
