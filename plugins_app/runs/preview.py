@@ -19,9 +19,8 @@ from django.db.models import QuerySet
 
 from plugins_app.answers import unwrap_import_record, validate_answer
 from plugins_app.inputs import answer_limits
-from plugins_app.plugins.kinds import Outcome
+from plugins_app.plugins.kinds import Outcome, kind_for
 from plugins_app.plugins.kinds.model import foreign_external_id
-from plugins_app.plugins.models import PluginType
 from plugins_app.runs.creation import assets_in_scope
 from plugins_app.runs.models import PreviewAnswer, Run, WorkItem
 from plugins_app.runs.notify import hub_log
@@ -131,7 +130,7 @@ class PreviewRow:
 
 
 def preview_assets(run: Run) -> QuerySet[Asset]:
-    if run.plugin.type == PluginType.MODEL:
+    if kind_for(run.plugin.type).scope == "assets":  # one item per asset
         return Asset.objects.filter(pk__in=run.items.values("asset"))
     return assets_in_scope(run)
 
