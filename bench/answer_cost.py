@@ -16,8 +16,8 @@ through real sockets is bench/relay.py; the watcher's view is bench/watch.py.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import asyncio
+import cProfile
 import json
 import os
 import subprocess
@@ -42,11 +42,8 @@ from _support import (  # noqa: E402
     say,
 )
 
-ANSWER = {
-    "objects": [
-        {"schemaId": "face-box", "bounding-box": {"x": 1, "y": 2, "width": 3, "height": 4}}
-    ]
-}
+BOX = {"x": 1, "y": 2, "width": 3, "height": 4}
+ANSWER = {"objects": [{"schemaId": "face-box", "bounding-box": BOX}]}
 CHANNEL = "bench!answer"
 
 
