@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from plugins_app.exports.models import ExportSnapshot, ExportUpload
+from plugins_app.exports.prelabels import PRELABEL_FIELDS, prelabel_blocks
 from plugins_app.inputs import parse_ids
 from plugins_app.plugins.kinds import asset_file_link
 from plugins_app.plugins.secrets import new_token, token_hash
@@ -199,6 +200,7 @@ TASK_FIELDS = (
     "asset__external_id",
     "asset__width",
     "asset__height",
+    *PRELABEL_FIELDS,
 )
 
 
@@ -218,6 +220,7 @@ def export_lines(snapshot: ExportSnapshot, titles: dict[str, str]) -> Iterator[s
     while chunk := list(islice(rows, CHUNK_SIZE)):
         batches = _batch_names({row["asset_id"] for row in chunk})
         histories = _histories({row["pk"] for row in chunk}, titles)
+        prelabels = prelabel_blocks(chunk)
         for row in chunk:
             line = export_line(
                 row,
@@ -226,6 +229,9 @@ def export_lines(snapshot: ExportSnapshot, titles: dict[str, str]) -> Iterator[s
                 snapshot.base_url,
                 histories.get(row["pk"], _NO_HISTORY),
             )
+            # Not Ango's: which plugin, version and run wrote the pre-label, and
+            # whether a person changed it since (None: no plugin wrote it).
+            line["prelabel"] = prelabels.get(row["pk"])
             yield json.dumps(line)
 
 

@@ -241,6 +241,8 @@ class RunOut(Schema):
     id: int
     status: str
     plugin_id: int
+    # The plugin's version when the run was created (plugins/versions.py).
+    plugin_version: str
     project_id: int
     created_by: str | None
     created_at: datetime
@@ -317,6 +319,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "id": run.pk,
         "status": run.status,
         "plugin_id": run.plugin_id,
+        "plugin_version": run.plugin_version,
         "project_id": run.project_id,
         "created_by": run.created_by.get_username() if run.created_by else None,
         "created_at": run.created_at,
