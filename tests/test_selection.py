@@ -344,3 +344,45 @@ def test_a_batch_preview_without_a_selection_takes_its_first_assets(
     )[:3]
     assert run.selection == {"ids": first} and run.assets_total == 3
     assert run.batch_ids == [workspace.batch_a.pk]
+
+
+def test_a_selection_by_pre_label_plugin_and_stage(
+    workspace: Any, make_plugin: Any
+) -> None:
+    from plugins_app.workspace.services import prelabels_import
+
+    batcher = make_plugin(type=PluginType.BATCH_MODEL, name="Batcher").plugin
+    connect_instance(batcher, CHANNEL)
+    labeling = batch_run_on_co(workspace, batcher)
+    box = {"x": 1, "y": 2, "width": 3, "height": 4}
+    result = prelabels_import(
+        project=workspace.project,
+        records=[
+            {
+                "externalId": e,
+                "objects": [{"schemaId": "face-box", "bounding-box": box}],
+            }
+            for e in ("coins", "coffee")
+        ],
+        mapping=labeling.class_mapping,
+        run=labeling,
+    )
+    assert result.labeled == 2
+    Task.objects.filter(asset__external_id="coffee").update(stage="Review")
+    model = make_plugin(name="Model").plugin
+    connect_instance(model, "test!model")
+    response = create(workspace, model, selection={"prelabel_plugin": batcher.pk})
+    assert response.status_code == 201, response.content
+    assert external_ids(Run.objects.get(pk=response.json()["id"])) == [
+        "coffee",
+        "coins",
+    ]
+    both = {"prelabel_plugin": batcher.pk, "stage": "Review"}
+    response = create(workspace, model, selection=both)
+    assert external_ids(Run.objects.get(pk=response.json()["id"])) == ["coffee"]
+    # Another organization's plugin id matches nothing here.
+    rival = workspace.outsider.memberships.get().organization
+    theirs = make_plugin(name="Theirs").plugin
+    type(theirs).objects.filter(pk=theirs.pk).update(organization=rival)
+    response = create(workspace, model, selection={"prelabel_plugin": theirs.pk})
+    assert response.status_code == 400
