@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from plugins_app.evaluation.models import Comparison
@@ -71,7 +71,7 @@ def list_comparisons(
 @router.post("", response={202: ComparisonOut})
 def create_comparison(
     request: AuthenticatedHttpRequest, payload: ComparisonIn
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     try:
         comparison = comparison_create(
             user=request.user, run_ids=payload.runs, iou_threshold=payload.iou_threshold
@@ -81,7 +81,7 @@ def create_comparison(
     except ComparisonError as exc:
         raise HttpError(400, str(exc)) from None
     comparison.refresh_from_db()  # eager Celery may have computed it already
-    return 202, comparison_out(comparison)
+    return Status(202, comparison_out(comparison))
 
 
 @router.get("/{comparison_id}", response=ComparisonOut)

@@ -1,0 +1,235 @@
+"""Comparisons end to end: two Batch Model runs import pre-labels through the
+service `/v2/import/labels` calls, people correct and accept the tasks, the
+comparison is created through the JSON API and computed by its Celery task
+(eager), and the page and the API show the figures. Then who may see what, and
+input that is refused."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from plugins_app.evaluation.models import Comparison
+from plugins_app.plugins.models import PluginType
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.models import Run
+from plugins_app.runs.responses import item_respond
+from plugins_app.workspace.lifecycle import task_review, task_submit
+from plugins_app.workspace.models import Project, Task
+from plugins_app.workspace.services import prelabels_import
+from tests.builders import connect_instance, new_run
+from tests.test_api import post_json
+
+ASSETS = ["astronaut", "coins", "camera"]
+GOOD = {"x": 10, "y": 10, "width": 40, "height": 40}
+FAR = {"x": 100, "y": 100, "width": 40, "height": 40}  # IoU 0 with GOOD
+
+
+def batch_run(workspace: Any, plugin: Any, box: dict[str, int], tag: str) -> Run:
+    """A finished Batch Model run that imported one face box per asset."""
+    channel = f"test!instance-{plugin.pk}"
+    connect_instance(plugin, channel)
+    run = new_run(workspace, plugin, mapping={"face": "face-box"})
+    assert dispatch_pending(plugin.pk) == 1
+    records = [
+        {
+            "externalId": e,
+            "objects": [
+                {"objectId": f"{tag}-{e}", "schemaId": "face-box", "bounding-box": box}
+            ],
+        }
+        for e in ASSETS
+    ]
+    result = prelabels_import(
+        project=workspace.project, records=records, mapping=run.class_mapping, run=run
+    )
+    assert not result.errors and result.labeled == len(ASSETS)
+    item_respond(
+        session=run.items.get().session,
+        payload={"response": "ok"},
+        channel_name=channel,
+    )
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED
+    return run
+
+
+@pytest.fixture
+def two_reviewed_runs(workspace: Any, make_plugin: Any) -> tuple[Run, Run]:
+    """v1 put the faces where the reviewer wants them; v2 (run after, so its
+    boxes are what the annotator saw) put them far off. The annotator moves
+    v2's boxes onto v1's place (same objectIds) and the admin accepts."""
+    v1 = batch_run(
+        workspace,
+        make_plugin(type=PluginType.BATCH_MODEL, name="det v1").plugin,
+        GOOD,
+        "v1",
+    )
+    v2 = batch_run(
+        workspace,
+        make_plugin(type=PluginType.BATCH_MODEL, name="det v2").plugin,
+        FAR,
+        "v2",
+    )
+    for external_id in ASSETS:
+        task = Task.objects.get(asset=workspace.asset(external_id))
+        answer = copy.deepcopy(task.answer)
+        assert answer["tools"][0]["objectId"] == f"v2-{external_id}"
+        answer["tools"][0]["bounding-box"] = dict(GOOD)
+        task = task_submit(task, user=workspace.annotator, answer=answer)
+        task_review(task, user=workspace.admin, accept=True)
+    return v1, v2
+
+
+def logged_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def create(client: Client, capture: Callable[..., Any], body: dict[str, Any]) -> Any:
+    with capture(execute=True):  # the on-commit hand-off to Celery (eager)
+        return post_json(client, "/api/comparisons", body)
+
+
+def test_two_runs_compared_through_the_celery_task_page_and_api(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    v1, v2 = two_reviewed_runs
+    client = logged_in(workspace.admin)
+
+    response = create(
+        client, django_capture_on_commit_callbacks, {"runs": [v1.pk, v2.pk]}
+    )
+
+    assert response.status_code == 202, response.content
+    comparison = Comparison.objects.get(pk=response.json()["id"])
+    assert comparison.state == Comparison.State.DONE, comparison.error
+    assert (
+        comparison.progress == comparison.total == 2 * (1 + 1)
+    )  # 1 chunk + metrics per run
+    data = client.get(f"/api/comparisons/{comparison.pk}").json()
+    assert data["state"] == "done" and data["runs"] == [v1.pk, v2.pk]
+    result = data["result"]
+    assert (result["reviewed"], result["compared"]) == (3, 3)
+    first, second = result["runs"]
+    face = first["classes"]["face-box"]
+    assert (face["tp"], face["fp"], face["fn"]) == (3, 0, 0)
+    assert face["precision"] == face["recall"] == face["f1"] == face["mean_iou"] == 1.0
+    assert face["ap"] == pytest.approx(1.0) and first["map"] == pytest.approx(1.0)
+    # v1's objects are not the ones the reviewer kept (they took v2's ids):
+    # by objectId, people deleted its 3 and added 3.
+    assert first["correction"] == {
+        "added": 3,
+        "deleted": 3,
+        "moved": 0,
+        "relabelled": 0,
+        "kept": 0,
+    }
+    face = second["classes"]["face-box"]
+    assert (face["tp"], face["fp"], face["fn"]) == (0, 3, 3)
+    assert (face["precision"], face["recall"], face["f1"]) == (0.0, 0.0, 0.0)
+    assert second["map"] == 0.0
+    assert second["correction"]["moved"] == 3
+    assert [row["disagreement"] for row in result["assets"]] == [2, 2, 2]
+
+    listed = client.get(f"/api/comparisons?project={workspace.project.pk}").json()
+    assert [c["id"] for c in listed] == [comparison.pk]
+
+    page = client.get(f"/comparisons/{comparison.pk}/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert f"#{v1.pk} det v1" in html and f"#{v2.pk} det v2" in html
+    assert 'id="comparison-charts"' in html and "<rect" in html
+    task = Task.objects.get(asset=workspace.asset("camera"))
+    assert f'href="/projects/{workspace.project.pk}/tasks/{task.pk}/"' in html
+
+
+def test_the_project_page_form_starts_a_comparison(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    v1, v2 = two_reviewed_runs
+    client = logged_in(workspace.annotator)
+    url = f"/projects/{workspace.project.pk}/comparisons/"
+    assert f'value="{v1.pk}"' in client.get(url).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"runs": [v1.pk, v2.pk], "iou_threshold": "0.7"})
+
+    comparison = Comparison.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/comparisons/{comparison.pk}/"
+    assert comparison.iou_threshold == 0.7 and comparison.state == "done"
+    refused = client.post(url, {"runs": [v1.pk]})
+    assert refused.status_code == 400
+    assert "pick between 2 and 6" in refused.content.decode()
+
+
+def test_organizations_see_only_their_comparisons(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    eager_celery: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    v1, v2 = two_reviewed_runs
+    mine = create(
+        logged_in(workspace.admin),
+        django_capture_on_commit_callbacks,
+        {"runs": [v1.pk, v2.pk]},
+    ).json()["id"]
+    outsider = logged_in(workspace.outsider)
+
+    assert outsider.get("/api/comparisons").json() == []
+    assert outsider.get(f"/api/comparisons/{mine}").status_code == 404
+    assert outsider.get(f"/comparisons/{mine}/").status_code == 404
+    assert outsider.get(f"/comparisons/{mine}/progress/").status_code == 404
+    assert (
+        outsider.get(f"/projects/{workspace.project.pk}/comparisons/").status_code
+        == 404
+    )
+    # Their runs' ids are as unknown to them as any other.
+    refused = create(
+        outsider, django_capture_on_commit_callbacks, {"runs": [v1.pk, v2.pk]}
+    )
+    assert refused.status_code == 404
+    assert Comparison.objects.count() == 1
+
+
+def test_bad_choices_are_a_clear_400_or_404(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    v1, v2 = two_reviewed_runs
+    client = logged_in(workspace.admin)
+
+    def refused(body: dict[str, Any]) -> tuple[int, str]:
+        response = create(client, django_capture_on_commit_callbacks, body)
+        return response.status_code, response.json().get("detail", "")
+
+    assert refused({"runs": [v1.pk]})[0] == 400
+    assert refused({"runs": [v1.pk, v1.pk]})[0] == 400  # one run twice
+    code, text = refused({"runs": list(range(1, 100_001))})
+    assert code == 400 and "between 2 and 6" in text
+    code, text = refused({"runs": [v1.pk, v2.pk], "iou_threshold": 1.5})
+    assert code == 400 and "iou_threshold" in text
+    assert refused({"runs": [v1.pk, 999_999]})[0] == 404
+    Run.objects.filter(pk=v2.pk).update(status=Run.Status.RUNNING)
+    code, text = refused({"runs": [v1.pk, v2.pk]})
+    assert code == 400 and "still running" in text
+    elsewhere = Project.objects.create(organization=workspace.org, name="Other")
+    Run.objects.filter(pk=v2.pk).update(status=Run.Status.SUCCEEDED, project=elsewhere)
+    code, text = refused({"runs": [v1.pk, v2.pk]})
+    assert code == 400 and "different projects" in text
+    assert Comparison.objects.count() == 0
+    assert client.get("/api/comparisons/0").status_code in (404, 422)
