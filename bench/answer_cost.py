@@ -20,25 +20,19 @@ import asyncio
 import cProfile
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (  # noqa: E402
-    HUB_PYTHON,
-    PG_URL,
-    ROOT,
     django_here,
+    in_scratch_hub,
     load_average,
     percentile,
-    psql,
     say,
 )
 
@@ -147,31 +141,12 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-answer-") as var_dir:
-        env = {**os.environ, "HUB_VAR_DIR": var_dir}
-        for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
-            env.pop(key, None)
-        database = ""
-        if args.production:
-            database = f"bench_answer_{uuid.uuid4().hex[:8]}"
-            psql(f"CREATE DATABASE {database}")
-            env["DATABASE_URL"] = f"{PG_URL}/{database}"
-            env["HUB_METRICS_TOKEN"] = "bench-metrics-token"
-        try:
-            setup = [str(HUB_PYTHON), str(ROOT / "bench" / "hub_setup.py")]
-            subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
-            child = [str(HUB_PYTHON), __file__, "--child", "--runs", str(args.runs)]
-            if args.production:
-                child.append("--production")
-            if args.profile:
-                child += ["--profile", str(Path(args.profile).resolve())]
-            out = subprocess.run(
-                child, env=env, cwd=ROOT, check=True, capture_output=True, text=True
-            )
-        finally:
-            if database:
-                psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    child = ["--runs", str(args.runs)]
+    if args.production:
+        child.append("--production")
+    if args.profile:
+        child += ["--profile", str(Path(args.profile).resolve())]
+    result = in_scratch_hub(__file__, child, production=args.production)
     say(
         f"{result['mode']}: {result['answers']} answers {result['outcomes']}, "
         f"{result['cpu_ms_per_answer']} ms CPU and {result['wall_p50_ms']} ms wall "
