@@ -102,6 +102,7 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         self.last_pong = time.monotonic()
         self.log_buffer: list[logs.PluginLogRecord] = []
         self.flush_task: asyncio.Task[None] | None = None
+        self.flushes: set[asyncio.Task[None]] = set()
         self.address = _client_address(self.scope)
         await self.accept()
         await self.send(
@@ -250,7 +251,11 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
         # Batch inserts: one transaction and one push per ~50 ms keeps up with
         # plugins that log thousands of lines a second.
         if len(self.log_buffer) >= LOG_FLUSH_LINES:
-            asyncio.create_task(self._flush_logs())
+            # Held until done: the loop keeps only a weak reference to a task,
+            # and a flush collected mid-way would lose its lines.
+            flush = asyncio.create_task(self._flush_logs())
+            self.flushes.add(flush)
+            flush.add_done_callback(self.flushes.discard)
         elif self.flush_task is None:
             self.flush_task = asyncio.create_task(self._flush_logs_later())
 
