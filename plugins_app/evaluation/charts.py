@@ -25,7 +25,8 @@ def class_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
     group = BAR * max(len(runs), 1) + GAP
     charts = []
     for cls in result.get("classes", []):
-        bars, labels = [], []
+        bars: list[dict[str, Any]] = []
+        labels: list[dict[str, Any]] = []
         for key, short in FIGURES:
             if key == "ap" and cls["tool"] != "bounding-box":
                 continue

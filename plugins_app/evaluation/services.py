@@ -284,32 +284,28 @@ def _disagreement(
 ) -> list[dict[str, Any]]:
     """The assets where the runs missed or added most (false positives and
     negatives summed over runs), the loosest matches first among equals."""
-    rows = []
+    ranked: list[tuple[int, float, dict[str, Any]]] = []
     for task_id, counts in per_asset.items():
         ious = [c.iou_sum / c.tp for c in counts if c.tp]
-        rows.append(
-            {
-                "task": task_id,
-                "asset": assets[task_id][0],
-                "disagreement": sum(c.fp + c.fn for c in counts),
-                "min_iou": min(ious) if ious else None,
-                "runs": [
-                    {
-                        "tp": c.tp,
-                        "fp": c.fp,
-                        "fn": c.fn,
-                        "mean_iou": c.iou_sum / c.tp if c.tp else None,
-                    }
-                    for c in counts
-                ],
-            }
-        )
-    rows.sort(
-        key=lambda r: (
-            -r["disagreement"],
-            r["min_iou"] if r["min_iou"] is not None else 2.0,
-        )
-    )
+        disagreement = sum(c.fp + c.fn for c in counts)
+        row = {
+            "task": task_id,
+            "asset": assets[task_id][0],
+            "disagreement": disagreement,
+            "min_iou": min(ious) if ious else None,
+            "runs": [
+                {
+                    "tp": c.tp,
+                    "fp": c.fp,
+                    "fn": c.fn,
+                    "mean_iou": c.iou_sum / c.tp if c.tp else None,
+                }
+                for c in counts
+            ],
+        }
+        ranked.append((-disagreement, min(ious) if ious else 2.0, row))
+    ranked.sort(key=lambda entry: entry[:2])
+    rows = [row for _, _, row in ranked]
     return rows[:MAX_ASSETS_LISTED]
 
 

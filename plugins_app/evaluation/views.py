@@ -48,7 +48,10 @@ def comparison_list(request: AuthenticatedHttpRequest, project_id: int) -> HttpR
         try:
             comparison = comparison_create(
                 user=request.user,
-                run_ids=[_int(v) for v in request.POST.getlist("runs")],
+                # Oldest first, as versions usually follow each other.
+                run_ids=sorted(
+                    (_int(v) for v in request.POST.getlist("runs")), key=_order
+                ),
                 iou_threshold=request.POST.get("iou_threshold") or 0.5,
                 project_id=project.pk,
             )
@@ -80,6 +83,10 @@ def comparison_list(request: AuthenticatedHttpRequest, project_id: int) -> HttpR
         },
         status=status,
     )
+
+
+def _order(value: Any) -> tuple[int, int]:
+    return (0, value) if isinstance(value, int) else (1, 0)
 
 
 def _int(value: str) -> Any:
