@@ -154,10 +154,14 @@ class PluginIn(Schema):
     delivery: Delivery = Delivery.SOCKET
     # REST delivery: checked like the dialog's (Plugin.clean, ops/egress.py).
     connector_url: str = ""
+    # Used when no script declares one and the plugin is not hosted.
+    version: str = ""
 
 
 class InstanceOut(Schema):
     address: str
+    # What the script declared (plugins/versions.py); "" when nothing.
+    version: str
     connected_at: datetime
     last_heartbeat: datetime
 
@@ -179,6 +183,9 @@ class PluginOut(Schema):
     trigger_events: list[str]
     delivery: str
     connector_url: str
+    # The admin's version, and a hosted plugin's code hash.
+    version: str
+    code_version: str
 
 
 class PluginPatch(Schema):
@@ -192,6 +199,7 @@ class PluginPatch(Schema):
     project_ids: list[DbId] | None = None
     trigger_events: list[str] | None = None
     connector_url: str | None = None
+    version: str | None = None
 
 
 class PluginCreated(PluginOut):
@@ -212,6 +220,9 @@ class RunIn(Schema):
     # Model and Batch Model, admins only: write over answers people submitted
     # or reviewed too (off: those tasks keep their answer and are skipped).
     replace_submitted: bool = False
+    # Try a job again after a timeout (off: the first timeout fails it, with
+    # the known causes; another instance of the plugin would wait the same).
+    retry_timeouts: bool = False
     # Model and Batch Model: the asset table's saved filter instead of
     # external_ids / batch_ids, e.g. {"status": "TODO", "batch": 3} (keys q,
     # batch, stage, status, prelabel_plugin, ids; workspace/selection.py). Any
@@ -260,6 +271,7 @@ class RunOut(Schema):
     assets_labeled: int
     items_skipped: int
     replace_submitted: bool
+    retry_timeouts: bool
     undone_at: datetime | None
     undone_by: str | None
     # Per task: what the run did to its answer (at most 200 rows, kept first).
@@ -309,6 +321,8 @@ def _plugin_out(plugin: Any) -> dict[str, Any]:
         "trigger_events": plugin_trigger_events(plugin),
         "delivery": plugin.delivery,
         "connector_url": plugin.connector_url,
+        "version": plugin.version,
+        "code_version": plugin.code_version,
     }
 
 
@@ -337,6 +351,7 @@ def run_out(run: Run) -> dict[str, Any]:
         "assets_labeled": run.assets_labeled,
         "items_skipped": progress.skipped,
         "replace_submitted": run.replace_submitted,
+        "retry_timeouts": bool((run.inputs or {}).get("retry_timeouts")),
         "undone_at": run.undone_at,
         "undone_by": run.undone_by.get_username() if run.undone_by else None,
         "write_counts": writes.counts,
@@ -408,6 +423,7 @@ def create_plugin(
             projects=list(organization.projects.filter(pk__in=body.project_ids)),
             delivery=body.delivery,
             connector_url=body.connector_url,
+            version=body.version,
         )
     except ValidationError as exc:
         return Status(400, {"errors": exc.message_dict})
@@ -583,6 +599,7 @@ def _create_run(
                 batch_ids=body.batch_ids,
                 inputs=body.inputs,
                 replace_submitted=body.replace_submitted,
+                retry_timeouts=body.retry_timeouts,
                 selection=body.selection,
                 dry_run=body.dry_run,
                 preview_limit=body.preview_limit,
