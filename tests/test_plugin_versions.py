@@ -206,3 +206,22 @@ def test_export_lines_say_which_run_and_version_wrote_the_prelabel(
     after = blocks()
     assert after["astronaut"] == written | {"changedByPerson": False}
     assert after["coins"] == written | {"changedByPerson": True}
+
+
+def test_the_json_api_sets_and_shows_the_admin_s_version(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    instance = connect_instance(plugin)
+    PluginInstance.objects.filter(pk=instance.pk).update(version="0.9")
+    client = bearer(workspace.admin)
+    url = f"/api/plugins/{plugin.pk}"
+    patched = client.patch(url, '{"version": "v2"}', content_type="application/json")
+    assert patched.status_code == 200, patched.content
+    body = client.get(url).json()
+    assert body["version"] == "v2" and body["code_version"] == ""
+    assert [i["version"] for i in body["instances"]] == ["0.9"]
+    too_long = client.patch(
+        url, '{"version": "%s"}' % ("9" * 101), content_type="application/json"
+    )
+    assert too_long.status_code == 400 and "version" in too_long.json()["errors"]
