@@ -5,6 +5,7 @@ the run page, the task page, the JSON API and in export lines' `prelabel`."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -225,3 +226,28 @@ def test_the_json_api_sets_and_shows_the_admin_s_version(
         url, '{"version": "%s"}' % ("9" * 101), content_type="application/json"
     )
     assert too_long.status_code == 400 and "version" in too_long.json()["errors"]
+
+
+def test_a_batch_import_records_the_version_of_the_instance_sending_it(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.BATCH_MODEL).plugin
+    run, job = leased_project_run(workspace, plugin)
+    assert run.plugin_version == ""  # nothing declared when it was created
+    # The instance holding the job says it is 4.0 (e.g. it reconnected upgraded).
+    held = run.items.get()
+    PluginInstance.objects.filter(pk=held.instance_id).update(version="4.0")
+    record = {
+        "externalId": "coins",
+        "objects": [{"schemaId": "coin-box", "bounding-box": BOX}],
+    }
+    response = Client().post(
+        "/v2/import/labels",
+        data=json.dumps({"project": job["projectId"], "jsonContent": [record]}),
+        content_type="application/json",
+        HTTP_APIKEY=job["apiKey"],
+    )
+    assert response.status_code == 200, response.content
+    task = Task.objects.get(asset=workspace.asset("coins"))
+    assert task.prelabel_run_id == run.pk
+    assert written_version(task, run) == "4.0"

@@ -37,11 +37,12 @@ from plugins_app.inputs import (
     parse_ids,
 )
 from plugins_app.plugins.kinds import FILE_LINK_SALT, asset_file_link
+from plugins_app.plugins.versions import served_version
 from plugins_app.runs import logs as run_logs
 from plugins_app.runs import preview
 from plugins_app.runs.creation import assets_in_scope
 from plugins_app.runs.dispatch.rest import connector_logs_ingest, connector_respond
-from plugins_app.runs.models import Run
+from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.workflow import WorkflowAnswerError, workflow_answer
 from plugins_app.web.files import asset_file_response, export_file_response
 from plugins_app.workspace import lifecycle, workflow
@@ -154,6 +155,16 @@ def _asset_json(request: HttpRequest, asset: Asset) -> dict[str, Any]:
     }
 
 
+def _sending_version(run: Run) -> str:
+    """The version of the plugin instance whose job is importing (a Batch
+    Model run has one job; its holder may declare another version than the
+    plugin had when the run was created)."""
+    held = (
+        run.items.filter(state=WorkItem.State.LEASED).select_related("instance").first()
+    )
+    return served_version(run.plugin, held.instance if held else None)
+
+
 @require_POST
 @api_key_required
 def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
@@ -174,6 +185,7 @@ def import_labels(request: HttpRequest, run: Run) -> JsonResponse:
         records=records,
         mapping=run.class_mapping,
         run=run,
+        version=_sending_version(run),
     )
     if result.errors:
         return _refused(run, result.errors, len(records), "records", "imported")

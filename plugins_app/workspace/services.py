@@ -31,10 +31,12 @@ def prelabels_import(
     records: list[Any],
     mapping: list[dict[str, str]] | None,
     run: Run,
+    version: str = "",
 ) -> ImportResult:
     """Validate every record, then write all of them or none, except the tasks
     that hold a person's work: those are skipped with the reason (writes.py).
-    Every asset sharing a record's externalId gets its labels."""
+    Every asset sharing a record's externalId gets its labels. `version`: the
+    plugin version that sends them (the run's when not given)."""
     external_ids = {unwrap_import_record(r)[0] for r in records} - {None}
     assets = {
         a.external_id: a
@@ -88,6 +90,7 @@ def prelabels_import(
             tasks,
             {t.pk: answers[t.asset_id] for t in tasks},
             via=writes.VIA_IMPORT,
+            version=version,
         )
     asset_of = {t.pk: t.asset_id for t in tasks}
     result.labeled = len(report.written)
