@@ -251,3 +251,27 @@ def test_a_batch_import_records_the_version_of_the_instance_sending_it(
     task = Task.objects.get(asset=workspace.asset("coins"))
     assert task.prelabel_run_id == run.pk
     assert written_version(task, run) == "4.0"
+
+
+def test_the_run_page_names_each_version_that_answered_when_they_differ(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    instance = connect_instance(plugin)
+    PluginInstance.objects.filter(pk=instance.pk).update(version="1.0")
+    run = new_run(workspace, plugin, "astronaut", "coins")
+    assert run.plugin_version == "1.0"
+    assert dispatch_pending(plugin.pk) == 2
+    first, second = run.items.order_by("id")
+    item_respond(
+        session=first.session, payload={"response": ANSWER}, channel_name=CHANNEL
+    )
+    assert "run-item-versions" not in page(workspace.admin, f"/runs/{run.pk}/")
+    # The same socket declares an upgrade in its next heartbeat.
+    PluginInstance.objects.filter(pk=instance.pk).update(version="1.1")
+    item_respond(
+        session=second.session, payload={"response": ANSWER}, channel_name=CHANNEL
+    )
+    assert "jobs answered by version 1.0 (1), version 1.1 (1)" in page(
+        workspace.admin, f"/runs/{run.pk}/"
+    )

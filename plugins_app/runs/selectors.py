@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -157,6 +158,9 @@ class RunProgress:
     timed_out: int = 0
     # Succeeded without putting anything on any task: a neutral bar, not green.
     nothing_written: bool = False
+    # (version, jobs) that answered, when not all were the run's own version
+    # (a roll-out, an upgrade mid-run); empty otherwise.
+    versions: tuple[tuple[str, int], ...] = ()
 
 
 def run_progress(run: Run) -> RunProgress:
@@ -165,13 +169,19 @@ def run_progress(run: Run) -> RunProgress:
     One query reads the items for both the counts and the table of items."""
     rows = list(
         run.items.order_by("id").values_list(
-            "state", "attempts", "error", "asset__external_id", "failure"
+            "state",
+            "attempts",
+            "error",
+            "asset__external_id",
+            "failure",
+            "plugin_version",
         )
     )
     states = [state for state, *_ in rows]
     done, failed = states.count("done"), states.count("failed")
     skipped = states.count(WorkItem.State.SKIPPED)
-    timed_out = sum(1 for *_, failure in rows if failure == WorkItem.Failure.TIMEOUT)
+    timed_out = sum(1 for row in rows if row[4] == WorkItem.Failure.TIMEOUT)
+    answered = Counter(row[5] for row in rows if row[5])
     done += skipped  # processed: the run goes on past a kept task
     total = len(states)
     if run.plugin.type == "batch_model" and run.assets_total:
@@ -212,6 +222,7 @@ def run_progress(run: Run) -> RunProgress:
         skipped,
         timed_out,
         empty,
+        tuple(sorted(answered.items())) if set(answered) - {run.plugin_version} else (),
     )
 
 
