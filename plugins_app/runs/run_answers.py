@@ -52,13 +52,22 @@ def run_answers(run: Run, task_ids: list[int]) -> dict[int, tuple[Any, str]]:
             data__has_key="previousAnswer",
         )
         .order_by("id")
-        .values_list("task_id", "id", "name", "actor__username", "data")
+        # Only the two keys read: a submit's data also holds its answer and
+        # every label's, decoding them tripled the cost (bench/compare.py).
+        .values_list(
+            "task_id",
+            "id",
+            "name",
+            "actor__username",
+            "data__previousAnswer",
+            "data__run",
+        )
     )
     result: dict[int, tuple[Any, str]] = {}
-    for task_id, event_id, name, who, data in later:
+    for task_id, event_id, name, who, previous, by_run in later:
         if task_id in result or event_id <= own[task_id]:
             continue  # already found, or a change before this run's last write
-        result[task_id] = (data.get("previousAnswer") or {}, _since(name, who, data))
+        result[task_id] = (previous or {}, _since(name, who, {"run": by_run}))
     rest = [t for t in own if t not in result]
     current = Task.objects.filter(pk__in=rest).values_list("id", "answer")
     result.update({task_id: (answer, "") for task_id, answer in current})
