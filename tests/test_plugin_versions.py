@@ -164,14 +164,13 @@ def test_hosted_code_is_versioned_by_its_content_hash(
     )
 
 
-def test_export_lines_say_which_run_and_version_wrote_the_prelabel(
-    workspace: Any, make_plugin: Any
-) -> None:
+def prelabeled(workspace: Any, make_plugin: Any, version: str) -> Run:
+    """Detector, an instance declaring `version`, pre-labels astronaut and
+    coins (in the labeling stage, where a pre-label waits for its labeler)."""
     model = make_plugin(name="Detector").plugin
-    # In the labeling stage, as a pre-label waits for its labeler.
     Task.objects.filter(project=workspace.project).update(stage="Label")
     instance = connect_instance(model)
-    PluginInstance.objects.filter(pk=instance.pk).update(version="3.2.0")
+    PluginInstance.objects.filter(pk=instance.pk).update(version=version)
     run = new_run(workspace, model, "astronaut", "coins")
     assert dispatch_pending(model.pk) == 2
     for item in run.items.all():
@@ -180,6 +179,22 @@ def test_export_lines_say_which_run_and_version_wrote_the_prelabel(
         )
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error
+    return run
+
+
+def move_the_box(workspace: Any, external_id: str) -> None:
+    """A person moves the pre-label's box and submits."""
+    task = Task.objects.get(asset=workspace.asset(external_id))
+    moved = dict(task.answer)
+    moved["tools"] = [dict(task.answer["tools"][0])]
+    moved["tools"][0]["bounding-box"] = {"x": 50, "y": 60, "width": 3, "height": 4}
+    task_submit(task, user=workspace.admin, answer=moved)
+
+
+def test_export_lines_say_which_run_and_version_wrote_the_prelabel(
+    workspace: Any, make_plugin: Any
+) -> None:
+    run = prelabeled(workspace, make_plugin, "3.2.0")
     export_run, _ = leased_project_run(
         workspace, make_plugin(type=PluginType.EXPORT).plugin, stages=[]
     )
@@ -198,11 +213,7 @@ def test_export_lines_say_which_run_and_version_wrote_the_prelabel(
     # A person submits the pre-label as it is, and another moves a box.
     astronaut = Task.objects.get(asset=workspace.asset("astronaut"))
     task_submit(astronaut, user=workspace.annotator, answer=None)
-    coins = Task.objects.get(asset=workspace.asset("coins"))
-    moved = dict(coins.answer)
-    moved["tools"] = [dict(coins.answer["tools"][0])]
-    moved["tools"][0]["bounding-box"] = {"x": 50, "y": 60, "width": 3, "height": 4}
-    task_submit(coins, user=workspace.admin, answer=moved)
+    move_the_box(workspace, "coins")
 
     after = blocks()
     assert after["astronaut"] == written | {"changedByPerson": False}
@@ -275,3 +286,25 @@ def test_the_run_page_names_each_version_that_answered_when_they_differ(
     assert "jobs answered by version 1.0 (1), version 1.1 (1)" in page(
         workspace.admin, f"/runs/{run.pk}/"
     )
+
+
+def test_the_canvas_credits_each_object_to_the_version_that_wrote_it(
+    workspace: Any, make_plugin: Any
+) -> None:
+    run = prelabeled(workspace, make_plugin, "3.2.0")
+    move_the_box(workspace, "coins")
+    client = Client()
+    client.force_login(workspace.annotator)
+
+    def sources(external_id: str) -> list[dict[str, Any]]:
+        task = Task.objects.get(asset=workspace.asset(external_id))
+        url = f"/projects/{workspace.project.pk}/tasks/{task.pk}/canvas/"
+        response = client.get(url)
+        assert response.status_code == 200, response.status_code
+        return [o["source"] for o in response.json()["objects"]]
+
+    by_plugin = {"kind": "plugin", "run": run.pk}
+    assert sources("astronaut") == [
+        by_plugin | {"label": f"Detector version 3.2.0 (run #{run.pk})"}
+    ]
+    assert sources("coins") == [{"kind": "person", "label": "alice", "run": None}]

@@ -71,7 +71,7 @@ def _event_source(event: TaskEvent) -> Source | None:
     earlier answer back (undo, send-back), which credit nobody new."""
     if event.name == events.ANSWER_WRITTEN:
         run = event.data.get("run")
-        name = event.data.get("plugin", "")
+        name = _versioned(event.data.get("plugin", ""), event.data.get("pluginVersion"))
         return Source(
             "plugin", f"{name} (run #{run})", run if isinstance(run, int) else None
         )
@@ -79,6 +79,11 @@ def _event_source(event: TaskEvent) -> Source | None:
         who = event.actor.get_username() if event.actor else event.actor_label
         return Source("person", who or "a person")
     return None
+
+
+def _versioned(plugin: str, version: object) -> str:
+    """A plugin's name with the version that wrote an object, when known."""
+    return f"{plugin} version {version}" if version else plugin
 
 
 def _confidence(obj: dict[str, Any]) -> float | None:
@@ -101,7 +106,8 @@ def canvas_objects(task: Task, history: list[TaskEvent]) -> list[dict[str, Any]]
     fallback = UNKNOWN
     if task.prelabel_run_id is not None and task.prelabel_run is not None:
         run = task.prelabel_run
-        fallback = Source("plugin", f"{run.plugin.name} (run #{run.pk})", run.pk)
+        name = _versioned(run.plugin.name, run.plugin_version)
+        fallback = Source("plugin", f"{name} (run #{run.pk})", run.pk)
     objects = []
     for index, obj in enumerate((task.answer or {}).get("tools", []) or []):
         if not isinstance(obj, dict):
