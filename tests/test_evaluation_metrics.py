@@ -55,7 +55,7 @@ def totals(threshold: float = 0.5) -> dict[str, metrics.Counts]:
     summed: dict[str, metrics.Counts] = {}
     for ran, reviewed in CASE:
         counts = metrics.match_asset(
-            metrics.shapes_of(ran), metrics.shapes_of(reviewed), SIZE, threshold
+            metrics.shapes_of(ran), metrics.shapes_of(reviewed), threshold
         )
         for schema_id, value in counts.items():
             summed.setdefault(schema_id, metrics.Counts()).add(value)
@@ -177,7 +177,7 @@ def test_our_matching_agrees_with_the_librarys_cocoeval() -> None:
     library = np.asarray(evaluation.ious[(3, 1)])
     ran, reviewed = CASE[2]
     faces = [s for s in metrics.shapes_of(reviewed) if s.kind == metrics.BOX]
-    ours_iou = metrics.iou_matrix(metrics.shapes_of(ran), faces, SIZE)
+    ours_iou = metrics.iou_matrix(metrics.shapes_of(ran), faces)
     assert np.allclose(library, ours_iou) and library[0, 0] == pytest.approx(0.825)
 
 

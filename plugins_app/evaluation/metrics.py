@@ -5,15 +5,16 @@ checked by hand and against the library on the same data.
 - P/R/F1 and mean IoU per class: within each asset and class, predictions and
   reviewed objects are matched greedily by IoU (highest first, each used once,
   a pair counts when its IoU reaches the threshold). IoU is faster-coco-eval's
-  (`mask.iou`: boxes as x/y/width/height, polygons rasterised to RLE at the
-  asset's size), the same numbers its COCOeval uses.
+  (`mask.iou`: boxes as x/y/width/height, polygons rasterised to RLE, on
+  the pixel grid of the asset), the same numbers its COCOeval uses.
 - mAP@[.5:.95] for boxes: faster-coco-eval's COCOeval over every asset at once.
 - Correction cost: what a person changed after the run, by objectId.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +75,9 @@ def _score(obj: dict[str, Any]) -> float:
     return 1.0
 
 
-def iou_matrix(
-    predicted: Sequence[Shape], reference: Sequence[Shape], size: tuple[int, int]
-) -> np.ndarray:
+def iou_matrix(predicted: Sequence[Shape], reference: Sequence[Shape]) -> np.ndarray:
     """IoU of every predicted shape (rows) with every reference one (columns),
-    all of one kind. `size` is the asset's (width, height) for polygons."""
+    all of one kind."""
     if not predicted or not reference:
         return np.zeros((len(predicted), len(reference)))
     crowd = [0] * len(reference)
@@ -89,24 +88,16 @@ def iou_matrix(
         return np.asarray(coco_mask.iou(boxes[0], boxes[1], crowd)).reshape(
             len(predicted), len(reference)
         )
-    width, height = _canvas(size, [*predicted, *reference])
-    rles = [
-        coco_mask.frPyObjects([list(s.coords) for s in group], height, width)
-        for group in (predicted, reference)
-    ]
-    return np.asarray(coco_mask.iou(rles[0], rles[1], crowd)).reshape(
-        len(predicted), len(reference)
-    )
-
-
-def _canvas(size: tuple[int, int], shapes: Iterable[Shape]) -> tuple[int, int]:
-    """The raster polygons are drawn on: the asset's size, grown to hold every
-    point (an asset of unknown size records 0 x 0)."""
-    width, height = size
-    for shape in shapes:
-        width = max(width, int(max(shape.coords[0::2])) + 1)
-        height = max(height, int(max(shape.coords[1::2])) + 1)
-    return width, height
+    # One conversion for both sides (the library's per-call cost dominates at
+    # a few polygons an asset), on a grid holding every point: the hub refused
+    # points outside the asset already, so nothing needs clipping to it.
+    shapes = [*predicted, *reference]
+    width = math.floor(max(max(s.coords[0::2]) for s in shapes)) + 2
+    height = math.floor(max(max(s.coords[1::2]) for s in shapes)) + 2
+    rles = coco_mask.frPyObjects([list(s.coords) for s in shapes], height, width)
+    return np.asarray(
+        coco_mask.iou(rles[: len(predicted)], rles[len(predicted) :], crowd)
+    ).reshape(len(predicted), len(reference))
 
 
 def greedy_match(ious: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
@@ -165,10 +156,7 @@ class Counts:
 
 
 def match_asset(
-    predicted: Sequence[Shape],
-    reference: Sequence[Shape],
-    size: tuple[int, int],
-    threshold: float,
+    predicted: Sequence[Shape], reference: Sequence[Shape], threshold: float
 ) -> dict[str, Counts]:
     """Per class (schemaId) of this asset, the greedy matching's counts. A
     box never matches a polygon, even of one class."""
@@ -186,11 +174,13 @@ def match_asset(
         # cost dominates at a few objects an asset); pairs of different
         # classes are zeroed, so the greedy pass never matches across classes
         # and equals one pass per class (the threshold is above 0).
-        ious = iou_matrix(preds, refs, size)
-        same = np.array([p.schema_id for p in preds])[:, None] == np.array(
-            [r.schema_id for r in refs]
-        )
-        for p, _r, iou in greedy_match(np.where(same, ious, 0.0), threshold):
+        ious = iou_matrix(preds, refs)
+        if len({s.schema_id for s in (*preds, *refs)}) > 1:
+            same = np.array([p.schema_id for p in preds])[:, None] == np.array(
+                [r.schema_id for r in refs]
+            )
+            ious = np.where(same, ious, 0.0)
+        for p, _r, iou in greedy_match(ious, threshold):
             counts = result[preds[p].schema_id]
             counts.tp += 1
             counts.fp -= 1

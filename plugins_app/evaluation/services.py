@@ -251,9 +251,7 @@ def _run_figures(
     for task_id in per_asset:
         _, width, height = assets[task_id]
         predicted = metrics.shapes_of(answers[task_id])
-        counts = metrics.match_asset(
-            predicted, truth[task_id], (width, height), threshold
-        )
+        counts = metrics.match_asset(predicted, truth[task_id], threshold)
         asset_total = metrics.Counts()
         for schema_id, value in counts.items():
             if schema_id in totals:  # a class no longer in the ontology is left out
