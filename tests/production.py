@@ -247,6 +247,18 @@ def project_of(api: httpx.Client, plugin_pk: int) -> int:
     return api.get(f"/api/plugins/{plugin_pk}").json()["project_ids"][0]
 
 
+def unlabeled_assets(hub: Stack, api: httpx.Client, plugin_pk: int) -> list[str]:
+    """The external IDs of the plugin's project whose task holds no person's
+    work, in id order (the demo has labeled tasks, and a plugin's answer is
+    skipped on those, so a test counting written answers must leave them out)."""
+    project = project_of(api, plugin_pk)
+    return hub.sql(
+        "SELECT a.external_id FROM workspace_asset a JOIN workspace_task t"
+        f" ON t.asset_id = a.id WHERE a.project_id = {project}"
+        " AND t.status = 'TODO' ORDER BY a.id"
+    ).split()
+
+
 def start_run(api: httpx.Client, plugin_pk: int, *external_ids: str) -> int:
     created = api.post(
         "/api/runs",

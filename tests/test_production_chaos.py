@@ -19,8 +19,8 @@ from tests.production import (
     Stack,
     model_plugin,
     needs_services,
-    project_of,
     start_run,
+    unlabeled_assets,
     wait_live,
 )
 
@@ -69,11 +69,7 @@ def test_it_completes_every_item_once_after_every_hub_process_is_killed(
         for web in ("a", "b")
     ]
     wait_live(api, plugin["id"], 2)
-    project = project_of(api, plugin["id"])
-    assets = hub.sql(
-        f"SELECT external_id FROM workspace_asset WHERE project_id = {project}"
-        " ORDER BY id"
-    ).split()
+    assets = unlabeled_assets(hub, api, plugin["id"])
     batch, singles = assets[:10], assets[10:16]
     run_ids = [start_run(api, plugin["id"], *batch)]
     run_ids += [start_run(api, plugin["id"], a) for a in singles]

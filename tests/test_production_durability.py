@@ -19,7 +19,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.hub import PluginProcess, wait_for
@@ -29,6 +28,7 @@ from tests.production import (
     needs_services,
     project_of,
     start_run,
+    unlabeled_assets,
     wait_live,
 )
 from tests.test_production_chaos import COUNT_PRELABEL_WRITES
@@ -47,17 +47,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield hub
     finally:
         hub.stop()
-
-
-def _assets(hub: Stack, api: httpx.Client, plugin_pk: int) -> list[str]:
-    """The project's assets whose task holds no person's work (the demo data
-    has some labeled: a plugin's answer skips those)."""
-    project = project_of(api, plugin_pk)
-    return hub.sql(
-        "SELECT a.external_id FROM workspace_asset a JOIN workspace_task t"
-        f" ON t.asset_id = a.id WHERE a.project_id = {project}"
-        " AND t.status = 'TODO' ORDER BY a.id"
-    ).split()
 
 
 def _rows(hub: Stack, query: str) -> list[tuple[str, ...]]:
@@ -114,7 +103,7 @@ def test_every_item_ends_once_with_8_in_flight_racing_cancels_and_sweeps(
             concurrency=4,
         )
     wait_live(api["a"], plugin["id"], 2)
-    assets = _assets(hub, api["a"], plugin["id"])[:16]
+    assets = unlabeled_assets(hub, api["a"], plugin["id"])[:16]
     assert len(assets) >= 12, assets
 
     def create(via: str, *external_ids: str, retry: bool = False) -> int:
@@ -191,7 +180,7 @@ def test_nothing_is_lost_or_applied_twice_when_each_process_kind_restarts_mid_bu
             web, tmp_path / web, env=slow, forever=True, concurrency=2
         )
     wait_live(api, plugin["id"], 2)
-    assets = _assets(hub, api, plugin["id"])[:15]
+    assets = unlabeled_assets(hub, api, plugin["id"])[:15]
     assert len(assets) >= 12, assets
     waves = [assets[0:5], assets[5:10], assets[10:]]
     runs: list[int] = []

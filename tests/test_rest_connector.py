@@ -294,7 +294,11 @@ def test_plugin_log_and_response_need_a_session_of_the_keys_run(
     other, _ = rest_plugin(workspace, "http://127.0.0.1:9", name="other")
     response = member(workspace).post(
         f"/projects/{workspace.project.pk}/plugins/{plugin.pk}/run/",
-        {"external_ids": "astronaut\ncoins", "config_json": "{}"},
+        {
+            "external_ids": "astronaut\ncoins",
+            "config_json": "{}",
+            "map_0": "face-box",
+        },
         HTTP_HX_REQUEST="true",
     )
     assert "HX-Redirect" in response

@@ -122,7 +122,9 @@ def test_it_creates_a_run_and_redirects_to_its_page(
     assert response.status_code == 200
     run = Run.objects.get()
     assert response["HX-Redirect"] == f"/runs/{run.pk}/"
-    assert run.status == Run.Status.QUEUED
+    # A connected instance is free, so the create transaction leased the run's
+    # first jobs already (docs/architecture.md, "create + lease").
+    assert run.status == Run.Status.RUNNING
     assert run.plugin == plugin and run.project == workspace.project
     assert run.created_by == workspace.annotator
     assert run.organization == workspace.org
@@ -130,7 +132,9 @@ def test_it_creates_a_run_and_redirects_to_its_page(
     assert run.config_json == '{"max_detections": 3}'
     items = run.items.select_related("asset")
     assert [i.asset.external_id for i in items] == ["astronaut", "coins", "camera"]
-    assert {i.state for i in items} == {WorkItem.State.PENDING}
+    states = [i.state for i in items]
+    assert WorkItem.State.LEASED in states
+    assert set(states) <= {WorkItem.State.LEASED, WorkItem.State.PENDING}
     assert len({i.session for i in items}) == 3
 
 
@@ -264,7 +268,7 @@ def test_it_lists_batches_in_the_batch_model_dialog(
     assert run.batch_ids == [workspace.batch_a.pk]
     assert run.assets_total == workspace.batch_a.assets.count() > 0
     item = run.items.get()
-    assert item.asset is None and item.state == WorkItem.State.PENDING
+    assert item.asset is None and item.state == WorkItem.State.LEASED
 
 
 # --- the runs list --------------------------------------------------------------
