@@ -30,7 +30,8 @@ def test_an_admin_compares_two_runs_from_the_browser(
     v1, v2 = two_reviewed_runs
     page = tab.page
     log_in(page, live_hub, "alice")
-    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/comparisons/")
+    page.goto(f"{live_hub.url}/projects/{workspace.project.pk}/")
+    page.locator("#project-compare").click()
     page.locator(f"#run-{v1.pk}").check()
     page.locator(f"#run-{v2.pk}").check()
     page.get_by_role("button", name="Compare").click()
