@@ -196,3 +196,15 @@ def test_answers_without_usable_shapes_are_left_out() -> None:
     }
     assert metrics.shapes_of(odd) == []
     assert metrics.shapes_of(None) == [] and metrics.shapes_of({"tools": 3}) == []
+
+
+def test_greedy_matching_takes_the_best_pairs_first() -> None:
+    """Two faces side by side: taking pairs in any other order than highest
+    IoU first would pair each prediction with the wrong face (IoU 1/3)."""
+    reviewed = {"tools": [box("a", 0, 0, 10, 10), box("b", 6, 0, 10, 10)]}
+    ran = {"tools": [box("p1", 5, 0, 10, 10), box("p2", 1, 0, 10, 10)]}
+    counts = metrics.match_asset(
+        metrics.shapes_of(ran), metrics.shapes_of(reviewed), 0.3
+    )["face-box"]
+    assert counts.tp == 2
+    assert counts.iou_sum / counts.tp == pytest.approx(90 / 110)  # both 9 px of 11
