@@ -14,5 +14,6 @@ app.autodiscover_tasks(
         "plugins_app.hosted",
         "plugins_app.exports",
         "plugins_app.evaluation",
+        "plugins_app.dashboard",
     ]
 )

@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "plugins_app.hosted",
     "plugins_app.exports",
     "plugins_app.evaluation",
+    "plugins_app.dashboard",
     "plugins_app.wire",
     "plugins_app.web",
 ]
@@ -131,6 +132,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # Open plugin alerts shown as a banner (dashboard/context.py).
+                "plugins_app.dashboard.context.plugin_alerts",
             ],
         },
     },
@@ -292,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plugins_app.tasks.retrigger_missed_events",
         "schedule": float(os.environ.get("HUB_TRIGGER_RECOVERY_SECONDS", "30")),
     },
+    "check-plugin-alerts": {
+        "task": "plugins_app.tasks.check_plugin_alerts",
+        "schedule": float(os.environ.get("HUB_ALERT_CHECK_SECONDS", "60")),
+    },
     "expire-export-snapshots": {
         "task": "plugins_app.tasks.expire_export_snapshots",
         "schedule": 600.0,
@@ -435,6 +442,11 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 # Django waits forever by default; the alert is sent from the socket consumer.
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+# Plugin alerts mail the organization's admins: printed to the console unless
+# an SMTP (or other) backend is configured.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
 
 HUB_LOG_FORMAT = os.environ.get("HUB_LOG_FORMAT", "plain")
 if HUB_LOG_FORMAT not in ("plain", "json"):

@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
+from plugins_app.dashboard.api import router as dashboard_router
 from plugins_app.evaluation.api import router as comparisons_router
 from plugins_app.web.api import api
 from plugins_app.web.login import LoginView
@@ -18,6 +19,8 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 # Mounted here, not in web/api.py: the comparisons app sits above the web app
 # (it uses its access checks), so the web app does not import it.
 api.add_router("/comparisons", comparisons_router)
+# Beside web/api.py's /plugins routes: the dashboard sits above the web app too.
+api.add_router("/plugins", dashboard_router)
 
 urlpatterns = [
     path("favicon.ico", favicon),
@@ -30,4 +33,5 @@ urlpatterns = [
     path("", include("plugins_app.web.urls")),
     path("", include("plugins_app.hosted.urls")),
     path("", include("plugins_app.evaluation.urls")),
+    path("", include("plugins_app.dashboard.urls")),
 ]

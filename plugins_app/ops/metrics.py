@@ -38,6 +38,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from plugins_app.dashboard.figures import WINDOWS, plugin_figures
+from plugins_app.dashboard.models import Alert
 from plugins_app.plugins.models import FailedHeartbeat, Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
 
@@ -98,6 +100,7 @@ class HubCollector:
             value=FailedHeartbeat.objects.count(),
         )
         yield self._dispatch_latency()
+        yield from self._plugin_health()
 
     def _runs(self) -> Metric:
         gauge = GaugeMetricFamily(
@@ -162,6 +165,40 @@ class HubCollector:
             buckets=cumulative,
             sum_value=wait_sum.total_seconds() if wait_sum else 0.0,
         )
+
+    def _plugin_health(self) -> Iterator[Metric]:
+        """The dashboard's figures over the last hour, per plugin (dashboard/
+        figures.py: the same queries, so the page and Prometheus agree)."""
+        labels = ["plugin", "name"]
+        families = {
+            key: GaugeMetricFamily(f"pluginhub_plugin_{key}", help_text, labels=labels)
+            for key, help_text in (
+                ("items_per_minute", "Items answered per minute, last hour."),
+                ("error_rate", "Items failed with an error / items ended, last hour."),
+                ("timeout_rate", "Items timed out / items ended, last hour."),
+                ("retries", "Extra attempts of items ended in the last hour."),
+                ("open_alerts", "Alerts raised and not cleared."),
+            )
+        }
+        latency = GaugeMetricFamily(
+            "pluginhub_plugin_latency_seconds",
+            "Lease-to-answer latency of items answered in the last hour.",
+            labels=[*labels, "quantile"],
+        )
+        alerts = _count_by(Alert.objects.filter(cleared_at__isnull=True), "plugin_id")
+        for plugin in Plugin.objects.order_by("public_id"):
+            figures = plugin_figures(plugin, WINDOWS["hour"], detail=False)
+            names = [plugin.public_id, plugin.name]
+            for key, family in families.items():
+                value = (
+                    alerts.get(plugin.pk, 0) if key == "open_alerts" else figures[key]
+                )
+                family.add_metric(names, value)
+            for quantile, key in (("0.5", "latency_p50"), ("0.95", "latency_p95")):
+                if figures[key] is not None:
+                    latency.add_metric([*names, quantile], figures[key])
+        yield from families.values()
+        yield latency
 
 
 def _count_by(queryset: Any, field: str) -> dict[Any, int]:

@@ -1,0 +1,72 @@
+"""`GET /api/plugins/{id}/dashboard`: the dashboard's figures in the JSON API,
+a router mounted on the hub's NinjaAPI (plugins_app/urls.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Router, Schema
+from ninja.errors import HttpError
+
+from plugins_app.dashboard.figures import UnknownWindow, get_window, plugin_figures
+from plugins_app.web import access
+from plugins_app.web.api import DbId
+from plugins_app.web.request_types import AuthenticatedHttpRequest
+
+router = Router(tags=["plugins"])
+
+
+class InstanceOut(Schema):
+    address: str
+    version: str
+    connected_at: datetime
+    in_flight: int
+
+
+class ErrorOut(Schema):
+    item: int
+    run: int
+    failure: str
+    error: str
+    at: datetime
+
+
+class DashboardOut(Schema):
+    plugin: int
+    window: str
+    since: datetime
+    now: datetime
+    instances: list[InstanceOut]
+    in_flight: int
+    waiting: int
+    runs: dict[str, int]
+    items: dict[str, int]
+    items_per_minute: float
+    latency_p50: float | None
+    latency_p95: float | None
+    errors: int
+    timeouts: int
+    error_rate: float
+    timeout_rate: float
+    retries: int
+    last_errors: list[ErrorOut]
+    # Per time bucket, oldest first (see docs/api.md).
+    series: dict[str, list[float]]
+    open_alerts: list[str]
+
+
+@router.get("/{plugin_id}/dashboard", response=DashboardOut)
+def plugin_dashboard(
+    request: AuthenticatedHttpRequest, plugin_id: DbId, window: str = "hour"
+) -> dict[str, Any]:
+    plugin = access.get_plugin_for_user(request.user, plugin_id)
+    try:
+        chosen = get_window(window)
+    except UnknownWindow as exc:
+        raise HttpError(400, str(exc)) from None
+    figures = plugin_figures(plugin, chosen)
+    figures["open_alerts"] = list(
+        plugin.alerts.filter(cleared_at__isnull=True).values_list("message", flat=True)
+    )
+    return figures

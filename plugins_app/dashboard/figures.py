@@ -1,0 +1,248 @@
+"""A plugin's health figures over the last hour, day or week, computed from the
+run ledger (WorkItem and Run rows) on each call, so every process and a
+restarted hub read the same numbers; nothing is counted in memory.
+
+Every figure is an aggregate the database computes over the plugin's items that
+finished in the window (a handful of queries whatever the item count): counts by
+state, rates, retries, the latency from lease to answer (p50/p95 by an ordered
+offset, which SQLite and PostgreSQL both do) and one conditional count per time
+bucket for the sparklines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.utils import timezone
+
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs.models import Run, WorkItem
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    span: timedelta
+    bucket: timedelta
+
+    @property
+    def buckets(self) -> int:
+        return int(self.span / self.bucket)
+
+
+WINDOWS = {
+    "hour": Window("hour", timedelta(hours=1), timedelta(minutes=5)),
+    "day": Window("day", timedelta(days=1), timedelta(hours=1)),
+    "week": Window("week", timedelta(days=7), timedelta(hours=6)),
+}
+LAST_ERRORS = 10
+# Failures that are the plugin's fault (an error it reported, an answer the hub
+# refused); time-outs are counted apart, cancellations are a person's choice.
+ERRORS = (WorkItem.Failure.ERROR, WorkItem.Failure.INVALID)
+
+
+class UnknownWindow(ValueError):
+    pass
+
+
+def get_window(name: str) -> Window:
+    try:
+        return WINDOWS[name]
+    except KeyError:
+        raise UnknownWindow(
+            f"window must be one of {', '.join(WINDOWS)}, not {name[:20]!r}"
+        ) from None
+
+
+def _latency() -> ExpressionWrapper:
+    return ExpressionWrapper(
+        F("finished_at") - F("leased_at"), output_field=DurationField()
+    )
+
+
+def finished_items(plugin: Plugin, since: datetime) -> QuerySet[WorkItem]:
+    return WorkItem.objects.filter(plugin=plugin, finished_at__gte=since).order_by()
+
+
+def plugin_figures(
+    plugin: Plugin, window: Window, now: datetime | None = None, *, detail: bool = True
+) -> dict[str, Any]:
+    """Everything the dashboard and the JSON API show for a plugin; without
+    `detail` (/metrics), no instance list, last errors or sparkline series."""
+    now = now or timezone.now()
+    since = now - window.span
+    finished = finished_items(plugin, since)
+    row = finished.aggregate(
+        done=Count("pk", filter=Q(state=WorkItem.State.DONE)),
+        skipped=Count("pk", filter=Q(state=WorkItem.State.SKIPPED)),
+        cancelled=Count("pk", filter=Q(state=WorkItem.State.CANCELLED)),
+        failed=Count("pk", filter=Q(state=WorkItem.State.FAILED)),
+        errors=Count("pk", filter=Q(state=WorkItem.State.FAILED, failure__in=ERRORS)),
+        timeouts=Count(
+            "pk",
+            filter=Q(state=WorkItem.State.FAILED, failure=WorkItem.Failure.TIMEOUT),
+        ),
+        retries=Sum(F("attempts") - 1, filter=Q(attempts__gt=1)),
+    )
+    now_row = (
+        WorkItem.objects.filter(
+            plugin=plugin, state__in=(WorkItem.State.PENDING, WorkItem.State.LEASED)
+        )
+        .order_by()
+        .aggregate(
+            pending=Count("pk", filter=Q(state=WorkItem.State.PENDING)),
+            leased=Count("pk", filter=Q(state=WorkItem.State.LEASED)),
+        )
+    )
+    # Rates over the items that ended on their own (not cancelled by a person).
+    ended = row["done"] + row["skipped"] + row["failed"]
+    runs = dict(
+        Run.objects.filter(plugin=plugin, created_at__gte=since)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    p50, p95 = _latency_percentiles(finished)
+    figures = {
+        "plugin": plugin.pk,
+        "window": window.name,
+        "since": since,
+        "now": now,
+        "in_flight": now_row["leased"],
+        "waiting": now_row["pending"],
+        "runs": {status: runs.get(status, 0) for status in Run.Status.values},
+        "items": {
+            "done": row["done"],
+            "skipped": row["skipped"],
+            "failed": row["failed"],
+            "cancelled": row["cancelled"],
+            "pending": now_row["pending"],
+            "leased": now_row["leased"],
+        },
+        "items_per_minute": round(
+            (row["done"] + row["skipped"]) / (window.span.total_seconds() / 60), 3
+        ),
+        "latency_p50": p50,
+        "latency_p95": p95,
+        "errors": row["errors"],
+        "timeouts": row["timeouts"],
+        "error_rate": round(row["errors"] / ended, 4) if ended else 0.0,
+        "timeout_rate": round(row["timeouts"] / ended, 4) if ended else 0.0,
+        "retries": row["retries"] or 0,
+    }
+    if detail:
+        figures["instances"] = live_instances(plugin)
+        figures["last_errors"] = last_errors(finished)
+        figures["series"] = _series(finished, window, now)
+    return figures
+
+
+def live_instances(plugin: Plugin) -> list[dict[str, Any]]:
+    instances = (
+        PluginInstance.objects.live()
+        .filter(plugin=plugin)
+        .annotate(
+            in_flight=Count("items", filter=Q(items__state=WorkItem.State.LEASED))
+        )
+        .order_by("connected_at", "pk")
+    )
+    return [
+        {
+            "address": i.address,
+            "version": i.version,
+            "connected_at": i.connected_at,
+            "in_flight": i.in_flight,
+        }
+        for i in instances
+    ]
+
+
+def _latency_percentiles(
+    finished: QuerySet[WorkItem],
+) -> tuple[float | None, float | None]:
+    answered = finished.filter(
+        state__in=(WorkItem.State.DONE, WorkItem.State.SKIPPED),
+        leased_at__isnull=False,
+    ).annotate(latency=_latency())
+    count = answered.count()
+    if not count:
+        return None, None
+    ordered = answered.order_by("latency").values_list("latency", flat=True)
+
+    def at(fraction: float) -> float:
+        # Nearest rank: the smallest latency at or above `fraction` of them.
+        rank = max(1, -(-int(fraction * 100) * count // 100))
+        value: timedelta = ordered[rank - 1]
+        return round(value.total_seconds(), 3)
+
+    return at(0.5), at(0.95)
+
+
+def last_errors(finished: QuerySet[WorkItem]) -> list[dict[str, Any]]:
+    rows = (
+        finished.filter(state=WorkItem.State.FAILED)
+        .exclude(failure=WorkItem.Failure.CANCELLED)
+        .order_by("-finished_at", "-pk")
+        .values("pk", "run_id", "failure", "error", "finished_at")[:LAST_ERRORS]
+    )
+    return [
+        {
+            "item": r["pk"],
+            "run": r["run_id"],
+            "failure": r["failure"],
+            "error": r["error"][:300],
+            "at": r["finished_at"],
+        }
+        for r in rows
+    ]
+
+
+def _series(
+    finished: QuerySet[WorkItem], window: Window, now: datetime
+) -> dict[str, list[float]]:
+    """Per time bucket, oldest first: items answered, errors, time-outs, retries
+    and the mean latency; one query of conditional aggregates."""
+    starts = [now - window.span + n * window.bucket for n in range(window.buckets)]
+    fields: dict[str, Any] = {}
+    for n, start in enumerate(starts):
+        within = Q(finished_at__gte=start, finished_at__lt=start + window.bucket)
+        answered = within & Q(state__in=(WorkItem.State.DONE, WorkItem.State.SKIPPED))
+        fields[f"a{n}"] = Count("pk", filter=answered)
+        fields[f"e{n}"] = Count(
+            "pk", filter=within & Q(state=WorkItem.State.FAILED, failure__in=ERRORS)
+        )
+        fields[f"t{n}"] = Count(
+            "pk",
+            filter=within
+            & Q(state=WorkItem.State.FAILED, failure=WorkItem.Failure.TIMEOUT),
+        )
+        fields[f"r{n}"] = Sum(F("attempts") - 1, filter=within & Q(attempts__gt=1))
+        fields[f"l{n}"] = Avg("latency", filter=answered & Q(leased_at__isnull=False))
+    row = finished.filter(finished_at__lte=now).annotate(latency=_latency())
+    values = row.aggregate(**fields)
+    minutes = window.bucket.total_seconds() / 60
+
+    def seconds(value: Any) -> float:
+        return round(value.total_seconds(), 3) if value is not None else 0.0
+
+    return {
+        "items_per_minute": [
+            round(values[f"a{n}"] / minutes, 3) for n in range(len(starts))
+        ],
+        "errors": [values[f"e{n}"] for n in range(len(starts))],
+        "timeouts": [values[f"t{n}"] for n in range(len(starts))],
+        "retries": [values[f"r{n}"] or 0 for n in range(len(starts))],
+        "latency": [seconds(values[f"l{n}"]) for n in range(len(starts))],
+    }
