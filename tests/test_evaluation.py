@@ -103,6 +103,8 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     v1, v2 = two_reviewed_runs
+    # The version a run recorded when created (plugins/versions.py) names it.
+    Run.objects.filter(pk=v2.pk).update(plugin_version="2.0")
     client = logged_in(workspace.admin)
 
     response = create(
@@ -133,6 +135,8 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
         "relabelled": 0,
         "kept": 0,
     }
+    assert second["plugin_version"] == "2.0"
+    assert second["label"] == f"#{v2.pk} det v2 2.0"
     face = second["classes"]["face-box"]
     assert (face["tp"], face["fp"], face["fn"]) == (0, 3, 3)
     assert (face["precision"], face["recall"], face["f1"]) == (0.0, 0.0, 0.0)
@@ -146,7 +150,7 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
     page = client.get(f"/comparisons/{comparison.pk}/")
     html = page.content.decode()
     assert page.status_code == 200
-    assert f"#{v1.pk} det v1" in html and f"#{v2.pk} det v2" in html
+    assert f"#{v1.pk} det v1" in html and f"#{v2.pk} det v2 2.0" in html
     assert 'id="comparison-charts"' in html and "<rect" in html
     task = Task.objects.get(asset=workspace.asset("camera"))
     assert f'href="/projects/{workspace.project.pk}/tasks/{task.pk}/"' in html

@@ -264,8 +264,11 @@ def _run_figures(
     mean_ap = metrics.box_map(boxes, box_ids)
     return {
         "run": run.pk,
-        "label": f"#{run.pk} {run.plugin.name}",
+        "label": f"#{run.pk} {run.plugin.name}"
+        + (f" {run.plugin_version}" if run.plugin_version else ""),
         "plugin": run.plugin.name,
+        # Which version wrote it: "is version 2 better than version 1?"
+        "plugin_version": run.plugin_version,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "classes": {
             schema_id: {**value.figures(), "ap": mean_ap["classes"].get(schema_id)}
