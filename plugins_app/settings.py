@@ -443,9 +443,13 @@ EMAIL_PORT = envint("EMAIL_PORT", 25)
 # Django waits forever by default; the alert is sent from the socket consumer.
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
 # Plugin alerts mail the organization's admins: printed to the console unless
-# an SMTP (or other) backend is configured.
+# a mail server is configured (EMAIL_HOST set: SMTP, as before) or another
+# backend is named.
 EMAIL_BACKEND = os.environ.get(
-    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if "EMAIL_HOST" in os.environ
+    else "django.core.mail.backends.console.EmailBackend",
 )
 
 HUB_LOG_FORMAT = os.environ.get("HUB_LOG_FORMAT", "plain")
