@@ -451,6 +451,7 @@ EMAIL_BACKEND = os.environ.get(
     if "EMAIL_HOST" in os.environ
     else "django.core.mail.backends.console.EmailBackend",
 )
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 
 HUB_LOG_FORMAT = os.environ.get("HUB_LOG_FORMAT", "plain")
 if HUB_LOG_FORMAT not in ("plain", "json"):
