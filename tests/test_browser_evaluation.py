@@ -52,6 +52,10 @@ def test_an_admin_compares_two_runs_from_the_browser(
     # P, R, F1, IoU and AP for each run, but v2 matched nothing: no IoU bar.
     expect(chart.locator("rect")).to_have_count(9)
     page.locator("#comparison-assets tbody tr a").first.click()
+    # The asset with the reviewed face and both runs' drawn over it.
+    expect(page.locator("#comparison-drawing svg rect.shape")).to_have_count(3)
+    expect(page.locator("#comparison-legend")).to_contain_text("det v2")
+    page.get_by_role("link", name="Task page").click()
     expect(page).to_have_url(
         re.compile(rf"/projects/{workspace.project.pk}/tasks/\d+/$")
     )

@@ -154,6 +154,16 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
     assert 'id="comparison-charts"' in html and "<rect" in html
     task = Task.objects.get(asset=workspace.asset("camera"))
     assert f'href="/projects/{workspace.project.pk}/tasks/{task.pk}/"' in html
+    assert f'href="/comparisons/{comparison.pk}/assets/{task.pk}/"' in html
+
+    # The asset drawn: the reviewed box and each run's, one colour per run.
+    drawing = client.get(f"/comparisons/{comparison.pk}/assets/{task.pk}/")
+    svg = drawing.content.decode()
+    assert drawing.status_code == 200
+    assert svg.count('<rect class="shape"') == 3
+    for colour in ("#212529", "#0072b2", "#e69f00"):  # reviewed, v1, v2
+        assert f'stroke="{colour}"' in svg
+    assert '<rect class="shape" x="100" y="100"' in svg  # v2's box, far off
 
 
 def test_the_project_page_form_starts_a_comparison(
@@ -197,6 +207,8 @@ def test_organizations_see_only_their_comparisons(
     assert outsider.get(f"/api/comparisons/{mine}").status_code == 404
     assert outsider.get(f"/comparisons/{mine}/").status_code == 404
     assert outsider.get(f"/comparisons/{mine}/progress/").status_code == 404
+    task = Task.objects.get(asset=workspace.asset("camera"))
+    assert outsider.get(f"/comparisons/{mine}/assets/{task.pk}/").status_code == 404
     assert (
         outsider.get(f"/projects/{workspace.project.pk}/comparisons/").status_code
         == 404

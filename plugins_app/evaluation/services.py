@@ -116,13 +116,18 @@ def _threshold(value: Any) -> float:
     return threshold
 
 
-def reviewed_answers(project: Project) -> dict[int, Any]:
-    """Task id → the answer of its last accepted review."""
+def reviewed_answers(
+    project: Project, task_ids: list[int] | None = None
+) -> dict[int, Any]:
+    """Task id → the answer of its last accepted review (of these tasks only,
+    when given)."""
+    reviews = TaskEvent.objects.filter(
+        task__project=project, name=events.LABEL_REVIEWED, data__verdict="accepted"
+    )
+    if task_ids is not None:
+        reviews = reviews.filter(task_id__in=task_ids)
     last = (
-        TaskEvent.objects.filter(
-            task__project=project, name=events.LABEL_REVIEWED, data__verdict="accepted"
-        )
-        .values("task_id")
+        reviews.values("task_id")
         .annotate(last=Max("id"))
         .values_list("last", flat=True)
     )

@@ -16,6 +16,11 @@ urlpatterns = [
         name="comparison-detail",
     ),
     path(
+        "comparisons/<int:comparison_id>/assets/<int:task_id>/",
+        views.comparison_asset,
+        name="comparison-asset",
+    ),
+    path(
         "comparisons/<int:comparison_id>/progress/",
         views.comparison_progress,
         name="comparison-progress",

@@ -19,8 +19,11 @@ from plugins_app.evaluation.services import (
     ComparisonError,
     ComparisonNotFound,
     comparison_create,
+    reviewed_answers,
 )
 from plugins_app.runs.models import Run
+from plugins_app.runs.run_answers import run_answers
+from plugins_app.runs.selectors import DrawnAsset, answer_drawing
 from plugins_app.web import access
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 
@@ -144,3 +147,48 @@ def _context(comparison: Comparison) -> dict[str, Any]:
         "charts": charts.class_charts(result),
         "assets": assets,
     }
+
+
+# The reviewed answer under the runs' colours (charts.COLOURS) on an asset.
+REVIEWED_COLOUR = "#212529"
+
+
+@require_GET
+@login_required
+def comparison_asset(
+    request: AuthenticatedHttpRequest, comparison_id: int, task_id: int
+) -> HttpResponse:
+    """One asset with the reviewed answer and what each compared run wrote
+    there drawn over it, one colour per run (the page's legend)."""
+    comparison = get_comparison_for_user(request.user, comparison_id)
+    task = access.get_task_for_user(request.user, task_id, project=comparison.project)
+    ontology = comparison.project.ontology or {}
+    layers = []
+    reviewed = reviewed_answers(comparison.project, [task.pk]).get(task.pk)
+    if reviewed is not None:
+        layers.append(("reviewed", REVIEWED_COLOUR, reviewed))
+    runs = Run.objects.select_related("plugin").in_bulk(comparison.run_ids)
+    for n, run_id in enumerate(comparison.run_ids):
+        if (run := runs.get(run_id)) is None:
+            continue
+        written = run_answers(run, [task.pk]).get(task.pk)
+        if written is not None:
+            colour = charts.COLOURS[n % len(charts.COLOURS)]
+            layers.append((f"#{run.pk} {run.plugin.name}", colour, written[0]))
+    shapes: list[dict[str, Any]] = []
+    for label, colour, answer in layers:
+        drawn, _, _ = answer_drawing(answer, ontology)
+        shapes += [
+            {**s, "color": colour, "title": f"{label}: {s['title']}"} for s in drawn
+        ]
+    return render(
+        request,
+        "evaluation/comparison_asset.html",
+        {
+            "comparison": comparison,
+            "project": comparison.project,
+            "task": task,
+            "legend": [(label, colour) for label, colour, _ in layers],
+            "drawn": DrawnAsset(asset=task.asset, shapes=shapes, classifications=[]),
+        },
+    )
