@@ -103,20 +103,25 @@ def iou_matrix(predicted: Sequence[Shape], reference: Sequence[Shape]) -> np.nda
 def greedy_match(ious: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
     """Pairs (predicted, reference, IoU), highest IoU first, each side used
     once, IoU ≥ threshold."""
-    if ious.size == 0:
-        return []
-    rows, cols = np.nonzero(ious >= threshold)
-    order = np.argsort(-ious[rows, cols], kind="stable")
+    # Plain Python over the candidate pairs: an asset has a few objects, where
+    # numpy's per-call cost is more than the work.
+    candidates = sorted(
+        (
+            (-iou, p, r)
+            for p, row in enumerate(ious.tolist())
+            for r, iou in enumerate(row)
+            if iou >= threshold
+        ),
+    )
     used_p: set[int] = set()
     used_r: set[int] = set()
     pairs: list[tuple[int, int, float]] = []
-    for k in order:
-        p, r = int(rows[k]), int(cols[k])
+    for negative, p, r in candidates:
         if p in used_p or r in used_r:
             continue
         used_p.add(p)
         used_r.add(r)
-        pairs.append((p, r, float(ious[p, r])))
+        pairs.append((p, r, -negative))
     return pairs
 
 
