@@ -18,13 +18,14 @@ from typing import Any
 from django.db.models import (
     Avg,
     Count,
-    DurationField,
-    ExpressionWrapper,
     F,
+    FloatField,
+    Func,
     Q,
     QuerySet,
     Sum,
 )
+from django.db.models.functions import Floor
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance
@@ -66,10 +67,33 @@ def get_window(name: str) -> Window:
         ) from None
 
 
-def _latency() -> ExpressionWrapper:
-    return ExpressionWrapper(
-        F("finished_at") - F("leased_at"), output_field=DurationField()
-    )
+class Epoch(Func):
+    """Seconds since 1970 of a datetime column, as a float, computed by the
+    database (Django's own datetime subtraction on SQLite calls back into
+    Python for every row)."""
+
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # julianday() parses the fractional seconds Django stores.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)",
+            **extra,
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="EXTRACT(EPOCH FROM %(expressions)s)",
+            **extra,
+        )
+
+
+def _latency() -> Any:
+    return Epoch(F("finished_at")) - Epoch(F("leased_at"))
 
 
 def finished_items(plugin: Plugin, since: datetime) -> QuerySet[WorkItem]:
@@ -184,8 +208,7 @@ def _latency_percentiles(
     def at(fraction: float) -> float:
         # Nearest rank: the smallest latency at or above `fraction` of them.
         rank = max(1, -(-int(fraction * 100) * count // 100))
-        value: timedelta = ordered[rank - 1]
-        return round(value.total_seconds(), 3)
+        return round(float(ordered[rank - 1]), 3)
 
     return at(0.5), at(0.95)
 
@@ -212,37 +235,41 @@ def last_errors(finished: QuerySet[WorkItem]) -> list[dict[str, Any]]:
 def _series(
     finished: QuerySet[WorkItem], window: Window, now: datetime
 ) -> dict[str, list[float]]:
-    """Per time bucket, oldest first: items answered, errors, time-outs, retries
-    and the mean latency; one query of conditional aggregates."""
-    starts = [now - window.span + n * window.bucket for n in range(window.buckets)]
-    fields: dict[str, Any] = {}
-    for n, start in enumerate(starts):
-        within = Q(finished_at__gte=start, finished_at__lt=start + window.bucket)
-        answered = within & Q(state__in=(WorkItem.State.DONE, WorkItem.State.SKIPPED))
-        fields[f"a{n}"] = Count("pk", filter=answered)
-        fields[f"e{n}"] = Count(
-            "pk", filter=within & Q(state=WorkItem.State.FAILED, failure__in=ERRORS)
+    """Per time bucket, oldest first: items answered per minute, errors,
+    time-outs, retries and the mean latency. One query grouped by the bucket's
+    number, computed by the database from the end time."""
+    start = (now - window.span).timestamp()
+    width = window.bucket.total_seconds()
+    answered = Q(state__in=(WorkItem.State.DONE, WorkItem.State.SKIPPED))
+    rows = (
+        finished.filter(finished_at__lte=now)
+        .annotate(bucket=Floor((Epoch(F("finished_at")) - start) / width))
+        .values("bucket")
+        .annotate(
+            answered=Count("pk", filter=answered),
+            errors=Count(
+                "pk", filter=Q(state=WorkItem.State.FAILED, failure__in=ERRORS)
+            ),
+            timeouts=Count(
+                "pk",
+                filter=Q(state=WorkItem.State.FAILED, failure=WorkItem.Failure.TIMEOUT),
+            ),
+            retries=Sum(F("attempts") - 1, filter=Q(attempts__gt=1)),
+            latency=Avg(_latency(), filter=answered & Q(leased_at__isnull=False)),
         )
-        fields[f"t{n}"] = Count(
-            "pk",
-            filter=within
-            & Q(state=WorkItem.State.FAILED, failure=WorkItem.Failure.TIMEOUT),
-        )
-        fields[f"r{n}"] = Sum(F("attempts") - 1, filter=within & Q(attempts__gt=1))
-        fields[f"l{n}"] = Avg("latency", filter=answered & Q(leased_at__isnull=False))
-    row = finished.filter(finished_at__lte=now).annotate(latency=_latency())
-    values = row.aggregate(**fields)
-    minutes = window.bucket.total_seconds() / 60
-
-    def seconds(value: Any) -> float:
-        return round(value.total_seconds(), 3) if value is not None else 0.0
-
-    return {
-        "items_per_minute": [
-            round(values[f"a{n}"] / minutes, 3) for n in range(len(starts))
-        ],
-        "errors": [values[f"e{n}"] for n in range(len(starts))],
-        "timeouts": [values[f"t{n}"] for n in range(len(starts))],
-        "retries": [values[f"r{n}"] or 0 for n in range(len(starts))],
-        "latency": [seconds(values[f"l{n}"]) for n in range(len(starts))],
+        .order_by()
+    )
+    count = window.buckets
+    series: dict[str, list[float]] = {
+        key: [0.0] * count
+        for key in ("items_per_minute", "errors", "timeouts", "retries", "latency")
     }
+    minutes = width / 60
+    for row in rows:
+        n = min(max(int(row["bucket"]), 0), count - 1)
+        series["items_per_minute"][n] = round(row["answered"] / minutes, 3)
+        series["errors"][n] = row["errors"]
+        series["timeouts"][n] = row["timeouts"]
+        series["retries"][n] = row["retries"] or 0
+        series["latency"][n] = round(row["latency"] or 0.0, 3)
+    return series

@@ -1,0 +1,174 @@
+"""How long a plugin's dashboard figures take over many work items (issue 12
+§3: the queries must stay bounded with 100k items): `dashboard.figures.
+plugin_figures` for the hour, day and week, and the whole `/metrics`
+collector, timed in process on a scratch hub whose plugin has N items ended
+over the last week (most answered, some errors, time-outs, skips, retries)
+plus N items of another plugin the queries must skip.
+
+    .venv/bin/python bench/dashboard.py                # 100,000 items, SQLite
+    .venv/bin/python bench/dashboard.py --production   # PostgreSQL
+    .venv/bin/python bench/dashboard.py --quick --json # 10,000 items
+
+The items are written in bulk (not through the ledger): what is measured is
+reading the figures, not running the jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import django_here, in_scratch_hub, load_average, say  # noqa: E402
+
+ITEMS_PER_RUN = 1000
+REPEATS = 5
+
+
+def _fill(plugin: Any, project: Any, user: Any, items: int, rng: random.Random) -> None:
+    from django.utils import timezone
+
+    from plugins_app.runs.models import Run, WorkItem
+
+    now = timezone.now()
+    week = timedelta(days=7).total_seconds()
+    for start in range(0, items, ITEMS_PER_RUN):
+        run = Run.objects.create(
+            organization_id=project.organization_id,
+            project=project,
+            plugin=plugin,
+            created_by=user,
+            status=Run.Status.SUCCEEDED,
+            created_at=now - timedelta(seconds=rng.uniform(0, week)),
+        )
+        rows = []
+        for _ in range(min(ITEMS_PER_RUN, items - start)):
+            leased = now - timedelta(seconds=rng.uniform(0, week))
+            roll = rng.random()
+            state, failure = WorkItem.State.DONE, ""
+            if roll < 0.05:
+                state, failure = WorkItem.State.FAILED, WorkItem.Failure.ERROR
+            elif roll < 0.08:
+                state, failure = WorkItem.State.FAILED, WorkItem.Failure.TIMEOUT
+            elif roll < 0.10:
+                state = WorkItem.State.SKIPPED
+            rows.append(
+                WorkItem(
+                    run=run,
+                    plugin=plugin,
+                    session=uuid.uuid4().hex,
+                    state=state,
+                    failure=failure,
+                    error="boom" if failure else "",
+                    attempts=2 if rng.random() < 0.03 else 1,
+                    queued_at=leased - timedelta(seconds=rng.uniform(0, 2)),
+                    leased_at=leased,
+                    finished_at=leased + timedelta(seconds=rng.expovariate(2)),
+                )
+            )
+        WorkItem.objects.bulk_create(rows, batch_size=1000)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """In the child process, with the database set up: the measurement."""
+    django_here()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from plugins_app.dashboard.figures import WINDOWS, plugin_figures
+    from plugins_app.ops.metrics import HubCollector
+    from plugins_app.plugins.models import Plugin
+    from plugins_app.plugins.services import plugin_create
+    from plugins_app.workspace.models import Project
+
+    plugin = Plugin.objects.get(type="model")
+    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
+    user = get_user_model().objects.get(username="admin")
+    other = plugin_create(
+        organization=plugin.organization,
+        name="other",
+        type="model",
+        class_names=["face"],
+        default_config="{}",
+        timeout_seconds=60,
+        projects=[project],
+    ).plugin
+    rng = random.Random(12)
+    t0 = time.perf_counter()
+    _fill(plugin, project, user, args.items, rng)
+    _fill(other, project, user, args.items, rng)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    setup = time.perf_counter() - t0
+    timings: dict[str, float] = {}
+    figures: dict[str, Any] = {}
+    for name, window in WINDOWS.items():
+        walls = []
+        for _ in range(REPEATS):
+            wall0 = time.perf_counter()
+            figures[name] = plugin_figures(plugin, window)
+            walls.append(time.perf_counter() - wall0)
+        timings[name] = round(statistics.median(walls) * 1000, 1)
+    walls = []
+    for _ in range(REPEATS):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(HubCollector())
+        wall0 = time.perf_counter()
+        generate_latest(registry)
+        walls.append(time.perf_counter() - wall0)
+    week = figures["week"]
+    ended = sum(week["items"][k] for k in ("done", "skipped", "failed", "cancelled"))
+    assert ended == args.items, (ended, args.items)
+    return {
+        "mode": "production" if args.production else "embedded",
+        "items": args.items,
+        "other_plugin_items": args.items,
+        "figures_ms": timings,
+        "metrics_ms": round(statistics.median(walls) * 1000, 1),
+        "repeats": REPEATS,
+        "week_error_rate": week["error_rate"],
+        "week_latency_p95": week["latency_p95"],
+        "setup_seconds": round(setup, 1),
+        "load": float(load_average().split()[0]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="10,000 items")
+    parser.add_argument("--production", action="store_true", help="PostgreSQL")
+    parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.items = 10_000
+    args.items = max(100, min(args.items, 1_000_000))
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    child = ["--items", str(args.items), *(["--production"] if args.production else [])]
+    result = in_scratch_hub(__file__, child, production=args.production)
+    say(
+        f"{result['mode']}, {result['items']:,} items (+ as many of another "
+        f"plugin): figures hour/day/week {result['figures_ms']} ms, /metrics "
+        f"{result['metrics_ms']} ms (median of {result['repeats']}); "
+        f"load {result['load']}"
+    )
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
