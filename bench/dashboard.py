@@ -52,7 +52,9 @@ def _fill(plugin: Any, project: Any, user: Any, items: int, rng: random.Random) 
         )
         rows = []
         for _ in range(min(ITEMS_PER_RUN, items - start)):
-            leased = now - timedelta(seconds=rng.uniform(0, week))
+            # Within the week by a margin: the window is measured after the
+            # setup, which takes a while.
+            leased = now - timedelta(seconds=rng.uniform(60, week - 3600))
             roll = rng.random()
             state, failure = WorkItem.State.DONE, ""
             if roll < 0.05:

@@ -70,6 +70,7 @@ EXPECTED = {
         "pending": 0,
         "leased": 0,
     },
+    "ended": 4,
     "errors": 1,
     "timeouts": 1,
     "error_rate": 0.25,

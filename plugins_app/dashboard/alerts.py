@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from plugins_app.dashboard.figures import ERRORS, finished_items, get_window
+from plugins_app.dashboard.figures import get_window, plugin_figures
 from plugins_app.dashboard.models import Alert, AlertRule
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.models import WorkItem
@@ -51,12 +51,10 @@ def _conditions(rule: AlertRule, now: datetime) -> dict[str, str]:
     """Per alert kind: why it holds now ("" when it does not)."""
     found = {Alert.Kind.ERROR_RATE.value: "", Alert.Kind.NO_INSTANCE.value: ""}
     if rule.error_rate is not None:
-        window = get_window(rule.window)
-        items = finished_items(rule.plugin, now - window.span).exclude(
-            state=WorkItem.State.CANCELLED
+        figures = plugin_figures(
+            rule.plugin, get_window(rule.window), now, detail=False
         )
-        ended = items.count()
-        errors = items.filter(state=WorkItem.State.FAILED, failure__in=ERRORS).count()
+        ended, errors = figures["ended"], figures["errors"]
         if ended >= max(rule.min_items, 1) and errors / ended >= rule.error_rate:
             found[Alert.Kind.ERROR_RATE] = (
                 f"{errors} of {ended} items failed with an error over the "

@@ -45,6 +45,8 @@ class DashboardOut(Schema):
     items_per_minute: float
     latency_p50: float | None
     latency_p95: float | None
+    # Items that ended on their own (done, skipped, failed): the rates' base.
+    ended: int
     errors: int
     timeouts: int
     error_rate: float

@@ -160,6 +160,7 @@ def plugin_figures(
         ),
         "latency_p50": p50,
         "latency_p95": p95,
+        "ended": ended,
         "errors": row["errors"],
         "timeouts": row["timeouts"],
         "error_rate": round(row["errors"] / ended, 4) if ended else 0.0,
