@@ -246,3 +246,39 @@ def test_another_organization_sees_no_dashboard(
     api = bearer(workspace.outsider)
     assert api.get(f"/api/plugins/{plugin.pk}/dashboard").status_code == 404
     assert api.get("/api/plugins/99999999/dashboard").status_code == 404
+    rule = {"error_rate_percent": 10, "no_instance_minutes": 3}
+    url = f"/api/plugins/{plugin.pk}/alert-rule"
+    assert api.put(url, rule, content_type="application/json").status_code == 404
+
+
+def test_the_json_api_sets_alert_thresholds(
+    db: Any, workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    url = f"/api/plugins/{plugin.pk}/alert-rule"
+    admin, member = bearer(workspace.admin), bearer(workspace.annotator)
+
+    def put(client: Client, body: dict[str, Any]) -> Any:
+        return client.put(url, json.dumps(body), content_type="application/json")
+
+    response = put(admin, {"error_rate_percent": 12.5, "window": "day"})
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "error_rate_percent": 12.5,
+        "window": "day",
+        "min_items": 5,
+        "no_instance_minutes": None,
+    }
+    assert plugin.alert_rule.error_rate == 0.125
+    assert put(member, {"error_rate_percent": 50}).status_code == 403
+    for bad in (
+        {"error_rate_percent": 0},
+        {"error_rate_percent": 101},
+        {"window": "month"},
+        {"no_instance_minutes": -1},
+        {"min_items": 10**9},
+    ):
+        assert put(admin, bad).status_code == 400, bad
+    assert put(admin, {"error_rate_percent": "x"}).status_code == 422
+    plugin.alert_rule.refresh_from_db()
+    assert plugin.alert_rule.window == "day"  # refusals changed nothing

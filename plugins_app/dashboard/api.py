@@ -10,6 +10,8 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 
 from plugins_app.dashboard.figures import UnknownWindow, get_window, plugin_figures
+from plugins_app.dashboard.models import AlertRule
+from plugins_app.dashboard.views import RuleError, alert_rule_save
 from plugins_app.web import access
 from plugins_app.web.api import DbId
 from plugins_app.web.request_types import AuthenticatedHttpRequest
@@ -72,3 +74,42 @@ def plugin_dashboard(
         plugin.alerts.filter(cleared_at__isnull=True).values_list("message", flat=True)
     )
     return figures
+
+
+class AlertRuleIn(Schema):
+    # Empty (null) thresholds are not checked (docs/admin-guide.md).
+    error_rate_percent: float | None = None
+    window: str = "hour"
+    min_items: int = 5
+    no_instance_minutes: int | None = None
+
+
+class AlertRuleOut(Schema):
+    error_rate_percent: float | None
+    window: str
+    min_items: int
+    no_instance_minutes: int | None
+
+
+def rule_out(rule: AlertRule) -> dict[str, Any]:
+    rate = rule.error_rate
+    return {
+        "error_rate_percent": round(rate * 100, 4) if rate is not None else None,
+        "window": rule.window,
+        "min_items": rule.min_items,
+        "no_instance_minutes": rule.no_instance_minutes,
+    }
+
+
+@router.put("/{plugin_id}/alert-rule", response=AlertRuleOut)
+def set_alert_rule(
+    request: AuthenticatedHttpRequest, plugin_id: DbId, payload: AlertRuleIn
+) -> dict[str, Any]:
+    plugin = access.get_plugin_for_user(request.user, plugin_id)
+    if not access.is_org_admin(request.user, plugin.organization_id):
+        raise HttpError(403, "Only admins set alert thresholds")
+    try:
+        rule = alert_rule_save(plugin, payload.model_dump(), request.user)
+    except RuleError as exc:
+        raise HttpError(400, str(exc)) from None
+    return rule_out(rule)

@@ -91,16 +91,18 @@ class RuleError(ValueError):
     pass
 
 
-def _number(raw: str, name: str, low: float, high: float) -> float | None:
-    if not raw.strip():
+def _number(data: Any, key: str, name: str, low: float, high: float) -> float | None:
+    value = data.get(key)
+    # Only an absent or blank field means "not checked": 0 is a bad number.
+    if value is None or not str(value).strip():
         return None
     try:
-        value = float(raw)
+        number = float(value)
     except ValueError:
         raise RuleError(f"{name} must be a number") from None
-    if not low <= value <= high:
+    if not low <= number <= high:
         raise RuleError(f"{name} must be between {low:g} and {high:g}")
-    return value
+    return number
 
 
 def alert_rule_save(plugin: Plugin, data: Any, user: Any) -> AlertRule:
@@ -108,11 +110,9 @@ def alert_rule_save(plugin: Plugin, data: Any, user: Any) -> AlertRule:
     window = str(data.get("window") or "hour")
     if window not in WINDOWS:
         raise RuleError(f"window must be one of {', '.join(WINDOWS)}")
-    percent = _number(str(data.get("error_rate_percent") or ""), "Error rate", 1, 100)
-    minutes = _number(
-        str(data.get("no_instance_minutes") or ""), "Minutes", 1, 7 * 24 * 60
-    )
-    min_items = _number(str(data.get("min_items") or "5"), "Minimum items", 1, 10**6)
+    percent = _number(data, "error_rate_percent", "Error rate", 1, 100)
+    minutes = _number(data, "no_instance_minutes", "Minutes", 1, 7 * 24 * 60)
+    min_items = _number(data, "min_items", "Minimum items", 1, 10**6)
     rule, _ = AlertRule.objects.get_or_create(plugin=plugin)
     rule.error_rate = percent / 100 if percent is not None else None
     rule.no_instance_minutes = int(minutes) if minutes is not None else None
