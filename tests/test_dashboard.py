@@ -13,6 +13,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
@@ -20,6 +21,7 @@ from django.utils import timezone
 from plugins_app.dashboard.alerts import alerts_check
 from plugins_app.dashboard.figures import WINDOWS, plugin_figures
 from plugins_app.dashboard.models import Alert
+from plugins_app.dashboard.tasks import check_plugin_alerts
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.sweep import runs_sweep
@@ -227,8 +229,12 @@ def test_alerts_are_raised_shown_mailed_once_and_cleared(
     page = member.get(f"/plugins/{plugin.pk}/dashboard/").content.decode()
     assert "No live instance" in page and "No instance is connected" in page
     connect_instance(plugin)
-    assert check() == {"raised": 0, "cleared": 1}
+    # This time through the beat task's body (settings.CELERY_BEAT_SCHEDULE).
+    assert check_plugin_alerts() == {"raised": 0, "cleared": 1}
     assert not Alert.objects.filter(cleared_at=None).exists()
+    assert len(mail.outbox) == 2  # clearing mails nobody
+    beat = settings.CELERY_BEAT_SCHEDULE["check-plugin-alerts"]
+    assert beat["task"] == check_plugin_alerts.name
 
 
 def test_another_organization_sees_no_dashboard(
