@@ -81,7 +81,7 @@ EXPECTED = {
     "latency_p50": 2.0,
     "latency_p95": 4.0,
     # Two answered items over the hour's 60 minutes.
-    "items_per_minute": round(2 / 60, 3),
+    "items_per_minute": round(2 / 60, 4),
 }
 
 

@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from plugins_app.dashboard.figures import WINDOWS, plugin_figures
+from plugins_app.dashboard.figures import WINDOWS, health_by_plugin
 from plugins_app.dashboard.models import Alert
 from plugins_app.plugins.models import FailedHeartbeat, Plugin, PluginInstance
 from plugins_app.runs.models import Run, WorkItem
@@ -168,7 +168,7 @@ class HubCollector:
 
     def _plugin_health(self) -> Iterator[Metric]:
         """The dashboard's figures over the last hour, per plugin (dashboard/
-        figures.py: the same queries, so the page and Prometheus agree)."""
+        figures.py: the same aggregates, so the page and Prometheus agree)."""
         labels = ["plugin", "name"]
         families = {
             key: GaugeMetricFamily(f"pluginhub_plugin_{key}", help_text, labels=labels)
@@ -186,16 +186,20 @@ class HubCollector:
             labels=[*labels, "quantile"],
         )
         alerts = _count_by(Alert.objects.filter(cleared_at__isnull=True), "plugin_id")
-        for plugin in Plugin.objects.order_by("public_id"):
-            figures = plugin_figures(plugin, WINDOWS["hour"], detail=False)
-            names = [plugin.public_id, plugin.name]
+        health = health_by_plugin(WINDOWS["hour"])
+        # Every plugin, so "nothing ended this hour" is a 0 an alert can match.
+        for pk, public_id, name in Plugin.objects.values_list(
+            "pk", "public_id", "name"
+        ).order_by("public_id"):
+            figures = health.get(pk, {})
+            names = [public_id, name]
             for key, family in families.items():
-                value = (
-                    alerts.get(plugin.pk, 0) if key == "open_alerts" else figures[key]
-                )
-                family.add_metric(names, value)
+                if key == "open_alerts":
+                    family.add_metric(names, alerts.get(pk, 0))
+                else:
+                    family.add_metric(names, figures.get(key, 0))
             for quantile, key in (("0.5", "latency_p50"), ("0.95", "latency_p95")):
-                if figures[key] is not None:
+                if figures.get(key) is not None:
                     latency.add_metric([*names, quantile], figures[key])
         yield from families.values()
         yield latency
