@@ -143,7 +143,8 @@ def health_by_plugin(
     """The rates of every plugin with an item ended in the window (/metrics):
     one grouped query, then the latency percentiles of those that answered."""
     since = (now or timezone.now()) - window.span
-    rows = (
+    # Any: django-stubs types values() rows without the annotations' keys.
+    rows: Any = (
         WorkItem.objects.filter(finished_at__gte=since)
         .order_by()
         .values("plugin_id")
