@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.test import Client
+from django.test import Client, TestCase
 
 from plugins_app.plugins.models import PluginType
-from plugins_app.runs.dispatch import dispatch_pending
-from plugins_app.runs.models import Run
+from plugins_app.runs.models import Run, WorkItem
 from plugins_app.workspace.crypto import SecretUnreadable, derived_key
 from plugins_app.workspace.models import Asset, Batch, Project, Storage, Task
 from tests.builders import connect_instance
@@ -52,10 +51,14 @@ def post_dialog(workspace: Any, plugin: Any, data: dict[str, Any]) -> Any:
 def leased_job(workspace: Any, plugin: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Run through the dialog with a (socketless) live instance: the job it sent."""
     connect_instance(plugin, CHANNEL, address="127.0.0.1:1")
-    response = post_dialog(workspace, plugin, data)
+    # The instance is free, so the run is leased in the transaction that
+    # creates it and its job goes out when that commits.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = post_dialog(workspace, plugin, data)
     assert "HX-Redirect" in response, response.content.decode()
-    assert dispatch_pending(plugin.pk) == 1
-    return job_of(Run.objects.latest("id"))
+    run = Run.objects.latest("id")
+    assert run.items.get().state == WorkItem.State.LEASED
+    return job_of(run)
 
 
 def v2(key: str, method: str, path: str, body: Any = None) -> Any:
