@@ -129,7 +129,8 @@ def test_it_starts_a_run_without_waiting(workspace: Any, make_plugin: Any) -> No
     printed = json.loads(output)
     created = Run.objects.get()
     assert printed["id"] == created.pk
-    assert printed["status"] == "queued"
+    # A live instance is free: the run was leased as it was created.
+    assert printed["status"] == "running"
     assert printed["created_by"] == "bob"
     assert created.class_mapping == [{"schemaId": "coin-box", "modelClass": "coin"}]
     assert created.config_json == '{"max_detections": 1}'
@@ -294,6 +295,7 @@ def test_it_exits_1_when_the_awaited_run_did_not_succeed(
             f"--plugin={plugin.pk}",
             f"--project={workspace.project.pk}",
             "--asset=astronaut",
+            "--map=face=face-box",
             "--wait",
             "--timeout=0.3",
             stdout=out,
