@@ -92,6 +92,27 @@ def test_an_older_runs_page_draws_its_own_answer_after_a_newer_run(
     assert drawn_x(run_page(workspace, older)) == ["11"]
 
 
+def test_a_watched_run_page_asks_for_its_answers_until_the_run_ends(
+    workspace: Any, plugin: Plugin
+) -> None:
+    run = new_run(workspace, plugin, "astronaut", "coins", dispatch=True)
+    writes = f"/runs/{run.pk}/writes/"
+    page = run_page(workspace, run)
+    assert f'hx-get="{writes}" hx-trigger="every 2s"' in page
+    assert "written no task's answer yet" in page
+
+    answer_all(run, [box(7)])
+    assert run.is_finished
+    section = run_page(workspace, run, "writes/", HTTP_HX_REQUEST="true")
+    assert 'id="run-write-rows"' in section and ">coins<" in section
+    assert "hx-trigger" not in section  # finished: the asking stops
+
+    # Another organization sees nothing of it.
+    client = Client()
+    client.force_login(workspace.outsider)
+    assert client.get(writes, HTTP_HX_REQUEST="true").status_code == 404
+
+
 def test_an_undone_runs_page_still_draws_what_it_wrote(
     workspace: Any, plugin: Plugin
 ) -> None:

@@ -107,6 +107,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run-cancel"),
     path("runs/<int:run_id>/retry/", views.run_retry_view, name="run-retry"),
     path("runs/<int:run_id>/undo/", views.run_undo_view, name="run-undo"),
+    path("runs/<int:run_id>/writes/", views.run_writes_view, name="run-writes"),
     path(
         "runs/<int:run_id>/exports/<int:upload_id>/",
         views.run_export_file,

@@ -692,6 +692,17 @@ def run_undo_view(request: AuthenticatedHttpRequest, run_id: int) -> HttpRespons
     return _run_writes(request, result.run, undo=result)
 
 
+@require_GET
+@login_required
+def run_writes_view(request: AuthenticatedHttpRequest, run_id: int) -> HttpResponse:
+    """The run's answers section on its own: the run page asks for it while the
+    run works, so what it wrote shows up without a reload."""
+    run = access.get_run_for_user(request.user, run_id)
+    if not getattr(request, "htmx", False):
+        return redirect("web:run-detail", run_id=run.pk)
+    return _run_writes(request, run)
+
+
 def _run_writes(
     request: AuthenticatedHttpRequest,
     run: Run,
