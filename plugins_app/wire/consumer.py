@@ -31,6 +31,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
+from uvicorn.protocols.utils import ClientDisconnected
 
 from plugins_app.inputs import parse_id
 from plugins_app.plugins.versions import declared_in_query
@@ -156,6 +157,10 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
                 await self._receive_sio(codec.decode_sio(payload))
         except codec.FrameError as exc:
             log.warning("garbage frame from %s ignored: %s", self.address, exc)
+        except ClientDisconnected:
+            # The plugin went away while its frame was answered (a Ctrl-C in
+            # its terminal): routine, and the disconnect handler requeues.
+            log.info("%s disconnected while its frame was answered", self.address)
         except Exception:
             # An escaping exception would end the consumer and close the socket,
             # and the SDK answers a close with a reconnect loop, then an exit.
