@@ -291,7 +291,6 @@ def task_page(task: Task) -> dict[str, Any]:
         "labels_per_asset": project.labels_per_asset,
         "history": history,
         "runs": runs[:20],
-        "drawn": DrawnAsset(task.asset, *answer_drawing(task.answer, project.ontology)),
         "stage_task": _stage_tasks(project, task.stage, task_id=task.pk)[0]
         if stage.get("type") == workflow.PLUGIN
         else None,
