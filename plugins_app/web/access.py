@@ -13,6 +13,10 @@ from django.shortcuts import get_object_or_404
 
 from plugins_app.plugins.models import Plugin, Preset
 from plugins_app.runs.models import Run
+
+# One rule for who administers an organization: the workspace's (web, runs
+# and the API call it through here).
+from plugins_app.workspace.lifecycle import is_org_admin
 from plugins_app.workspace.models import (
     Asset,
     Membership,
@@ -27,12 +31,6 @@ def user_orgs(user: Any) -> QuerySet[Organization]:
     if not getattr(user, "is_authenticated", False):
         return Organization.objects.none()
     return Organization.objects.filter(memberships__user=user)
-
-
-def is_org_admin(user: Any, organization_id: int) -> bool:
-    return Membership.objects.filter(
-        user=user, organization_id=organization_id, role=Membership.Role.ADMIN
-    ).exists()
 
 
 def visible_projects(user: Any) -> QuerySet[Project]:

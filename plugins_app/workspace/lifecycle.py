@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 
 from plugins_app.answers import validate_answer
@@ -42,7 +42,9 @@ class TaskPermissionError(TaskActionError):
     """The user's role does not allow the action (shown to the user)."""
 
 
-def is_org_admin(user: User, organization_id: int) -> bool:
+def is_org_admin(user: User | AnonymousUser, organization_id: int) -> bool:
+    if user.pk is None:  # signed out: a member of nothing
+        return False
     return Membership.objects.filter(
         user_id=user.pk, organization_id=organization_id, role=Membership.Role.ADMIN
     ).exists()
