@@ -3,6 +3,7 @@ instances and M single-asset runs, and a client process SIGKILLed mid-run.
 
     .venv/bin/python bench/fleet.py               # 200 instances, 10,000 runs
     .venv/bin/python bench/fleet.py --quick       # 20 instances, 500 runs
+    .venv/bin/python bench/fleet.py --json --profile 20   # + py-spy of the webs
     .venv/bin/python bench/fleet.py --instances 200 --runs 2000 --kill-at 0.1
     .venv/bin/python bench/fleet.py --runs 300 --deflate   # clients offer deflate
 
@@ -12,12 +13,16 @@ uvicorn processes, one Celery worker with beat, and `--procs` client processes
 (bench/fleet_client.py: hand-rolled Socket.IO frames over `websockets`)
 holding the instances, split over the web processes; plus one *victim*
 client process that takes jobs and never answers.
-Runs are queued by `--queuers` bench/fleet_queue.py processes (`run_create` in a
-loop each).
+Runs are created through the JSON API (`POST /api/runs`, Bearer token) by
+`--queuers` bench/fleet_queue.py processes (two by default, as issue 10 asks),
+queuer q on web process q mod --webs, each with `--in-flight` requests open.
 
 Printed: time to queue, completion time, runs/s, lost/duplicated items, hub
 RSS per idle connection, and failover (kill → each held job received by
-another instance), against 2 x HUB_PING_TIMEOUT_MS.
+another instance), against 2 x HUB_PING_TIMEOUT_MS; with `--json` also one
+JSON object as the last line. `--profile S` records S seconds of py-spy
+(`PY_SPY`, default /tmp/pyspy/bin/py-spy) on each web process while runs are
+created, as raw stacks in the temp dir (implies --keep).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from _support import (  # noqa: E402
     LOCALHOST,
     PG_URL,
     ROOT,
+    Child,
     Processes,
     free_port,
     http_json,
@@ -78,6 +84,64 @@ def read_events(path: Path) -> list[tuple[str, float, str, str]]:
     return out
 
 
+def start_profiles(
+    processes: Processes, pids: list[int], seconds: float, tmp: Path
+) -> list[Child]:
+    """py-spy on each web process for `seconds` (raw stacks, all threads, idle
+    frames left out), to find where the hub's time goes while runs are made."""
+    if seconds <= 0:
+        return []
+    py_spy = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
+    return [
+        processes.start(
+            f"pyspy-web{n}",
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--threads",
+                "--output",
+                str(tmp / f"pyspy-web{n}.txt"),
+            ],
+        )  # fmt: skip
+        for n, pid in enumerate(pids)
+    ]
+
+
+def summary(figures: dict[str, object]) -> str:
+    """The `--json` last line: what a reader compares between runs, the
+    targets of issue 10 beside the figures (floats rounded, no NaN)."""
+    keys = (
+        "instances", "runs", "queuers", "in_flight", "runs_per_s", "queue_s",
+        "total_s", "succeeded", "failed", "answered_twice", "not_answered",
+        "held_at_kill", "failover_p50_s", "failover_max_s", "ping_timeout_s",
+        "rss_kb_per_instance", "load",
+    )  # fmt: skip
+    missing = [k for k in keys if k not in figures]
+    if missing:
+        raise KeyError(f"fleet summary lacks {missing}")
+    out = {
+        k: round(v, 3) if isinstance(v, float) else v
+        for k, v in figures.items()
+        if k in keys
+    }
+    out["targets_met"] = {
+        "runs_per_s >= 300": figures["runs_per_s"] >= 300,  # type: ignore[operator]
+        "0 lost": figures["failed"] == 0 and figures["not_answered"] == 0,
+        "0 answered twice": figures["answered_twice"] == 0,
+        "failover < 2x ping timeout": figures["failover_max_s"] is not None
+        and figures["failover_max_s"] < 2 * figures["ping_timeout_s"],  # type: ignore[operator]
+    }
+    return json.dumps(out, allow_nan=False)
+
+
 def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=200)
@@ -86,7 +150,14 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser.add_argument("--procs", type=int, default=3, help="answering processes")
     parser.add_argument("--victims", type=int, default=0, help="instances in victim")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction done")
-    parser.add_argument("--queuers", type=int, default=1, help="queue processes")
+    parser.add_argument("--queuers", type=int, default=2, help="queue processes")
+    parser.add_argument(
+        "--in-flight", type=int, default=8, help="API requests open per queuer"
+    )
+    parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument(
+        "--profile", type=float, default=0, help="py-spy seconds on each web"
+    )
     parser.add_argument("--ping-ms", type=int, default=PING_MS, help="interval=timeout")
     parser.add_argument(
         "--deflate",
@@ -98,6 +169,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     args = parser.parse_args()
     if args.quick:
         args.instances, args.runs, args.procs = 20, 500, 2
+    args.keep = args.keep or args.profile > 0
     victims = args.victims or max(2, args.instances // 10)
     answering = args.instances - victims
     say(f"machine: {machine_facts()}; load {load_average()}")
@@ -108,6 +180,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     tmp = Path(tempfile.mkdtemp(prefix="fleet-"))
     db_name = f"fleet_{uuid.uuid4().hex[:10]}"
     processes = Processes(tmp)
+    line = ""
     db_created = False
     conn = None
     try:
@@ -229,14 +302,18 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                     [
                         str(HUB_PYTHON),
                         str(ROOT / "bench" / "fleet_queue.py"),
+                        str(ports[q % len(ports)]),
+                        info["token"],
                         str(info["plugin_pk"]),
                         str(info["project_id"]),
                         str(share),
                         str(q),
+                        str(args.in_flight),
+                        *info["external_ids"],
                     ],
-                    env=env,
                 )  # fmt: skip
             )
+        profiles = start_profiles(processes, web_pids, args.profile, tmp)
         done_sql = "SELECT count(*) FROM runs_run WHERE finished_at IS NOT NULL"
         kill_time = None
         queued_s = None
@@ -250,7 +327,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 queued_s = time.time() - t0
                 say(f"queued {args.runs} runs in {queued_s:.1f} s")
             for child in processes.children:
-                if child in queues or child.name == "plug-victim" and kill_time:
+                if child in queues or child in profiles:
+                    continue
+                if child.name == "plug-victim" and kill_time:
                     continue
                 if child.proc.poll() is not None:
                     raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
@@ -335,8 +414,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             f"clients {deflate} permessage-deflate)"
         )
         print(
-            f"- queue {args.runs} runs (run_create loops in {args.queuers} "
-            f"process(es)): {queued_s:.1f} s"
+            f"- create {args.runs} runs (POST /api/runs from {args.queuers} "
+            f"process(es), {args.in_flight} in flight each): {queued_s:.1f} s"
         )
         print(f"- all finished: {total_s:.1f} s after queueing began → {rate:.1f}/s")
         print(f"- hub timestamps first created → last finished: {hub_span:.1f} s")
@@ -361,6 +440,28 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             f"- load 1m: idle {load_idle}; during the runs max "
             f"{max(loads or [0]):.2f}; now {load_average()}"
         )
+        if args.json:
+            line = summary(
+                {
+                    "instances": args.instances,
+                    "runs": args.runs,
+                    "queuers": args.queuers,
+                    "in_flight": args.in_flight,
+                    "runs_per_s": rate,
+                    "queue_s": queued_s,
+                    "total_s": total_s,
+                    "succeeded": statuses.get("succeeded", 0),
+                    "failed": args.runs - statuses.get("succeeded", 0),
+                    "answered_twice": twice,
+                    "not_answered": len(done_sessions - answered_sessions),
+                    "held_at_kill": len(held),
+                    "failover_p50_s": percentile(failovers, 50) if failovers else None,
+                    "failover_max_s": failovers[-1] if failovers else None,
+                    "ping_timeout_s": args.ping_ms / 1000,
+                    "rss_kb_per_instance": per_conn_kb,
+                    "load": max(loads or [0.0]),
+                }
+            )
     finally:
         if conn is not None:
             conn.close()
@@ -374,6 +475,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             say(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if line:
+        print(line, flush=True)  # last: a script reads the last line
 
 
 if __name__ == "__main__":
