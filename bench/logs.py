@@ -395,6 +395,11 @@ def json_cases(trials: list[Trial]) -> list[dict[str, object]]:
     return cases
 
 
+def summary_line(trials: list[Trial]) -> str:
+    """The `--json` last line: {"mode": "embedded", "load", "cases": [...]}."""
+    return json_summary("embedded", json_cases(trials))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-logs-"))
     processes = Processes(tmp)
@@ -441,7 +446,7 @@ async def main_async(args: argparse.Namespace) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         # Last, after everything else printed: a script reads the last line.
-        print(json_summary("embedded", json_cases(trials)), flush=True)
+        print(summary_line(trials), flush=True)
 
 
 def main() -> None:

@@ -445,6 +445,12 @@ def json_cases(results: list[Result]) -> list[dict[str, object]]:
     return cases
 
 
+def summary_line(mode: str, results: list[Result]) -> str:
+    """The `--json` last line: {"mode", "load", "cases": [...]}, mode being
+    "embedded" or "production"."""
+    return json_summary(mode, json_cases(results))
+
+
 def production_database(hub: Hub, channel_layer: str) -> str:
     """Put `hub` in production mode on a new PostgreSQL database (its name is
     returned, to drop) and Redis db 9, flushed, with `channel_layer`."""
@@ -502,7 +508,7 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.json:
         # Last, after everything else printed: a script reads the last line.
         mode = "production" if args.production else "embedded"
-        print(json_summary(mode, json_cases(results)), flush=True)
+        print(summary_line(mode, results), flush=True)
 
 
 def main() -> None:
