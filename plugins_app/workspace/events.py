@@ -35,8 +35,13 @@ ANSWER_WRITTEN = "answer.written"
 ANSWER_KEPT = "answer.kept"
 ANSWER_RESTORED = "answer.restored"
 
+# Parallel labeling (workspace/jobs.py): every labeling job of the task has
+# submitted its part. data: jobs ([{job, tools, classifications, submittedBy,
+# answer}] in job order), answer (their union), stage, complete (True).
+TASK_JOBS_COMPLETE = "task.jobs_complete"
+
 # What a plugin can be triggered by (the others are recorded, not triggers).
-TRIGGER_EVENTS = (LABEL_SUBMITTED, LABEL_REVIEWED, TASK_SENT_BACK)
+TRIGGER_EVENTS = (LABEL_SUBMITTED, LABEL_REVIEWED, TASK_SENT_BACK, TASK_JOBS_COMPLETE)
 
 Listener = Callable[[TaskEvent], None]
 _listeners: list[Listener] = []

@@ -14,6 +14,7 @@ from plugins_app.inputs import answer_limits, parse_id
 from plugins_app.workspace import events, workflow
 from plugins_app.workspace.models import (
     Issue,
+    LabelingJob,
     Membership,
     Project,
     Submission,
@@ -156,13 +157,18 @@ def task_metadata_update(task: Task, values: dict[str, Any]) -> Task:
 
 # --- labeling and review ------------------------------------------------------
 def task_submit(
-    task: Task, *, user: User, answer: dict[str, Any] | None = None
+    task: Task,
+    *,
+    user: User,
+    answer: dict[str, Any] | None = None,
+    job: LabelingJob | None = None,
 ) -> Task:
     """A labeler submits the task in a Label stage. The answer is stored as the
     labeler's submission; once `labels_per_asset` different labelers have
     submitted, the task moves to the next stage. Every submission emits
     `label.submitted`; `data["complete"]` says whether it was the last one
-    needed (only complete submissions trigger plugins)."""
+    needed (only complete submissions trigger plugins). A project with labeling
+    jobs takes one submission per job instead (`_submit_job_part`)."""
     # No answer given: the labeler submits the task's current labels as they are.
     answer = _checked_answer(task, task.answer if answer is None else answer)
     with transaction.atomic():
@@ -170,6 +176,11 @@ def task_submit(
             Task.objects.select_for_update().select_related("project").get(pk=task.pk)
         )
         stage = _stage_of_type(task, workflow.LABEL, "submitted")
+        jobs = list(task.project.jobs.order_by("position", "id"))
+        if jobs:
+            return _submit_job_part(
+                task, stage, jobs, user=user, answer=answer, job=job
+            )
         already = TaskActionError(
             "You already submitted this task; it waits for other labelers "
             f"({task.project.labels_per_asset} labels per asset)."
@@ -207,6 +218,135 @@ def task_submit(
         if complete:
             _move_on(task, stage, actor=user)
     return task
+
+
+def _submit_job_part(
+    task: Task,
+    stage: workflow.Stage,
+    jobs: list[LabelingJob],
+    *,
+    user: User,
+    answer: dict[str, Any],
+    job: LabelingJob | None,
+) -> Task:
+    """Parallel labeling: `user` submits `job`'s part of `answer` (the rest is
+    other jobs' and is dropped). The task's answer becomes the union of the
+    parts in so far, so a reviewer sees everything even with no merging plugin;
+    the part that completes the task raises `task.jobs_complete` (the merging
+    plugin's trigger) and moves it on. Call inside task_submit's transaction."""
+    # jobs.py builds on this module's errors; imported here, not at the top.
+    from plugins_app.workspace.jobs import answer_union, job_answer_part, job_json
+
+    active = {
+        s.job_id: s
+        for s in task.submissions.filter(active=True, job__isnull=False)
+        .select_related("user", "job")
+        .order_by("job__position", "job_id")
+    }
+    job = _job_to_submit(task, jobs, user=user, job=job, submitted=set(active))
+    if job.pk in active:
+        raise TaskActionError(
+            f"The job “{job.name}” of this task is already submitted (by "
+            f"{active[job.pk].user.get_username()}); it waits for the other jobs."
+        )
+    part = job_answer_part(answer, job)
+    try:
+        # A double click racing itself past the check above: the unique
+        # constraint (one active submission per job) decides.
+        with transaction.atomic():
+            mine = Submission.objects.create(task=task, user=user, job=job, answer=part)
+    except IntegrityError:
+        raise TaskActionError(
+            f"The job “{job.name}” of this task is already submitted."
+        ) from None
+    active[job.pk] = mine
+    parts = [active[j.pk] for j in jobs if j.pk in active]
+    complete = len(parts) == len(jobs)
+    previous = task.answer or {}
+    task.answer = answer_union(s.answer for s in parts)
+    task.save(update_fields=["answer", "updated_at"])
+    labels = [_label_json(s) | {"job": s.job.name} for s in parts if s.job]
+    events.emit(
+        task,
+        events.LABEL_SUBMITTED,
+        actor=user,
+        data={
+            "answer": part,
+            "job": job.name,
+            "submittedBy": user.get_username(),
+            "stage": stage["name"],
+            "labels": labels,
+            "jobsSubmitted": [s.job.name for s in parts if s.job],
+            "jobsRequired": [j.name for j in jobs],
+            # A part is not the task's label: plugins hear task.jobs_complete.
+            "complete": False,
+            "previousAnswer": previous,
+        },
+    )
+    if not complete:
+        return task
+    events.emit(
+        task,
+        events.TASK_JOBS_COMPLETE,
+        actor=user,
+        data={
+            "jobs": [
+                {
+                    "job": s.job.name,
+                    "tools": list(s.job.tools or []),
+                    "classifications": list(s.job.classifications or []),
+                    "submittedBy": s.user.get_username(),
+                    "submittedAt": s.submitted_at.isoformat(),
+                    "answer": s.answer,
+                }
+                for s in parts
+                if s.job
+            ],
+            "jobDefinitions": [job_json(j) for j in jobs],
+            "answer": task.answer,
+            "submittedBy": user.get_username(),
+            "stage": stage["name"],
+            "complete": True,
+        },
+    )
+    return _move_on(task, stage, actor=user)
+
+
+def _job_to_submit(
+    task: Task,
+    jobs: list[LabelingJob],
+    *,
+    user: User,
+    job: LabelingJob | None,
+    submitted: set[int],
+) -> LabelingJob:
+    """The job `user` submits: the one named, which must be theirs, or else
+    their only job (their only one still open, if they are in several)."""
+    mine = [j for j in jobs if j.members.filter(pk=user.pk).exists()]
+    if job is not None:
+        if job.project_id != task.project_id:
+            raise TaskActionError(
+                f"“{job.name}” is not a labeling job of this project."
+            )
+        if job.pk not in {j.pk for j in mine}:
+            raise TaskPermissionError(
+                f"You are not in the labeling job “{job.name}” of this project; "
+                "an admin assigns labelers to jobs."
+            )
+        return job
+    if not mine:
+        raise TaskPermissionError(
+            "You are not in any labeling job of this project; an admin assigns "
+            "labelers to jobs (" + ", ".join(j.name for j in jobs) + ")."
+        )
+    open_ = [j for j in mine if j.pk not in submitted]
+    if len(mine) == 1 or len(open_) == 1:
+        return mine[0] if len(mine) == 1 else open_[0]
+    raise TaskActionError(
+        "You are in several labeling jobs of this project ("
+        + ", ".join(j.name for j in (open_ or mine))
+        + "): say which one you submit."
+    )
 
 
 def task_review(task: Task, *, user: User, accept: bool, reason: str = "") -> Task:

@@ -211,14 +211,51 @@ class Task(models.Model):
         return f"task of {self.asset}"
 
 
+class LabelingJob(models.Model):
+    """Parallel labeling (workspace/jobs.py): a part of the project's ontology
+    (some tools and classifications) labeled by its own members. A project with
+    jobs has each task labeled once per job; when every job is in, the hub
+    raises `task.jobs_complete` for a merging plugin."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField(default=0)
+    # Ontology schemaIds (tools, classifications); each in at most one job.
+    tools = models.JSONField(default=list, blank=True)
+    classifications = models.JSONField(default=list, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="labeling_jobs", blank=True
+    )
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="job_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Submission(models.Model):
     """One labeler's answer for a task. With consensus (`labels_per_asset` N),
     the task moves on when N different labelers have an active submission;
-    sending the task back retires them (`active=False`), keeping the history."""
+    with labeling jobs, when every job has one (its part of the answer only).
+    Sending the task back retires them (`active=False`), keeping the history."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="submissions")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    # Parallel labeling: the job this is the part of (None without jobs). A job
+    # with submissions cannot be deleted alone (they are people's work); RESTRICT,
+    # not PROTECT, so that deleting the whole project still deletes both.
+    job = models.ForeignKey(
+        LabelingJob,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="submissions",
     )
     answer = models.JSONField(default=dict, blank=True)
     active = models.BooleanField(default=True)
@@ -230,9 +267,15 @@ class Submission(models.Model):
             # A labeler counts once towards a task's consensus.
             models.UniqueConstraint(
                 fields=["task", "user"],
-                condition=models.Q(active=True),
+                condition=models.Q(active=True, job__isnull=True),
                 name="one_active_submission_per_labeler",
-            )
+            ),
+            # Parallel labeling: each job labels a task once per round.
+            models.UniqueConstraint(
+                fields=["task", "job"],
+                condition=models.Q(active=True, job__isnull=False),
+                name="one_active_submission_per_job",
+            ),
         ]
 
     def __str__(self) -> str:
