@@ -49,6 +49,7 @@ from _support import (  # noqa: E402
     ROOT,
     Child,
     Processes,
+    cpu_seconds,
     free_port,
     http_json,
     load_average,
@@ -122,7 +123,7 @@ def summary(figures: dict[str, object]) -> str:
         "instances", "runs", "queuers", "in_flight", "runs_per_s", "queue_s",
         "total_s", "succeeded", "failed", "answered_twice", "not_answered",
         "held_at_kill", "failover_p50_s", "failover_max_s", "ping_timeout_s",
-        "rss_kb_per_instance", "load",
+        "rss_kb_per_instance", "load", "hub_cpu_ms_per_run",
     )  # fmt: skip
     missing = [k for k in keys if k not in figures]
     if missing:
@@ -292,6 +293,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
         load_idle = load_average()
 
         # --- queue the runs --------------------------------------------------
+        hub_pids = web_pids + processes.pids("worker")
+        cpu0 = cpu_seconds(hub_pids)
         t0 = time.time()
         queues = []
         for q in range(args.queuers):
@@ -347,6 +350,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             loads.append(os.getloadavg()[0])
             time.sleep(0.2)
         total_s = time.time() - t0
+        hub_cpu_ms = (cpu_seconds(hub_pids) - cpu0) / args.runs * 1000
         say(f"all {args.runs} runs finished {total_s:.1f} s after queueing began")
 
         # --- checks ----------------------------------------------------------
@@ -419,6 +423,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
         )
         print(f"- all finished: {total_s:.1f} s after queueing began → {rate:.1f}/s")
         print(f"- hub timestamps first created → last finished: {hub_span:.1f} s")
+        print(f"- hub CPU (webs + worker) per run: {hub_cpu_ms:.1f} ms")
         print(f"- run statuses: {statuses}; item states: {items}")
         print(
             f"- answered twice: {twice}; done items not answered by a client: "
@@ -460,6 +465,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                     "ping_timeout_s": args.ping_ms / 1000,
                     "rss_kb_per_instance": per_conn_kb,
                     "load": max(loads or [0.0]),
+                    "hub_cpu_ms_per_run": hub_cpu_ms,
                 }
             )
     finally:

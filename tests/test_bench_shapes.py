@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCH))
 
 import fleet  # noqa: E402
 import logs  # noqa: E402
+import model_run  # noqa: E402
 import relay  # noqa: E402
 
 # Issue 10 §1: each case of `bench/relay.py --json` and of `bench/logs.py --json`.
@@ -124,7 +125,7 @@ def fleet_figures(**changes: Any) -> dict[str, Any]:
         "succeeded": 10_000, "failed": 0, "answered_twice": 0,
         "not_answered": 0, "held_at_kill": 20, "failover_p50_s": 0.5,
         "failover_max_s": 1.5, "ping_timeout_s": 2.0,
-        "rss_kb_per_instance": 60.0, "load": 1.5,
+        "rss_kb_per_instance": 60.0, "load": 1.5, "hub_cpu_ms_per_run": 9.0,
     }  # fmt: skip
     return figures | changes
 
@@ -157,3 +158,16 @@ def test_fleet_json_line_refuses_a_missing_figure() -> None:
     del figures["answered_twice"]
     with pytest.raises(KeyError, match="answered_twice"):
         fleet.summary(figures)
+
+
+def test_model_run_json_line_gives_the_rate_ratio() -> None:
+    trial = {"assets": 1000, "hub_s": 4.0, "bare_s": 2.0, "hub_cpu_s": 3.0}
+    data = parse(model_run.summary("embedded", 4, [trial | {"load": 2.5}]))
+
+    assert data["mode"] == "embedded"
+    (case,) = data["cases"]
+    assert case["plugins"] == 4
+    assert case["hub_assets_per_s"] == 250.0
+    assert case["bare_assets_per_s"] == 500.0
+    assert case["rate_ratio"] == 0.5
+    assert case["hub_cpu_ms_per_asset"] == 3.0
