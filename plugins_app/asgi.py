@@ -24,6 +24,7 @@ from django.urls import path  # noqa: E402
 from plugins_app import db_threads, protocol  # noqa: E402
 from plugins_app.runs.instances import instances_forget_all  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
+from plugins_app.wire import senders  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
 from plugins_app.wire.outbox import drain_outbox_forever  # noqa: E402
 
@@ -65,6 +66,8 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # This process's loop: run_later, in_pool, and the sender of its
+            # channel messages (wire/senders.py, LoopSender).
             protocol.mark_asgi_process(asyncio.get_running_loop())
             if settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
                 # The only ASGI process: sockets of a previous one are gone.
@@ -74,6 +77,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             if drain:
                 drain.cancel()
+            await senders.flush()
             protocol.mark_asgi_process(None)
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -1,24 +1,23 @@
-"""Group names, channel-layer message shapes, and how a message gets delivered.
+"""Group names, channel-layer message shapes, and the calls that deliver them.
 
-Everything that travels over the channel layer is named here. Delivery works from
-any process: with Redis it goes straight to the layer; with the in-memory layer it
-goes to the ASGI process's event loop when this *is* the ASGI process, and
-through the database outbox (`wire/outbox.py`) when it is not (Celery, the CLI).
+Everything that travels over the channel layer is named here. How it leaves
+this process is the sender chosen at start-up (`wire/senders.py`): handed to
+the ASGI process's loop there, written to the outbox or sent on a private loop
+elsewhere; only once the caller's transaction commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypedDict, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
-from django.conf import settings
+from asgiref.sync import sync_to_async
 from django.db import connection
+
+from plugins_app.wire import senders
+from plugins_app.wire.senders import Delivery as Delivery  # re-exported for callers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,12 +67,12 @@ _asgi_loop: asyncio.AbstractEventLoop | None = None
 
 
 def mark_asgi_process(loop: asyncio.AbstractEventLoop | None) -> None:
-    """Called by the ASGI lifespan: this process owns the in-memory layer."""
+    """Called by the ASGI lifespan with its running loop (None at shutdown):
+    `run_later` and `in_pool` use it, and it carries this process's channel
+    messages (`senders.choose`)."""
     global _asgi_loop
     _asgi_loop = loop
-
-
-Delivery = tuple[str, str, dict[str, Any]]  # (layer method, target, message)
+    senders.choose(loop)
 
 
 def send(channel_name: str, message: dict[str, Any]) -> None:
@@ -84,50 +83,9 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     deliver_many([("group_send", group, message)])
 
 
-async def deliver_async(method: str, target: str, message: dict[str, Any]) -> None:
-    await getattr(get_channel_layer(), method)(target, message)
-
-
-async def _deliver_all(deliveries: Sequence[Delivery]) -> None:
-    for method, target, message in deliveries:
-        await deliver_async(method, target, message)
-
-
 def deliver_many(deliveries: Sequence[Delivery]) -> None:
-    """Send messages in order, in one hop to an event loop however many."""
-    if not deliveries:
-        return
-    if not settings.CHANNEL_LAYER_IS_PROCESS_LOCAL:
-        if _asgi_loop is None:
-            # Celery, the CLI: a loop of our own that lives on, so the Redis
-            # layer keeps its connection (async_to_sync here would make a new
-            # loop, hence a new connection, for every call).
-            future = asyncio.run_coroutine_threadsafe(
-                _deliver_all(deliveries), _sender_loop()
-            )
-            future.result(timeout=30)
-        else:
-            async_to_sync(_deliver_all)(deliveries)
-        return
-    loop = _asgi_loop
-    if loop is None or not loop.is_running():
-        from plugins_app.wire.outbox import outbox_put_many
-
-        outbox_put_many(deliveries)
-        return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    coro = _deliver_all(deliveries)
-    if running is loop:
-        loop.create_task(coro)
-    else:
-        # A worker thread of the ASGI process (sync view, sync_to_async): hand the
-        # send to the loop that owns the in-memory layer's queues. No waiting: the
-        # loop runs sends in the order they were handed over.
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        future.add_done_callback(_log_failure)
+    """Send messages in order, once the caller's transaction (if any) commits."""
+    senders.current().send_many(deliveries)
 
 
 def run_later(delay: float, fn: Callable[..., Any], *args: Any) -> bool:
@@ -176,26 +134,3 @@ async def in_pool(fn: Callable[..., T], *args: Any) -> T:
             connection.close_if_unusable_or_obsolete()
 
     return await loop.run_in_executor(None, on_pool_thread)
-
-
-_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
-_sender_lock = threading.Lock()
-
-
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    """This process's sending loop, in a daemon thread; started on first use
-    (and again in a forked child, which inherits no threads)."""
-    global _sender
-    with _sender_lock:
-        if _sender is None or _sender[0] != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="channel-layer-sender", daemon=True
-            ).start()
-            _sender = (os.getpid(), loop)
-        return _sender[1]
-
-
-def _log_failure(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("channel layer send failed", exc_info=future.exception())

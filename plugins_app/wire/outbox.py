@@ -1,5 +1,6 @@
 """The database outbox that carries channel-layer messages into the ASGI process
-when the layer is in-memory (embedded mode)."""
+when the layer is in-memory (embedded mode): `senders.OutboxSender` writes it,
+the ASGI process drains it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from django.conf import settings
 from plugins_app.wire.bell import bell_listen, bell_ring_after_commit
 from plugins_app.wire.models import OutboxMessage
 
-if TYPE_CHECKING:  # protocol imports this module when it needs the outbox
-    from plugins_app.protocol import Delivery
+if TYPE_CHECKING:  # senders imports this module when it needs the outbox
+    from plugins_app.wire.senders import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def outbox_put_many(deliveries: Sequence[Delivery]) -> None:
 
 
 async def deliver_async(method: str, target: str, message: dict[str, Any]) -> None:
-    # protocol.deliver_async's one line, here: protocol imports this module to
-    # queue messages, so importing protocol back would close an import circle.
+    # senders.deliver_async's one line, here: senders imports this module to
+    # queue messages, so importing senders back would close an import circle.
     await getattr(get_channel_layer(), method)(target, message)
 
 
