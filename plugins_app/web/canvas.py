@@ -25,7 +25,7 @@ from plugins_app.plugins.presets import suggested_mapping
 from plugins_app.runs.models import Run
 from plugins_app.runs.selectors import MAX_DRAWN_SHAPES
 from plugins_app.workspace import events
-from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
+from plugins_app.workspace.models import AnswerWrite, LabelingJob, Task, TaskEvent
 
 # The geometries the canvas edits; others are listed, kept as they are.
 EDITABLE = ("bounding-box", "polygon")
@@ -121,6 +121,8 @@ def canvas_objects(task: Task, history: list[TaskEvent]) -> list[dict[str, Any]]
                 # Past the cap the browser lists an object without drawing it;
                 # it is still submitted back as it is.
                 "drawn": index < MAX_DRAWN_SHAPES,
+                # Another labeling job's object: shown greyed, not editable.
+                "locked": False,
             }
         )
     return objects
@@ -136,6 +138,8 @@ def ontology_tools(ontology: dict[str, Any]) -> list[dict[str, Any]]:
             "tool": t.get("tool", ""),
             "color": t.get("color") or "#ff0055",
             "editable": t.get("tool") in EDITABLE,
+            # False for another labeling job's tool (canvas_for_job).
+            "inJob": True,
             "classifications": classification_fields(t.get("classifications")),
             # Every nested schemaId, answered by a control or not: what a
             # relabelled object may keep.
@@ -231,6 +235,32 @@ def canvas_state(task: Task) -> dict[str, Any]:
         "answer": task.answer or {},
         "stateUrl": reverse("web:canvas-state", args=[project.pk, task.pk]),
         "runUrl": reverse("web:canvas-run", args=[project.pk, task.pk]),
+        "job": None,  # the labeling job the canvas labels (canvas_for_job)
+    }
+
+
+def canvas_for_job(state: dict[str, Any], job: LabelingJob | None) -> dict[str, Any]:
+    """The canvas state as a labeler of `job` sees it (parallel labeling):
+    the job's tools are the ones to draw with, other jobs' objects are locked
+    (shown greyed, submitted back as they are; the server keeps only the job's
+    part anyway), and only the job's classifications are form controls."""
+    if job is None:
+        return state
+    tools = set(job.tools or [])
+    classifications = set(job.classifications or [])
+    return {
+        **state,
+        "job": {"id": job.pk, "name": job.name},
+        # Read again (after a run, a submit) as the same job.
+        "stateUrl": f"{state['stateUrl']}?job={job.pk}",
+        "tools": [{**t, "inJob": t["schemaId"] in tools} for t in state["tools"]],
+        "objects": [
+            {**o, "locked": o["object"].get("schemaId") not in tools}
+            for o in state["objects"]
+        ],
+        "classifications": [
+            c for c in state["classifications"] if c["schemaId"] in classifications
+        ],
     }
 
 
@@ -259,7 +289,6 @@ def canvas_context(task: Task) -> dict[str, Any]:
     state = canvas_state(task)
     return {
         "canvas": state,
-        "canvas_labels": [t for t in state["tools"] if t["editable"]],
         "canvas_plugins": plugin_menus(task),
         "canvas_entries": [
             e for e in task.project.ontology_entries() if e.get("schemaId")

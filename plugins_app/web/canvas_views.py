@@ -14,7 +14,13 @@ from plugins_app.inputs import json_loads_bounded
 from plugins_app.plugins.presets import suggested_mapping
 from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
 from plugins_app.web import access
-from plugins_app.web.canvas import canvas_state, model_plugins, run_outcome
+from plugins_app.web.canvas import (
+    canvas_for_job,
+    canvas_state,
+    model_plugins,
+    run_outcome,
+)
+from plugins_app.web.job_state import task_jobs
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 
 
@@ -23,10 +29,12 @@ from plugins_app.web.request_types import AuthenticatedHttpRequest
 def canvas_state_view(
     request: AuthenticatedHttpRequest, project_id: int, task_id: int
 ) -> JsonResponse:
-    """The canvas's state; with ?run=<id>, also how that run is doing."""
+    """The canvas's state; with ?run=<id>, also how that run is doing. With
+    labeling jobs, as the user's job (?job=<id> among theirs) sees it."""
     project = access.get_project_for_user(request.user, project_id)
     task = access.get_task_for_user(request.user, task_id, project)
-    state = canvas_state(task)
+    jobs = task_jobs(request.user, task, request.GET.get("job"))
+    state = canvas_for_job(canvas_state(task), jobs.current if jobs else None)
     run_id = request.GET.get("run", "")
     if run_id:
         if not run_id.isdigit():

@@ -1,6 +1,12 @@
 from django.urls import path
 
-from plugins_app.web import asset_table, canvas_views, views, workflow_views
+from plugins_app.web import (
+    asset_table,
+    canvas_views,
+    jobs_views,
+    views,
+    workflow_views,
+)
 
 app_name = "web"
 
@@ -71,6 +77,16 @@ urlpatterns = [
         "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
         views.run_dialog,
         name="run-dialog",
+    ),
+    path(
+        "projects/<int:project_id>/jobs/",
+        jobs_views.project_jobs,
+        name="project-jobs",
+    ),
+    path(
+        "projects/<int:project_id>/tasks/<int:task_id>/jobs/<int:job_id>/submit/",
+        jobs_views.task_job_submit,
+        name="task-job-submit",
     ),
     path(
         "projects/<int:project_id>/workflow/",

@@ -19,7 +19,10 @@ window.CanvasRun = (() => {
       hooks.say(`${name}: ${run.statusLabel.toLowerCase()}; its objects appear here when it answers.`, link);
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, 1000));
-        const response = await fetch(`${hooks.stateUrl()}?run=${run.id}`, { credentials: "same-origin" });
+        // The state URL may name the labeling job (?job=): the run is added to it.
+        const url = new URL(hooks.stateUrl(), window.location.href);
+        url.searchParams.set("run", run.id);
+        const response = await fetch(url, { credentials: "same-origin" });
         if (!response.ok) {
           hooks.say(`Could not follow the run (${response.status}).`, link);
           return;

@@ -62,7 +62,9 @@
       source: entry.source,
       confidence: entry.confidence,
       // A plugin's objects wait for a person's look; people's are accepted.
-      accepted: entry.source.kind !== "plugin",
+      accepted: entry.source.kind !== "plugin" || Boolean(entry.locked),
+      // Another labeling job's object (web/canvas.py canvas_for_job): shown, never edited.
+      locked: Boolean(entry.locked),
       isNew: false,
       classifications: Array.isArray(obj.classifications) ? obj.classifications : null,
       nestedChanged: false,
@@ -110,6 +112,7 @@
   }
 
   function stateText(item) {
+    if (item.locked) return "other job";
     if (item.isNew) return "new";
     if (item.changed) return "edited";
     return item.accepted ? "accepted" : "to review";
@@ -150,7 +153,8 @@
     const item = byId.get(selectedId);
     selectedBox.hidden = !item;
     if (!item) return;
-    const choices = [...tools.values()].filter((t) => t.tool === (tools.get(item.schemaId) || {}).tool || t.schemaId === item.schemaId);
+    const sameKind = (t) => t.tool === (tools.get(item.schemaId) || {}).tool && t.inJob !== false;
+    const choices = [...tools.values()].filter((t) => sameKind(t) || t.schemaId === item.schemaId);
     selectedLabel.replaceChildren(
       ...choices.map((t) => {
         const option = document.createElement("option");
@@ -160,7 +164,7 @@
         return option;
       }),
     );
-    selectedLabel.disabled = !editable || !drawn(item);
+    selectedLabel.disabled = !editable || !drawn(item) || item.locked;
     $("canvas-selected-source").textContent = sourceText(item);
     const link = item.source && item.source.kind === "plugin" && item.source.run && !item.isNew ? item.source.run : null;
     if (link) {
@@ -172,7 +176,7 @@
     const nested = (tools.get(item.schemaId) || {}).classifications || [];
     const box = $("canvas-object-classifications");
     box.hidden = !nested.length;
-    buildFields(box, nested, item.classifications, `objcls-${item.id}`, editable);
+    buildFields(box, nested, item.classifications, `objcls-${item.id}`, editable && !item.locked);
     $("canvas-selected-confidence").textContent =
       item.confidence === null || item.confidence === undefined ? "— (the plugin gave none)" : formatConfidence(item.confidence);
   }
@@ -197,7 +201,7 @@
 
   function removeSelected() {
     const item = byId.get(selectedId);
-    if (!item || !editable) return;
+    if (!item || !editable || item.locked) return;
     const at = items.indexOf(item);
     items.splice(at, 1);
     byId.delete(item.id);
@@ -222,7 +226,7 @@
 
   function relabel(schemaId) {
     const item = byId.get(selectedId);
-    if (!item || !editable || !tools.has(schemaId)) return;
+    if (!item || !editable || item.locked || !tools.has(schemaId)) return;
     item.schemaId = schemaId;
     item.changed = true;
     dirty = true;
@@ -350,7 +354,8 @@
     for (const node of root.querySelectorAll("[data-edit-only]")) node.hidden = !editable;
     for (const input of root.querySelectorAll("[data-classification] input, [data-classification] select")) input.disabled = !editable;
     if (anno) {
-      anno.setUserSelectAction(editable ? "EDIT" : "SELECT");
+      // Other labeling jobs' objects can be selected (to read), not edited.
+      anno.setUserSelectAction(editable ? (a) => ((byId.get(a.id) || {}).locked ? "SELECT" : "EDIT") : "SELECT");
       if (!editable) setTool("");
     }
     renderSelected();
@@ -358,7 +363,7 @@
 
   function style(annotation, flags) {
     const item = byId.get(annotation.id);
-    const color = colour(item ? item.schemaId : "");
+    const color = item && item.locked ? "#adb5bd" : colour(item ? item.schemaId : "");
     const selected = flags && flags.selected;
     const accepted = !item || item.accepted;
     return {
@@ -456,7 +461,7 @@
     }
     if (event.target.closest("#canvas-object-classifications")) {
       const item = byId.get(selectedId);
-      if (!item || !editable) return;
+      if (!item || !editable || item.locked) return;
       item.classifications = mergeAnswers(item.classifications, $("canvas-object-classifications"));
       item.nestedChanged = true;
       item.changed = !item.isNew;
