@@ -16,10 +16,11 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(static("img/favicon.svg"))
 
 
-# Mounted here, not in web/api.py: the comparisons app sits above the web app
+# Mounted here, not in web/api/: the comparisons app sits above the web app
 # (it uses its access checks), so the web app does not import it.
 api.add_router("/comparisons", comparisons_router)
-# Beside web/api.py's /plugins routes: the dashboard sits above the web app too.
+# Beside web/api/plugins.py's /plugins routes: the dashboard sits above the web
+# app too.
 api.add_router("/plugins", dashboard_router)
 
 urlpatterns = [
