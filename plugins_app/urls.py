@@ -7,6 +7,7 @@ from django.urls import include, path
 from plugins_app.dashboard.api import router as dashboard_router
 from plugins_app.evaluation.api import router as comparisons_router
 from plugins_app.web.api import api
+from plugins_app.web.jobs_api import router as jobs_router
 from plugins_app.web.login import LoginView
 
 
@@ -22,6 +23,8 @@ api.add_router("/comparisons", comparisons_router)
 # Beside web/api/plugins.py's /plugins routes: the dashboard sits above the web
 # app too.
 api.add_router("/plugins", dashboard_router)
+# Parallel labeling's routes (/projects/{id}/jobs, /tasks/{id}/jobs...).
+api.add_router("", jobs_router)
 
 urlpatterns = [
     path("favicon.ico", favicon),

@@ -318,7 +318,7 @@ def _job_to_submit(
     *,
     user: User,
     job: LabelingJob | None,
-    submitted: set[int],
+    submitted: set[int | None],
 ) -> LabelingJob:
     """The job `user` submits: the one named, which must be theirs, or else
     their only job (their only one still open, if they are in several)."""

@@ -4,9 +4,10 @@ The rule (Ango's): a plugin writes pre-labels only to tasks that hold no
 person's work, i.e. still To-Do and never submitted with the answer they hold.
 A task past that keeps its answer; the write ends *skipped* with the reason.
 Exceptions, each an explicit choice: a run an admin started with *Replace
-submitted answers*, a workflow Plugin stage (an admin placed it), and an event
+submitted answers*, a workflow Plugin stage (an admin placed it), an event
 plugin writing for review on the very task whose event started it (the
-consensus merge; every labeler's answer stays in its Submission).
+consensus merge; every labeler's answer stays in its Submission), and the
+merge of a task's labeling jobs, once (`task.jobs_complete`).
 
 Every write and every skip lands, in the caller's transaction and in bulk, in
 the task's history (TaskEvent) and in the run's ledger (AnswerWrite), which
@@ -216,6 +217,8 @@ def _override(run: Run, task: Task) -> str:
         return "Replace submitted answers (chosen by an admin for this run)"
     if run.trigger == WORKFLOW_TRIGGER:
         return "written by a workflow Plugin stage an admin placed"
+    if run.trigger == events.TASK_JOBS_COMPLETE:
+        return _jobs_merge_override(run, task)
     if (
         run.trigger in events.TRIGGER_EVENTS
         and run.task_id == task.pk
@@ -224,6 +227,24 @@ def _override(run: Run, task: Task) -> str:
         # The consensus merge: the labelers' answers stay in their submissions.
         return "written for review by the plugin its own event started"
     return ""
+
+
+def _jobs_merge_override(run: Run, task: Task) -> str:
+    """Parallel labeling: the run `task.jobs_complete` started replaces the
+    union of the jobs' parts once, for review. Not if the task changed since
+    its event (reviewed, sent back, written, undone): a late or second write
+    (a retried job) would replace someone else's answer or its own merge."""
+    if run.task_id != task.pk or run.event_id is None:
+        return ""
+    since = TaskEvent.objects.filter(
+        task_id=task.pk, id__gt=run.event_id, name__in=_CHANGES
+    )
+    if task.status == Task.Status.REVIEWED or since.exists():
+        return ""
+    return (
+        "the merge of its labeling jobs, by the plugin task.jobs_complete "
+        "started (each job's label stays in its submission)"
+    )
 
 
 def _replaced(reason: str) -> str:

@@ -28,7 +28,8 @@ class EventKind(Kind):
 
     def build_job(self, item: WorkItem, *, api_key: str) -> dict[str, Any]:
         """The event, the task and its asset, plus what the event carried
-        (answer, submittedBy, labels, verdict...)."""
+        (answer, submittedBy, labels, verdict...; for task.jobs_complete,
+        `jobs`: each labeling job's part, what a merging plugin reads)."""
         job = base_job(item, api_key=api_key)
         run, asset = item.run, item.asset
         task, event = run.task, run.event
