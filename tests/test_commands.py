@@ -207,18 +207,35 @@ def test_it_seeds_the_demo_idempotently(
 
     assert Organization.objects.count() == 1
     org = Organization.objects.get(slug="demo")
-    assert User.objects.count() == 3
+    assert User.objects.count() == 5
     assert set(Membership.objects.values_list("user__username", "role")) == {
         ("admin", Membership.Role.ADMIN),
         ("reviewer", Membership.Role.REVIEWER),
         ("annotator", Membership.Role.ANNOTATOR),
+        ("vehicles", Membership.Role.ANNOTATOR),
+        ("scene", Membership.Role.ANNOTATOR),
     }
     assert first["logins"] == dict.fromkeys(
-        ("admin", "reviewer", "annotator"), "plugin-hub"
+        ("admin", "reviewer", "annotator", "vehicles", "scene"), "plugin-hub"
     )
-    # The main project, a consensus project (2 labels per asset), and the
-    # hosted QA bot's invoices (4 tasks with labels ready to submit).
-    assert Project.objects.filter(organization=org).count() == 3
+    # The main project, a consensus project (2 labels per asset), the hosted
+    # QA bot's invoices (4 tasks with labels ready to submit) and a parallel-
+    # labeling project (two jobs, one labeler each, seeded twice: same jobs).
+    assert Project.objects.filter(organization=org).count() == 4
+    parallel = Project.objects.get(name="Parallel labeling (Kili)")
+    assert [
+        (j.name, j.tools, j.classifications, [u.username for u in j.members.all()])
+        for j in parallel.jobs.all()
+    ] == [
+        ("Vehicles", ["motorcycle-box", "rocket-box"], [], ["vehicles"]),
+        ("Scene", [], ["weather", "time-of-day"], ["scene"]),
+    ]
+    assert sorted(parallel.assets.values_list("external_id", flat=True)) == [
+        "camera",
+        "motorcycle-left",
+        "motorcycle-right",
+        "rocket",
+    ]
     invoices = Project.objects.get(name="Invoices (hosted QA bot)")
     assert invoices.assets.count() == 4
     assert all(t.answer["tools"] for t in invoices.tasks.all())
@@ -245,10 +262,10 @@ def test_it_seeds_the_demo_idempotently(
             task.events.filter(name="label.reviewed", data__verdict="accepted").count()
             == 1
         )
-    assert Asset.objects.count() == 2 * len(demo_images) + 4 >= 44
-    assert Batch.objects.exclude(project=invoices).count() == 4
+    assert Asset.objects.count() == 2 * len(demo_images) + 4 + 4 >= 48
+    assert Batch.objects.exclude(project=invoices).count() == 6
     assert all(a.batches.count() == 1 for a in Asset.objects.all())
-    assert Plugin.objects.count() == 6
+    assert Plugin.objects.count() == 7
     hosted = Plugin.objects.get(name="Invoice QA (hosted)")
     # Uploaded once (the second seed found the same code), built by Celery.
     assert hosted.delivery == "hosted" and hosted.hosted_code.version == 1
@@ -263,6 +280,7 @@ def test_it_seeds_the_demo_idempotently(
         ("qa_plugin", PluginType.EVENT),
         ("consensus_plugin", PluginType.EVENT),
         ("export_plugin", PluginType.EXPORT),
+        ("merge_plugin", PluginType.EVENT),
     ):
         plugin = Plugin.objects.get(public_id=written[key]["id"])
         assert plugin.type == type
@@ -277,6 +295,7 @@ def test_it_seeds_the_demo_idempotently(
         ("QA bot", 1, ("label.submitted",)),
         ("Consensus merger", 2, ("label.submitted",)),
         ("Invoice QA (hosted)", 1, ("label.submitted",)),
+        ("Job merger", 1, ("task.jobs_complete",)),
     }
     assert credentials_file.stat().st_mode & 0o777 == 0o600
 

@@ -1,7 +1,8 @@
 """The demo workspace `make run` starts with: one organization, an admin, a
 reviewer and an annotator, a project of real images in two batches (two of its
-tasks already labeled and accepted), a consensus project, an invoice project
-and the example plugins registered."""
+tasks already labeled and accepted), a consensus project, an invoice project, a
+parallel-labeling project with a labeler per job (demo/parallel.py) and the
+example plugins registered."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from plugins_app.plugins.services import (
     plugin_rotate_secret,
 )
 from plugins_app.plugins.triggers import plugin_set_triggers
-from plugins_app.workspace.events import LABEL_SUBMITTED
+from plugins_app.workspace.events import LABEL_SUBMITTED, TASK_JOBS_COMPLETE
 from plugins_app.workspace.models import (
     Asset,
     Batch,
@@ -37,6 +38,9 @@ DEMO_LOGINS = {
     "admin": Membership.Role.ADMIN,
     "reviewer": Membership.Role.REVIEWER,
     "annotator": Membership.Role.ANNOTATOR,
+    # The parallel-labeling project's two jobs, one labeler each.
+    "vehicles": Membership.Role.ANNOTATOR,
+    "scene": Membership.Role.ANNOTATOR,
 }
 DEMO_ONTOLOGY = {
     "tools": [
@@ -104,11 +108,13 @@ class DemoCredentials:
     qa_plugin: dict[str, str]
     consensus_plugin: dict[str, str]
     export_plugin: dict[str, str]
+    merge_plugin: dict[str, str]
 
 
 def seed_demo() -> DemoCredentials:
     """Idempotent. Plugin secrets are rotated on every call (they are stored
     hashed) and written to var/demo-plugins.json for the bundled example."""
+    from plugins_app.demo import parallel
     from plugins_app.demo.images import generate_demo_images
     from plugins_app.demo.reviewed import seed_reviewed
 
@@ -141,6 +147,9 @@ def seed_demo() -> DemoCredentials:
         for target in (project, consensus_project):
             _assets(target, images)
         seed_reviewed(project)
+        jobs_project = parallel.parallel_project(org)
+        _assets(jobs_project, [i for i in images if i.external_id in parallel.IMAGES])
+        parallel.parallel_jobs(jobs_project)
     # Triggers are read when a submit commits: the plugins come in a second
     # transaction, so the seeded submits above start no QA bot run.
     with transaction.atomic():
@@ -166,6 +175,16 @@ def seed_demo() -> DemoCredentials:
             "by IoU into one pre-label for review.",
             default_config=CONSENSUS_CONFIG,
         )
+        merge = _plugin(
+            org,
+            jobs_project,
+            "Job merger",
+            PluginType.EVENT,
+            description="examples/merge_jobs_plugin.py: when every labeling job "
+            "of a task is in, merges their parts into the answer for review.",
+            default_config="{}",
+            event_names=[TASK_JOBS_COMPLETE],
+        )
         _hosted_qa_demo(org)
         export = _plugin(
             org,
@@ -182,6 +201,7 @@ def seed_demo() -> DemoCredentials:
         qa_plugin=qa,
         consensus_plugin=consensus,
         export_plugin=export,
+        merge_plugin=merge,
     )
     path = settings.VAR_DIR / "demo-plugins.json"
     path.write_text(json.dumps(credentials.__dict__, indent=2))
@@ -281,9 +301,10 @@ def _plugin(
     description: str = "The bundled example (examples/): scikit-image's LBP face "
     "cascade for faces, the circular Hough transform for coins.",
     default_config: str = DETECTOR_CONFIG,
+    event_names: list[str] | None = None,
 ) -> dict[str, str]:
     """A bundled example plugin, active on `project`; an Event plugin runs on
-    `label.submitted` there."""
+    `event_names` there (`label.submitted` unless told)."""
     plugin = Plugin.objects.filter(organization=org, name=name).first()
     if plugin is None:
         credentials = plugin_create(
@@ -300,6 +321,8 @@ def _plugin(
         credentials = plugin_rotate_secret(plugin=plugin)
     if type == PluginType.EVENT:
         plugin_set_triggers(
-            credentials.plugin, projects=[project], event_names=[LABEL_SUBMITTED]
+            credentials.plugin,
+            projects=[project],
+            event_names=event_names or [LABEL_SUBMITTED],
         )
     return credentials.as_dict()
