@@ -22,6 +22,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from plugins_app import db_threads, protocol  # noqa: E402
+from plugins_app.dashboard.consumers import DashboardWatchConsumer  # noqa: E402
 from plugins_app.runs.instances import instances_forget_all  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire import senders  # noqa: E402
@@ -38,6 +39,12 @@ websocket_urlpatterns = [
     path(
         "ws/runs/<int:run_id>/",
         AllowedHostsOriginValidator(AuthMiddlewareStack(RunWatchConsumer.as_asgi())),
+    ),
+    path(
+        "ws/plugins/<int:plugin_id>/dashboard/",
+        AllowedHostsOriginValidator(
+            AuthMiddlewareStack(DashboardWatchConsumer.as_asgi())
+        ),
     ),
 ]
 

@@ -54,6 +54,26 @@ def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 
 
+class DashboardChanged(TypedDict):
+    """What a plugin's dashboard shows changed (an item or run ended, an
+    instance came or went). Watchers re-read the figures themselves, at most
+    once per DASHBOARD_WAKE_SECONDS, and senders send at most that often."""
+
+    type: Literal["dashboard.changed"]
+    plugin_id: int
+
+
+DASHBOARD_WAKE_SECONDS = 1.0
+
+
+def dashboard_group(plugin_id: int) -> str:
+    return f"dashboard-{plugin_id}"
+
+
+def dashboard_changed(plugin_id: int) -> DashboardChanged:
+    return {"type": "dashboard.changed", "plugin_id": plugin_id}
+
+
 def job_dispatch(job: dict[str, Any]) -> JobDispatch:
     return {"type": "job.dispatch", "job": job}
 

@@ -1,5 +1,6 @@
-"""A plugin's dashboard page, its figures fragment (polled by htmx so the
-numbers and sparklines move without a reload) and the admin's alert form."""
+"""A plugin's dashboard page, its figures fragment (pushed over a websocket as
+runs end, polled slowly as a fallback, so the numbers and sparklines move
+without a reload) and the admin's alert form."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from plugins_app.web import access
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 
 SPARK_WIDTH, SPARK_HEIGHT = 160, 32
+# The page is pushed its figures over a websocket as they change; this poll
+# is only the fallback (a socket that dropped, a change nobody announced:
+# a run created, a cancellation).
+POLL_SECONDS = 30
 # (key in figures["series"], title) in the order the page shows them.
 SPARKLINES = (
     ("items_per_minute", "Items per minute"),
@@ -43,19 +48,28 @@ def sparkline(values: list[float]) -> dict[str, Any]:
     return {"points": points, "last": values[-1] if values else 0, "max": top}
 
 
-def _context(plugin: Plugin, window_name: str, user: Any) -> dict[str, Any]:
+def figures_context(plugin: Plugin, window_name: str) -> dict[str, Any]:
+    """What the figures fragment renders: for the page, its slow poll and the
+    websocket's pushes (dashboard/consumers.py)."""
     figures = plugin_figures(plugin, get_window(window_name))
     return {
         "plugin": plugin,
         "figures": figures,
         "window": window_name,
-        "windows": list(WINDOWS),
         "sparklines": [
             {"key": key, "title": title, **sparkline(figures["series"][key])}
             for key, title in SPARKLINES
         ],
         "spark_width": SPARK_WIDTH,
         "spark_height": SPARK_HEIGHT,
+        "poll_seconds": POLL_SECONDS,
+    }
+
+
+def _context(plugin: Plugin, window_name: str, user: Any) -> dict[str, Any]:
+    return {
+        **figures_context(plugin, window_name),
+        "windows": list(WINDOWS),
         "alerts": plugin.alerts.all()[:10],
         "rule": AlertRule.objects.filter(plugin=plugin).first(),
         "is_admin": access.is_org_admin(user, plugin.organization_id),

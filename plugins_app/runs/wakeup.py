@@ -16,6 +16,7 @@ from django.db import transaction
 from plugins_app import protocol
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import WorkItem
+from plugins_app.runs.notify import dashboard_wake
 
 _dispatcher: Callable[[int], int] | None = None
 _created: Callable[[Plugin, list[WorkItem]], None] | None = None
@@ -88,4 +89,10 @@ freed_slots = _FreedSlotDispatches()
 
 
 def dispatch_after_commit(plugin_id: int) -> None:
-    transaction.on_commit(lambda: freed_slots.request(plugin_id))
+    def after_commit() -> None:
+        freed_slots.request(plugin_id)
+        # A slot freed (an item ended, an instance came or went) is what the
+        # plugin's dashboard shows changing.
+        dashboard_wake(plugin_id)
+
+    transaction.on_commit(after_commit)

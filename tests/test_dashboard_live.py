@@ -1,0 +1,120 @@
+"""The dashboard's live figures over the real ASGI app and a real websocket:
+a finished item wakes the page's socket, which is sent the figures fragment
+(hx-swap-oob) without a reload; a burst of items is coalesced into about one
+render a second, not one per item; outsiders and bad windows are refused."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.test import Client
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from plugins_app import protocol
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.models import WorkItem
+from plugins_app.runs.notify import dashboard_wakes
+from tests.builders import bulk_assets, connect_instance, new_run
+from tests.hub import LiveHub, wait_for
+from tests.test_ledger import respond
+
+FIGURES = 'id="dashboard-figures" hx-swap-oob="true"'
+
+
+def watch(live_hub: LiveHub, user: Any, plugin_id: int, query: str = "") -> Any:
+    browser = Client()
+    browser.force_login(user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}"
+    url = live_hub.url.replace("http", "ws") + f"/ws/plugins/{plugin_id}/dashboard/"
+    return connect(
+        url + query, additional_headers={"Cookie": cookie, "Origin": live_hub.url}
+    )
+
+
+def frames(watcher: ClientConnection, seconds: float) -> list[str]:
+    """Every frame the socket is sent within `seconds`."""
+    got: list[str] = []
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        try:
+            got.append(str(watcher.recv(timeout=left)))
+        except TimeoutError:
+            break
+    return got
+
+
+def test_a_finished_item_pushes_the_figures_to_the_page(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub
+) -> None:
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    run = new_run(workspace, plugin, "astronaut", "coins", dispatch=True)
+    first, second = run.items.order_by("pk")
+    with watch(live_hub, workspace.annotator, plugin.pk, "?window=day") as watcher:
+        assert frames(watcher, 0.5) == []  # nothing changed: nothing rendered
+        assert respond(first) == "done"
+        pushed = str(watcher.recv(timeout=10))
+        assert FIGURES in pushed and "done 1 ·" in pushed
+        assert "?window=day" in pushed  # the page's window, kept
+        assert respond(second, error="model crashed") == "error"
+        pushed = str(watcher.recv(timeout=10))
+        assert "failed 1 ·" in pushed and 'class="error-cell"' in pushed
+
+
+def test_a_burst_of_items_is_rendered_about_once_a_second(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub
+) -> None:
+    count = 300
+    plugin = make_plugin().plugin
+    plugin.concurrency = count
+    plugin.save(update_fields=["concurrency"])
+    connect_instance(plugin)
+    run = new_run(workspace, plugin, *bulk_assets(workspace.project, count))
+    assert dispatch_pending(plugin.pk) == count
+    with watch(live_hub, workspace.annotator, plugin.pk) as watcher:
+        started = time.monotonic()
+        pushed: list[str] = []
+        for item in run.items.order_by("pk"):
+            assert respond(item, error="boom") == "error"
+            pushed += frames(watcher, 0)
+        took = time.monotonic() - started
+        # The last of them shows once the interval that held it back ends.
+        pushed += frames(watcher, 2 * protocol.DASHBOARD_WAKE_SECONDS + 1)
+    assert run.items.filter(state=WorkItem.State.FAILED).count() == count
+    assert f"failed {count} ·" in pushed[-1]
+    # One render at once, then at most one per interval (and one for the
+    # end of the last): not one per item.
+    most = 2 + took / protocol.DASHBOARD_WAKE_SECONDS
+    assert 2 <= len(pushed) <= most, (len(pushed), took)
+
+
+def test_one_wake_up_per_interval_leaves_a_process(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's side alone: 1,000 finished items of one plugin are one
+    group send at once and one at the end of the interval."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        protocol, "group_send", lambda group, message: sent.append((group, message))
+    )
+    monkeypatch.setattr(protocol, "DASHBOARD_WAKE_SECONDS", 0.3)
+    for _ in range(1000):
+        dashboard_wakes.request(424242)
+    assert sent == [("dashboard-424242", protocol.dashboard_changed(424242))]
+    wait_for(lambda: len(sent) == 2, timeout=5, what="the interval's wake-up")
+    time.sleep(0.5)
+    assert len(sent) == 2
+
+
+def test_outsiders_and_bad_windows_are_refused(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub
+) -> None:
+    plugin = make_plugin().plugin
+    for user, query in ((workspace.outsider, ""), (workspace.annotator, "?window=x")):
+        # Closed before it is accepted: the handshake is refused (403).
+        with pytest.raises(InvalidStatus) as refused:
+            watch(live_hub, user, plugin.pk, query)
+        assert refused.value.response.status_code == 403
