@@ -86,32 +86,23 @@ def read_events(path: Path) -> list[tuple[str, float, str, str]]:
 
 
 def start_profiles(
-    processes: Processes, pids: list[int], seconds: float, tmp: Path
+    processes: Processes, pids: list[int], seconds: float, tmp: Path, *, gil: bool
 ) -> list[Child]:
     """py-spy on each web process for `seconds` (raw stacks, all threads, idle
-    frames left out), to find where the hub's time goes while runs are made."""
+    frames left out; with `gil` only the thread holding the GIL: where the CPU
+    goes, not what waits), to find where the hub's time goes while runs are
+    made."""
     if seconds <= 0:
         return []
     py_spy = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
+    options = ["--duration", str(int(seconds)), "--rate", "200", "--threads"]
+    options += ["--gil"] if gil else []
     return [
         processes.start(
             f"pyspy-web{n}",
-            [
-                py_spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(int(seconds)),
-                "--rate",
-                "200",
-                "--format",
-                "raw",
-                "--threads",
-                "--output",
-                str(tmp / f"pyspy-web{n}.txt"),
-            ],
-        )  # fmt: skip
+            [py_spy, "record", "--pid", str(pid), *options, "--format", "raw"]
+            + ["--output", str(tmp / f"pyspy-web{n}.txt")],
+        )
         for n, pid in enumerate(pids)
     ]
 
@@ -151,11 +142,21 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser.add_argument("--procs", type=int, default=3, help="answering processes")
     parser.add_argument("--victims", type=int, default=0, help="instances in victim")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction done")
+    # The victim's jobs time out after the plugin's 120 s (bench/hub_setup.py)
+    # and, without retry_timeouts, fail: killed later, it measures no failover.
+    parser.add_argument(
+        "--kill-after", type=float, default=60, help="or seconds, if sooner"
+    )
     parser.add_argument("--queuers", type=int, default=2, help="queue processes")
     parser.add_argument(
         "--in-flight", type=int, default=8, help="API requests open per queuer"
     )
     parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="py-spy samples only the thread holding the GIL (CPU, not waits)",
+    )
     parser.add_argument(
         "--profile", type=float, default=0, help="py-spy seconds on each web"
     )
@@ -316,7 +317,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                     ],
                 )  # fmt: skip
             )
-        profiles = start_profiles(processes, web_pids, args.profile, tmp)
+        profiles = start_profiles(
+            processes, web_pids, args.profile, tmp, gil=args.profile_gil
+        )
         done_sql = "SELECT count(*) FROM runs_run WHERE finished_at IS NOT NULL"
         kill_time = None
         queued_s = None
@@ -337,7 +340,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 if child.proc.poll() is not None:
                     raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
             done = one(done_sql)
-            if kill_time is None and done >= args.kill_at * args.runs:
+            due = time.time() - t0 >= args.kill_after
+            if kill_time is None and (done >= args.kill_at * args.runs or due):
                 victim = next(c for c in processes.children if c.name == "plug-victim")
                 victim.proc.send_signal(signal.SIGKILL)
                 kill_time = time.time()
