@@ -7,6 +7,7 @@ a few missed or extra), as `runs/run_answers.py` reads it.
     .venv/bin/python bench/compare.py                # embedded (SQLite WAL)
     .venv/bin/python bench/compare.py --production   # PostgreSQL
     .venv/bin/python bench/compare.py --quick --json # 1,000 assets
+    .venv/bin/python bench/compare.py --profile /tmp/cmp.prof  # where it goes
 
 The history is written in bulk (not through the services): what is measured
 is the comparison, not the labeling.
@@ -166,9 +167,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         created_by=user,
         run_ids=[r.pk for r in runs],
     )
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        # CPU time, not wall: the machine is shared and its load varies.
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     comparison_compute(comparison.pk)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     comparison.refresh_from_db()
     assert comparison.state == Comparison.State.DONE, comparison.error
     result = comparison.result
@@ -193,6 +204,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 assets")
     parser.add_argument("--production", action="store_true", help="PostgreSQL")
     parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the comparison into FILE"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -205,6 +219,7 @@ def main() -> None:
         "--assets",
         str(args.assets),
         *(["--production"] if args.production else []),
+        *(["--profile", str(Path(args.profile).resolve())] if args.profile else []),
     ]
     result = in_scratch_hub(__file__, child, production=args.production)
     say(

@@ -14,12 +14,15 @@ import pytest
 from django.test import Client
 
 from plugins_app.evaluation.models import Comparison
+from plugins_app.evaluation.written import answers_written
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run
 from plugins_app.runs.responses import item_respond
+from plugins_app.runs.run_answers import run_answers
+from plugins_app.workspace import events
 from plugins_app.workspace.lifecycle import task_review, task_submit
-from plugins_app.workspace.models import Project, Task
+from plugins_app.workspace.models import Project, Task, TaskEvent
 from plugins_app.workspace.services import prelabels_import
 from tests.builders import connect_instance, new_run
 from tests.test_api import post_json
@@ -114,9 +117,8 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
     assert response.status_code == 202, response.content
     comparison = Comparison.objects.get(pk=response.json()["id"])
     assert comparison.state == Comparison.State.DONE, comparison.error
-    assert (
-        comparison.progress == comparison.total == 2 * (1 + 1)
-    )  # 1 chunk + metrics per run
+    # 1 chunk of tasks (both runs read together), then the figures of each run.
+    assert comparison.progress == comparison.total == 1 + 2
     data = client.get(f"/api/comparisons/{comparison.pk}").json()
     assert data["state"] == "done" and data["runs"] == [v1.pk, v2.pk]
     result = data["result"]
@@ -249,3 +251,42 @@ def test_bad_choices_are_a_clear_400_or_404(
     assert code == 400 and "different projects" in text
     assert Comparison.objects.count() == 0
     assert client.get("/api/comparisons/0").status_code in (404, 422)
+
+
+def test_one_pass_reading_gives_each_runs_answer_as_run_answers_does(
+    two_reviewed_runs: tuple[Run, Run], workspace: Any
+) -> None:
+    """evaluation/written.py (every run at once, only the wanted answers
+    decoded) against runs/run_answers.py (one run at a time) on a history with
+    a run writing twice, an undo, and changes that recorded no replaced answer."""
+    v1, v2 = two_reviewed_runs
+    camera = Task.objects.get(asset=workspace.asset("camera"))
+    coins = Task.objects.get(asset=workspace.asset("coins"))
+    later = {"tools": [{"objectId": "late", "schemaId": "face-box"}]}
+    # v1 writes the camera again after the review: its later write is its
+    # answer there, which nothing replaced since (the task's answer).
+    TaskEvent.objects.create(
+        task=camera,
+        name=events.ANSWER_WRITTEN,
+        data={"run": v1.pk, "previousAnswer": camera.answer},
+    )
+    Task.objects.filter(pk=camera.pk).update(answer=later)
+    # A change that recorded no replaced answer does not end v1's answer there.
+    TaskEvent.objects.create(task=camera, name=events.TASK_SENT_BACK, data={})
+    # On coins, an undo after the review: it recorded what it replaced.
+    TaskEvent.objects.create(
+        task=coins,
+        name=events.ANSWER_RESTORED,
+        data={"run": v2.pk, "previousAnswer": {"tools": [], "undone": True}},
+    )
+    ids = list(
+        Task.objects.filter(project=workspace.project).values_list("pk", flat=True)
+    )
+
+    first, second = answers_written([v1.pk, v2.pk], ids)
+
+    for run, found in ((v1, first), (v2, second)):
+        expected = {t: answer for t, (answer, _) in run_answers(run, ids).items()}
+        assert found == expected, run
+    assert first[camera.pk] == later
+    assert len(first) == len(second) == len(ASSETS)

@@ -4,13 +4,14 @@ own COCOeval, which must agree with our greedy matching and with the hand."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
 import pytest
 from faster_coco_eval import COCO, COCOeval_faster
 
-from plugins_app.evaluation import metrics
+from plugins_app.evaluation import matching, metrics
 
 SIZE = (100, 100)
 
@@ -208,3 +209,75 @@ def test_greedy_matching_takes_the_best_pairs_first() -> None:
     )["face-box"]
     assert counts.tp == 2
     assert counts.iou_sum / counts.tp == pytest.approx(90 / 110)  # both 9 px of 11
+
+
+def random_answer(rng: random.Random, n: int) -> dict[str, Any]:
+    """Boxes and polygons of 3 classes on a 60 px grid, on integer points
+    (so IoUs tie often), one class the comparison does not measure."""
+    tools: list[dict[str, Any]] = []
+    for k in range(rng.randint(0, 6)):
+        schema_id = rng.choice(["face-box", "coin-box", "other-box"])
+        x, y = rng.randint(0, 40), rng.randint(0, 40)
+        if rng.random() < 0.7:
+            tools.append(box(f"{n}-{k}", x, y, rng.randint(2, 20), rng.randint(2, 20)))
+            tools[-1]["schemaId"] = schema_id
+        else:
+            tools.append(poly(f"{n}-{k}", x, y, x + rng.randint(2, 18), y + 9))
+    return {"tools": tools}
+
+
+def shifted(obj: dict[str, Any], by: int) -> dict[str, Any]:
+    if "polygon" in obj:
+        return {**obj, "polygon": [[x + by, y] for x, y in obj["polygon"]]}
+    b = obj["bounding-box"]
+    return {**obj, "bounding-box": {**b, "x": max(0, b["x"] + by)}}
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.75])
+def test_the_whole_run_matching_equals_the_per_asset_one(threshold: float) -> None:
+    """matching.match_run (what the comparison runs, all assets at once) gives
+    exactly metrics.match_asset's counts, per class and per asset."""
+    rng = random.Random(threshold)
+    assets = []
+    for n in range(300):
+        reviewed = random_answer(rng, n)
+        # The run: most reviewed objects moved a few px (twice, at times: two
+        # predictions tie for one object), some missed, a few extra.
+        tools = [
+            shifted(obj, rng.randint(-3, 3))
+            for obj in reviewed["tools"]
+            for _ in range(rng.choice([0, 1, 1, 1, 2]))
+        ]
+        tools += random_answer(rng, n)["tools"][:2]
+        assets.append(({"tools": tools}, reviewed))
+    classes = {"face-box": 0, "coin-box": 1, "region-poly": 2}
+    predicted = [metrics.shapes_of(ran) for ran, _ in assets]
+    reference = [metrics.shapes_of(reviewed) for _, reviewed in assets]
+
+    found = matching.match_run(predicted, reference, classes, threshold)
+
+    per_class = {s: metrics.Counts() for s in classes}
+    for n, (ran, reviewed) in enumerate(zip(predicted, reference, strict=True)):
+        asset = metrics.Counts()
+        for schema_id, counts in metrics.match_asset(ran, reviewed, threshold).items():
+            if schema_id in classes:
+                per_class[schema_id].add(counts)
+                asset.add(counts)
+        got = found.assets[n]
+        assert (got.tp, got.fp, got.fn) == (asset.tp, asset.fp, asset.fn), n
+        assert got.iou_sum == pytest.approx(asset.iou_sum, abs=1e-9)
+    for schema_id, code in classes.items():
+        got, want = found.classes[code], per_class[schema_id]
+        assert (got.tp, got.fp, got.fn) == (want.tp, want.fp, want.fn), schema_id
+        assert got.iou_sum == pytest.approx(want.iou_sum)
+    assert sum(c.tp for c in found.classes) > 50  # the case matches a lot
+
+
+def test_the_whole_run_matching_takes_the_best_pairs_first() -> None:
+    reviewed = {"tools": [box("a", 0, 0, 10, 10), box("b", 6, 0, 10, 10)]}
+    ran = {"tools": [box("p1", 5, 0, 10, 10), box("p2", 1, 0, 10, 10)]}
+    found = matching.match_run(
+        [metrics.shapes_of(ran)], [metrics.shapes_of(reviewed)], {"face-box": 0}, 0.3
+    )
+    assert found.classes[0].tp == 2
+    assert found.classes[0].iou_sum / 2 == pytest.approx(90 / 110)

@@ -56,7 +56,12 @@ def shapes_of(answer: Any) -> list[Shape]:
 def _coords(obj: dict[str, Any]) -> tuple[str, tuple[float, ...]] | None:
     try:
         if isinstance(box := obj.get(BOX), dict):
-            values = tuple(float(box[k]) for k in ("x", "y", "width", "height"))
+            values = (
+                float(box["x"]),
+                float(box["y"]),
+                float(box["width"]),
+                float(box["height"]),
+            )
             return (BOX, values) if values[2] > 0 and values[3] > 0 else None
         if isinstance(points := obj.get(POLYGON), list) and len(points) >= 3:
             return POLYGON, tuple(float(v) for point in points for v in point[:2])
@@ -237,7 +242,7 @@ def _by_object_id(answer: Any) -> dict[str, dict[str, Any]]:
 
 
 def _geometry(obj: dict[str, Any]) -> list[Any]:
-    return [obj.get(key) for key in GEOMETRY_KEYS]
+    return list(map(obj.get, GEOMETRY_KEYS))  # called per object of every asset
 
 
 @dataclass

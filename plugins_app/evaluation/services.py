@@ -11,18 +11,20 @@ that every one of them wrote: the same assets for all.
 
 from __future__ import annotations
 
+import heapq
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from plugins_app.evaluation import metrics
+from plugins_app.evaluation import matching, metrics
 from plugins_app.evaluation.models import Comparison
+from plugins_app.evaluation.written import answers_written
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.models import Run
-from plugins_app.runs.run_answers import run_answers
 from plugins_app.web.access import visible_runs
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Project, Task, TaskEvent
@@ -168,17 +170,16 @@ def _compute(comparison: Comparison) -> dict[str, Any]:
     reference = reviewed_answers(project)
     task_ids = sorted(reference)
     chunks = [task_ids[i : i + CHUNK] for i in range(0, len(task_ids), CHUNK)]
-    comparison.total = len(ordered) * (len(chunks) + 1)
+    # One step per chunk of tasks (every run's answers read together), then
+    # one per run for its figures.
+    comparison.total = len(chunks) + len(ordered)
     _progress(comparison, 0)
-    written: list[dict[int, Any]] = []
-    step = 0
-    for run in ordered:
-        answers: dict[int, Any] = {}
-        for chunk in chunks:
-            answers.update({t: a for t, (a, _) in run_answers(run, chunk).items()})
-            step += 1
-            _progress(comparison, step)
-        written.append(answers)
+    written: list[dict[int, Any]] = [{} for _ in ordered]
+    for step, chunk in enumerate(chunks, 1):
+        found = answers_written([run.pk for run in ordered], chunk)
+        for answers, more in zip(written, found, strict=True):
+            answers.update(more)
+        _progress(comparison, step)
     common = sorted(set(task_ids).intersection(*(a.keys() for a in written)))
     assets = _assets(common)
     classes = [
@@ -186,29 +187,21 @@ def _compute(comparison: Comparison) -> dict[str, Any]:
         for tool in (project.ontology or {}).get("tools", [])
         if isinstance(tool, dict) and tool.get("tool") in metrics.MEASURED
     ]
-    box_ids = {
-        tool["schemaId"]: n
-        for n, tool in enumerate((t for t in classes if t["tool"] == metrics.BOX), 1)
-    }
-    truth = {t: metrics.shapes_of(reference[t]) for t in common}
-    per_asset: dict[int, list[metrics.Counts]] = {t: [] for t in common}
+    truth = [metrics.shapes_of(reference[t]) for t in common]
+    per_asset: list[list[metrics.Counts]] = [[] for _ in common]
     figures = []
-    for run, answers in zip(ordered, written, strict=True):
+    for n, (run, answers) in enumerate(zip(ordered, written, strict=True)):
         figures.append(
             _run_figures(
                 run,
-                answers,
-                reference,
-                truth,
-                assets,
+                [answers[t] for t in common],
+                Reference(common, [reference[t] for t in common], truth, assets),
                 classes,
-                box_ids,
                 per_asset,
                 comparison.iou_threshold,
             )
         )
-        step += 1
-        _progress(comparison, step)
+        _progress(comparison, len(chunks) + n + 1)
     return {
         "iou_threshold": comparison.iou_threshold,
         "reviewed": len(task_ids),
@@ -222,9 +215,20 @@ def _compute(comparison: Comparison) -> dict[str, Any]:
             for t in classes
         ],
         "runs": figures,
-        "assets": _disagreement(per_asset, assets),
+        "assets": _disagreement(common, per_asset, assets),
         "assets_total": len(common),
     }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The compared tasks (in order) with their reviewed answers, shapes and
+    assets: what every run is measured against."""
+
+    task_ids: list[int]
+    answers: list[Any]
+    shapes: list[list[metrics.Shape]]
+    assets: dict[int, tuple[str, int, int]]
 
 
 def _assets(task_ids: list[int]) -> dict[int, tuple[str, int, int]]:
@@ -240,32 +244,30 @@ def _assets(task_ids: list[int]) -> dict[int, tuple[str, int, int]]:
 
 def _run_figures(
     run: Run,
-    answers: dict[int, Any],
-    reference: dict[int, Any],
-    truth: dict[int, list[metrics.Shape]],
-    assets: dict[int, tuple[str, int, int]],
+    answers: list[Any],
+    reference: Reference,
     classes: list[dict[str, Any]],
-    box_ids: dict[str, int],
-    per_asset: dict[int, list[metrics.Counts]],
+    per_asset: list[list[metrics.Counts]],
     threshold: float,
 ) -> dict[str, Any]:
-    totals = {tool["schemaId"]: metrics.Counts() for tool in classes}
+    """One run's figures; each asset's counts appended to per_asset."""
+    codes = {tool["schemaId"]: n for n, tool in enumerate(classes)}
+    box_ids = {
+        tool["schemaId"]: n
+        for n, tool in enumerate((t for t in classes if t["tool"] == metrics.BOX), 1)
+    }
+    predicted = [metrics.shapes_of(answer) for answer in answers]
+    counts = matching.match_run(predicted, reference.shapes, codes, threshold)
     overall = metrics.Counts()
+    for asset_counts, found in zip(per_asset, counts.assets, strict=True):
+        asset_counts.append(found)
+        overall.add(found)
     cost = metrics.Correction()
     boxes = metrics.MapInput()
-    for task_id in per_asset:
-        _, width, height = assets[task_id]
-        predicted = metrics.shapes_of(answers[task_id])
-        counts = metrics.match_asset(predicted, truth[task_id], threshold)
-        asset_total = metrics.Counts()
-        for schema_id, value in counts.items():
-            if schema_id in totals:  # a class no longer in the ontology is left out
-                totals[schema_id].add(value)
-                asset_total.add(value)
-        overall.add(asset_total)
-        per_asset[task_id].append(asset_total)
-        cost.add(metrics.correction(answers[task_id], reference[task_id]))
-        boxes.add(task_id, (width, height), predicted, truth[task_id], box_ids)
+    for n, task_id in enumerate(reference.task_ids):
+        _, width, height = reference.assets[task_id]
+        cost.add(metrics.correction(answers[n], reference.answers[n]))
+        boxes.add(task_id, (width, height), predicted[n], reference.shapes[n], box_ids)
     mean_ap = metrics.box_map(boxes, box_ids)
     return {
         "run": run.pk,
@@ -276,8 +278,11 @@ def _run_figures(
         "plugin_version": run.plugin_version,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "classes": {
-            schema_id: {**value.figures(), "ap": mean_ap["classes"].get(schema_id)}
-            for schema_id, value in totals.items()
+            schema_id: {
+                **counts.classes[code].figures(),
+                "ap": mean_ap["classes"].get(schema_id),
+            }
+            for schema_id, code in codes.items()
         },
         "overall": overall.figures(),
         "map": mean_ap["map"],
@@ -286,33 +291,42 @@ def _run_figures(
 
 
 def _disagreement(
-    per_asset: dict[int, list[metrics.Counts]], assets: dict[int, tuple[str, int, int]]
+    task_ids: list[int],
+    per_asset: list[list[metrics.Counts]],
+    assets: dict[int, tuple[str, int, int]],
 ) -> list[dict[str, Any]]:
     """The assets where the runs missed or added most (false positives and
     negatives summed over runs), the loosest matches first among equals."""
-    ranked: list[tuple[int, float, dict[str, Any]]] = []
-    for task_id, counts in per_asset.items():
+
+    def rank(n: int) -> tuple[int, float, int]:
+        counts = per_asset[n]
         ious = [c.iou_sum / c.tp for c in counts if c.tp]
-        disagreement = sum(c.fp + c.fn for c in counts)
-        row = {
-            "task": task_id,
-            "asset": assets[task_id][0],
-            "disagreement": disagreement,
-            "min_iou": min(ious) if ious else None,
-            "runs": [
-                {
-                    "tp": c.tp,
-                    "fp": c.fp,
-                    "fn": c.fn,
-                    "mean_iou": c.iou_sum / c.tp if c.tp else None,
-                }
-                for c in counts
-            ],
-        }
-        ranked.append((-disagreement, min(ious) if ious else 2.0, row))
-    ranked.sort(key=lambda entry: entry[:2])
-    rows = [row for _, _, row in ranked]
-    return rows[:MAX_ASSETS_LISTED]
+        return (-sum(c.fp + c.fn for c in counts), min(ious) if ious else 2.0, n)
+
+    # Only the listed rows are built (heapq keeps the order sorted() gives).
+    top = heapq.nsmallest(MAX_ASSETS_LISTED, range(len(task_ids)), key=rank)
+    rows = []
+    for n in top:
+        counts = per_asset[n]
+        ious = [c.iou_sum / c.tp for c in counts if c.tp]
+        rows.append(
+            {
+                "task": task_ids[n],
+                "asset": assets[task_ids[n]][0],
+                "disagreement": sum(c.fp + c.fn for c in counts),
+                "min_iou": min(ious) if ious else None,
+                "runs": [
+                    {
+                        "tp": c.tp,
+                        "fp": c.fp,
+                        "fn": c.fn,
+                        "mean_iou": c.iou_sum / c.tp if c.tp else None,
+                    }
+                    for c in counts
+                ],
+            }
+        )
+    return rows
 
 
 def _progress(comparison: Comparison, step: int) -> None:
