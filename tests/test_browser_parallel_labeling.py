@@ -19,8 +19,8 @@ from plugins_app.plugins.models import PluginType
 from plugins_app.plugins.triggers import plugin_set_triggers
 from plugins_app.runs.models import Run
 from plugins_app.workspace import events
-from plugins_app.workspace.models import Membership, Task
-from tests.hub import ROOT, PluginProcess, wait_for
+from plugins_app.workspace.models import Membership
+from tests.hub import ROOT, PluginProcess
 from tests.test_browser import (  # noqa: F401 - pytest fixtures
     Tab,
     browser,
@@ -29,6 +29,7 @@ from tests.test_browser import (  # noqa: F401 - pytest fixtures
     tab,
 )
 from tests.test_browser_canvas import drag, open_canvas
+from tests.test_sdk_event_runs import finished_run
 
 MERGE = ROOT / "examples" / "merge_jobs_plugin.py"
 SCREENSHOT = ROOT / "docs" / "screenshots" / "parallel-labeling.png"
@@ -69,17 +70,6 @@ def add_job(page: Any, name: str, tools: list[str], member: str) -> None:
         member, exact=True
     ).check()
     page.get_by_role("button", name="Save jobs").click()
-
-
-def merged_run(task: Task, worker: PluginProcess, plugin: PluginProcess) -> Run:
-    def done() -> Run | None:
-        run = Run.objects.filter(task=task).first()
-        return run if run is not None and run.is_finished else None
-
-    try:
-        return wait_for(done, timeout=40, what="the merge run to finish")
-    except AssertionError:
-        raise AssertionError(f"worker:\n{worker.log()}\nplugin:\n{plugin.log()}")
 
 
 def test_two_members_label_two_jobs_and_the_reviewer_gets_the_merge(
@@ -160,7 +150,7 @@ def test_two_members_label_two_jobs_and_the_reviewer_gets_the_merge(
     expect(dave_page.locator("#task-stage")).to_have_text("Review")
 
     # Both parts are in: the merge plugin ran once and wrote the answer.
-    run = merged_run(task, celery_worker, merger)
+    run = finished_run(task, celery_worker, merger)
     assert run.status == Run.Status.SUCCEEDED, (run.error, merger.log())
     assert Run.objects.filter(task=task).count() == 1
     task.refresh_from_db()
