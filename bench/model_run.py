@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from _support import (
     BareRelay,
+    Child,
     HttpConn,
     Hub,
     PluginTarget,
@@ -79,8 +81,9 @@ async def bare_trial(bare: BareRelay, jobs: int, in_flight: int) -> float:
     return seconds
 
 
-async def hub_trial(hub: Hub, external_ids: list[str]) -> float:
-    """Seconds from `POST /api/runs` over `external_ids` to the run finished."""
+async def hub_trial(hub: Hub, external_ids: list[str]) -> tuple[float, float]:
+    """Seconds from `POST /api/runs` over `external_ids` to its answer and to
+    the run finished."""
     body = {
         "plugin_id": hub.info["plugin_pk"],
         "project_id": hub.info["project_id"],
@@ -96,6 +99,7 @@ async def hub_trial(hub: Hub, external_ids: list[str]) -> float:
         if status != 201:
             raise RuntimeError(f"POST /api/runs answered {status}: {created}")
         run_id = int(created["id"])
+        create_s = time.perf_counter() - start
         finished = f"SELECT status FROM runs_run WHERE id = {run_id}"
         finished += " AND finished_at IS NOT NULL"
         deadline = start + 600
@@ -112,7 +116,19 @@ async def hub_trial(hub: Hub, external_ids: list[str]) -> float:
         conn.close()
     if row[0] != "succeeded" or done != len(external_ids):
         raise RuntimeError(f"run {run_id}: {row[0]}, {done} items done")
-    return seconds
+    return create_s, seconds
+
+
+def start_profile(processes: Processes, pid: int, path: str) -> Child | None:
+    """py-spy on the hub (the thread holding the GIL: its CPU) until SIGINT."""
+    if not path:
+        return None
+    py_spy = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
+    return processes.start(
+        "pyspy-hub",
+        [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil"]
+        + ["--threads", "--format", "raw", "--output", path],
+    )
 
 
 def summary(mode: str, plugins: int, trials: list[dict[str, float]]) -> str:
@@ -169,13 +185,17 @@ async def main_async(args: argparse.Namespace) -> None:
         start_plugins(processes, targets, args.plugins)
         in_flight = args.plugins * HUB_CONCURRENCY
         hub_pids = processes.pids("hub")
+        profile = start_profile(processes, hub_pids[0], args.profile)
         for n in range(args.trials):
             bare_s = await bare_trial(bare, len(external_ids), in_flight)
             say(f"trial {n + 1}: bare relay {bare_s:.2f} s")
             cpu0 = cpu_seconds(hub_pids)
-            hub_s = await hub_trial(hub, external_ids)
+            create_s, hub_s = await hub_trial(hub, external_ids)
             hub_cpu = cpu_seconds(hub_pids) - cpu0
-            say(f"trial {n + 1}: hub {hub_s:.2f} s ({hub_cpu:.1f} s of hub CPU)")
+            say(
+                f"trial {n + 1}: hub {hub_s:.2f} s (POST answered in {create_s:.2f}"
+                f" s; {hub_cpu:.1f} s of hub CPU)"
+            )
             trials.append(
                 {
                     "assets": len(external_ids),
@@ -186,6 +206,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 }
             )
             processes.check_alive()
+        if profile is not None:
+            profile.proc.send_signal(signal.SIGINT)  # py-spy writes, then exits
+            profile.proc.wait(timeout=60)
+            say(f"py-spy stacks of the hub's trials: {args.profile}")
         rows = [
             [
                 n + 1,
@@ -224,6 +248,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--production", action="store_true")
     parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument(
+        "--profile", default="", help="py-spy the hub's trials (--gil) to this file"
+    )
     args = parser.parse_args()
     args.assets = max(16, min(args.assets, 100_000))
     args.plugins = max(1, min(args.plugins, 16))
