@@ -144,6 +144,8 @@ def test_two_members_label_two_jobs_and_the_reviewer_gets_the_merge(
     expect(canvas.locator("#canvas-job")).to_contain_text("Scene")
     expect(canvas.locator("#canvas-objects li")).to_have_count(1)
     expect(canvas.locator("#canvas-objects li").first).to_contain_text("other job")
+    # The Scene job has no box or polygon label: nothing to draw with.
+    expect(canvas.get_by_role("button", name="Box")).to_be_disabled()
     canvas.locator("#canvas-classifications").get_by_label("photo").check()
     dave_page.screenshot(path=str(SCREENSHOT), animations="disabled")
     dave_page.get_by_role("button", name="Submit").click()
