@@ -155,6 +155,26 @@ def test_two_members_label_two_jobs_and_the_task_moves_on_once_both_are_in(
     ]
 
 
+def test_a_job_still_to_submit_keeps_its_prelabel_and_unowned_labels_stay(
+    workspace: Any, jobs: dict[str, Any]
+) -> None:
+    task = workspace.asset("astronaut").task
+    # A model's pre-label: a face (Boxes), the scene (Scene), a region (no job).
+    Task.objects.filter(pk=task.pk).update(
+        answer={"tools": [FACE, REGION], "classifications": [SCENE]}
+    )
+
+    task_submit(task, user=workspace.annotator, answer={"tools": [COIN]})
+
+    task.refresh_from_db()
+    # Boxes' part replaced the face; Scene's pre-label waits for its labeler.
+    assert tools_of(task.answer) == ["c1", "r1"]
+    assert classes_of(task.answer) == ["scene"]
+    task = task_submit(task, user=jobs["dana"], answer={"classifications": []})
+    task.refresh_from_db()
+    assert tools_of(task.answer) == ["c1", "r1"] and classes_of(task.answer) == []
+
+
 def test_a_member_outside_every_job_and_a_second_submit_of_a_job_are_refused(
     workspace: Any, jobs: dict[str, Any]
 ) -> None:

@@ -144,9 +144,13 @@ def jobs_of(user: User, project: Project) -> list[LabelingJob]:
 def job_answer_part(answer: dict[str, Any], job: LabelingJob) -> dict[str, Any]:
     """The part of `answer` that is the job's: its tools' objects, its
     classifications, and the relations between objects it kept."""
+    return _part(answer, set(job.tools or []), set(job.classifications or []))
+
+
+def _part(
+    answer: dict[str, Any], tools: set[str], classifications: set[str]
+) -> dict[str, Any]:
     answer = answer or {}
-    tools = set(job.tools or [])
-    classifications = set(job.classifications or [])
     objects = [
         o
         for o in answer.get("tools") or []
@@ -182,14 +186,41 @@ def _relation_ids(relation: dict[str, Any]) -> set[Any]:
     return ids
 
 
-def answer_union(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The jobs' parts side by side: what the task shows before (or without)
-    a merging plugin. Jobs own disjoint tools, so nothing is counted twice."""
+def answer_with_parts(
+    previous: dict[str, Any],
+    jobs: list[LabelingJob],
+    parts: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """The task's answer while (and once) its jobs are submitted: each
+    submitted job's part (`parts`, by job id), side by side in job order, so a
+    reviewer sees everything even with no merging plugin. A job still to
+    submit keeps its part of `previous` (e.g. a model's pre-label it will
+    start from), and what belongs to no job stays as it was. Jobs own
+    disjoint tools, so nothing is counted twice."""
+    pieces = [
+        parts[job.pk] if job.pk in parts else job_answer_part(previous, job)
+        for job in jobs
+    ]
+    owned_tools = {t for job in jobs for t in job.tools or []}
+    owned_classes = {c for job in jobs for c in job.classifications or []}
+    previous = previous or {}
+    pieces.append(
+        _part(
+            previous,
+            {o.get("schemaId") for o in _dicts(previous.get("tools"))} - owned_tools,
+            {c.get("schemaId") for c in _dicts(previous.get("classifications"))}
+            - owned_classes,
+        )
+    )
     union: dict[str, list[Any]] = {"tools": [], "classifications": [], "relations": []}
-    for part in parts:
+    for piece in pieces:
         for key in union:
-            union[key] += list((part or {}).get(key) or [])
+            union[key] += list(piece.get(key) or [])
     return union
+
+
+def _dicts(items: Any) -> list[dict[str, Any]]:
+    return [i for i in items or [] if isinstance(i, dict)]
 
 
 def task_jobs_state(task: Task) -> list[dict[str, Any]]:

@@ -230,12 +230,14 @@ def _submit_job_part(
     job: LabelingJob | None,
 ) -> Task:
     """Parallel labeling: `user` submits `job`'s part of `answer` (the rest is
-    other jobs' and is dropped). The task's answer becomes the union of the
-    parts in so far, so a reviewer sees everything even with no merging plugin;
-    the part that completes the task raises `task.jobs_complete` (the merging
-    plugin's trigger) and moves it on. Call inside task_submit's transaction."""
+    other jobs' and is dropped). The task's answer becomes the parts in so
+    far side by side (jobs.answer_with_parts: a job still to submit keeps its
+    part of the answer as it was), so a reviewer sees everything even with no
+    merging plugin; the part that completes the task raises
+    `task.jobs_complete` (the merging plugin's trigger) and moves it on. Call
+    inside task_submit's transaction."""
     # jobs.py builds on this module's errors; imported here, not at the top.
-    from plugins_app.workspace.jobs import answer_union, job_answer_part, job_json
+    from plugins_app.workspace.jobs import answer_with_parts, job_answer_part, job_json
 
     active = {
         s.job_id: s
@@ -263,7 +265,9 @@ def _submit_job_part(
     parts = [active[j.pk] for j in jobs if j.pk in active]
     complete = len(parts) == len(jobs)
     previous = task.answer or {}
-    task.answer = answer_union(s.answer for s in parts)
+    task.answer = answer_with_parts(
+        previous, jobs, {s.job_id: s.answer for s in parts if s.job_id}
+    )
     task.save(update_fields=["answer", "updated_at"])
     labels = [_label_json(s) | {"job": s.job.name} for s in parts if s.job]
     events.emit(
