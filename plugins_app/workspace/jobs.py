@@ -148,7 +148,7 @@ def job_answer_part(answer: dict[str, Any], job: LabelingJob) -> dict[str, Any]:
 
 
 def _part(
-    answer: dict[str, Any], tools: set[str], classifications: set[str]
+    answer: dict[str, Any], tools: set[Any], classifications: set[Any]
 ) -> dict[str, Any]:
     answer = answer or {}
     objects = [
