@@ -88,6 +88,17 @@ EXPECTED = {
 def assert_expected(figures: dict[str, Any], first_run: int, second_run: int) -> None:
     for key, value in EXPECTED.items():
         assert figures[key] == value, key
+    # Failing since run 1's error (after its answers), the time-out of run 2
+    # the second failure in a row.
+    error = WorkItem.objects.get(run_id=first_run, failure=WorkItem.Failure.ERROR)
+    failing = figures["failing"]
+    since, last_answer = failing["since"], failing["last_answer_at"]
+    if isinstance(since, str):  # the JSON API's, to the millisecond
+        since, last_answer = map(datetime.fromisoformat, (since, last_answer))
+    assert abs(since - error.finished_at) < timedelta(milliseconds=1)
+    assert last_answer < since
+    assert (failing["items"], failing["errors"], failing["timeouts"]) == (2, 1, 1)
+    assert (failing["first_run"], failing["first_item"]) == (first_run, error.pk)
     assert figures["runs"]["failed"] == 1  # run 1: an item failed with an error
     assert figures["runs"]["timed_out"] == 1
     assert [e["run"] for e in figures["last_errors"]] == [second_run, first_run]
@@ -137,6 +148,9 @@ def test_the_figures_of_a_scripted_sequence(
     assert "<html" not in fragment.content.decode()
     assert 'id="dashboard-figures"' in fragment.content.decode()
     assert page.get(f"/plugins/{plugin.pk}/dashboard/?window=x").status_code == 400
+    first_run = run_ids(plugin)[0]
+    assert 'id="dashboard-failing"' in html and "the last 2 jobs that ended" in html
+    assert f'href="/runs/{first_run}/" id="dashboard-failing-run"' in html
 
     # /metrics (loopback, no token configured in the tests).
     text = Client().get("/metrics").content.decode()
@@ -145,6 +159,19 @@ def test_the_figures_of_a_scripted_sequence(
     assert f"pluginhub_plugin_timeout_rate{{{labels}}} 0.25" in text
     assert f"pluginhub_plugin_retries{{{labels}}} 1.0" in text
     assert f'pluginhub_plugin_latency_seconds{{{labels},quantile="0.95"}} 4.0' in text
+
+    # An answer ends the streak; failures after it start a new one.
+    connect_instance(plugin)
+    answered = new_run(workspace, plugin, "camera", dispatch=True)
+    assert respond(answered.items.get()) == "done"
+    assert plugin_figures(plugin, WINDOWS["hour"])["failing"] is None
+    html = page.get(f"/plugins/{plugin.pk}/dashboard/").content.decode()
+    assert 'id="dashboard-failing"' not in html
+    failed = new_run(workspace, plugin, "coins", dispatch=True)
+    assert respond(failed.items.get(), error="again") == "error"
+    failing = plugin_figures(plugin, WINDOWS["hour"])["failing"]
+    assert (failing["items"], failing["first_run"]) == (1, failed.pk)
+    assert failing["since"] == failed.items.get().finished_at
 
 
 def test_the_figures_survive_a_hub_restart(

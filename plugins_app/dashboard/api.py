@@ -34,6 +34,18 @@ class ErrorOut(Schema):
     at: datetime
 
 
+class FailingOut(Schema):
+    # The current streak of failed items (docs/api.md): since the first of
+    # them ended, after the last answered item (null if none ever was).
+    since: datetime
+    items: int
+    errors: int
+    timeouts: int
+    first_run: int
+    first_item: int
+    last_answer_at: datetime | None
+
+
 class DashboardOut(Schema):
     plugin: int
     window: str
@@ -55,6 +67,8 @@ class DashboardOut(Schema):
     timeout_rate: float
     retries: int
     last_errors: list[ErrorOut]
+    # Null while the last item that ended was answered.
+    failing: FailingOut | None
     # Per time bucket, oldest first (see docs/api.md).
     series: dict[str, list[float]]
     open_alerts: list[str]

@@ -21,6 +21,7 @@ from django.db.models import (
     F,
     FloatField,
     Func,
+    Min,
     Q,
     QuerySet,
     Sum,
@@ -201,6 +202,7 @@ def plugin_figures(
     }
     if detail:
         figures["instances"] = live_instances(plugin)
+        figures["failing"] = failing_streak(plugin)
         figures["last_errors"] = last_errors(finished)
         figures["series"] = _series(finished, window, now)
     return figures
@@ -244,6 +246,42 @@ def _latency_percentiles(
         return round(float(ordered[rank - 1]), 3)
 
     return at(0.5), at(0.95)
+
+
+def failing_streak(plugin: Plugin) -> dict[str, Any] | None:
+    """ "Since when is it failing?": the items that failed (an error, an
+    invalid answer, a time-out; not a person's cancellation) since the
+    plugin's last answered one, whatever the window: when the first of them
+    ended, how many, and its run. None while the last item that ended was
+    answered. Read from the ledger, so a restarted hub tells the same; through
+    the (plugin, finished_at) index, newest first, it reads the streak only."""
+    ended = WorkItem.objects.filter(plugin=plugin, finished_at__isnull=False)
+    last_answer = (
+        ended.filter(state__in=(WorkItem.State.DONE, WorkItem.State.SKIPPED))
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    failed = ended.filter(state=WorkItem.State.FAILED).exclude(
+        failure=WorkItem.Failure.CANCELLED
+    )
+    if last_answer is not None:
+        failed = failed.filter(finished_at__gt=last_answer)
+    first = failed.order_by("finished_at", "pk").values("pk", "run_id").first()
+    if first is None:
+        return None
+    row = failed.order_by().aggregate(
+        since=Min("finished_at"),
+        items=Count("pk"),
+        errors=Count("pk", filter=Q(failure__in=ERRORS)),
+        timeouts=Count("pk", filter=Q(failure=WorkItem.Failure.TIMEOUT)),
+    )
+    return {
+        **row,
+        "first_run": first["run_id"],
+        "first_item": first["pk"],
+        "last_answer_at": last_answer,
+    }
 
 
 def last_errors(finished: QuerySet[WorkItem]) -> list[dict[str, Any]]:
