@@ -95,7 +95,9 @@ def start_profiles(
     if seconds <= 0:
         return []
     py_spy = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
+    # --nonblocking: a paused web process falls behind its sockets.
     options = ["--duration", str(int(seconds)), "--rate", "200", "--threads"]
+    options += ["--nonblocking"]
     options += ["--gil"] if gil else []
     return [
         processes.start(

@@ -126,7 +126,7 @@ def start_profile(processes: Processes, pid: int, path: str) -> Child | None:
     py_spy = os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy")
     return processes.start(
         "pyspy-hub",
-        [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil"]
+        [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil", "--nonblocking"]
         + ["--threads", "--format", "raw", "--output", path],
     )
 
