@@ -89,6 +89,7 @@ def write_answers(
         reason = held.get(task.pk, "")
         override = _override(run, task) if reason else ""
         if reason and not override:
+            reason = _why_kept(run, reason)
             report.skipped[task.pk] = reason
             plans.append((task, False, reason))
             continue
@@ -244,6 +245,15 @@ def _jobs_merge_override(run: Run, task: Task) -> str:
     return (
         "the merge of its labeling jobs, by the plugin task.jobs_complete "
         "started (each job's label stays in its submission)"
+    )
+
+
+def _why_kept(run: Run, reason: str) -> str:
+    if run.trigger != events.TASK_JOBS_COMPLETE:
+        return reason
+    return (
+        f"{reason}: a merge of labeling jobs is written once, and only while "
+        "the task is as its task.jobs_complete left it"
     )
 
 
