@@ -105,6 +105,8 @@
   // --- the side panel ---------------------------------------------------------------
   const title = (schemaId) => (tools.get(schemaId) || {}).title || schemaId;
   const colour = (schemaId) => (tools.get(schemaId) || {}).color || "#ff0055";
+  // Another labeling job's objects are grey, on the image and in the list.
+  const itemColour = (item) => (item && item.locked ? "#adb5bd" : colour(item ? item.schemaId : ""));
 
   function sourceText(item) {
     if (item.isNew) return "you (not submitted yet)";
@@ -126,7 +128,7 @@
         li.className = `canvas-object state-${stateText(item).replace(/ /g, "-")}${item.id === selectedId ? " selected" : ""}`;
         const swatch = document.createElement("span");
         swatch.className = "swatch";
-        swatch.style.background = colour(item.schemaId);
+        swatch.style.background = itemColour(item);
         const name = document.createElement("button");
         name.type = "button";
         name.className = "canvas-object-name";
@@ -363,7 +365,7 @@
 
   function style(annotation, flags) {
     const item = byId.get(annotation.id);
-    const color = item && item.locked ? "#adb5bd" : colour(item ? item.schemaId : "");
+    const color = itemColour(item);
     const selected = flags && flags.selected;
     const accepted = !item || item.accepted;
     return {
