@@ -10,7 +10,10 @@ plus N items of another plugin the queries must skip.
     .venv/bin/python bench/dashboard.py --quick --json # 10,000 items
 
 The items are written in bulk (not through the ledger): what is measured is
-reading the figures, not running the jobs.
+reading the figures, not running the jobs. Each run times the figures twice on
+the same database and load: with the dashboard's indexes (runs 0013), then
+with them dropped (as before that migration); `--plans` prints the query plan
+(EXPLAIN QUERY PLAN / EXPLAIN) of every query of the hour's figures.
 """
 
 from __future__ import annotations
@@ -80,6 +83,54 @@ def _fill(plugin: Any, project: Any, user: Any, items: int, rng: random.Random) 
         WorkItem.objects.bulk_create(rows, batch_size=1000)
 
 
+# Added by runs 0013 for these queries; dropped to time them as before it.
+DASHBOARD_INDEXES = ("item_plugin_finished", "run_plugin_created")
+
+
+def _median_ms(fn: Any) -> float:
+    walls = []
+    for _ in range(REPEATS):
+        wall0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - wall0)
+    return round(statistics.median(walls) * 1000, 1)
+
+
+def _time_figures(plugin: Any, figures: dict[str, Any]) -> dict[str, float]:
+    """Median ms of each window's figures (kept in `figures`), and of the
+    failing streak alone (part of every window's)."""
+    from plugins_app.dashboard.figures import WINDOWS, failing_streak, plugin_figures
+
+    timings = {}
+    for name, window in WINDOWS.items():
+        timings[name] = _median_ms(
+            lambda: figures.__setitem__(name, plugin_figures(plugin, window))  # noqa: B023
+        )
+    timings["failing"] = _median_ms(lambda: failing_streak(plugin))
+    return timings
+
+
+def _plans(plugin: Any) -> list[dict[str, Any]]:
+    """The database's plan of every query of the hour's figures."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from plugins_app.dashboard.figures import WINDOWS, plugin_figures
+
+    with CaptureQueriesContext(connection) as captured:
+        plugin_figures(plugin, WINDOWS["hour"])
+    explain = "EXPLAIN QUERY PLAN" if connection.vendor == "sqlite" else "EXPLAIN"
+    column = -1 if connection.vendor == "sqlite" else 0  # the plan's text
+    plans = []
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            # Captured with its parameters inlined, as the database saw it.
+            cursor.execute(f"{explain} {query['sql']}")
+            plan = [str(row[column]) for row in cursor.fetchall()]
+            plans.append({"sql": query["sql"][:200], "plan": plan})
+    return plans
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """In the child process, with the database set up: the measurement."""
     django_here()
@@ -87,7 +138,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from plugins_app.dashboard.figures import WINDOWS, plugin_figures
     from plugins_app.ops.metrics import HubCollector
     from plugins_app.plugins.models import Plugin
     from plugins_app.plugins.services import plugin_create
@@ -113,15 +163,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     setup = time.perf_counter() - t0
-    timings: dict[str, float] = {}
     figures: dict[str, Any] = {}
-    for name, window in WINDOWS.items():
-        walls = []
-        for _ in range(REPEATS):
-            wall0 = time.perf_counter()
-            figures[name] = plugin_figures(plugin, window)
-            walls.append(time.perf_counter() - wall0)
-        timings[name] = round(statistics.median(walls) * 1000, 1)
+    timings = _time_figures(plugin, figures)
+    plans = _plans(plugin) if args.plans else []
     walls = []
     for _ in range(REPEATS):
         registry = CollectorRegistry(auto_describe=False)
@@ -129,15 +173,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         wall0 = time.perf_counter()
         generate_latest(registry)
         walls.append(time.perf_counter() - wall0)
+    metrics_ms = round(statistics.median(walls) * 1000, 1)
     week = figures["week"]
     ended = sum(week["items"][k] for k in ("done", "skipped", "failed", "cancelled"))
     assert ended == args.items, (ended, args.items)
+    with connection.cursor() as cursor:
+        for index in DASHBOARD_INDEXES:
+            cursor.execute(f"DROP INDEX {index}")  # noqa: S608 - our constants
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE")
+    without = _time_figures(plugin, {})
     return {
         "mode": "production" if args.production else "embedded",
         "items": args.items,
         "other_plugin_items": args.items,
         "figures_ms": timings,
-        "metrics_ms": round(statistics.median(walls) * 1000, 1),
+        "figures_ms_without_indexes": without,
+        "failing_ms": timings.pop("failing"),
+        "failing_ms_without_indexes": without.pop("failing"),
+        "plans": plans,
+        "metrics_ms": metrics_ms,
         "repeats": REPEATS,
         "week_error_rate": week["error_rate"],
         "week_latency_p95": week["latency_p95"],
@@ -152,6 +207,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 items")
     parser.add_argument("--production", action="store_true", help="PostgreSQL")
     parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument("--plans", action="store_true", help="print query plans")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -160,11 +216,20 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    child = ["--items", str(args.items), *(["--production"] if args.production else [])]
+    child = ["--items", str(args.items)]
+    child += ["--production"] if args.production else []
+    child += ["--plans"] if args.plans else []
     result = in_scratch_hub(__file__, child, production=args.production)
+    for query in result["plans"]:
+        say(query["sql"])
+        for line in query["plan"]:
+            say(f"    {line}")
     say(
         f"{result['mode']}, {result['items']:,} items (+ as many of another "
-        f"plugin): figures hour/day/week {result['figures_ms']} ms, /metrics "
+        f"plugin): figures hour/day/week {result['figures_ms']} ms "
+        f"(without the dashboard's indexes {result['figures_ms_without_indexes']}), "
+        f"failing streak {result['failing_ms']} ms (without "
+        f"{result['failing_ms_without_indexes']}), /metrics "
         f"{result['metrics_ms']} ms (median of {result['repeats']}); "
         f"load {result['load']}"
     )

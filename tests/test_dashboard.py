@@ -15,7 +15,9 @@ from urllib.request import Request, urlopen
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from plugins_app.dashboard.alerts import alerts_check
@@ -172,6 +174,33 @@ def test_the_figures_of_a_scripted_sequence(
     failing = plugin_figures(plugin, WINDOWS["hour"])["failing"]
     assert (failing["items"], failing["first_run"]) == (1, failed.pk)
     assert failing["since"] == failed.items.get().finished_at
+
+
+def test_the_figures_read_a_window_through_the_dashboard_indexes(
+    db: Any, workspace: Any, make_plugin: Any
+) -> None:
+    """The plans SQLite makes for every query of the figures: the items and
+    runs of one plugin in the window are found by (plugin, finished_at) and
+    (plugin, created_at) (runs 0013), not by reading all the plugin's items,
+    and no query scans a whole table."""
+    plugin = make_plugin(max_attempts=2).plugin
+    scripted_runs(workspace, plugin)
+    with CaptureQueriesContext(connection) as captured:
+        plugin_figures(plugin, WINDOWS["hour"])
+    plans: dict[str, list[str]] = {}
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+            plans[query["sql"]] = [str(row[-1]) for row in cursor.fetchall()]
+    lines = [line for plan in plans.values() for line in plan]
+    assert not [line for line in lines if line.startswith("SCAN runs_")], plans
+    for sql, plan in plans.items():
+        if '"runs_workitem"."finished_at" >=' in sql:
+            assert any("INDEX item_plugin_finished" in line for line in plan), sql
+        if 'FROM "runs_run"' in sql:
+            assert any("INDEX run_plugin_created" in line for line in plan), sql
+    windowed = [sql for sql in plans if '"runs_workitem"."finished_at" >=' in sql]
+    assert len(windowed) >= 4  # counts, percentiles, last errors, sparklines
 
 
 def test_the_figures_survive_a_hub_restart(

@@ -112,6 +112,10 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The dashboard's runs by status in a window, one plugin's only.
+            models.Index(fields=["plugin", "created_at"], name="run_plugin_created"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["plugin", "event"],
@@ -201,7 +205,10 @@ class WorkItem(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["plugin", "state", "priority", "id"], name="next_job")
+            models.Index(fields=["plugin", "state", "priority", "id"], name="next_job"),
+            # The dashboard's figures: a plugin's items that ended in a window
+            # (dashboard/figures.py), read without its older items.
+            models.Index(fields=["plugin", "finished_at"], name="item_plugin_finished"),
         ]
 
     def __str__(self) -> str:
