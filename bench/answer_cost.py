@@ -88,11 +88,14 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     threading.Thread(target=loop.run_forever, daemon=True).start()
     protocol.mark_asgi_process(loop)
     kinds: Counter[str] = Counter()
+    # BENCH_TRACE=<file>: every statement of the answers, one per line.
+    trace_path = os.environ.get("BENCH_TRACE")
+    trace = open(trace_path, "w") if trace_path else None  # noqa: SIM115
 
     def count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         kinds[sql.lstrip().split(None, 1)[0].upper()] += 1
-        if os.environ.get("BENCH_TRACE"):
-            print("SQL", sql[:300], file=sys.stderr)
+        if trace is not None:
+            print(sql[:400], file=trace)
         return execute(sql, params, many, context)
 
     walls: list[float] = []

@@ -19,12 +19,14 @@ from plugins_app.plugins.versions import served_version
 from plugins_app.runs.models import (
     Run,
     RunApiKey,
+    RunLogLine,
     WorkItem,
 )
 from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_after_commit, dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task
+from plugins_app.workspace.writes import insert_many
 
 
 class RunActionError(Exception):
@@ -69,59 +71,103 @@ def finish_item(item: WorkItem, state: str, **fields: Any) -> bool:
 
 def item_finished(item: WorkItem, line: str, *, level: str = HUB) -> None:
     """`item` has just reached a final state in the caller's transaction: say
-    so in its run's log, and settle the run."""
-    hub_log(item.run, line, item=item, level=level)
-    run_settle(item.run_id, run=item.run)
+    so in its run's log, and settle the run (the line is written with the
+    settle's own, in one INSERT)."""
+    run_settle(item.run_id, run=item.run, lines=[(item.pk, level, line)])
 
 
-def run_settle(run_id: int, *, dispatch: bool = True, run: Run | None = None) -> None:
+# A hub log line of a run, for `run_settle`: (item id or None, level, message).
+LogLine = tuple[int | None, str, str]
+
+
+def run_settle(
+    run_id: int,
+    *,
+    dispatch: bool = True,
+    run: Run | None = None,
+    lines: list[LogLine] | None = None,
+) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
     caller schedules that itself). `run`, when the caller has it, saves reading
-    it again to close it (what a close reads of it never changes)."""
-    status, plugin_id = _locked_run(run_id)
+    it again (what a close reads of it never changes). `lines` are written to
+    the run's log with the close's own.
+
+    One conditional UPDATE decides and closes (`_sql("close")`), after the run's
+    row is locked on PostgreSQL: two items of one run finishing at once take
+    turns there, and the second one's UPDATE, a statement begun after the
+    first one committed, sees its item done: one of them closes the run.
+    SQLite's write transaction already holds the whole database, so there is
+    no lock to take (the run's plugin is then read only if `run` is not given)."""
+    lines = list(lines or [])
+    if run is None or connection.features.has_select_for_update:
+        plugin_id = _locked_run(run_id)
+    else:
+        plugin_id = run.plugin_id
     if dispatch:
         dispatch_after_commit(plugin_id)
-    rows = _item_states(run_id)
-    states = {state for state, _ in rows}
-    if WorkItem.State.PENDING in states or WorkItem.State.LEASED in states:
-        notify_after_commit(run_id)
-        return
-    if status in Run.FINISHED:
-        return
-    failures = {failure for state, failure in rows if state == WorkItem.State.FAILED}
-    if run is None:
-        run = Run.objects.select_related("plugin").get(pk=run_id)
-    if not failures:
-        status, error = Run.Status.SUCCEEDED, ""
-    elif failures == {WorkItem.Failure.TIMEOUT}:
-        status = Run.Status.TIMED_OUT
-        error = _first_item_error(run)
-    else:
-        status = Run.Status.FAILED
-        error = _first_item_error(run)
-    run_close(run, status, error)
+    now = timezone.now()
+    status = _close_if_settled(run_id, now)
+    if status is not None:
+        if run is None:
+            run = Run.objects.select_related("plugin").get(pk=run_id)
+        error = "" if status == Run.Status.SUCCEEDED else _first_item_error(run)
+        if error:
+            Run.objects.filter(pk=run_id).update(error=error)
+        _closed(run, status, error, now, lines)
+    _log_lines(run_id, lines)
+    notify_after_commit(run_id)
 
 
-def _locked_run(run_id: int) -> tuple[str, int]:
-    """The run's status and plugin, its row locked until the transaction ends
-    (PostgreSQL; SQLite's write transaction holds the whole database). Two items
-    of one run finishing at once take turns here, and the second one's reading
-    of the items' states then sees the first one's: one of them closes the run.
-    Two columns by a prepared statement: this is on every answer's path."""
+def _locked_run(run_id: int) -> int:
+    """The run's plugin, its row locked until the transaction ends (PostgreSQL;
+    SQLite's write transaction holds the whole database). A prepared statement:
+    this is on every answer's path."""
     with connection.cursor() as cursor:
         cursor.execute(_sql("locked_run", connection.vendor), [run_id])
         row = cursor.fetchone()
     if row is None:
         raise Run.DoesNotExist(f"run {run_id}")
-    return str(row[0]), int(row[1])
+    return int(row[0])
 
 
-def _item_states(run_id: int) -> list[tuple[str, str]]:
-    """The (state, failure) pairs among the run's items, each once."""
+def _close_if_settled(run_id: int, now: Any) -> str | None:
+    """The open run ends if none of its items is pending or leased: succeeded
+    when none failed, timed out when every failure is a timeout, else failed.
+    Returns the status it ended with, None when it goes on (or had ended)."""
+    finished_at = Run._meta.get_field("finished_at").get_db_prep_save(now, connection)
+    item = WorkItem.State
     with connection.cursor() as cursor:
-        cursor.execute(_sql("item_states", connection.vendor), [run_id])
-        return [(str(state), str(failure)) for state, failure in cursor.fetchall()]
+        cursor.execute(
+            _sql("close", connection.vendor),
+            [
+                # failed when an item failed otherwise than by a timeout,
+                item.FAILED.value,
+                WorkItem.Failure.TIMEOUT.value,
+                Run.Status.FAILED.value,
+                # else timed out when an item failed, else succeeded;
+                item.FAILED.value,
+                Run.Status.TIMED_OUT.value,
+                Run.Status.SUCCEEDED.value,
+                finished_at,
+                run_id,
+                *Run.OPEN,
+                item.PENDING.value,
+                item.LEASED.value,
+            ],
+        )
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _log_lines(run_id: int, lines: list[LogLine]) -> None:
+    # The hub's lines of one answer in one INSERT (notify.hub_log writes one).
+    now = timezone.now()
+    insert_many(
+        RunLogLine,
+        ("run", "item", "level", "message", "extra", "created_at"),
+        [(run_id, item_id, level, text, {}, now) for item_id, level, text in lines],
+    )
 
 
 def _column(meta: Any, name: str) -> str:
@@ -139,8 +185,7 @@ def _sql(name: str, vendor: str) -> str:
     if name == "locked_run":
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
         return (
-            f"SELECT {quote(_column(run, 'status'))}, "  # noqa: S608
-            f"{quote(_column(run, 'plugin'))} "
+            f"SELECT {quote(_column(run, 'plugin'))} "  # noqa: S608
             f"FROM {quote(run.db_table)} WHERE {quote(_column(run, 'id'))} = %s{lock}"
         )
     if name == "revoke_keys":
@@ -150,11 +195,21 @@ def _sql(name: str, vendor: str) -> str:
             f"UPDATE {quote(keys.db_table)} SET {revoked_at} = %s "  # noqa: S608
             f"WHERE {quote(_column(keys, 'run'))} = %s AND {revoked_at} IS NULL"
         )
-    assert name == "item_states", name
+    assert name == "close", name
+    items = quote(item.db_table)
+    run_id = f"{quote(run.db_table)}.{quote(_column(run, 'id'))}"
+    of_run = f"{quote(_column(item, 'run'))} = {run_id}"
+    state, failure = quote(_column(item, "state")), quote(_column(item, "failure"))
+    status = quote(_column(run, "status"))
     return (
-        f"SELECT DISTINCT {quote(_column(item, 'state'))}, "  # noqa: S608
-        f"{quote(_column(item, 'failure'))} FROM {quote(item.db_table)} "
-        f"WHERE {quote(_column(item, 'run'))} = %s"
+        f"UPDATE {quote(run.db_table)} SET {status} = CASE "  # noqa: S608
+        f"WHEN EXISTS (SELECT 1 FROM {items} WHERE {of_run} AND {state} = %s "
+        f"AND {failure} <> %s) THEN %s "
+        f"WHEN EXISTS (SELECT 1 FROM {items} WHERE {of_run} AND {state} = %s) "
+        f"THEN %s ELSE %s END, {quote(_column(run, 'finished_at'))} = %s "
+        f"WHERE {run_id} = %s AND {status} IN ({', '.join(['%s'] * len(Run.OPEN))}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {items} WHERE {of_run} "
+        f"AND {state} IN (%s, %s)) RETURNING {status}"
     )
 
 
@@ -177,6 +232,15 @@ def run_close(run: Run, status: str, error: str) -> None:
         run.pk, Run.OPEN, status, error=error, finished_at=now
     ):
         return
+    lines: list[LogLine] = []
+    _closed(run, status, error, now, lines)
+    _log_lines(run.pk, lines)
+    notify_after_commit(run.pk)
+
+
+def _closed(run: Run, status: str, error: str, now: Any, lines: list[LogLine]) -> None:
+    """What follows a close, in the closing transaction: the copy in memory
+    updated, the keys revoked, the line for the run's log, the task told."""
     run.status, run.error, run.finished_at = status, error, now
     with connection.cursor() as cursor:
         revoked_at = RunApiKey._meta.get_field("revoked_at")
@@ -184,8 +248,7 @@ def run_close(run: Run, status: str, error: str) -> None:
             _sql("revoke_keys", connection.vendor),
             [revoked_at.get_db_prep_save(now, connection), run.pk],
         )
-    hub_log(run, f"Run {Run.Status(status).label.lower()}.")
-    notify_after_commit(run.pk)
+    lines.append((None, HUB, f"Run {Run.Status(status).label.lower()}."))
     if run.task_id is not None:
         _record_on_task(run, run.task_id, status, error)
 

@@ -42,17 +42,23 @@ def store_model_answer(
     """Write a checked answer as the asset's pre-label, unless its task holds a
     person's work (workspace/writes.py); call inside a transaction. `version`:
     the plugin version that answered (the run's when not given)."""
-    task = (
-        Task.objects.select_for_update()
-        .only(*writes.TASK_FIELDS, "prelabel_run_id")
-        .get(asset=asset)
-    )
     via = writes.VIA_WORKFLOW if run.trigger == WORKFLOW_TRIGGER else writes.VIA_MODEL
-    report = writes.write_answers(
-        run, run.project, [task], {task.pk: answer}, via=via, version=version
+    # Most tasks hold no person's work: written in three statements. Any other
+    # task goes through the whole rule, which writes or keeps it and says why.
+    report = writes.write_prelabel(
+        run, run.project, asset.pk, answer, via=via, version=version
     )
-    if task.pk in report.skipped:
-        return Outcome(skipped=report.skipped[task.pk])
+    if report is None:
+        task = (
+            Task.objects.select_for_update()
+            .only(*writes.TASK_FIELDS, "prelabel_run_id")
+            .get(asset=asset)
+        )
+        report = writes.write_answers(
+            run, run.project, [task], {task.pk: answer}, via=via, version=version
+        )
+    if report.skipped:
+        return Outcome(skipped=next(iter(report.skipped.values())))
     tools = len(answer["tools"])
     classifications = len(answer["classifications"])
     return Outcome(
@@ -126,7 +132,9 @@ class ModelKind(Kind):
         result = check_model_answer(item.run, asset, response)
         if not result.ok:
             return Outcome(problems=result.problems)
-        with transaction.atomic():
+        # No savepoint: inside item_respond's transaction one would only cost
+        # two statements (an error rolls the whole answer back either way).
+        with transaction.atomic(savepoint=False):
             return store_model_answer(
                 item.run,
                 asset,
