@@ -4,30 +4,45 @@ from plugins_app.web import (
     asset_table,
     canvas_views,
     jobs_views,
-    views,
+    org_views,
+    plugin_views,
+    project_views,
+    run_views,
     workflow_views,
 )
 
 app_name = "web"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("plugins/", views.plugin_list, name="plugin-list"),
-    path("plugins/new/", views.plugin_new, name="plugin-new"),
-    path("plugins/<int:plugin_id>/", views.plugin_detail, name="plugin-detail"),
-    path("plugins/<int:plugin_id>/edit/", views.plugin_edit, name="plugin-edit"),
-    path("plugins/<int:plugin_id>/rotate/", views.plugin_rotate, name="plugin-rotate"),
-    path("plugins/<int:plugin_id>/probe/", views.plugin_probe, name="plugin-probe"),
-    path("members/", views.member_list, name="member-list"),
-    path("members/<int:membership_id>/role/", views.member_role, name="member-role"),
-    path("storages/", views.storage_list, name="storage-list"),
-    path("storages/new/", views.storage_new, name="storage-new"),
+    path("", project_views.home, name="home"),
+    path("plugins/", plugin_views.plugin_list, name="plugin-list"),
+    path("plugins/new/", plugin_views.plugin_new, name="plugin-new"),
+    path("plugins/<int:plugin_id>/", plugin_views.plugin_detail, name="plugin-detail"),
+    path("plugins/<int:plugin_id>/edit/", plugin_views.plugin_edit, name="plugin-edit"),
+    path(
+        "plugins/<int:plugin_id>/rotate/",
+        plugin_views.plugin_rotate,
+        name="plugin-rotate",
+    ),
+    path(
+        "plugins/<int:plugin_id>/probe/", plugin_views.plugin_probe, name="plugin-probe"
+    ),
+    path("members/", org_views.member_list, name="member-list"),
+    path(
+        "members/<int:membership_id>/role/", org_views.member_role, name="member-role"
+    ),
+    path("storages/", org_views.storage_list, name="storage-list"),
+    path("storages/new/", org_views.storage_new, name="storage-new"),
     path(
         "storages/<int:storage_id>/delete/",
-        views.storage_delete,
+        org_views.storage_delete,
         name="storage-delete",
     ),
-    path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    path(
+        "projects/<int:project_id>/",
+        project_views.project_detail,
+        name="project-detail",
+    ),
     path(
         "projects/<int:project_id>/assets/",
         asset_table.asset_table,
@@ -40,27 +55,27 @@ urlpatterns = [
     ),
     path(
         "projects/<int:project_id>/assets/<int:asset_id>/",
-        views.asset_detail,
+        project_views.asset_detail,
         name="asset-detail",
     ),
     path(
         "projects/<int:project_id>/assets/<int:asset_id>/image",
-        views.asset_image,
+        project_views.asset_image,
         name="asset-image",
     ),
     path(
         "projects/<int:project_id>/tasks/<int:task_id>/",
-        views.task_detail,
+        project_views.task_detail,
         name="task-detail",
     ),
     path(
         "projects/<int:project_id>/tasks/<int:task_id>/submit/",
-        views.task_submit_view,
+        project_views.task_submit_view,
         name="task-submit",
     ),
     path(
         "projects/<int:project_id>/tasks/<int:task_id>/review/",
-        views.task_review_view,
+        project_views.task_review_view,
         name="task-review",
     ),
     path(
@@ -75,7 +90,7 @@ urlpatterns = [
     ),
     path(
         "projects/<int:project_id>/plugins/<int:plugin_id>/run/",
-        views.run_dialog,
+        run_views.run_dialog,
         name="run-dialog",
     ),
     path(
@@ -118,15 +133,15 @@ urlpatterns = [
         workflow_views.preset_delete,
         name="preset-delete",
     ),
-    path("runs/", views.run_list, name="run-list"),
-    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
-    path("runs/<int:run_id>/cancel/", views.run_cancel_view, name="run-cancel"),
-    path("runs/<int:run_id>/retry/", views.run_retry_view, name="run-retry"),
-    path("runs/<int:run_id>/undo/", views.run_undo_view, name="run-undo"),
-    path("runs/<int:run_id>/writes/", views.run_writes_view, name="run-writes"),
+    path("runs/", run_views.run_list, name="run-list"),
+    path("runs/<int:run_id>/", run_views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", run_views.run_cancel_view, name="run-cancel"),
+    path("runs/<int:run_id>/retry/", run_views.run_retry_view, name="run-retry"),
+    path("runs/<int:run_id>/undo/", run_views.run_undo_view, name="run-undo"),
+    path("runs/<int:run_id>/writes/", run_views.run_writes_view, name="run-writes"),
     path(
         "runs/<int:run_id>/exports/<int:upload_id>/",
-        views.run_export_file,
+        run_views.run_export_file,
         name="run-export-file",
     ),
 ]
