@@ -289,3 +289,36 @@ def test_the_task_list_shows_which_of_my_jobs_wait(
     row = body.split(f'data-task="{other.pk}"')[1].split("</tr>")[0]
     assert "Boxes" in row
     assert f'href="/projects/{workspace.project.pk}/jobs/"' in body
+
+
+def test_someone_in_two_jobs_labels_one_then_the_other(
+    workspace: Any, jobs: dict[str, Any]
+) -> None:
+    job_set_members(jobs["scene"], [jobs["dave"], workspace.annotator])
+    task = workspace.asset("astronaut").task
+    page_url = f"/projects/{workspace.project.pk}/tasks/{task.pk}/"
+    bob = client_for(workspace.annotator)
+    page = bob.get(page_url).content.decode()
+    # The first job waiting (the project's order), with a way to the other.
+    assert submit_url(workspace, task, jobs["boxes"]) in page
+    assert f'href="?job={jobs["scene"].pk}"' in page
+    page = bob.get(f"{page_url}?job={jobs['scene'].pk}").content.decode()
+    assert submit_url(workspace, task, jobs["scene"]) in page
+    # The canvas state read again (after a run) stays with the chosen job.
+    state = bob.get(
+        f"/projects/{workspace.project.pk}/tasks/{task.pk}/canvas/"
+        f"?job={jobs['scene'].pk}"
+    ).json()
+    assert state["job"]["name"] == "Scene"
+    assert [c["schemaId"] for c in state["classifications"]] == ["scene"]
+    assert not any(t["inJob"] for t in state["tools"])
+
+    bob.post(submit_url(workspace, task, jobs["scene"]), {"answer": "{}"})
+    page = bob.get(page_url).content.decode()
+    assert submit_url(workspace, task, jobs["boxes"]) in page
+    assert 'href="?job=' not in page  # nothing else of his waits
+    bob.post(submit_url(workspace, task, jobs["boxes"]), {"answer": "{}"})
+    task.refresh_from_db()
+    assert task.stage == "Review"
+    # A bad ?job= is ignored: the first waiting job, never a 500.
+    assert bob.get(f"{page_url}?job=abc").status_code == 200
