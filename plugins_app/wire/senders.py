@@ -140,6 +140,7 @@ class OutboxSender(Sender):
 
 # --- the choice -------------------------------------------------------------------
 _chosen: Sender | None = None
+_choice_lock = threading.Lock()
 
 
 def choose(asgi_loop: asyncio.AbstractEventLoop | None) -> Sender:
@@ -175,7 +176,7 @@ def _for_process(asgi_loop: asyncio.AbstractEventLoop | None) -> Sender:
 
 def _chosen_default() -> Sender:
     global _chosen
-    with _private_lock:
+    with _choice_lock:
         if _chosen is None:
             _chosen = _for_process(None)
         return _chosen
