@@ -303,7 +303,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "plugins_app.tasks.expire_export_snapshots",
         "schedule": 600.0,
     },
+    # Comparisons whose worker died: re-queued or failed (evaluation/recovery.py).
+    "sweep-comparisons": {
+        "task": "plugins_app.evaluation.sweep_comparisons",
+        "schedule": float(os.environ.get("HUB_SWEEP_SECONDS", "2")) * 5,
+    },
 }
+# A comparison pending or running this long without a progress step lost its
+# worker (a step is 1,000 tasks read, or one run's figures).
+HUB_COMPARISON_STALE_SECONDS = float(
+    os.environ.get("HUB_COMPARISON_STALE_SECONDS", "300")
+)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Plugin hub ---------------------------------------------------------------

@@ -158,14 +158,35 @@ def test_two_runs_compared_through_the_celery_task_page_and_api(
     assert f'href="/projects/{workspace.project.pk}/tasks/{task.pk}/"' in html
     assert f'href="/comparisons/{comparison.pk}/assets/{task.pk}/"' in html
 
-    # The asset drawn: the reviewed box and each run's, one colour per run.
+    # The asset on the comparison canvas: the reviewed box and each run's,
+    # one layer and colour each, with how the comparison matched each object.
     drawing = client.get(f"/comparisons/{comparison.pk}/assets/{task.pk}/")
-    svg = drawing.content.decode()
     assert drawing.status_code == 200
-    assert svg.count('<rect class="shape"') == 3
-    for colour in ("#212529", "#0072b2", "#e69f00"):  # reviewed, v1, v2
-        assert f'stroke="{colour}"' in svg
-    assert '<rect class="shape" x="100" y="100"' in svg  # v2's box, far off
+    state = drawing.context["state"]
+    assert 'id="comparison-state"' in drawing.content.decode()
+    assert [(layer["key"], layer["colour"]) for layer in state["layers"]] == [
+        ("reviewed", "#212529"),
+        ("run0", "#0072b2"),
+        ("run1", "#e69f00"),
+    ]
+    reviewed, first, second = (layer["objects"] for layer in state["layers"])
+    assert [len(reviewed), len(first), len(second)] == [1, 1, 1]
+    assert second[0]["geometry"] == {"x": 100, "y": 100, "w": 40, "h": 40}
+    assert first[0]["matches"] == [
+        {"layer": "reviewed", "status": "TP", "iou": 1.0, "with": "reviewed-0"}
+    ]
+    assert second[0]["matches"] == [{"layer": "reviewed", "status": "FP"}]
+    assert [m["status"] for m in reviewed[0]["matches"]] == ["TP", "FN"]
+    # Next and previous follow the per-asset list (most disagreement first).
+    order = [row["task"] for row in result["assets"]]
+    at = order.index(task.pk)
+    assert state["position"] == at + 1
+    expected_next = (
+        f"/comparisons/{comparison.pk}/assets/{order[at + 1]}/"
+        if at + 1 < len(order)
+        else None
+    )
+    assert state["next"] == expected_next
 
 
 def test_the_project_page_form_starts_a_comparison(

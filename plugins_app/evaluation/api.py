@@ -10,6 +10,7 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from plugins_app.evaluation.models import Comparison
+from plugins_app.evaluation.recovery import comparison_retry
 from plugins_app.evaluation.services import (
     ComparisonError,
     ComparisonNotFound,
@@ -81,6 +82,20 @@ def create_comparison(
     except ComparisonError as exc:
         raise HttpError(400, str(exc)) from None
     comparison.refresh_from_db()  # eager Celery may have computed it already
+    return Status(202, comparison_out(comparison))
+
+
+@router.post("/{comparison_id}/retry", response={202: ComparisonOut})
+def retry_comparison(
+    request: AuthenticatedHttpRequest, comparison_id: DbId
+) -> Status[dict[str, Any]]:
+    """A failed comparison computed again from the start."""
+    comparison = get_comparison_for_user(request.user, comparison_id)
+    try:
+        comparison_retry(comparison)
+    except ComparisonError as exc:
+        raise HttpError(409, str(exc)) from None
+    comparison.refresh_from_db()
     return Status(202, comparison_out(comparison))
 
 

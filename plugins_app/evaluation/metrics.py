@@ -165,21 +165,20 @@ class Counts:
         }
 
 
-def match_asset(
+def asset_pairs(
     predicted: Sequence[Shape], reference: Sequence[Shape], threshold: float
-) -> dict[str, Counts]:
-    """Per class (schemaId) of this asset, the greedy matching's counts. A
-    box never matches a polygon, even of one class."""
-    result: dict[str, Counts] = {}
+) -> list[tuple[int, int, float]]:
+    """The greedy matching of one asset: (predicted index, reference index,
+    IoU) of every matched pair. A box never matches a polygon, nor a shape one
+    of another class."""
+    pairs: list[tuple[int, int, float]] = []
     for kind in MEASURED:
-        preds = [s for s in predicted if s.kind == kind]
-        refs = [s for s in reference if s.kind == kind]
-        for shape in preds:
-            result.setdefault(shape.schema_id, Counts()).fp += 1
-        for shape in refs:
-            result.setdefault(shape.schema_id, Counts()).fn += 1
-        if not preds or not refs:
+        pred_at = [n for n, s in enumerate(predicted) if s.kind == kind]
+        ref_at = [n for n, s in enumerate(reference) if s.kind == kind]
+        if not pred_at or not ref_at:
             continue
+        preds = [predicted[n] for n in pred_at]
+        refs = [reference[n] for n in ref_at]
         # One IoU call for every class of this kind (the library's per-call
         # cost dominates at a few objects an asset); pairs of different
         # classes are zeroed, so the greedy pass never matches across classes
@@ -190,12 +189,27 @@ def match_asset(
                 [r.schema_id for r in refs]
             )
             ious = np.where(same, ious, 0.0)
-        for p, _r, iou in greedy_match(ious, threshold):
-            counts = result[preds[p].schema_id]
-            counts.tp += 1
-            counts.fp -= 1
-            counts.fn -= 1
-            counts.iou_sum += iou
+        pairs += [
+            (pred_at[p], ref_at[r], iou) for p, r, iou in greedy_match(ious, threshold)
+        ]
+    return pairs
+
+
+def match_asset(
+    predicted: Sequence[Shape], reference: Sequence[Shape], threshold: float
+) -> dict[str, Counts]:
+    """Per class (schemaId) of this asset, the greedy matching's counts."""
+    result: dict[str, Counts] = {}
+    for shape in predicted:
+        result.setdefault(shape.schema_id, Counts()).fp += 1
+    for shape in reference:
+        result.setdefault(shape.schema_id, Counts()).fn += 1
+    for p, _r, iou in asset_pairs(predicted, reference, threshold):
+        counts = result[predicted[p].schema_id]
+        counts.tp += 1
+        counts.fp -= 1
+        counts.fn -= 1
+        counts.iou_sum += iou
     return result
 
 

@@ -36,6 +36,14 @@ class Comparison(models.Model):
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The heartbeat: set when queued, claimed and at every progress step. A
+    # comparison pending or running with no beat for a while lost its worker
+    # (recovery.py re-queues it, or fails it with the reason).
+    updated_at = models.DateTimeField(default=timezone.now)
+    # How many times a worker took it; a worker writes only while the row
+    # still carries its own attempt (a re-queued comparison's old worker, if
+    # alive after all, no longer writes).
+    attempt = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

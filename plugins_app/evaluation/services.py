@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from plugins_app.evaluation import matching, metrics
@@ -84,14 +84,7 @@ def comparison_create(
         run_ids=ids,
         iou_threshold=threshold,
     )
-    pk = comparison.pk
-
-    def queue() -> None:
-        from plugins_app.evaluation.tasks import compute_comparison
-
-        compute_comparison.delay(pk)
-
-    transaction.on_commit(queue)
+    comparison_queue(comparison.pk)
     return comparison
 
 
@@ -140,27 +133,53 @@ def reviewed_answers(
     )
 
 
+class Superseded(Exception):
+    """The sweep gave the comparison to another attempt: this one stops."""
+
+
 def comparison_compute(comparison_id: int) -> None:
     """Compute and store the figures; progress counted in steps of CHUNK tasks
-    per run, then one step per run for the metrics."""
+    (every run's answers read together), then one step per run for the
+    figures. Each step is also the heartbeat recovery.py watches."""
     if not Comparison.objects.filter(
         pk=comparison_id, state=Comparison.State.PENDING
-    ).update(state=Comparison.State.RUNNING):
+    ).update(
+        state=Comparison.State.RUNNING,
+        attempt=F("attempt") + 1,
+        updated_at=timezone.now(),
+    ):
         return  # already taken (a redelivered message) or gone
     comparison = Comparison.objects.select_related("project").get(pk=comparison_id)
+    mine = Comparison.objects.filter(
+        pk=comparison_id, state=Comparison.State.RUNNING, attempt=comparison.attempt
+    )
     try:
         result = _compute(comparison)
+    except Superseded:
+        return
     except Exception as exc:
-        Comparison.objects.filter(pk=comparison_id).update(
+        mine.update(
             state=Comparison.State.FAILED, error=str(exc), finished_at=timezone.now()
         )
         raise
-    Comparison.objects.filter(pk=comparison_id).update(
+    mine.update(
         state=Comparison.State.DONE,
         result=result,
         progress=comparison.total,
         finished_at=timezone.now(),
+        updated_at=timezone.now(),
     )
+
+
+def comparison_queue(comparison_id: int) -> None:
+    """Hand the computation to Celery once the transaction commits."""
+
+    def queue() -> None:
+        from plugins_app.evaluation.tasks import compute_comparison
+
+        compute_comparison.delay(comparison_id)
+
+    transaction.on_commit(queue)
 
 
 def _compute(comparison: Comparison) -> dict[str, Any]:
@@ -331,6 +350,7 @@ def _disagreement(
 
 def _progress(comparison: Comparison, step: int) -> None:
     comparison.progress = step
-    Comparison.objects.filter(pk=comparison.pk).update(
-        progress=step, total=comparison.total
-    )
+    if not Comparison.objects.filter(
+        pk=comparison.pk, state=Comparison.State.RUNNING, attempt=comparison.attempt
+    ).update(progress=step, total=comparison.total, updated_at=timezone.now()):
+        raise Superseded(comparison.pk)

@@ -11,3 +11,11 @@ def compute_comparison(comparison_id: int) -> None:
     from plugins_app.evaluation.services import comparison_compute
 
     comparison_compute(comparison_id)
+
+
+@shared_task(name="plugins_app.evaluation.sweep_comparisons")
+def sweep_comparisons() -> dict[str, int]:
+    """Beat: re-queue (or fail) comparisons whose worker stopped beating."""
+    from plugins_app.evaluation.recovery import comparisons_sweep
+
+    return comparisons_sweep()

@@ -25,4 +25,9 @@ urlpatterns = [
         views.comparison_progress,
         name="comparison-progress",
     ),
+    path(
+        "comparisons/<int:comparison_id>/retry/",
+        views.comparison_retry_view,
+        name="comparison-retry",
+    ),
 ]

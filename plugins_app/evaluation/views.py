@@ -9,21 +9,23 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
 
-from plugins_app.evaluation import charts
+from plugins_app.evaluation import asset_view, charts
 from plugins_app.evaluation.models import Comparison
+from plugins_app.evaluation.recovery import comparison_retry
 from plugins_app.evaluation.services import (
     COMPARED_KINDS,
     MAX_RUNS,
     ComparisonError,
     ComparisonNotFound,
     comparison_create,
-    reviewed_answers,
 )
 from plugins_app.runs.models import Run
-from plugins_app.runs.run_answers import run_answers
-from plugins_app.runs.selectors import DrawnAsset, answer_drawing
 from plugins_app.web import access
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 
@@ -122,6 +124,20 @@ def comparison_progress(
     return response
 
 
+@require_POST
+@login_required
+def comparison_retry_view(
+    request: AuthenticatedHttpRequest, comparison_id: int
+) -> HttpResponse:
+    """The Retry button of a failed comparison: computed again from the start."""
+    comparison = get_comparison_for_user(request.user, comparison_id)
+    try:
+        comparison_retry(comparison)
+    except ComparisonError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    return redirect("evaluation:comparison-detail", comparison.pk)
+
+
 def _context(comparison: Comparison) -> dict[str, Any]:
     result = comparison.result or {}
     runs = charts.run_colours(result)
@@ -149,38 +165,16 @@ def _context(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-# The reviewed answer under the runs' colours (charts.COLOURS) on an asset.
-REVIEWED_COLOUR = "#212529"
-
-
 @require_GET
 @login_required
 def comparison_asset(
     request: AuthenticatedHttpRequest, comparison_id: int, task_id: int
 ) -> HttpResponse:
-    """One asset with the reviewed answer and what each compared run wrote
-    there drawn over it, one colour per run (the page's legend)."""
+    """One asset on the comparison canvas: the reviewed answer and what each
+    compared run wrote there, one colour and layer each (asset_view.py)."""
     comparison = get_comparison_for_user(request.user, comparison_id)
     task = access.get_task_for_user(request.user, task_id, project=comparison.project)
-    ontology = comparison.project.ontology or {}
-    layers = []
-    reviewed = reviewed_answers(comparison.project, [task.pk]).get(task.pk)
-    if reviewed is not None:
-        layers.append(("reviewed", REVIEWED_COLOUR, reviewed))
-    runs = Run.objects.select_related("plugin").in_bulk(comparison.run_ids)
-    for n, run_id in enumerate(comparison.run_ids):
-        if (run := runs.get(run_id)) is None:
-            continue
-        written = run_answers(run, [task.pk]).get(task.pk)
-        if written is not None:
-            colour = charts.COLOURS[n % len(charts.COLOURS)]
-            layers.append((f"#{run.pk} {run.plugin.name}", colour, written[0]))
-    shapes: list[dict[str, Any]] = []
-    for label, colour, answer in layers:
-        drawn, _, _ = answer_drawing(answer, ontology)
-        shapes += [
-            {**s, "color": colour, "title": f"{label}: {s['title']}"} for s in drawn
-        ]
+    state = asset_view.asset_state(comparison, task)
     return render(
         request,
         "evaluation/comparison_asset.html",
@@ -188,7 +182,6 @@ def comparison_asset(
             "comparison": comparison,
             "project": comparison.project,
             "task": task,
-            "legend": [(label, colour) for label, colour, _ in layers],
-            "drawn": DrawnAsset(asset=task.asset, shapes=shapes, classifications=[]),
+            "state": state,
         },
     )
