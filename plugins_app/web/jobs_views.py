@@ -25,6 +25,7 @@ from plugins_app.inputs import parse_count, parse_ids
 from plugins_app.runs import selectors
 from plugins_app.web import access
 from plugins_app.web.canvas import canvas_context
+from plugins_app.web.partials import page_or_partial
 from plugins_app.web.request_types import AuthenticatedHttpRequest
 from plugins_app.workspace.jobs import (
     MAX_JOBS,
@@ -180,7 +181,7 @@ def _page(
         "notice": notice,
         "error": error,
     }
-    template = f"{PAGE}#jobs-section" if getattr(request, "htmx", False) else PAGE
+    template = page_or_partial(request, PAGE, "jobs-section")
     # htmx swaps only 2xx answers: a refusal it shows in place comes as 200.
     if getattr(request, "htmx", False):
         status = 200
