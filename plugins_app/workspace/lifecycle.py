@@ -326,7 +326,12 @@ def _job_to_submit(
 ) -> LabelingJob:
     """The job `user` submits: the one named, which must be theirs, or else
     their only job (their only one still open, if they are in several)."""
-    mine = [j for j in jobs if j.members.filter(pk=user.pk).exists()]
+    theirs = set(
+        LabelingJob.objects.filter(
+            project_id=task.project_id, members=user.pk
+        ).values_list("pk", flat=True)
+    )
+    mine = [j for j in jobs if j.pk in theirs]
     if job is not None:
         if job.project_id != task.project_id:
             raise TaskActionError(
