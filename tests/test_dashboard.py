@@ -14,6 +14,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import mail
 from django.db import connection
 from django.test import Client
@@ -27,6 +28,14 @@ from plugins_app.dashboard.tasks import check_plugin_alerts
 from plugins_app.plugins.models import Plugin
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.sweep import runs_sweep
+from plugins_app.workspace import events
+from plugins_app.workspace.models import (
+    Asset,
+    LabelingJob,
+    Membership,
+    Project,
+    Task,
+)
 from tests.builders import connect_instance, new_run, pass_deadline
 from tests.hub import free_port, start_hub_process
 from tests.test_api import api_token, bearer
@@ -291,6 +300,61 @@ def test_alerts_are_raised_shown_mailed_once_and_cleared(
     assert len(mail.outbox) == 2  # clearing mails nobody
     beat = settings.CELERY_BEAT_SCHEDULE["check-plugin-alerts"]
     assert beat["task"] == check_plugin_alerts.name
+
+
+def test_the_banner_shows_to_the_plugins_projects_members_and_the_admins(
+    db: Any, workspace: Any, make_plugin: Any
+) -> None:
+    """The plugin is active on project P only. Bob ran it on P, Dana labeled
+    a task of P, Erin is in a labeling job of P, Frank labeled and ran plugins
+    on another project of the same organization: he is not told. The
+    organization's admin is, though she never touched P."""
+    plugin = make_plugin().plugin
+    assert list(plugin.projects.all()) == [workspace.project]
+    elsewhere = Project.objects.create(organization=workspace.org, name="Q")
+    asset = Asset.objects.create(project=elsewhere, external_id="q", file="q.png")
+    task = Task.objects.create(project=elsewhere, asset=asset)
+    other = make_plugin(name="other").plugin
+    other.projects.set([elsewhere])
+
+    def member(name: str) -> Any:
+        user = User.objects.create_user(name, f"{name}@x.test", "pw")
+        Membership.objects.create(
+            user=user, organization=workspace.org, role=Membership.Role.ANNOTATOR
+        )
+        return user
+
+    dana, erin, frank = member("dana"), member("erin"), member("frank")
+    connect_instance(plugin)
+    new_run(workspace, plugin)  # by bob
+    events.emit(workspace.project.tasks.first(), events.LABEL_SUBMITTED, actor=dana)
+    LabelingJob.objects.create(project=workspace.project, name="boxes").members.add(
+        erin
+    )
+    events.emit(task, events.LABEL_SUBMITTED, actor=frank)
+    LabelingJob.objects.create(project=elsewhere, name="boxes").members.add(frank)
+    Run.objects.create(
+        organization=workspace.org, project=elsewhere, plugin=other, created_by=frank
+    )
+    Alert.objects.create(plugin=plugin, kind=Alert.Kind.NO_INSTANCE, message="gone")
+
+    def sees_banner(user: Any) -> bool:
+        browser = Client()
+        browser.force_login(user)
+        return 'class="alert-banner"' in browser.get("/").content.decode()
+
+    shown = {
+        user.username: sees_banner(user)
+        for user in (workspace.admin, workspace.annotator, dana, erin, frank)
+    }
+    assert shown == {
+        "alice": True,
+        "bob": True,
+        "dana": True,
+        "erin": True,
+        "frank": False,
+    }
+    assert not sees_banner(workspace.outsider)  # another organization's admin
 
 
 def test_another_organization_sees_no_dashboard(
