@@ -17,6 +17,7 @@ from PIL import Image
 
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginTrigger, PluginType
 from plugins_app.runs.models import Run
+from plugins_app.workspace.lifecycle import task_submit
 from plugins_app.workspace.models import (
     ApiToken,
     Asset,
@@ -236,6 +237,18 @@ def test_it_seeds_the_demo_idempotently(
         "motorcycle-right",
         "rocket",
     ]
+    # As the docs walk it: each demo labeler submits their job's part (on their
+    # own, no plugin running), then the task is in Review with both parts.
+    task = parallel.tasks.get(asset__external_id="motorcycle-left")
+    box = {"x": 10, "y": 10, "width": 50, "height": 40}
+    for username, part in (
+        ("vehicles", {"tools": [{"schemaId": "motorcycle-box", "bounding-box": box}]}),
+        ("scene", {"classifications": [{"schemaId": "weather", "answer": "sunny"}]}),
+    ):
+        task = task_submit(task, user=User.objects.get(username=username), answer=part)
+    assert task.stage == "Review"
+    assert task.events.filter(name="task.jobs_complete").count() == 1
+    assert [t["schemaId"] for t in task.answer["tools"]] == ["motorcycle-box"]
     invoices = Project.objects.get(name="Invoices (hosted QA bot)")
     assert invoices.assets.count() == 4
     assert all(t.answer["tools"] for t in invoices.tasks.all())
