@@ -176,16 +176,16 @@ def naive_build(snapshot: object) -> int:
     import io
     import zipfile
 
-    from plugins_app.exports.services import (
+    from plugins_app.exports.lines import (
         _NO_HISTORY,
         _batch_names,
         _histories,
-        _titles,
         export_line,
         export_tasks,
+        ontology_titles,
     )
 
-    titles = _titles(snapshot.run.project.ontology)  # type: ignore[attr-defined]
+    titles = ontology_titles(snapshot.run.project.ontology)  # type: ignore[attr-defined]
     rows = list(export_tasks(snapshot))
     batches = _batch_names({row["asset_id"] for row in rows})
     histories = _histories({row["pk"] for row in rows}, titles)

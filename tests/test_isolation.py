@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from plugins_app.exports.services import upload_grant, upload_store
+from plugins_app.exports.uploads import upload_grant, upload_store
 from plugins_app.hosted.models import HostedCode
 from plugins_app.plugins.models import Plugin, PluginInstance, PluginType
 from plugins_app.runs.creation import RunRequest, run_create

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from plugins_app.ango_api.auth import api_key_required, fail, same_project
 from plugins_app.ango_api.messages import ok
 from plugins_app.exports import services as exports
+from plugins_app.exports import uploads
 from plugins_app.plugins.kinds import FILE_LINK_SALT
 from plugins_app.runs.models import Run
 from plugins_app.web.files import asset_file_response, export_file_response
@@ -52,7 +53,7 @@ def export_file(request: HttpRequest, token: str) -> FileResponse:
 def signed_file(request: HttpRequest, token: str) -> FileResponse:
     """An export plugin's uploaded file behind getSignedUrl's link: fetched
     without credentials, so the expiring signature is the credential."""
-    upload = exports.upload_for_signed_token(token)
+    upload = uploads.upload_for_signed_token(token)
     if upload is None:
         raise Http404("Unknown or expired link, or the file is not uploaded yet")
     return export_file_response(upload.file, filename=upload.name)
@@ -64,14 +65,14 @@ def get_upload_url(request: HttpRequest, run: Run) -> JsonResponse:
     if not same_project(run, request.GET.get("project", "")):
         return fail("This apikey is not valid for that project.", 403)
     try:
-        grant = exports.upload_grant(
+        grant = uploads.upload_grant(
             run,
             name=request.GET.get("name", ""),
             file_type=request.GET.get("type", ""),
         )
     except exports.ExportError as exc:
         return fail(str(exc), exc.status)
-    url = request.build_absolute_uri(exports.upload_path(grant.token))
+    url = request.build_absolute_uri(uploads.upload_path(grant.token))
     return ok({"uploadUrl": url})
 
 
@@ -81,10 +82,10 @@ def get_signed_url(request: HttpRequest, run: Run) -> JsonResponse:
     if not same_project(run, request.GET.get("project", "")):
         return fail("This apikey is not valid for that project.", 403)
     # `name` is the upload URL, sent unencoded; it has no query of its own.
-    upload = exports.upload_of_url(run, request.GET.get("name", ""))
+    upload = uploads.upload_of_url(run, request.GET.get("name", ""))
     if upload is None:
         return fail("That is not an upload URL of this run.", 404)
-    url = request.build_absolute_uri(exports.signed_path(upload))
+    url = request.build_absolute_uri(uploads.signed_path(upload))
     return ok({"signedUrl": url})
 
 
@@ -95,7 +96,7 @@ def upload(request: HttpRequest, token: str) -> JsonResponse:
     expiring token in the path is the credential."""
     declared = request.headers.get("Content-Length")
     try:
-        stored = exports.upload_store(
+        stored = uploads.upload_store(
             token, request, declared=int(declared) if declared else None
         )
     except exports.ExportError as exc:

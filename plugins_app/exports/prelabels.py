@@ -26,7 +26,7 @@ _READ = (
     events.LABEL_REVIEWED,
     events.TASK_SENT_BACK,
 )
-# The task fields an export row needs for the block (exports/services.py).
+# The task fields an export row needs for the block (exports/lines.py).
 PRELABEL_FIELDS = (
     "prelabel_run_id",
     "prelabel_run__plugin__name",

@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from plugins_app.exports.services import run_files
+from plugins_app.exports.uploads import run_files
 from plugins_app.runs.gallery import run_gallery
 from plugins_app.runs.logs import log_rows
 from plugins_app.runs.models import Run, RunLogLine

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from plugins_app.exports.services import run_files
+from plugins_app.exports.uploads import run_files
 from plugins_app.plugins.models import Plugin
 from plugins_app.plugins.presets import PresetError, preset_problems, preset_save
 from plugins_app.runs import selectors

@@ -78,7 +78,7 @@ class ExportKind(Kind):
         # The SDK sends {"export": true, "response": <signedUrl>} after its PUT;
         # the file must be one this run uploaded. Imported here: exports sits
         # above plugins (it reads runs), and only this answer needs it.
-        from plugins_app.exports.services import uploaded_file
+        from plugins_app.exports.uploads import uploaded_file
 
         upload = uploaded_file(item.run, response)
         if upload is None:
