@@ -14,6 +14,7 @@ import pytest
 from django.test import Client
 
 from plugins_app.evaluation.models import Comparison
+from plugins_app.evaluation.tasks import compute_comparison
 from plugins_app.evaluation.written import answers_written
 from plugins_app.plugins.models import PluginType
 from plugins_app.runs.dispatch import dispatch_pending
@@ -272,6 +273,103 @@ def test_bad_choices_are_a_clear_400_or_404(
     assert code == 400 and "different projects" in text
     assert Comparison.objects.count() == 0
     assert client.get("/api/comparisons/0").status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    "threshold",
+    [0, -0.2, 1.5, 1e308, float("nan"), float("inf"), "abc", "", None, [0.5], {"v": 1}],
+)
+def test_an_iou_threshold_outside_the_range_is_a_clear_4xx(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    django_capture_on_commit_callbacks: Any,
+    threshold: Any,
+) -> None:
+    v1, v2 = two_reviewed_runs
+    client = logged_in(workspace.admin)
+    body = {"runs": [v1.pk, v2.pk], "iou_threshold": threshold}
+    response = create(client, django_capture_on_commit_callbacks, body)
+    # 400 with the field named by the hub's check; 422 where the value is not
+    # a number at all (the schema's own check names the field too).
+    assert response.status_code in (400, 422), response.content
+    assert "iou_threshold" in response.content.decode()
+    form = client.post(
+        f"/projects/{workspace.project.pk}/comparisons/",
+        {"runs": [v1.pk, v2.pk], "iou_threshold": str(threshold)},
+    )
+    assert form.status_code == 400 or threshold in ("", None)
+    assert Comparison.objects.filter(iou_threshold__gt=0.95).count() == 0
+
+
+def test_runs_that_write_no_labels_and_other_organizations_runs_are_refused(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    make_plugin: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    v1, _ = two_reviewed_runs
+    client = logged_in(workspace.admin)
+    export = Run.objects.create(
+        organization=workspace.org,
+        project=workspace.project,
+        plugin=make_plugin(type=PluginType.EXPORT).plugin,
+        status=Run.Status.SUCCEEDED,
+    )
+    response = create(
+        client, django_capture_on_commit_callbacks, {"runs": [v1.pk, export.pk]}
+    )
+    assert response.status_code == 400
+    assert "only Model and Batch Model runs" in response.json()["detail"]
+    # A run of another organization is as unknown as a missing one (404), on
+    # the API and on the project page's form.
+    theirs = Run.objects.filter(pk=export.pk)
+    theirs.update(
+        organization=workspace.other_project.organization,
+        project=workspace.other_project,
+    )
+    assert (
+        create(
+            client, django_capture_on_commit_callbacks, {"runs": [v1.pk, export.pk]}
+        ).status_code
+        == 404
+    )
+    form = client.post(
+        f"/projects/{workspace.project.pk}/comparisons/", {"runs": [v1.pk, export.pk]}
+    )
+    assert form.status_code == 404
+    assert (
+        client.post(
+            f"/projects/{workspace.project.pk}/comparisons/", {"runs": ["x", "1e9"]}
+        ).status_code
+        == 400
+    )
+    assert Comparison.objects.count() == 0
+
+
+def test_the_api_reports_progress_while_it_waits_for_a_worker(
+    two_reviewed_runs: tuple[Run, Run],
+    workspace: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """No eager Celery here: the comparison waits for a worker, and the API
+    says so (state, progress of total) until the task has run."""
+    v1, v2 = two_reviewed_runs
+    client = logged_in(workspace.admin)
+    created = post_json(client, "/api/comparisons", {"runs": [v1.pk, v2.pk]})
+    assert created.status_code == 202
+    waiting = client.get(f"/api/comparisons/{created.json()['id']}").json()
+    assert (waiting["state"], waiting["progress"], waiting["result"]) == (
+        "pending",
+        0,
+        {},
+    )
+    compute_comparison(waiting["id"])  # the task's body, as a worker runs it
+    done = client.get(f"/api/comparisons?project={workspace.project.pk}").json()[0]
+    assert done["state"] == "done" and done["progress"] == done["total"] == 3
+    face = done["result"]["runs"][0]["classes"]["face-box"]
+    assert {"tp", "fp", "fn", "precision", "recall", "f1", "mean_iou", "ap"} <= set(
+        face
+    )
 
 
 def test_one_pass_reading_gives_each_runs_answer_as_run_answers_does(
