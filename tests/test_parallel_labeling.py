@@ -393,6 +393,32 @@ def test_jobs_complete_triggers_one_run_whose_job_carries_every_part(
     assert Run.objects.filter(plugin=registered.plugin).count() == 1
 
 
+def test_the_edit_dialog_offers_task_jobs_complete_and_sets_it(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin(type=PluginType.EVENT, class_names=[]).plugin
+    admin = client_for(workspace.admin)
+    url = f"/plugins/{plugin.pk}/edit/"
+
+    assert 'value="task.jobs_complete"' in admin.get(url).content.decode()
+    response = admin.post(
+        url,
+        {
+            "name": plugin.name,
+            "type": "event",
+            "default_config": "{}",
+            "timeout_seconds": 60,
+            "concurrency": 1,
+            "projects": [workspace.project.pk],
+            "trigger_events": ["task.jobs_complete"],
+        },
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert response.status_code == 200 and "HX-Redirect" in response
+    assert plugin.triggers.get().events == ["task.jobs_complete"]
+
+
 def merged_record(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
