@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from _support import (
     table,
     wait_until,
 )
+from model_run import start_profile
 
 TARGET_SECONDS = 5.0  # issue 10 §1 (issue 5 asked for < 10 s)
 
@@ -78,6 +80,9 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=2_000)
     parser.add_argument("--page", type=int, default=1_000)
+    parser.add_argument(
+        "--profile", default="", help="py-spy the hub's run (--gil) to this file"
+    )
     args = parser.parse_args()
     say(machine_facts())
     var_dir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
@@ -110,6 +115,7 @@ def main() -> None:
         )
         total = 16 + extra
         say(f"hub up with {total:,} assets; starting the run")
+        profile = start_profile(processes, processes.pids("hub")[0], args.profile)
         t0 = time.perf_counter()
         status, body = http_json(
             f"{hub.url}/api/runs",
@@ -139,6 +145,9 @@ def main() -> None:
             processes=processes,
         )
         seconds = time.perf_counter() - t0
+        if profile is not None:
+            profile.proc.send_signal(signal.SIGINT)  # py-spy writes, then exits
+            profile.proc.wait(timeout=60)
         split = conn.execute(
             "SELECT message FROM runs_runlogline WHERE run_id = ? AND message LIKE"
             " 'bench %'",
