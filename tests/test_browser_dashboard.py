@@ -1,6 +1,8 @@
 """The plugin dashboard in a real browser (Chromium, Playwright): the page
 renders its figures and sparklines, and when a run finishes the numbers and
-the sparkline move without a reload (htmx polls the figures fragment)."""
+the sparkline move without a reload: the hub pushes the figures fragment
+over the page's websocket (its htmx poll, every 30 s, is only a fallback and
+too slow for this test's wait)."""
 
 from __future__ import annotations
 
@@ -44,4 +46,15 @@ def test_the_dashboard_updates_live_when_a_run_finishes(
     expect(spark).to_have_attribute("data-last", "0.2")
     expect(page.locator("#dashboard-items")).to_contain_text("done 1")
     assert spark.locator("polyline").get_attribute("points") != flat
+    expect(page.locator("#dashboard-failing")).to_have_count(0)
+
+    # A job fails after it: the page says since when, and links the run.
+    failed = new_run(workspace, plugin, "coins", dispatch=True)
+    assert respond(failed.items.get(), error="model crashed") == "error"
+    failing = page.locator("#dashboard-failing")
+    expect(failing).to_contain_text("Failing since")
+    expect(failing).to_contain_text("the last 1 job that ended failed (1 error")
+    expect(page.locator("#dashboard-failing-run")).to_have_attribute(
+        "href", f"/runs/{failed.pk}/"
+    )
     tab.assert_not_reloaded(navigations)
