@@ -27,7 +27,15 @@ def _request_user_and_job(context: template.Context) -> tuple[Any, object]:
 def labeling_jobs(context: template.Context, task: Task) -> TaskJobs | None:
     """`{% labeling_jobs task as jobs %}`: None without labeling jobs."""
     user, requested = _request_user_and_job(context)
-    return task_jobs(user, task, requested) if user is not None else None
+    if user is None:
+        return None
+    # The task page asks three times (canvas, panel, live section): computed
+    # once per request.
+    cache = context["request"].__dict__.setdefault("_labeling_jobs", {})
+    key = (task.pk, task.stage, requested)
+    if key not in cache:
+        cache[key] = task_jobs(user, task, requested)
+    return cache[key]
 
 
 @register.simple_tag
