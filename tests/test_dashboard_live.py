@@ -5,6 +5,7 @@ render a second, not one per item; outsiders and bad windows are refused."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -67,7 +68,8 @@ def test_a_finished_item_pushes_the_figures_to_the_page(
 def test_a_burst_of_items_is_rendered_about_once_a_second(
     workspace: Any, make_plugin: Any, live_hub: LiveHub
 ) -> None:
-    count = 300
+    # DASHBOARD_BURST_ITEMS=1000 for the figure in docs/benchmarks.md.
+    count = int(os.environ.get("DASHBOARD_BURST_ITEMS", "300"))
     plugin = make_plugin().plugin
     plugin.concurrency = count
     plugin.save(update_fields=["concurrency"])
@@ -88,6 +90,7 @@ def test_a_burst_of_items_is_rendered_about_once_a_second(
     # One render at once, then at most one per interval (and one for the
     # end of the last): not one per item.
     most = 2 + took / protocol.DASHBOARD_WAKE_SECONDS
+    print(f"{count} items in {took:.1f} s: {len(pushed)} renders")
     assert 2 <= len(pushed) <= most, (len(pushed), took)
 
 
