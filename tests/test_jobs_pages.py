@@ -322,3 +322,21 @@ def test_someone_in_two_jobs_labels_one_then_the_other(
     assert task.stage == "Review"
     # A bad ?job= is ignored: the first waiting job, never a 500.
     assert bob.get(f"{page_url}?job=abc").status_code == 200
+
+
+def test_a_post_without_a_valid_row_count_is_refused_not_read_as_no_jobs(
+    workspace: Any, jobs: dict[str, Any]
+) -> None:
+    url = f"/projects/{workspace.project.pk}/jobs/"
+    admin = client_for(workspace.admin)
+    for rows in (None, "", "abc", "-1", "²", "9" * 5000, "22"):
+        data = {} if rows is None else {"rows": rows}
+        response = admin.post(url, data)
+        assert response.status_code == 400, rows
+        assert "how many rows" in response.content.decode()
+    assert [j.name for j in workspace.project.jobs.all()] == ["Boxes", "Scene"]
+    # An empty form that says so turns parallel labeling off.
+    response = admin.post(url, {"rows": "0"})
+    assert response.status_code == 200
+    assert "No jobs: tasks label as before." in response.content.decode()
+    assert not workspace.project.jobs.exists()

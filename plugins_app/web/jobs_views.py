@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from plugins_app.inputs import parse_count, parse_ids
+from plugins_app.inputs import parse_ids
 from plugins_app.runs import selectors
 from plugins_app.web import access
 from plugins_app.web.canvas import canvas_context
@@ -69,7 +69,11 @@ def project_jobs(request: AuthenticatedHttpRequest, project_id: int) -> HttpResp
         return _page(request, project, _saved_rows(project))
     if not access.is_org_admin(request.user, project.organization_id):
         raise PermissionDenied("Only admins edit the labeling jobs")
-    rows = _posted_rows(request.POST)
+    try:
+        rows = _posted_rows(request.POST)
+    except JobSpecError as exc:
+        saved = _saved_rows(project)
+        return _page(request, project, saved, error=str(exc), status=400)
     try:
         _save(project, rows)
     except JobSpecError as exc:
@@ -113,7 +117,15 @@ def _saved_rows(project: Project) -> list[JobRow]:
 def _posted_rows(post: QueryDict) -> list[JobRow]:
     """The form's rows (name-N, tools-N, classifications-N, members-N,
     delete-N for N < rows); ticked Delete and blank rows are left out."""
-    count = parse_count(post.get("rows"), default=0, low=0, high=MAX_JOBS + 1) or 0
+    # The form always says how many rows it has: without a valid count the
+    # post is refused, not read as "no jobs" (which would delete them all).
+    text = post.get("rows", "")
+    valid = text.isascii() and text.isdigit() and len(text) <= 3
+    if not valid or int(text) > MAX_JOBS + 1:
+        raise JobSpecError(
+            f"The form must say how many rows it has (rows, 0 to {MAX_JOBS + 1})."
+        )
+    count = int(text)
     rows = []
     for i in range(count):
         row = JobRow(
