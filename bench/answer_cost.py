@@ -28,13 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import (  # noqa: E402
-    django_here,
-    in_scratch_hub,
-    load_average,
-    percentile,
-    say,
-)
+from _measure import load_average, percentile, say  # noqa: E402
+from _processes import django_here, in_scratch_hub  # noqa: E402
 
 BOX = {"x": 1, "y": 2, "width": 3, "height": 4}
 ANSWER = {"objects": [{"schemaId": "face-box", "bounding-box": BOX}]}

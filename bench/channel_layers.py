@@ -33,15 +33,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _support import (  # noqa: E402
-    HUB_PYTHON,
-    load_average,
-    machine_facts,
-    percentile,
-    run_driver,
-    say,
-    table,
-)
+from _measure import load_average, machine_facts, percentile, say, table  # noqa: E402
+from _processes import HUB_PYTHON  # noqa: E402
+from _servers import run_driver  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 GROUP = "run-1"

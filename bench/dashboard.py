@@ -31,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import django_here, in_scratch_hub, load_average, say  # noqa: E402
+from _measure import load_average, say  # noqa: E402
+from _processes import django_here, in_scratch_hub  # noqa: E402
 
 ITEMS_PER_RUN = 1000
 REPEATS = 5

@@ -28,14 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import (  # noqa: E402
-    HUB_PYTHON,
-    ROOT,
-    django_here,
-    load_average,
-    machine_facts,
-    say,
-)
+from _measure import load_average, machine_facts, say  # noqa: E402
+from _processes import HUB_PYTHON, ROOT, django_here  # noqa: E402
 from fleet import PG_URL, psql  # noqa: E402
 
 

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _support import (
+from _measure import load_average, machine_facts, percentile, say, table
+from _processes import (
     HUB_PYTHON,
     ROOT,
     SDK_PYTHON,
@@ -40,14 +41,9 @@ from _support import (
     embedded_django,
     free_port,
     http_json,
-    load_average,
-    machine_facts,
-    percentile,
-    say,
-    table,
-    uvicorn_command,
     wait_until,
 )
+from _servers import uvicorn_command
 
 QA_SCRIPT = ROOT / "examples" / "qa_event_plugin.py"
 

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _support import django_here, machine_facts, say, table  # noqa: E402
+from _measure import machine_facts, say, table  # noqa: E402
+from _processes import django_here  # noqa: E402
 
 
 def _rss_kib(field: str) -> int:

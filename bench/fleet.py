@@ -42,7 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import (  # noqa: E402
+from _measure import load_average, machine_facts, percentile, say  # noqa: E402
+from _processes import (  # noqa: E402
     HUB_PYTHON,
     LOCALHOST,
     PG_URL,
@@ -52,14 +53,10 @@ from _support import (  # noqa: E402
     cpu_seconds,
     free_port,
     http_json,
-    load_average,
-    machine_facts,
-    percentile,
     psql,
-    say,
-    uvicorn_command,
     wait_until,
 )
+from _servers import uvicorn_command  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 PING_MS = 2000

@@ -20,7 +20,8 @@ import sys
 import time
 from collections import Counter
 
-from _support import HttpConn, run_driver
+from _measure import HttpConn
+from _servers import run_driver
 
 
 async def queue(args: list[str]) -> dict[str, object]:

@@ -32,17 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _support import (
-    ROOT,
-    Processes,
-    embedded_django,
-    load_average,
-    machine_facts,
-    percentile,
-    say,
-    table,
-    wait_until,
-)
+from _measure import load_average, machine_facts, percentile, say, table
+from _processes import ROOT, Processes, embedded_django, wait_until
 
 QA = ROOT / "examples" / "hosted_qa" / "main.py"
 

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from _support import django_here
+from _processes import django_here
 
 ASSETS = 16
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import django_here, in_scratch_hub, load_average, say  # noqa: E402
+from _measure import load_average, say  # noqa: E402
+from _processes import django_here, in_scratch_hub  # noqa: E402
 
 CHANNEL = "bench!logs"
 BATCH = 500  # the plugin socket's LOG_FLUSH_LINES

@@ -41,24 +41,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _support import (
-    LOCALHOST,
-    BareRelay,
+from _measure import (
     HttpConn,
-    Hub,
-    PluginTarget,
-    Processes,
-    add_server_arguments,
-    browser_login,
-    cpu_seconds,
     json_summary,
     load_average,
     machine_facts,
     percentile,
-    run_driver,
     say,
-    start_plugins,
     table,
+)
+from _processes import LOCALHOST, Processes, cpu_seconds
+from _servers import (
+    BareRelay,
+    Hub,
+    PluginTarget,
+    add_server_arguments,
+    browser_login,
+    run_driver,
+    start_plugins,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin

@@ -33,23 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _support import (
-    BareRelay,
-    Child,
-    HttpConn,
-    Hub,
-    PluginTarget,
-    Processes,
-    cpu_seconds,
-    http_json,
-    load_average,
-    machine_facts,
-    psql,
-    run_driver,
-    say,
-    start_plugins,
-    table,
-)
+from _measure import HttpConn, load_average, machine_facts, say, table
+from _processes import Child, Processes, cpu_seconds, http_json, psql
+from _servers import BareRelay, Hub, PluginTarget, run_driver, start_plugins
 from relay import production_database
 
 HUB_CONCURRENCY = 8  # the plugin's jobs in flight per instance (hub_setup's default)

@@ -37,26 +37,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from _support import (
-    PG_URL,
-    BareRelay,
+from _measure import (
     HttpConn,
-    Hub,
-    PluginTarget,
-    Processes,
     RunWatcher,
-    add_server_arguments,
-    cpu_seconds,
     db_times,
     json_summary,
     load_average,
     machine_facts,
     percentile,
-    psql,
-    run_driver,
     say,
-    start_plugins,
     table,
+)
+from _processes import PG_URL, Processes, cpu_seconds, psql
+from _servers import (
+    BareRelay,
+    Hub,
+    PluginTarget,
+    add_server_arguments,
+    run_driver,
+    start_plugins,
 )
 
 FINISHED = {"succeeded", "failed", "timed_out", "cancelled"}

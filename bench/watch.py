@@ -38,22 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from _support import (
-    HUB_PYTHON,
-    LOCALHOST,
-    ROOT,
-    BareRelay,
+from _measure import (
     HttpConn,
-    Hub,
-    Processes,
     json_summary,
     load_average,
     machine_facts,
     percentile,
-    psql,
     say,
     table,
 )
+from _processes import HUB_PYTHON, LOCALHOST, ROOT, Processes, psql
+from _servers import BareRelay, Hub
 from relay import production_database
 
 ANSWER = {
@@ -125,7 +120,7 @@ def browser_session(hub: Hub) -> str:
     with the hub's settings and database, as a login would)."""
     code = (
         "import sys; sys.path.insert(0, 'bench');"
-        "from _support import django_here; django_here();"
+        "from _processes import django_here; django_here();"
         "from django.contrib.auth import get_user_model;"
         "from django.test import Client;"
         "c = Client(); c.force_login(get_user_model().objects.get(username='admin'));"

@@ -26,18 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _support import (
-    HUB_PYTHON,
-    ROOT,
-    SDK_PYTHON,
-    Hub,
-    Processes,
-    http_json,
-    machine_facts,
-    say,
-    table,
-    wait_until,
-)
+from _measure import machine_facts, say, table
+from _processes import HUB_PYTHON, ROOT, SDK_PYTHON, Processes, http_json, wait_until
+from _servers import Hub
 
 STAGE = "Auto-label"
 SCRIPT = ROOT / "tests" / "plugin_scripts" / "workflow_model.py"
