@@ -334,6 +334,10 @@ def test_a_post_without_a_valid_row_count_is_refused_not_read_as_no_jobs(
         response = admin.post(url, data)
         assert response.status_code == 400, rows
         assert "how many rows" in response.content.decode()
+    junk = {"rows": "1", "name-0": "Boxes", "tools-0": "face-box", "members-0": "x"}
+    response = admin.post(url, junk)
+    assert response.status_code == 400
+    assert "user ids" in response.content.decode()
     assert [j.name for j in workspace.project.jobs.all()] == ["Boxes", "Scene"]
     # An empty form that says so turns parallel labeling off.
     response = admin.post(url, {"rows": "0"})

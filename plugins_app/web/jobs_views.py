@@ -134,6 +134,8 @@ def _posted_rows(post: QueryDict) -> list[JobRow]:
             classifications=post.getlist(f"classifications-{i}"),
             members=parse_ids(post.getlist(f"members-{i}")),
         )
+        if len(row.members) != len(post.getlist(f"members-{i}")):
+            raise JobSpecError(f"Row {i + 1}: members are given by their user ids.")
         if post.get(f"delete-{i}") or not (
             row.name or row.tools or row.classifications
         ):
