@@ -233,6 +233,14 @@ def test_members_submit_their_job_and_the_task_goes_to_review(
         submit_url(workspace, task, jobs["boxes"]), {"answer": json.dumps(answer)}
     )
     assert again.status_code == 409
+    assert "already" in again.content.decode()
+    # With htmx, the refusal is shown in the task panel, in place.
+    again = bob.post(
+        submit_url(workspace, task, jobs["boxes"]), {}, HTTP_HX_REQUEST="true"
+    )
+    assert again.status_code == 200
+    assert 'id="task-action-error"' in again.content.decode()
+    assert "<html" not in again.content.decode()
     # The scene member cannot submit Bob's job.
     dave = client_for(jobs["dave"])
     refused = dave.post(submit_url(workspace, task, jobs["boxes"]), {"answer": "{}"})
