@@ -9,8 +9,10 @@ Jobs are built by `jobs_with_keys` (sockets in the lease's transaction, REST
 connectors in the Celery task that calls the connector).
 
 This is the hot path of every run: the writes are plain SQL (one UPDATE per
-instance, one INSERT each for the log lines and the keys). Through the ORM the
-same writes cost ~5× the CPU (bulk_update builds a CASE WHEN per row and field).
+instance and one for the runs, conditional transitions written in
+runs/transitions.py; one INSERT each for the log lines and the keys). Through
+the ORM the same writes cost ~5× the CPU (bulk_update builds a CASE WHEN per
+row and field).
 """
 
 from __future__ import annotations
@@ -165,32 +167,18 @@ def _update_leased(
 ) -> dict[int, int]:
     """One conditional UPDATE: the items still pending become leased. Returns
     {item id: attempts} of the ones won."""
-    at = connection.ops.adapt_datetimefield_value
-    marks = ", ".join(["%s"] * len(items))
-
-    def c(field: str) -> str:
-        return quoted(WorkItem, field)
-
-    sql = (
-        f"UPDATE {quoted(WorkItem)} SET {c('state')} = %s, "  # noqa: S608
-        f"{c('instance')} = %s, {c('leased_at')} = %s, "
-        f"{c('lease_expires_at')} = %s, {c('deadline_at')} = %s, "
-        f"{c('attempts')} = {c('attempts')} + 1 "
-        f"WHERE {c('id')} IN ({marks}) AND {c('state')} = %s "
-        f"RETURNING {c('id')}, {c('attempts')}"
+    won = WorkItem.objects.transition_batch(
+        [i.pk for i in items],
+        WorkItem.State.PENDING,
+        WorkItem.State.LEASED,
+        increment=("attempts",),
+        returning=("attempts",),
+        instance_id=instance_id,
+        leased_at=now,
+        lease_expires_at=expires,
+        deadline_at=deadline,
     )
-    params = [
-        WorkItem.State.LEASED.value,
-        instance_id,
-        at(now),
-        at(expires),
-        at(deadline),
-        *(i.pk for i in items),
-        WorkItem.State.PENDING.value,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+    return {int(pk): int(attempts) for pk, attempts in won}
 
 
 def _mark_dispatched(items: list[WorkItem], now: datetime) -> None:
@@ -218,25 +206,8 @@ def _mark_dispatched(items: list[WorkItem], now: datetime) -> None:
 def _runs_running(runs: dict[int, Run], now: datetime) -> None:
     """Queued runs of the leased items start running (as the database says:
     the copies in memory may be older)."""
-    queued = list(runs)
-    marks = ", ".join(["%s"] * len(queued))
-
-    def c(field: str) -> str:
-        return quoted(Run, field)
-
-    sql = (
-        f"UPDATE {quoted(Run)} SET {c('status')} = %s, "  # noqa: S608
-        f"{c('started_at')} = %s WHERE {c('id')} IN ({marks}) "
-        f"AND {c('status')} = %s RETURNING {c('id')}"
+    started = Run.objects.transition_batch(
+        list(runs), Run.Status.QUEUED, Run.Status.RUNNING, started_at=now
     )
-    params = [
-        Run.Status.RUNNING.value,
-        connection.ops.adapt_datetimefield_value(now),
-        *queued,
-        Run.Status.QUEUED.value,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        started = {row[0] for row in cursor.fetchall()}
-    for run_id in started:
+    for (run_id,) in started:
         runs[run_id].status, runs[run_id].started_at = Run.Status.RUNNING, now
