@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
@@ -29,9 +29,10 @@ POLYGON = "polygon"
 MEASURED = (BOX, POLYGON)
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One box or polygon of an answer: class, kind, numbers, confidence."""
+class Shape(NamedTuple):
+    """One box or polygon of an answer: class, kind, numbers, confidence (a
+    named tuple: a comparison makes one per object of every asset, and a
+    frozen dataclass costs several times more to build)."""
 
     schema_id: str
     kind: str  # BOX or POLYGON
@@ -231,7 +232,14 @@ class Correction:
 
 
 def correction(run_answer: Any, reviewed: Any) -> Correction:
-    ran, final = _by_object_id(run_answer), _by_object_id(reviewed)
+    return indexed_correction(by_object_id(run_answer), by_object_id(reviewed))
+
+
+def indexed_correction(
+    ran: dict[str, dict[str, Any]], final: dict[str, dict[str, Any]]
+) -> Correction:
+    """correction() over answers indexed by by_object_id (the reviewed one is
+    indexed once for every run)."""
     result = Correction(
         added=len(final.keys() - ran.keys()), deleted=len(ran.keys() - final.keys())
     )
@@ -246,7 +254,7 @@ def correction(run_answer: Any, reviewed: Any) -> Correction:
     return result
 
 
-def _by_object_id(answer: Any) -> dict[str, dict[str, Any]]:
+def by_object_id(answer: Any) -> dict[str, dict[str, Any]]:
     tools = answer.get("tools") if isinstance(answer, dict) else None
     return {
         str(obj["objectId"]): obj

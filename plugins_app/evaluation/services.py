@@ -206,7 +206,14 @@ def _compute(comparison: Comparison) -> dict[str, Any]:
         for tool in (project.ontology or {}).get("tools", [])
         if isinstance(tool, dict) and tool.get("tool") in metrics.MEASURED
     ]
-    truth = [metrics.shapes_of(reference[t]) for t in common]
+    reviewed = [reference[t] for t in common]
+    truth = Reference(
+        common,
+        reviewed,
+        [metrics.shapes_of(answer) for answer in reviewed],
+        assets,
+        [metrics.by_object_id(answer) for answer in reviewed],
+    )
     per_asset: list[list[metrics.Counts]] = [[] for _ in common]
     figures = []
     for n, (run, answers) in enumerate(zip(ordered, written, strict=True)):
@@ -214,7 +221,7 @@ def _compute(comparison: Comparison) -> dict[str, Any]:
             _run_figures(
                 run,
                 [answers[t] for t in common],
-                Reference(common, [reference[t] for t in common], truth, assets),
+                truth,
                 classes,
                 per_asset,
                 comparison.iou_threshold,
@@ -248,6 +255,7 @@ class Reference:
     answers: list[Any]
     shapes: list[list[metrics.Shape]]
     assets: dict[int, tuple[str, int, int]]
+    by_id: list[dict[str, dict[str, Any]]]  # the answers' objects by objectId
 
 
 def _assets(task_ids: list[int]) -> dict[int, tuple[str, int, int]]:
@@ -285,7 +293,8 @@ def _run_figures(
     boxes = metrics.MapInput()
     for n, task_id in enumerate(reference.task_ids):
         _, width, height = reference.assets[task_id]
-        cost.add(metrics.correction(answers[n], reference.answers[n]))
+        ran = metrics.by_object_id(answers[n])
+        cost.add(metrics.indexed_correction(ran, reference.by_id[n]))
         boxes.add(task_id, (width, height), predicted[n], reference.shapes[n], box_ids)
     mean_ap = metrics.box_map(boxes, box_ids)
     return {
