@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.sdk, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK_PYTHON = ROOT / ".venv-sdk14" / "bin" / "python"
-EXAMPLES = 5  # model, batch model, QA bot, consensus, export
+EXAMPLES = 6  # model, batch model, QA bot, consensus, export, job merger
 
 # What a quiet console must not show: the SDK's heartbeats and socket events,
 # APScheduler's heartbeat job, the server's access and socket lines.

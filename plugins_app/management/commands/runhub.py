@@ -160,6 +160,7 @@ class Command(BaseCommand):
             "qa_plugin": "examples/qa_event_plugin.py",
             "consensus_plugin": "examples/consensus_plugin.py",
             "export_plugin": "examples/export_plugin.py",
+            "merge_plugin": "examples/merge_jobs_plugin.py",
         }
         commands = {}
         for key, script in scripts.items():
@@ -179,6 +180,8 @@ class Command(BaseCommand):
             "admin": "registers plugins, manages projects",
             "reviewer": "also accepts and rejects",
             "annotator": "labels and runs plugins",
+            "vehicles": "labels the Vehicles job (parallel labeling)",
+            "scene": "labels the Scene job (parallel labeling)",
         }
         logins = "".join(
             f"    {name:<10} {roles.get(name, '')}\n" for name in DEMO_LOGINS
