@@ -93,6 +93,16 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
             print(sql[:400], file=trace)
         return execute(sql, params, many, context)
 
+    # Connections opened on any thread while answering (the answering one, the
+    # freed-slot dispatch's): none once each keeps its own (no churn).
+    from django.db.backends.signals import connection_created
+
+    opened = [0]
+
+    def on_open(**kwargs: object) -> None:
+        opened[0] += 1
+
+    connection_created.connect(on_open)
     walls: list[float] = []
     outcomes: Counter[str] = Counter()
     profile = cProfile.Profile() if args.profile else None
@@ -114,6 +124,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     if profile is not None:
         profile.disable()
         profile.dump_stats(args.profile)
+    time.sleep(0.5)  # the last freed-slot dispatches, on run_later's thread
     loop.call_soon_threadsafe(loop.stop)
     n = len(sessions)
     return {
@@ -125,6 +136,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         "wall_p50_ms": round(percentile([w * 1000 for w in walls], 50), 3),
         "statements_per_answer": round(sum(kinds.values()) / n, 2),
         "statements_by_kind": {k: round(v / n, 2) for k, v in kinds.most_common()},
+        "connections_opened": opened[0],
     }
 
 
@@ -149,7 +161,8 @@ def main() -> None:
         f"{result['mode']}: {result['answers']} answers {result['outcomes']}, "
         f"{result['cpu_ms_per_answer']} ms CPU and {result['wall_p50_ms']} ms wall "
         f"(p50) per answer, {result['statements_per_answer']} statements "
-        f"{result['statements_by_kind']}, load {result['load']}"
+        f"{result['statements_by_kind']}, {result['connections_opened']} "
+        f"connection(s) opened, load {result['load']}"
     )
     if args.json:
         print(json.dumps(result))
