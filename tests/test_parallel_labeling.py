@@ -593,6 +593,12 @@ def test_members_submit_their_job_over_the_api_and_outsiders_are_refused(
     )
     assert erin.status_code == 403
     assert "not in the labeling job “Boxes”" in erin.json()["errors"]["__all__"][0]
+    # The plain submit says the same: a permission, not a conflict.
+    plain = client_for(jobs["erin"]).post(
+        f"/api/tasks/{task.pk}/submit", "{}", content_type="application/json"
+    )
+    assert plain.status_code == 403, plain.content
+    assert "labeling job" in plain.json()["errors"]["__all__"][0]
     bob = client_for(workspace.annotator)
     first = bob.post(
         f"{url}/{boxes}/submit", json.dumps(body), content_type="application/json"

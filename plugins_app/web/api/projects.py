@@ -147,13 +147,19 @@ def get_task_events(
     ]
 
 
-@router.post("/tasks/{task_id}/submit", response={200: TaskOut, 409: ErrorOut})
+@router.post(
+    "/tasks/{task_id}/submit", response={200: TaskOut, 403: ErrorOut, 409: ErrorOut}
+)
 def submit_task(
     request: AuthenticatedHttpRequest, task_id: int, body: SubmitIn
 ) -> Status[dict[str, Any]]:
+    """With labeling jobs this submits the caller's one job's part; a member of
+    several jobs names one with `POST /tasks/{id}/jobs/{job_id}/submit`."""
     task = access.get_task_for_user(request.user, task_id)
     try:
         task = task_submit(task, user=request.user, answer=body.answer)
+    except TaskPermissionError as exc:  # e.g. in no labeling job of the project
+        return Status(403, {"errors": {"__all__": [str(exc)]}})
     except TaskActionError as exc:
         return Status(409, {"errors": {"__all__": [str(exc)]}})
     task.refresh_from_db()
