@@ -4,7 +4,8 @@ htmx's ws extension swaps it in by id (hx-swap-oob), without a reload.
 
 Renders are coalesced: at most one per DASHBOARD_WAKE_SECONDS per page,
 however many wake-ups arrive (several processes each send theirs), since
-computing the figures costs a few queries over the plugin's items."""
+computing the figures costs a few queries over the plugin's items; a wake-up
+is followed by a render at once and one more an interval later."""
 
 from __future__ import annotations
 
@@ -56,15 +57,25 @@ class DashboardWatchConsumer(AsyncWebsocketConsumer):
         self.dirty.set()
 
     async def _push_forever(self) -> None:
+        interval = protocol.DASHBOARD_WAKE_SECONDS
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            html = await protocol.in_pool(figures_html, self.plugin_id, self.window)
-            if html:
-                await self.send(text_data=html)
-                self.renders += 1
-            # Wake-ups arriving meanwhile set `dirty` again: one render for all.
-            await asyncio.sleep(protocol.DASHBOARD_WAKE_SECONDS)
+            await self._render()
+            await asyncio.sleep(interval)
+            # Once more: a sender drops the wake-ups asked for within an
+            # interval of the one it sent (runs/notify.py), so what they
+            # announced, committed by now, shows here. A wake-up that arrived
+            # meanwhile keeps `dirty` set: its own two renders follow, the
+            # second an interval after it, past the ones dropped after it.
+            await self._render()
+            await asyncio.sleep(interval)
+
+    async def _render(self) -> None:
+        html = await protocol.in_pool(figures_html, self.plugin_id, self.window)
+        if html:
+            await self.send(text_data=html)
+            self.renders += 1
 
 
 def _may_watch(user: object, plugin_id: int) -> bool:

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -59,50 +59,24 @@ def notify_after_commit(run_id: int) -> None:
 
 class _DashboardWakes:
     """Wake-ups of a plugin's dashboard watchers, at most one per
-    DASHBOARD_WAKE_SECONDS per plugin from this process: the first at once,
-    all those asked for within the interval as one more at its end. A
-    1,000-item run is then a wake-up a second, not 1,000 group sends (each a
-    Redis round trip, or an outbox row outside the ASGI process); asking costs
-    a lock and a clock read on the answer's path."""
+    DASHBOARD_WAKE_SECONDS per plugin from this process; those asked for
+    within the interval are dropped. Nothing is lost: a watcher woken renders
+    again one interval later (dashboard/consumers.py), after what they
+    announced had committed. A 1,000-item run is then a wake-up a second, not
+    1,000 group sends (each a Redis round trip, or an outbox row outside the
+    ASGI process), and asking costs a lock and a clock read on the answer's
+    path: no timer, no thread, no query."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sent: dict[int, float] = {}
-        self._due: set[int] = set()
 
     def request(self, plugin_id: int) -> None:
+        now = time.monotonic()
         with self._lock:
-            if plugin_id in self._due:
-                return  # the wake-up at the end of the interval covers this
-            now = time.monotonic()
-            last = self._sent.get(plugin_id, -1e9)
-            wait = last + protocol.DASHBOARD_WAKE_SECONDS - now
-            if wait > 0:
-                self._due.add(plugin_id)
-            else:
-                self._sent[plugin_id] = now
-        if wait <= 0:
-            self._send(plugin_id)
-        elif not protocol.run_later(wait, self._send_due, plugin_id):
-            # No ASGI loop here (Celery, the CLI): a timer thread of our own.
-            timer = threading.Timer(wait, self._send_due_closing, [plugin_id])
-            timer.daemon = True
-            timer.start()
-
-    def _send_due(self, plugin_id: int) -> None:
-        with self._lock:
-            self._due.discard(plugin_id)
-            self._sent[plugin_id] = time.monotonic()
-        self._send(plugin_id)
-
-    def _send_due_closing(self, plugin_id: int) -> None:
-        try:
-            self._send_due(plugin_id)
-        finally:
-            connection.close()  # the outbox's row was written on this thread
-
-    @staticmethod
-    def _send(plugin_id: int) -> None:
+            if now - self._sent.get(plugin_id, -1e9) < protocol.DASHBOARD_WAKE_SECONDS:
+                return
+            self._sent[plugin_id] = now
         try:
             message = dict(protocol.dashboard_changed(plugin_id))
             protocol.group_send(protocol.dashboard_group(plugin_id), message)
