@@ -72,6 +72,32 @@ def test_a_finished_item_pushes_the_figures_to_the_page(
         assert "failed 1 ·" in pushed and 'class="error-cell"' in pushed
 
 
+def test_what_a_dropped_wake_up_announced_shows_an_interval_later(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub, monkeypatch: Any
+) -> None:
+    """The second item ends within the interval of the first one's wake-up:
+    the hub sends no wake-up for it, and the page's second render shows it."""
+    monkeypatch.setattr(protocol, "DASHBOARD_WAKE_SECONDS", 3.0)
+    sent: list[str] = []
+    group_send = protocol.group_send
+
+    def counting(group: str, message: dict[str, Any]) -> None:
+        sent.append(group)
+        group_send(group, message)
+
+    monkeypatch.setattr(protocol, "group_send", counting)
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    run = new_run(workspace, plugin, "astronaut", "coins", dispatch=True)
+    first, second = run.items.order_by("pk")
+    with watch(live_hub, workspace.annotator, plugin.pk) as watcher:
+        assert respond(first, error="boom") == "error"
+        assert "failed 1 ·" in str(watcher.recv(timeout=10))
+        assert respond(second, error="boom") == "error"
+        assert sent.count(protocol.dashboard_group(plugin.pk)) == 1  # dropped
+        assert "failed 2 ·" in str(watcher.recv(timeout=10))
+
+
 def test_a_burst_of_items_is_rendered_about_once_a_second(
     workspace: Any, make_plugin: Any, live_hub: LiveHub
 ) -> None:
