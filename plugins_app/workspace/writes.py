@@ -58,6 +58,18 @@ _CHANGES = (
 # The fields a write or an undo changes, in the order of the UPDATE's values.
 _FIELDS = ("answer", "status", "prelabel_run", "updated_at")
 TASK_FIELDS = ("id", "project_id", "asset_id", "stage", "status", "answer")
+# An AnswerWrite row's columns, as both ways of writing one insert them.
+_LEDGER_FIELDS = (
+    "run",
+    "task",
+    "outcome",
+    "reason",
+    "previous_answer",
+    "previous_status",
+    "previous_prelabel_run",
+    "written_status",
+    "created_at",
+)
 
 
 @dataclass
@@ -127,17 +139,7 @@ def write_answers(
     statuses = {pk: status for pk, _, status, _ in rows}
     insert_many(
         AnswerWrite,
-        (
-            "run",
-            "task",
-            "outcome",
-            "reason",
-            "previous_answer",
-            "previous_status",
-            "previous_prelabel_run",
-            "written_status",
-            "created_at",
-        ),
+        _LEDGER_FIELDS,
         [
             (
                 run.pk,
@@ -257,20 +259,7 @@ def _prelabel_sql(name: str, vendor: str, past_stages: int) -> str:
             f"WHERE {c(Task, 'id')} = %s AND {c(Task, 'status')} = %s"
         )
     assert name == "ledger", name
-    columns = ", ".join(
-        c(AnswerWrite, n)
-        for n in (
-            "run",
-            "task",
-            "outcome",
-            "reason",
-            "previous_answer",
-            "previous_status",
-            "previous_prelabel_run",
-            "written_status",
-            "created_at",
-        )
-    )
+    columns = ", ".join(c(AnswerWrite, n) for n in _LEDGER_FIELDS)
     stage = ""
     if past_stages:
         marks = ", ".join(["%s"] * past_stages)
