@@ -13,7 +13,6 @@ import asyncio
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 
@@ -23,9 +22,10 @@ from plugins_app.dashboard.views import figures_context
 from plugins_app.plugins.models import Plugin
 from plugins_app.protocol import DashboardChanged
 from plugins_app.web.access import visible_plugins
+from plugins_app.web.consumers import GroupWatchConsumer
 
 
-class DashboardWatchConsumer(AsyncWebsocketConsumer):
+class DashboardWatchConsumer(GroupWatchConsumer):
     renders = 0  # fragments sent on this socket
 
     async def connect(self) -> None:
@@ -42,16 +42,7 @@ class DashboardWatchConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.dirty = asyncio.Event()
-        self.group = protocol.dashboard_group(self.plugin_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        self.pusher = asyncio.create_task(self._push_forever())
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        if hasattr(self, "pusher"):
-            self.pusher.cancel()
+        await self.watch(protocol.dashboard_group(self.plugin_id), self._push_forever())
 
     async def dashboard_changed(self, message: DashboardChanged) -> None:
         self.dirty.set()

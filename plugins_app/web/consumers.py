@@ -5,6 +5,7 @@ sends HTML fragments that htmx's ws extension swaps in by id."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,7 +21,24 @@ from plugins_app.web.access import user_can_view_run
 from plugins_app.web.fragments import RunUpdate, gallery_update, run_update
 
 
-class RunWatchConsumer(AsyncWebsocketConsumer):
+class GroupWatchConsumer(AsyncWebsocketConsumer):
+    """A page's socket that joins one group and runs a pusher task (the run
+    page's, the plugin dashboard's): left and cancelled on disconnect."""
+
+    async def watch(self, group: str, pusher: Coroutine[Any, Any, None]) -> None:
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        self.pusher = asyncio.create_task(pusher)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if hasattr(self, "pusher"):
+            self.pusher.cancel()
+
+
+class RunWatchConsumer(GroupWatchConsumer):
     status_shown: object = None  # what the last push's status was made from
     gallery_shown: object = None  # the same for the gallery
 
@@ -47,17 +65,8 @@ class RunWatchConsumer(AsyncWebsocketConsumer):
         after = query.get("after", ["0"])[0]
         self.cursor = parse_id(after) or 0
         self.dirty = asyncio.Event()
-        self.group = protocol.run_group(self.run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
         self.dirty.set()
-        self.pusher = asyncio.create_task(self._push_forever())
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        if hasattr(self, "pusher"):
-            self.pusher.cancel()
+        await self.watch(protocol.run_group(self.run_id), self._push_forever())
 
     async def run_changed(self, message: RunChanged) -> None:
         # Coalesce: a burst of changes becomes one read and one push.
