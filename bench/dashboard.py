@@ -38,27 +38,44 @@ ITEMS_PER_RUN = 1000
 REPEATS = 5
 
 
-def _fill(plugin: Any, project: Any, user: Any, items: int, rng: random.Random) -> None:
+def _fill(
+    plugin: Any,
+    project: Any,
+    user: Any,
+    items: int,
+    rng: random.Random,
+    *,
+    in_order: bool = False,
+) -> None:
+    """`in_order`: each run's items end one after the other (half a second
+    apart) and the runs are written oldest first, as the ledger writes them;
+    otherwise every item ends at a random time of the week."""
     from django.utils import timezone
 
     from plugins_app.runs.models import Run, WorkItem
 
     now = timezone.now()
     week = timedelta(days=7).total_seconds()
-    for start in range(0, items, ITEMS_PER_RUN):
+    # Within the week by a margin: the window is measured after the setup,
+    # which takes a while.
+    runs_ago = sorted(
+        (rng.uniform(600, week - 3600) for _ in range(0, items, ITEMS_PER_RUN)),
+        reverse=True,
+    )
+    for start, run_ago in zip(range(0, items, ITEMS_PER_RUN), runs_ago, strict=True):
+        created_ago = run_ago if in_order else rng.uniform(0, week)
         run = Run.objects.create(
             organization_id=project.organization_id,
             project=project,
             plugin=plugin,
             created_by=user,
             status=Run.Status.SUCCEEDED,
-            created_at=now - timedelta(seconds=rng.uniform(0, week)),
+            created_at=now - timedelta(seconds=created_ago),
         )
         rows = []
-        for _ in range(min(ITEMS_PER_RUN, items - start)):
-            # Within the week by a margin: the window is measured after the
-            # setup, which takes a while.
-            leased = now - timedelta(seconds=rng.uniform(60, week - 3600))
+        for n in range(min(ITEMS_PER_RUN, items - start)):
+            ago = run_ago - n * 0.5 if in_order else rng.uniform(60, week - 3600)
+            leased = now - timedelta(seconds=ago)
             roll = rng.random()
             state, failure = WorkItem.State.DONE, ""
             if roll < 0.05:
@@ -158,8 +175,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ).plugin
     rng = random.Random(12)
     t0 = time.perf_counter()
-    _fill(plugin, project, user, args.items, rng)
-    _fill(other, project, user, args.items, rng)
+    _fill(plugin, project, user, args.items, rng, in_order=args.in_order)
+    _fill(other, project, user, args.items, rng, in_order=args.in_order)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
@@ -186,6 +203,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     without = _time_figures(plugin, {})
     return {
         "mode": "production" if args.production else "embedded",
+        "in_order": args.in_order,
         "items": args.items,
         "other_plugin_items": args.items,
         "figures_ms": timings,
@@ -209,6 +227,9 @@ def main() -> None:
     parser.add_argument("--production", action="store_true", help="PostgreSQL")
     parser.add_argument("--json", action="store_true", help="last line: JSON")
     parser.add_argument("--plans", action="store_true", help="print query plans")
+    parser.add_argument(
+        "--in-order", action="store_true", help="items end in the order written"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -220,13 +241,15 @@ def main() -> None:
     child = ["--items", str(args.items)]
     child += ["--production"] if args.production else []
     child += ["--plans"] if args.plans else []
+    child += ["--in-order"] if args.in_order else []
     result = in_scratch_hub(__file__, child, production=args.production)
     for query in result["plans"]:
         say(query["sql"])
         for line in query["plan"]:
             say(f"    {line}")
     say(
-        f"{result['mode']}, {result['items']:,} items (+ as many of another "
+        f"{result['mode']}{', in order' if result['in_order'] else ''}, "
+        f"{result['items']:,} items (+ as many of another "
         f"plugin): figures hour/day/week {result['figures_ms']} ms "
         f"(without the dashboard's indexes {result['figures_ms_without_indexes']}), "
         f"failing streak {result['failing_ms']} ms (without "
