@@ -26,8 +26,6 @@ from plugins_app.web.consumers import GroupWatchConsumer
 
 
 class DashboardWatchConsumer(GroupWatchConsumer):
-    renders = 0  # fragments sent on this socket
-
     async def connect(self) -> None:
         self.plugin_id = int(self.scope["url_route"]["kwargs"]["plugin_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -66,7 +64,6 @@ class DashboardWatchConsumer(GroupWatchConsumer):
         html = await protocol.in_pool(figures_html, self.plugin_id, self.window)
         if html:
             await self.send(text_data=html)
-            self.renders += 1
 
 
 def _may_watch(user: object, plugin_id: int) -> bool:
