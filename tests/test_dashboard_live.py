@@ -16,10 +16,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from plugins_app import protocol
 from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.instances import instance_disconnect
 from plugins_app.runs.models import WorkItem
 from plugins_app.runs.notify import dashboard_wakes
-from tests.builders import bulk_assets, connect_instance, new_run
-from tests.hub import LiveHub
+from tests.builders import CHANNEL, bulk_assets, connect_instance, new_run
+from tests.hub import LiveHub, wait_for
 from tests.test_ledger import respond
 
 FIGURES = 'id="dashboard-figures" hx-swap-oob="true"'
@@ -70,6 +71,13 @@ def test_a_finished_item_pushes_the_figures_to_the_page(
         assert respond(second, error="model crashed") == "error"
         pushed = str(watcher.recv(timeout=10))
         assert "failed 1 ·" in pushed and 'class="error-cell"' in pushed
+        # The instance goes: the page says so without a reload.
+        instance_disconnect(channel_name=CHANNEL)
+        wait_for(
+            lambda: "none connected" in str(watcher.recv(timeout=10)),
+            timeout=20,
+            what="the page told the instance went",
+        )
 
 
 def test_what_a_dropped_wake_up_announced_shows_an_interval_later(
