@@ -3,6 +3,7 @@ instances with free slots, least loaded first."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,13 +54,13 @@ def lease_pending(
         return []
     pending = WorkItem.objects.filter(plugin_id=plugin_id, state=WorkItem.State.PENDING)
     _lock_dispatch(plugin_id)
-    instances = _instances_with_free_slots(plugin_id)
-    free = sum(s.limit - s.in_flight for s in instances)
+    fleet = _instances_with_free_slots(plugin_id)
+    free = fleet.free
     if not free:
         return []
     now = timezone.now()
     items = _locked(pending, waiting[:free], fresh)
-    leased = _allocate(items, instances, now)
+    leased = _allocate(items, fleet, now)
     left = free - len(leased)
     if left and len(leased) < len(items):
         # Workflow jobs found every workflow slot taken: other jobs need not
@@ -67,7 +68,7 @@ def lease_pending(
         others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
             pk__in=[i.pk for i in items]
         )
-        leased += _allocate(_lock(others, limit=left), instances, now)
+        leased += _allocate(_lock(others, limit=left), fleet, now)
     return socket_jobs(lease(leased, now=now))
 
 
@@ -135,7 +136,85 @@ class Slots:
     workflow_limit: int
 
 
-def _instances_with_free_slots(plugin_id: int) -> list[Slots]:
+# A live instance with a free slot as read: id, channel name, address, capacity,
+# last dispatch (aware), timeouts, jobs in flight, workflow jobs in flight,
+# limit, workflow limit.
+Row = tuple[int, str, str, int | None, datetime | None, int, int, int, int, int]
+
+
+class Fleet:
+    """The plugin's live instances with a free slot, as plain rows. An
+    allocation of k items can only pick among the k best instances by the
+    allocation rule (see `candidates`), so Slots (and their PluginInstance) are
+    built for those alone: the cost of a dispatch does not grow with the fleet
+    (building every instance as a model was 11-19 % of the web process's CPU
+    with 200 instances)."""
+
+    def __init__(self, plugin_id: int, rows: list[Row]) -> None:
+        self.plugin_id = plugin_id
+        self._rows = rows
+        self._built: dict[int, Slots] = {}
+        self.free = sum(row[8] - row[6] for row in rows)
+
+    def candidates(self, k: int, now: datetime, *, workflow: bool) -> list[Slots]:
+        """The instances the next k leases can go to, in id order (the
+        allocator's tie-break): the k best by `_rank` among those with a free
+        slot, and with `workflow` the k best among those with a free workflow
+        slot too. Why k suffice: an instance first picked at the j-th lease
+        (j <= k) loses only to better ones that are full or ranked lower by
+        then, and only a lease changes an instance's slots or rank, so at most
+        j - 1 < k instances rank above it."""
+        states = [self._state(row) for row in self._rows]
+        pools = [[s for s in states if s[6] < s[8]]]  # any free slot
+        if workflow:
+            pools.append([s for s in pools[0] if s[7] < s[9]])
+        chosen = {
+            s[0]: s
+            for pool in pools
+            for s in heapq.nsmallest(k, pool, key=lambda s: _rank(s, now))
+        }
+        return [self._slots(chosen[pk]) for pk in sorted(chosen)]
+
+    def _state(self, row: Row) -> Row:
+        """A row as it stands now: built instances carry this batch's leases."""
+        built = self._built.get(row[0])
+        if built is None:
+            return row
+        i = built.instance
+        return (
+            *row[:4],
+            i.last_dispatch_at,
+            row[5],
+            built.in_flight,
+            built.workflow_in_flight,
+            *row[8:],
+        )
+
+    def _slots(self, row: Row) -> Slots:
+        pk, channel_name, address, capacity, last_dispatch_at, timeouts = row[:6]
+        built = self._built.get(pk)
+        if built is None:
+            instance = PluginInstance(
+                pk=pk,
+                plugin_id=self.plugin_id,
+                channel_name=channel_name,
+                address=address,
+                capacity=capacity,
+                last_dispatch_at=last_dispatch_at,
+                timeouts=timeouts,
+            )
+            built = Slots(instance, *row[6:])
+            self._built[pk] = built
+        return built
+
+
+def _rank(row: Row, now: datetime) -> tuple[bool, int, bool, datetime, int]:
+    """The allocation rule (`_allocate`) on a row, ties by id."""
+    last = row[4]
+    return (row[5] > 0, row[6], last is not None, last or now, row[0])
+
+
+def _instances_with_free_slots(plugin_id: int) -> Fleet:
     """Live instances with a free slot, each with its jobs in flight and its
     limit: the smaller of what it declared and the plugin's setting. Counted
     from the plugin's leased items only (an index range), never from all the
@@ -167,41 +246,35 @@ def _instances_with_free_slots(plugin_id: int) -> list[Slots]:
         cursor.execute(
             held_sql, [WORKFLOW_TRIGGER, plugin_id, WorkItem.State.LEASED.value]
         )
-        counts = {row[0]: {"n": row[1], "workflow": row[2]} for row in cursor}
+        counts = {row[0]: (row[1], row[2]) for row in cursor}
         cursor.execute(live_sql, [plugin_id, at(heartbeat), at(seen)])
         rows = cursor.fetchall()
-    instances = []
-    # Plain rows, not model instances: a fleet has hundreds of instances, and
+    free: list[Row] = []
+    # Plain tuples, not model instances: a fleet has hundreds of instances, and
     # building each one as a model cost more than the query.
-    for row in rows:
-        pk, channel_name, address, capacity, last_dispatch_at, timeouts = row[:6]
-        concurrency = row[6]
-        held = counts.get(pk, {})
+    for pk, channel_name, address, capacity, last, timeouts, concurrency in rows:
+        in_flight, workflow = counts.get(pk, (0, 0))
         limit = min(capacity or concurrency, concurrency)
-        if held.get("n", 0) >= limit:
+        if in_flight >= limit:
             continue
-        instance = PluginInstance(
-            pk=pk,
-            plugin_id=plugin_id,
-            channel_name=channel_name,
-            address=address,
-            capacity=capacity,
-            last_dispatch_at=_aware(last_dispatch_at),
-            timeouts=timeouts,
-        )
         # The SDK runs workflow jobs on `concurrency` slots (1 unless the script
         # says more; declared to the hub as ?concurrency=N in HOST) and answers
         # {"error": true} at once when they are all busy: never send more.
-        instances.append(
-            Slots(
-                instance,
-                in_flight=held.get("n", 0),
-                workflow_in_flight=held.get("workflow", 0),
-                limit=limit,
-                workflow_limit=min(capacity or 1, limit),
+        free.append(
+            (
+                pk,
+                channel_name,
+                address,
+                capacity,
+                _aware(last),
+                timeouts,
+                in_flight,
+                workflow,
+                limit,
+                min(capacity or 1, limit),
             )
         )
-    return instances
+    return Fleet(plugin_id, free)
 
 
 def _aware(value: Any) -> Any:
@@ -214,17 +287,18 @@ def _aware(value: Any) -> Any:
     return value
 
 
-def _allocate(
-    items: list[WorkItem], instances: list[Slots], now: Any
-) -> list[WorkItem]:
+def _allocate(items: list[WorkItem], fleet: Fleet, now: Any) -> list[WorkItem]:
     """Give each item (in order) to the instance with the fewest jobs in flight,
     the one that waited longest for a job first; skip items nobody can take.
     Instances whose last jobs timed out go last: a hung script looks idle (it
     answers pings and its slots free up at each timeout), and would otherwise
     get first pick of the very jobs that timed out on it."""
+    if not items:
+        return []
+    workflows = [item.run.trigger == WORKFLOW_TRIGGER for item in items]
+    instances = fleet.candidates(len(items), now, workflow=any(workflows))
     leased = []
-    for n, item in enumerate(items):
-        workflow = item.run.trigger == WORKFLOW_TRIGGER
+    for n, (item, workflow) in enumerate(zip(items, workflows, strict=True)):
         fits = [
             s
             for s in instances
