@@ -1,5 +1,5 @@
 """A plugin's answer applied in a handful of statements (runs/responses.py,
-workspace/writes.py `write_prelabel`, runs/ledger.py `run_settle`) keeps every
+workspace/prelabel.py `write_prelabel`, runs/ledger.py `run_settle`) keeps every
 guarantee of the general path: a task holding a person's work is never
 written by it (the whole rule then keeps it and says why), the ledger and the
 history hold what was replaced so undo gives it back, and the run ends once
@@ -19,7 +19,7 @@ from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.responses import item_respond
 from plugins_app.runs.undo import run_undo
-from plugins_app.workspace import events, writes
+from plugins_app.workspace import events, human_work, prelabel, writes
 from plugins_app.workspace.models import AnswerWrite, Submission, Task, TaskEvent
 from tests.builders import connect_instance, new_run
 
@@ -131,12 +131,12 @@ def test_the_short_write_refuses_every_task_a_person_may_hold(
     touch(workspace, task)
     task.refresh_from_db()
     before = (task.answer, task.status, task.prelabel_run_id)
-    held = writes.held_by_people([task])
+    held = human_work.held_by_people([task])
     (item,) = leased(workspace, plugin, "astronaut")
     run = Run.objects.select_related("plugin", "project").get(pk=item.run_id)
 
     with transaction.atomic():
-        report = writes.write_prelabel(
+        report = prelabel.write_prelabel(
             run, run.project, task.asset_id, {"tools": []}, via="test", version=""
         )
         assert report is None

@@ -1,4 +1,4 @@
-"""The short pre-label write (workspace/writes.py `write_prelabel`) racing a
+"""The short pre-label write (workspace/prelabel.py `write_prelabel`) racing a
 person and another answer on PostgreSQL, where two connections really run at
 once (SQLite's write transaction serializes them: test_answer_apply.py).
 

@@ -29,8 +29,8 @@ from plugins_app.runs.models import (
 from plugins_app.runs.notify import HUB, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_created
 from plugins_app.workspace import lifecycle, selection
+from plugins_app.workspace.bulk import insert_many
 from plugins_app.workspace.models import Asset, Batch, Project, TaskEvent
-from plugins_app.workspace.writes import insert_many
 
 # A preview runs the plugin on a few assets; a person looks at each one.
 PREVIEW_MAX_ASSETS = 10

@@ -25,8 +25,8 @@ from plugins_app.runs.models import (
 from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_after_commit, dispatch_pending
 from plugins_app.workspace import events
+from plugins_app.workspace.bulk import insert_many
 from plugins_app.workspace.models import Task
-from plugins_app.workspace.writes import insert_many
 
 
 class RunActionError(Exception):

@@ -15,7 +15,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.workspace.writes import insert_many
+from plugins_app.workspace.bulk import insert_many
 
 log = logging.getLogger(__name__)
 HUB = "HUB"  # level of the log lines the hub writes itself
@@ -24,7 +24,7 @@ HUB = "HUB"  # level of the log lines the hub writes itself
 def hub_log(
     run: Run, message: str, *, item: WorkItem | None = None, level: str = HUB
 ) -> None:
-    # A prepared INSERT (writes.insert_many): two of these are on every
+    # A prepared INSERT (workspace/bulk.py insert_many): two of these are on every
     # answer's path, where the ORM's create cost five times the statement.
     insert_many(
         RunLogLine,

@@ -1,5 +1,5 @@
 """Undo a whole run: every task it wrote gets back the answer it had before,
-unless someone changed it since (workspace/writes.py decides, per task).
+unless someone changed it since (workspace/restore.py decides, per task).
 Admins of the run's organization only; idempotent; recorded in the run's log
 and in each restored task's history."""
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from plugins_app.runs.ledger import RunActionError
 from plugins_app.runs.logs import run_note
 from plugins_app.runs.models import Run
-from plugins_app.workspace import writes
+from plugins_app.workspace import restore
 from plugins_app.workspace.lifecycle import is_org_admin
 from plugins_app.workspace.models import AnswerWrite, Task
 
@@ -63,7 +63,7 @@ def run_undo(run: Run, *, by: AbstractBaseUser) -> UndoResult:
                 f"Run #{run.pk} is still {run.get_status_display().lower()}: cancel "
                 "it or let it finish before undoing it."
             )
-        report = writes.restore_run(run, by=cast(User, by))
+        report = restore.restore_run(run, by=cast(User, by))
         if report.restored or report.kept:
             # A Batch Model run's progress counts the tasks holding its labels.
             labeled = Task.objects.filter(prelabel_run=run).count()

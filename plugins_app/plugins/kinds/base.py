@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.core import signing
 from django.urls import reverse
 
-from plugins_app.workspace import writes
+from plugins_app.workspace import human_work
 
 if TYPE_CHECKING:
     from django import forms
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 FILE_LINK_SALT = "plugins_app.asset-file"
 # Run.trigger of a run made because a task entered a workflow Plugin stage.
-WORKFLOW_TRIGGER = writes.WORKFLOW_TRIGGER
+WORKFLOW_TRIGGER = human_work.WORKFLOW_TRIGGER
 
 # Form field name -> messages, as RunRequestError and Django forms carry them.
 Errors = dict[str, list[str]]

@@ -18,7 +18,7 @@ from plugins_app.plugins.kinds.base import (
 )
 from plugins_app.plugins.models import PluginType
 from plugins_app.plugins.versions import served_version
-from plugins_app.workspace import workflow, writes
+from plugins_app.workspace import prelabel, workflow, writes
 from plugins_app.workspace.models import Asset, Task
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def store_model_answer(
     via = writes.VIA_WORKFLOW if run.trigger == WORKFLOW_TRIGGER else writes.VIA_MODEL
     # Most tasks hold no person's work: written in three statements. Any other
     # task goes through the whole rule, which writes or keeps it and says why.
-    report = writes.write_prelabel(
+    report = prelabel.write_prelabel(
         run, run.project, asset.pk, answer, via=via, version=version
     )
     if report is None:

@@ -31,7 +31,7 @@ from plugins_app.plugins.models import PluginInstance, lease_ttl
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
 from plugins_app.runs.notify import HUB, notify_after_commit
-from plugins_app.workspace.writes import insert_many
+from plugins_app.workspace.bulk import insert_many
 
 # What a job is built from (kind_of(run).build_job), read with the item.
 JOB_RELATIONS = (
