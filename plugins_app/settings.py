@@ -109,7 +109,8 @@ MIDDLEWARE = [
     # First: SDK calls made with a HOST that has a query string (see the module).
     "plugins_app.ango_api.middleware.SdkHostQueryMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: no thread hop per request (see the module).
+    "plugins_app.ops.static_files.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
