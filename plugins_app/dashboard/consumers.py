@@ -5,7 +5,8 @@ htmx's ws extension swaps it in by id (hx-swap-oob), without a reload.
 Renders are coalesced: at most one per DASHBOARD_WAKE_SECONDS per page,
 however many wake-ups arrive (several processes each send theirs), since
 computing the figures costs a few queries over the plugin's items; a wake-up
-is followed by a render at once and one more an interval later."""
+is followed by a render at once and one more an interval later, and joining
+by one render an interval later."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ class DashboardWatchConsumer(GroupWatchConsumer):
 
     async def _push_forever(self) -> None:
         interval = protocol.DASHBOARD_WAKE_SECONDS
+        # A wake-up sent just before this page joined reached no one, and so
+        # neither did the ones dropped after it: a render an interval after
+        # joining shows them. Wake-ups arriving meanwhile keep `dirty` set.
+        await asyncio.sleep(interval)
+        await self._render()
+        await asyncio.sleep(interval)
         while True:
             await self.dirty.wait()
             self.dirty.clear()
