@@ -5,12 +5,15 @@
 // fills the task's Submit form with the answer in Ango's format: the server
 // checks and stores it like any other answer (lifecycle.task_submit). Objects the
 // canvas did not change are sent back exactly as stored, so their source (read
-// from the task's history, web/canvas.py) stays theirs.
+// from the task's history, web/canvas.py) stays theirs. Its parts, loaded before
+// it: canvas-shapes.js (geometry), canvas-objects.js (answer objects <-> the
+// items listed and edited), canvas-fields.js (classification controls) and
+// canvas-run.js (a run started from the editor).
 (() => {
   "use strict";
   const root = document.getElementById("canvas");
   const stateNode = document.getElementById("canvas-state");
-  if (!root || !stateNode || !window.Annotorious || !window.CanvasShapes || !window.CanvasFields || !window.CanvasRun) return;
+  if (!root || !stateNode || !window.Annotorious || !window.CanvasShapes || !window.CanvasObjects || !window.CanvasFields || !window.CanvasRun) return;
 
   const $ = (id) => document.getElementById(id);
   const image = $("canvas-image");
@@ -20,7 +23,8 @@
   const selectedLabel = $("canvas-selected-label");
   const status = $("canvas-run-status");
   const GEOMETRY = { rectangle: "bounding-box", polygon: "polygon" };
-  const { toAnnotation, geometryOf, geometryChanged, geometryJson } = window.CanvasShapes;
+  const { toAnnotation, geometryOf, geometryChanged } = window.CanvasShapes;
+  const { fromObject, drawnByYou, drawn, toObject, sourceText, stateText, formatConfidence } = window.CanvasObjects;
   const { build: buildFields, merge: mergeAnswers } = window.CanvasFields;
 
   let state = JSON.parse(stateNode.textContent);
@@ -36,59 +40,10 @@
   // Changes not submitted yet: a run's answer arriving replaces them (said so).
   let dirty = false;
 
-  // --- answer objects <-> Annotorious annotations ----------------------------------
-  function itemFromObject(entry) {
-    const obj = entry.object;
-    const box = obj["bounding-box"];
-    const polygon = obj.polygon;
-    let kind = null;
-    let geometry = null;
-    if (box && typeof box === "object") {
-      kind = "bounding-box";
-      if (entry.drawn) geometry = { x: box.x, y: box.y, w: box.width, h: box.height };
-    } else if (Array.isArray(polygon)) {
-      kind = "polygon";
-      if (entry.drawn) geometry = { points: polygon.map((p) => [p[0], p[1]]) };
-    } else {
-      // Points, polylines, rotated boxes…: listed and kept as they are.
-      kind = Object.keys(obj).find((k) => !["schemaId", "objectId", "classifications", "title"].includes(k)) || "object";
-    }
-    return {
-      id: `obj-${++counter}`,
-      original: obj,
-      schemaId: obj.schemaId,
-      kind,
-      geometry,
-      source: entry.source,
-      confidence: entry.confidence,
-      // A plugin's objects wait for a person's look; people's are accepted.
-      accepted: entry.source.kind !== "plugin" || Boolean(entry.locked),
-      // Another labeling job's object (web/canvas.py canvas_for_job): shown, never edited.
-      locked: Boolean(entry.locked),
-      isNew: false,
-      classifications: Array.isArray(obj.classifications) ? obj.classifications : null,
-      nestedChanged: false,
-    };
-  }
-
-  const drawn = (item) => item.geometry !== null;
-
   // --- the answer sent on Submit ----------------------------------------------------
   function currentGeometry(item) {
     const annotation = anno && drawn(item) ? anno.getAnnotationById(item.id) : null;
     return annotation ? geometryOf(annotation) : item.geometry;
-  }
-
-  function objectJson(item) {
-    if (!drawn(item)) return item.original;
-    const g = currentGeometry(item);
-    const moved = geometryChanged(item, g);
-    if (!moved && !item.nestedChanged && item.original && item.original.schemaId === item.schemaId) return item.original;
-    const obj = { ...(item.original || {}), schemaId: item.schemaId };
-    if (moved) obj[item.kind] = geometryJson(item, g, state.width, state.height);
-    if (item.classifications) obj.classifications = item.classifications;
-    else delete obj.classifications;
-    return obj;
   }
 
   const classificationsJson = () => mergeAnswers(state.answer.classifications, $("canvas-classifications"));
@@ -96,7 +51,7 @@
   function answerJson() {
     return {
       ...state.answer,
-      tools: items.map(objectJson),
+      tools: items.map((item) => toObject(item, currentGeometry(item), state.width, state.height)),
       classifications: classificationsJson(),
       relations: state.answer.relations || [],
     };
@@ -107,18 +62,6 @@
   const colour = (schemaId) => (tools.get(schemaId) || {}).color || "#ff0055";
   // Another labeling job's objects are grey, on the image and in the list.
   const itemColour = (item) => (item && item.locked ? "#adb5bd" : colour(item ? item.schemaId : ""));
-
-  function sourceText(item) {
-    if (item.isNew) return "you (not submitted yet)";
-    return item.source.kind === "plugin" ? `plugin ${item.source.label}` : item.source.label;
-  }
-
-  function stateText(item) {
-    if (item.locked) return "other job";
-    if (item.isNew) return "new";
-    if (item.changed) return "edited";
-    return item.accepted ? "accepted" : "to review";
-  }
 
   function renderList(withSelected = true) {
     list.replaceChildren(
@@ -148,8 +91,6 @@
     // (rebuilding would take the focus from the field being filled in).
     if (withSelected) renderSelected();
   }
-
-  const formatConfidence = (c) => (c <= 1 ? `${Math.round(c * 1000) / 10} %` : String(c));
 
   function renderSelected() {
     const item = byId.get(selectedId);
@@ -290,17 +231,7 @@
       say(`The ontology has no ${kind} label to give this shape.`);
       return;
     }
-    const item = {
-      id: annotation.id,
-      original: null,
-      schemaId: option.value,
-      kind,
-      geometry: geometryOf(annotation),
-      source: { kind: "person", label: "you", run: null },
-      confidence: null,
-      accepted: true,
-      isNew: true,
-    };
+    const item = drawnByYou(annotation.id, option.value, kind, geometryOf(annotation));
     items.push(item);
     byId.set(item.id, item);
     dirty = true;
@@ -336,7 +267,7 @@
     state = next;
     state.answer = state.answer || {};
     tools = new Map(state.tools.map((t) => [t.schemaId, t]));
-    items = state.objects.map(itemFromObject);
+    items = state.objects.map((entry) => fromObject(entry, `obj-${++counter}`));
     byId = new Map(items.map((i) => [i.id, i]));
     removed = new Map();
     dirty = false;
