@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from plugins_app.plugins.kinds import WORKFLOW_TRIGGER
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs.dispatch import dispatch_pending
-from plugins_app.runs.dispatch.socket import Fleet, Row, Slots, _allocate
+from plugins_app.runs.dispatch.leases import JOB_RELATIONS
+from plugins_app.runs.dispatch.socket import (
+    Fleet,
+    Row,
+    Slots,
+    _allocate,
+    _lock,
+    _lock_ids,
+)
 from plugins_app.runs.models import WorkItem
 from tests.builders import new_run
 
@@ -204,3 +214,56 @@ def test_the_allocator_picks_as_the_rule_over_every_instance() -> None:
             assert all(item.instance is not None for item in leased)
             got += [item.instance.pk if item.instance else None for item in batch]
         assert got == expected
+
+
+# --- the freed-slot lease: the lock of the next items, compiled once -------------
+def test_the_next_items_are_locked_without_compiling_a_query(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=1)
+    fleet_of(plugin, 2)
+    run = new_run(
+        workspace, plugin, "astronaut", "coins", "camera", "coffee", "chelsea"
+    )
+    assert dispatch_pending(plugin.pk) == 2  # compiles the lock (per size)
+    compiled = 0
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
+        nonlocal compiled
+        compiled += self.query.select_for_update
+        return as_sql(self, *args, **kwargs)
+
+    with mock.patch.object(SQLCompiler, "as_sql", counted):
+        for item in WorkItem.objects.filter(run=run, state=WorkItem.State.LEASED):
+            WorkItem.objects.filter(pk=item.pk).update(state=WorkItem.State.DONE)
+            assert dispatch_pending(plugin.pk) == 1
+    assert compiled == 0
+
+
+def test_the_compiled_lock_reads_what_the_orm_reads(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    fleet_of(plugin, 1)
+    run = new_run(workspace, plugin, "astronaut", "coins", "camera")
+    # Nobody to lease them to: they stay pending whatever created them.
+    PluginInstance.objects.update(disconnected_at=timezone.now())
+    WorkItem.objects.update(state=WorkItem.State.PENDING, instance=None)
+    ids = list(run.items.order_by("-id").values_list("pk", flat=True))
+    pending = WorkItem.objects.filter(plugin_id=plugin.pk, state=WorkItem.State.PENDING)
+    relations = [r.replace("__", ".") for r in JOB_RELATIONS]
+
+    def seen(items: list[WorkItem]) -> list[Any]:
+        return [
+            (i.__dict__ | {"_state": None}, [repr(attrgetter(r)(i)) for r in relations])
+            for i in items
+        ]
+
+    with transaction.atomic():
+        for wanted in (ids[:1], ids[:3], [ids[0], -5]):
+            orm = _lock(pending.filter(pk__in=wanted))
+            assert seen(_lock_ids(plugin.pk, wanted)) == seen(orm)
+        WorkItem.objects.filter(pk=ids[0]).update(state=WorkItem.State.LEASED)
+        assert [i.pk for i in _lock_ids(plugin.pk, ids)] == sorted(ids[1:])
