@@ -11,6 +11,7 @@ item's version.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from plugins_app.plugins.models import VERSION_LENGTH, Plugin, PluginInstance
@@ -58,14 +59,19 @@ def current_version(plugin: Plugin) -> str:
     """The plugin's version now, recorded by a run at its creation: the
     versions its live instances declare (several, comma-separated, while a new
     version rolls out), else fallback_version."""
-    declared = sorted(
-        set(
-            PluginInstance.objects.live()
-            .filter(plugin=plugin)
-            .exclude(version="")
-            .values_list("version", flat=True)
-        )
+    return version_of(
+        plugin,
+        PluginInstance.objects.live()
+        .filter(plugin=plugin)
+        .exclude(version="")
+        .values_list("version", flat=True),
     )
+
+
+def version_of(plugin: Plugin, live_versions: Iterable[str]) -> str:
+    """current_version from the versions its live instances declare (a caller
+    that read them already, as run creation does, reads them once)."""
+    declared = sorted({v for v in live_versions if v})
     if declared:
         return ", ".join(declared)[:VERSION_LENGTH]
     return fallback_version(plugin)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -177,6 +178,16 @@ def run_progress(run: Run) -> RunProgress:
             "plugin_version",
         )
     )
+    return progress_of(run, rows)
+
+
+ItemValues = tuple[str, int, str, "str | None", str, str]
+
+
+def progress_of(run: Run, rows: Sequence[ItemValues]) -> RunProgress:
+    """run_progress from the run's item rows in id order (state, attempts,
+    error, external id, failure, plugin version): read by run_progress, or
+    held by the caller that just wrote them (the create route's 201 body)."""
     states = [state for state, *_ in rows]
     done, failed = states.count("done"), states.count("failed")
     skipped = states.count(WorkItem.State.SKIPPED)

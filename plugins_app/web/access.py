@@ -4,9 +4,11 @@ what keeps organizations apart."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection, models
 from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -25,6 +27,8 @@ from plugins_app.workspace.models import (
     Storage,
     Task,
 )
+
+M = TypeVar("M", Project, Plugin)
 
 
 def user_orgs(user: Any) -> QuerySet[Organization]:
@@ -46,10 +50,10 @@ def visible_runs(user: Any) -> QuerySet[Run]:
 
 
 def get_project_for_user(user: Any, project_id: int) -> Project:
-    try:
-        return visible_projects(user).get(pk=project_id)
-    except Project.DoesNotExist:
-        raise Http404("No such project") from None
+    project = _member_row(Project, user, project_id)
+    if project is None:
+        raise Http404("No such project")
+    return project
 
 
 def get_asset_for_user(user: Any, project: Project, asset_id: int) -> Asset:
@@ -70,10 +74,46 @@ def get_task_for_user(user: Any, task_id: int, project: Project | None = None) -
 
 
 def get_plugin_for_user(user: Any, plugin_id: int) -> Plugin:
+    plugin = _member_row(Plugin, user, plugin_id)
+    if plugin is None:
+        raise Http404("No such plugin")
+    return plugin
+
+
+_MAX_ID = 2**63 - 1
+
+
+def _member_row(model: type[M], user: Any, pk: Any) -> M | None:
+    """The row `pk` of an organization-owned model (Project, Plugin) if the
+    user is a member of its organization, else None: the rule of
+    visible_projects/visible_plugins as one prepared SELECT, read raw (these two
+    run on every API call that names a plugin or project, and the ORM's query
+    building costs ~5× the query)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
     try:
-        return visible_plugins(user).get(pk=plugin_id)
-    except Plugin.DoesNotExist:
-        raise Http404("No such plugin") from None
+        pk = int(pk)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < pk <= _MAX_ID:
+        return None
+    return next(iter(model.objects.raw(_member_row_sql(model), [pk, user.pk])), None)
+
+
+@functools.cache
+def _member_row_sql(model: type[models.Model]) -> str:
+    quote = connection.ops.quote_name
+    meta, member = model._meta, Membership._meta
+
+    def col(meta: Any, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    return (
+        f"SELECT r.* FROM {quote(meta.db_table)} r "  # noqa: S608
+        f"WHERE r.{col(meta, 'id')} = %s AND EXISTS (SELECT 1 FROM "
+        f"{quote(member.db_table)} m WHERE m.{col(member, 'organization')} = "
+        f"r.{col(meta, 'organization')} AND m.{col(member, 'user')} = %s)"
+    )
 
 
 def get_admin_plugin_for_user(user: Any, plugin_id: int) -> Plugin:

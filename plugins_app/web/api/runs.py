@@ -13,10 +13,10 @@ from pydantic import Field
 
 from plugins_app import protocol
 from plugins_app.runs import selectors
-from plugins_app.runs.answer_ledger import run_writes
-from plugins_app.runs.creation import RunRequest, RunRequestError, run_create
+from plugins_app.runs.answer_ledger import RunWrites, run_writes
+from plugins_app.runs.creation import RunRequest, RunRequestError, run_create_items
 from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
-from plugins_app.runs.models import Run
+from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.undo import UndoPermissionError, run_undo
 from plugins_app.web import access
 from plugins_app.web.api.auth import AsyncTokenAuth
@@ -126,8 +126,33 @@ class LogLineOut(Schema):
 
 
 def run_out(run: Run) -> dict[str, Any]:
-    progress = selectors.run_progress(run)
-    writes = run_writes(run)
+    return _run_body(run, selectors.run_progress(run), run_writes(run))
+
+
+def created_run_out(run: Run, items: list[WorkItem]) -> dict[str, Any]:
+    """run_out of a run just created, from what the create holds: its items
+    (none answered yet, no answer written) instead of two reads. A Batch
+    Model's progress counts labeled tasks and a preview has previews to list:
+    those read back as run_out does."""
+    if run.dry_run or (run.plugin.type == "batch_model" and run.assets_total):
+        return run_out(run)
+    rows = [
+        (
+            item.state,
+            item.attempts,
+            item.error,
+            item.asset.external_id if item.asset else None,
+            item.failure,
+            item.plugin_version,
+        )
+        for item in items
+    ]
+    return _run_body(run, selectors.progress_of(run, rows), RunWrites({}, ()))
+
+
+def _run_body(
+    run: Run, progress: selectors.RunProgress, writes: RunWrites
+) -> dict[str, Any]:
     return {
         "id": run.pk,
         "status": run.status,
@@ -202,7 +227,7 @@ def _create_run(
         message = "Only admins of this organization can replace submitted answers."
         return Status(403, {"errors": {"replace_submitted": [message]}})
     try:
-        run = run_create(
+        run, items = run_create_items(
             RunRequest(
                 plugin=plugin,
                 project=project,
@@ -225,7 +250,7 @@ def _create_run(
         )
     except RunRequestError as exc:
         return Status(400, {"errors": exc.errors})
-    return Status(201, run_out(run))
+    return Status(201, created_run_out(run, items))
 
 
 @router.get("/runs", response=list[RunOut])
