@@ -108,15 +108,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: SDK calls made with a HOST that has a query string (see the module).
     "plugins_app.ango_api.middleware.SdkHostQueryMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    # WhiteNoise, async-capable: no thread hop per request (see the module).
+    # Django's own and WhiteNoise, with no thread hop per request where they
+    # reach no database (plugins_app/ops/loop_middleware.py, static_files.py).
+    "plugins_app.ops.loop_middleware.SecurityMiddleware",
     "plugins_app.ops.static_files.AsyncWhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "plugins_app.ops.loop_middleware.SessionMiddleware",
+    "plugins_app.ops.loop_middleware.CommonMiddleware",
+    "plugins_app.ops.loop_middleware.CsrfViewMiddleware",
+    "plugins_app.ops.loop_middleware.AuthenticationMiddleware",
+    "plugins_app.ops.loop_middleware.MessageMiddleware",
+    "plugins_app.ops.loop_middleware.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 

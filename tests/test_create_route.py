@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync, async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient, Client, override_settings
 
@@ -129,3 +130,43 @@ def test_the_route_answers_201_with_the_created_runs_fields(
     assert got["write_counts"] == {} and got["writes"] == [] and got["previews"] == []
     assert got["created_by"] == "alice" and got["plugin_version"] == ""
     assert run.items.count() == 2
+
+
+def test_a_token_api_call_hops_to_a_thread_for_no_middleware(
+    workspace: Any, make_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every sync_to_async made while POST /api/runs runs through the async
+    handler: none of them is a middleware's method (Django's MiddlewareMixin
+    makes two per middleware)."""
+    plugin = make_plugin().plugin
+    connect_instance(plugin, "test!hops")
+    token = api_token("alice")
+    hops: list[Any] = []
+    original = SyncToAsync.__init__
+
+    def recording(self: Any, func: Any, *args: Any, **kwargs: Any) -> None:
+        hops.append(func)
+        original(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__init__", recording)
+    body = {
+        "plugin_id": plugin.pk,
+        "project_id": workspace.project.pk,
+        "class_mapping": {"face": "face-box"},
+        "external_ids": ["astronaut"],
+    }
+
+    async def post() -> Any:
+        return await AsyncClient().post(
+            "/api/runs",
+            body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    response = async_to_sync(post)()
+
+    assert response.status_code == 201, response.content
+    owners = [type(getattr(f, "__self__", None)).__module__ for f in hops]
+    assert [m for m in owners if "middleware" in m] == [], owners
+    assert hops  # the recorder saw the view's own hop
