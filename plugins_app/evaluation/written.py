@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.fields.json import KeyTransform
 
-from plugins_app.runs.run_answers import _REPLACING as REPLACING
+from plugins_app.runs.run_answers import REPLACING
 from plugins_app.workspace import events
 from plugins_app.workspace.models import Task, TaskEvent
 

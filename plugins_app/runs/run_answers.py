@@ -23,7 +23,7 @@ WROTE = (
     AnswerWrite.Outcome.KEPT,
 )
 # History events that replace a task's answer and record the one they replaced.
-_REPLACING = (
+REPLACING = (
     events.ANSWER_WRITTEN,
     events.ANSWER_RESTORED,
     events.LABEL_SUBMITTED,
@@ -48,7 +48,7 @@ def run_answers(run: Run, task_ids: list[int]) -> dict[int, tuple[Any, str]]:
         TaskEvent.objects.filter(
             task_id__in=list(own),
             id__gt=min(own.values()),
-            name__in=_REPLACING,
+            name__in=REPLACING,
             data__has_key="previousAnswer",
         )
         .order_by("id")
