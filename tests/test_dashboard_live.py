@@ -17,6 +17,7 @@ from websockets.sync.client import ClientConnection, connect
 from plugins_app import protocol
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.instances import instance_disconnect
+from plugins_app.runs.ledger import run_cancel
 from plugins_app.runs.models import WorkItem
 from plugins_app.runs.notify import dashboard_wakes
 from tests.builders import CHANNEL, bulk_assets, connect_instance, new_run
@@ -90,6 +91,23 @@ def test_a_finished_item_pushes_the_figures_to_the_page(
         )
 
 
+def test_a_new_run_and_a_cancelled_one_push_the_figures_to_the_page(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub
+) -> None:
+    """Not only a finished item: a run created (nothing has ended yet) and a
+    run cancelled change the runs by state, and the page shows it at once."""
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    with watch(live_hub, workspace.annotator, plugin.pk) as watcher:
+        frames(watcher, 2.5)  # the renders that follow opening the page
+        run = new_run(workspace, plugin, "astronaut")  # not dispatched: queued
+        pushed = until(watcher, "status-queued", timeout=5)
+        assert FIGURES in pushed
+        frames(watcher, 1.5)  # past the wake-up interval
+        run_cancel(run, by=workspace.admin)
+        assert "status-cancelled" in until(watcher, "status-cancelled", timeout=5)
+
+
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The groups the hub sends to, with a wake-up interval of 1.5 s."""
@@ -117,6 +135,7 @@ def test_what_a_dropped_wake_up_announced_shows_an_interval_later(
     with watch(live_hub, workspace.annotator, plugin.pk) as watcher:
         # Past the render an interval after joining.
         assert len(frames(watcher, 2 * protocol.DASHBOARD_WAKE_SECONDS + 0.5)) == 1
+        sends.clear()  # the new run's wake-up
         assert respond(first, error="boom") == "error"
         until(watcher, "failed 1 ·")
         assert respond(second, error="boom") == "error"
@@ -133,6 +152,8 @@ def test_a_page_joining_after_a_wake_up_is_shown_what_followed_it(
     connect_instance(plugin)
     run = new_run(workspace, plugin, "astronaut", "coins", dispatch=True)
     first, second = run.items.order_by("pk")
+    dashboard_wakes._sent.clear()  # past the new run's wake-up interval
+    sends.clear()
     assert respond(first, error="boom") == "error"
     assert respond(second, error="boom") == "error"
     assert sends.count(protocol.dashboard_group(plugin.pk)) == 1  # dropped
@@ -151,6 +172,7 @@ def test_a_burst_of_items_is_rendered_about_once_a_second(
     connect_instance(plugin)
     run = new_run(workspace, plugin, *bulk_assets(workspace.project, count))
     assert dispatch_pending(plugin.pk) == count
+    dashboard_wakes._sent.clear()  # past the new run's wake-up interval
     with watch(live_hub, workspace.annotator, plugin.pk) as watcher:
         started = time.monotonic()
         pushed: list[str] = []

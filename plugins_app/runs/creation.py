@@ -27,7 +27,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, notify_after_commit
+from plugins_app.runs.notify import HUB, dashboard_wake, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_created
 from plugins_app.workspace import lifecycle, selection
 from plugins_app.workspace.bulk import insert_many
@@ -170,6 +170,10 @@ def run_write(
         [(run.pk, None, HUB, line, {}, now) for line in lines],
     )
     notify_after_commit(run.pk)
+    plugin_id = run.plugin_id
+    # A new run is a figure of the plugin's dashboard (at most one wake-up a
+    # second per plugin: notify.dashboard_wake).
+    transaction.on_commit(lambda: dashboard_wake(plugin_id))
     if dispatch and items:
         dispatch_created(run.plugin, items)
     return items

@@ -22,7 +22,7 @@ from plugins_app.runs.models import (
     RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
+from plugins_app.runs.notify import HUB, dashboard_wake, hub_log, notify_after_commit
 from plugins_app.runs.wakeup import dispatch_after_commit, dispatch_pending
 from plugins_app.workspace import events
 from plugins_app.workspace.bulk import insert_many
@@ -305,9 +305,11 @@ def run_cancel(run: Run, *, by: AbstractBaseUser | None) -> Run:
             )
         hub_log(run, f"{who} cancelled the run.")
         run_close(run, Run.Status.CANCELLED, f"Cancelled by {who}.")
-        # The cancelled jobs freed slots on their instances.
+        # The cancelled jobs freed slots on their instances, and the plugin's
+        # dashboard counts a cancelled run.
         plugin_id = run.plugin_id
         transaction.on_commit(lambda: dispatch_pending(plugin_id))
+        transaction.on_commit(lambda: dashboard_wake(plugin_id))
     run.refresh_from_db()
     return run
 
