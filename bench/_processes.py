@@ -168,6 +168,45 @@ def in_scratch_hub(
     return result
 
 
+def in_process_main(
+    script: str,
+    doc: str,
+    measure: Callable[[Any], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+    *,
+    runs: int,
+    profile_help: str,
+) -> None:
+    """The command line of an in-process benchmark (answer_cost, create_cost):
+    `--runs`, `--production`, `--json`, `--profile`; the parent sets up a
+    scratch hub and runs the script again there as `--child`, which calls
+    `measure(args)` and prints its JSON; the parent prints `describe(result)`
+    (and the JSON last, with --json)."""
+    import argparse
+
+    from _measure import say
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--production", action="store_true", help="PostgreSQL")
+    parser.add_argument("--json", action="store_true", help="last line: JSON")
+    parser.add_argument("--profile", help=profile_help)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    child = ["--runs", str(args.runs)]
+    if args.production:
+        child.append("--production")
+    if args.profile:
+        child += ["--profile", str(Path(args.profile).resolve())]
+    result = in_scratch_hub(script, child, production=args.production)
+    say(describe(result))
+    if args.json:
+        print(json.dumps(result))
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of processes, from /proc (0 for a vanished one)."""
     ticks = os.sysconf("SC_CLK_TCK")

@@ -18,18 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import os
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import load_average, percentile, say  # noqa: E402
-from _processes import django_here, in_scratch_hub  # noqa: E402
+from _measure import load_average, percentile  # noqa: E402
+from _processes import django_here, in_process_main  # noqa: E402
 
 BOX = {"x": 1, "y": 2, "width": 3, "height": 4}
 ANSWER = {"objects": [{"schemaId": "face-box", "bounding-box": BOX}]}
@@ -140,32 +140,25 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--production", action="store_true", help="PostgreSQL")
-    parser.add_argument("--json", action="store_true", help="last line: JSON")
-    parser.add_argument("--profile", help="cProfile the answers into this file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args)))
-        return
-    child = ["--runs", str(args.runs)]
-    if args.production:
-        child.append("--production")
-    if args.profile:
-        child += ["--profile", str(Path(args.profile).resolve())]
-    result = in_scratch_hub(__file__, child, production=args.production)
-    say(
+def describe(result: dict[str, Any]) -> str:
+    return (
         f"{result['mode']}: {result['answers']} answers {result['outcomes']}, "
         f"{result['cpu_ms_per_answer']} ms CPU and {result['wall_p50_ms']} ms wall "
         f"(p50) per answer, {result['statements_per_answer']} statements "
         f"{result['statements_by_kind']}, {result['connections_opened']} "
         f"connection(s) opened, load {result['load']}"
     )
-    if args.json:
-        print(json.dumps(result))
+
+
+def main() -> None:
+    in_process_main(
+        __file__,
+        __doc__ or "",
+        measure,
+        describe,
+        runs=200,
+        profile_help="cProfile the answers into this file",
+    )
 
 
 if __name__ == "__main__":

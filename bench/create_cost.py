@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import load_average, percentile, say  # noqa: E402
-from _processes import django_here, in_scratch_hub  # noqa: E402
+from _measure import load_average, percentile  # noqa: E402
+from _processes import django_here, in_process_main  # noqa: E402
 
 CHANNEL = "bench!create"
 
@@ -188,32 +188,25 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--production", action="store_true", help="PostgreSQL")
-    parser.add_argument("--json", action="store_true", help="last line: JSON")
-    parser.add_argument("--profile", help="cProfile every thread into this file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args)))
-        return
-    child = ["--runs", str(args.runs)]
-    if args.production:
-        child.append("--production")
-    if args.profile:
-        child += ["--profile", str(Path(args.profile).resolve())]
-    result = in_scratch_hub(__file__, child, production=args.production)
-    say(
+def describe(result: dict[str, Any]) -> str:
+    return (
         f"{result['mode']}: {result['requests']} POST /api/runs {result['statuses']}, "
         f"{result['cpu_ms_per_request']} ms CPU and {result['wall_p50_ms']} ms wall "
         f"(p50) per request, {result['statements_per_request']} statements "
         f"{result['statements_by_kind']}, {result['threads_started_per_request']} "
         f"threads started per request, load {result['load']}"
     )
-    if args.json:
-        print(json.dumps(result))
+
+
+def main() -> None:
+    in_process_main(
+        __file__,
+        __doc__ or "",
+        measure,
+        describe,
+        runs=300,
+        profile_help="cProfile every thread into this file",
+    )
 
 
 if __name__ == "__main__":
