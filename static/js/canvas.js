@@ -37,6 +37,7 @@
   let counter = 0;
   let anno = null;
   let editable = false;
+  let editableShown = false; // setEditable has applied `editable` at least once
   // Changes not submitted yet: a run's answer arriving replaces them (said so).
   let dirty = false;
 
@@ -282,7 +283,13 @@
   }
 
   function setEditable() {
-    editable = Boolean(document.getElementById("task-submit-form"));
+    const now = Boolean(document.getElementById("task-submit-form"));
+    // The task panel's poll swaps it every few seconds: when editing neither
+    // began nor ended, rebuilding the selected object's panel would wipe what
+    // is being typed in it.
+    if (editableShown && now === editable) return;
+    editableShown = true;
+    editable = now;
     root.classList.toggle("read-only", !editable);
     for (const node of root.querySelectorAll("[data-edit-only]")) node.hidden = !editable;
     for (const input of root.querySelectorAll("[data-classification] input, [data-classification] select")) input.disabled = !editable;
@@ -336,7 +343,9 @@
       if (changed) renderList();
     });
     anno.on("selectionChanged", (selected) => {
-      if (selected.length) {
+      // A selection made from the list (select()) comes back here a moment
+      // later: rebuilding the panel then would wipe what is being typed in it.
+      if (selected.length && selected[0].id !== selectedId) {
         selectedId = selected[0].id;
         renderList();
       }
