@@ -16,7 +16,8 @@ every helper here raises ``RuntimeError`` on a failed call under both versions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from imerit_ango.sdk import SDK
@@ -34,6 +35,7 @@ __all__ = [
     "create_issue",
     "import_prelabel",
     "requeue",
+    "run_callback",
     "sdk_for",
     "set_metadata",
 ]
@@ -41,6 +43,17 @@ __all__ = [
 
 def hub_host() -> str:
     return (os.environ.get("HOST") or "http://127.0.0.1:8000").rstrip("/")
+
+
+def run_callback(callback: Callable[[dict[str, Any]], Any]) -> None:
+    """Connect a plain callback plugin with the hub's PLUGIN_ID, PLUGIN_SECRET
+    and HOST from the environment, and serve jobs until the connection ends."""
+    from imerit_ango.plugins import run
+
+    plugin_id, secret = os.environ.get("PLUGIN_ID"), os.environ.get("PLUGIN_SECRET")
+    if not plugin_id or not secret:
+        sys.exit("Set PLUGIN_ID and PLUGIN_SECRET (and HOST) to the hub's values.")
+    run(BasePlugin(id=plugin_id, secret=secret, callback=callback), host=hub_host())
 
 
 def sdk_for(job: Mapping[str, Any]) -> SDK:

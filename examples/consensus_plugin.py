@@ -20,20 +20,16 @@ Works with imerit-ango 1.3.22 and 1.4.x (a plain callback plugin).
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 from ango_actions import (
-    BasePlugin,
-    hub_host,
     import_prelabel,
     job_logger,
+    run_callback,
     sdk_for,
     set_metadata,
 )
 from consensus import consensus
-from imerit_ango.plugins import run
 
 
 def merge(job: dict[str, Any]) -> str:
@@ -66,10 +62,7 @@ def merge(job: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    plugin_id, secret = os.environ.get("PLUGIN_ID"), os.environ.get("PLUGIN_SECRET")
-    if not plugin_id or not secret:
-        sys.exit("Set PLUGIN_ID and PLUGIN_SECRET (and HOST) to the hub's values.")
-    run(BasePlugin(id=plugin_id, secret=secret, callback=merge), host=hub_host())
+    run_callback(merge)
 
 
 if __name__ == "__main__":

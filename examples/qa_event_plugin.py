@@ -21,20 +21,16 @@ run would time out.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 from ango_actions import (
-    BasePlugin,
     create_issue,
-    hub_host,
     job_logger,
     requeue,
+    run_callback,
     sdk_for,
     set_metadata,
 )
-from imerit_ango.plugins import run
 
 
 def problems_of(
@@ -86,11 +82,7 @@ def check(job: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    plugin_id, secret = os.environ.get("PLUGIN_ID"), os.environ.get("PLUGIN_SECRET")
-    if not plugin_id or not secret:
-        sys.exit("Set PLUGIN_ID and PLUGIN_SECRET (and HOST) to the hub's values.")
-    host = hub_host()
-    run(BasePlugin(id=plugin_id, secret=secret, callback=check), host=host)
+    run_callback(check)
 
 
 if __name__ == "__main__":
