@@ -86,35 +86,39 @@ def run_settle(
     dispatch: bool = True,
     run: Run | None = None,
     lines: list[LogLine] | None = None,
+    plugin_id: int | None = None,
 ) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
-    caller schedules that itself). `run`, when the caller has it, saves reading
-    it again (what a close reads of it never changes). `lines` are written to
-    the run's log with the close's own.
+    caller schedules that itself). `run` or `plugin_id`, when the caller has
+    them, save reading the run again (what a close reads of it never
+    changes). `lines` are written to the run's log with the close's own.
 
     One conditional UPDATE decides and closes (`_sql("close")`), after the run's
     row is locked on PostgreSQL: two items of one run finishing at once take
     turns there, and the second one's UPDATE, a statement begun after the
     first one committed, sees its item done: one of them closes the run.
     SQLite's write transaction already holds the whole database, so there is
-    no lock to take (the run's plugin is then read only if `run` is not given)."""
+    no lock to take (the run's plugin is then read only if not given)."""
     lines = list(lines or [])
-    if run is None or connection.features.has_select_for_update:
-        plugin_id = _locked_run(run_id)
-    else:
+    if plugin_id is None and run is not None:
         plugin_id = run.plugin_id
+    if plugin_id is None or connection.features.has_select_for_update:
+        plugin_id = _locked_run(run_id)
     if dispatch:
         dispatch_after_commit(plugin_id)
     now = timezone.now()
-    status = _close_if_settled(run_id, now)
-    if status is not None:
-        if run is None:
-            run = Run.objects.select_related("plugin").get(pk=run_id)
-        error = "" if status == Run.Status.SUCCEEDED else _first_item_error(run)
-        if error:
-            Run.objects.filter(pk=run_id).update(error=error)
-        _closed(run, status, error, now, lines)
+    closed = _close_if_settled(run_id, now)
+    if closed is not None:
+        status, task_id = closed
+        error = ""
+        if status != Run.Status.SUCCEEDED:
+            if run is None:
+                run = Run.objects.select_related("plugin").get(pk=run_id)
+            error = _first_item_error(run)
+            if error:
+                Run.objects.filter(pk=run_id).update(error=error)
+        _closed(run_id, status, error, now, lines, run=run, task_id=task_id)
     _log_lines(run_id, lines)
     notify_after_commit(run_id)
 
@@ -131,10 +135,11 @@ def _locked_run(run_id: int) -> int:
     return int(row[0])
 
 
-def _close_if_settled(run_id: int, now: Any) -> str | None:
+def _close_if_settled(run_id: int, now: Any) -> tuple[str, int | None] | None:
     """The open run ends if none of its items is pending or leased: succeeded
     when none failed, timed out when every failure is a timeout, else failed.
-    Returns the status it ended with, None when it goes on (or had ended)."""
+    Returns the status it ended with and the task it is about (RETURNING: no
+    read of the run), None when it goes on (or had ended)."""
     finished_at = Run._meta.get_field("finished_at").get_db_prep_save(now, connection)
     item = WorkItem.State
     with connection.cursor() as cursor:
@@ -157,7 +162,7 @@ def _close_if_settled(run_id: int, now: Any) -> str | None:
             ],
         )
         row = cursor.fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), row[1])
 
 
 def _log_lines(run_id: int, lines: list[LogLine]) -> None:
@@ -209,7 +214,7 @@ def _sql(name: str, vendor: str) -> str:
         f"THEN %s ELSE %s END, {quote(_column(run, 'finished_at'))} = %s "
         f"WHERE {run_id} = %s AND {status} IN ({', '.join(['%s'] * len(Run.OPEN))}) "
         f"AND NOT EXISTS (SELECT 1 FROM {items} WHERE {of_run} "
-        f"AND {state} IN (%s, %s)) RETURNING {status}"
+        f"AND {state} IN (%s, %s)) RETURNING {status}, {quote(_column(run, 'task'))}"
     )
 
 
@@ -233,24 +238,36 @@ def run_close(run: Run, status: str, error: str) -> None:
     ):
         return
     lines: list[LogLine] = []
-    _closed(run, status, error, now, lines)
+    _closed(run.pk, status, error, now, lines, run=run, task_id=run.task_id)
     _log_lines(run.pk, lines)
     notify_after_commit(run.pk)
 
 
-def _closed(run: Run, status: str, error: str, now: Any, lines: list[LogLine]) -> None:
-    """What follows a close, in the closing transaction: the copy in memory
-    updated, the keys revoked, the line for the run's log, the task told."""
-    run.status, run.error, run.finished_at = status, error, now
+def _closed(
+    run_id: int,
+    status: str,
+    error: str,
+    now: Any,
+    lines: list[LogLine],
+    *,
+    run: Run | None,
+    task_id: int | None,
+) -> None:
+    """What follows a close, in the closing transaction: the copy in memory (if
+    any) updated, the keys revoked, the line for the run's log, the task told."""
+    if run is not None:
+        run.status, run.error, run.finished_at = status, error, now
     with connection.cursor() as cursor:
         revoked_at = RunApiKey._meta.get_field("revoked_at")
         cursor.execute(
             _sql("revoke_keys", connection.vendor),
-            [revoked_at.get_db_prep_save(now, connection), run.pk],
+            [revoked_at.get_db_prep_save(now, connection), run_id],
         )
     lines.append((None, HUB, f"Run {Run.Status(status).label.lower()}."))
-    if run.task_id is not None:
-        _record_on_task(run, run.task_id, status, error)
+    if task_id is not None:
+        if run is None:
+            run = Run.objects.select_related("plugin").get(pk=run_id)
+        _record_on_task(run, task_id, status, error)
 
 
 def _record_on_task(run: Run, task_id: int, status: str, error: str) -> None:

@@ -14,13 +14,22 @@ from plugins_app.plugins.kinds import (
     WORKFLOW_TRIGGER,
     kind_of,
 )
+from plugins_app.plugins.kinds.model import (
+    check_answer,
+    foreign_external_id_of,
+    foreign_problem,
+    store_answer,
+)
 from plugins_app.plugins.models import (
     PluginInstance,
+    PluginType,
 )
 from plugins_app.plugins.versions import served_version
 from plugins_app.runs import preview
-from plugins_app.runs.ledger import item_fail, item_finished
+from plugins_app.runs.answer_row import AnswerRow, answer_row
+from plugins_app.runs.ledger import LogLine, item_fail, item_finished, run_settle
 from plugins_app.runs.models import (
+    Run,
     RunLogLine,
     WorkItem,
 )
@@ -47,6 +56,101 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
     item claimed (leased to this socket → done, one conditional UPDATE), the
     answer written through workspace/writes.py (task, history, ledger), the
     run settled (closed when it was its last item)."""
+    row = answer_row(session) if isinstance(session, str) else None
+    if row is None:
+        log.warning("response for unknown session %r ignored", session)
+        return "unknown-session"
+    if (
+        row.state == WorkItem.State.LEASED
+        and row.instance_id is not None
+        and row.channel_name == channel_name
+        and not payload.get("error")
+        and row.trigger != WORKFLOW_TRIGGER
+        and not row.dry_run
+        and row.plugin_type == PluginType.MODEL
+        and row.asset_id is not None
+    ):
+        return _model_answer(row, payload.get("response"), channel_name)
+    # Anything else (stale, an error, a workflow job, a preview, other kinds)
+    # the general way, from the item read through the ORM.
+    return _respond_with_item(session, payload, channel_name)
+
+
+def _model_answer(row: AnswerRow, response: Any, channel_name: str) -> str:
+    """A Model answer to a leased job, from the raw row: checked before the
+    transaction (pure: no reason to hold SQLite's write lock for it), then the
+    claim, the pre-label and the settle in one transaction."""
+    if row.timeouts and row.instance_id is not None:  # back in line with the others
+        PluginInstance.objects.filter(pk=row.instance_id).update(timeouts=0)
+    assert row.asset_id is not None
+    answer: dict[str, Any] = {}
+    named = foreign_external_id_of(row.asset_id, row.external_id, response)
+    if named is not None:
+        problems = [foreign_problem(named, row.asset_id, row.external_id)]
+    else:
+        result = check_answer(
+            response,
+            ontology=row.ontology,
+            mapping=row.mapping,
+            image_size=row.image_size,
+        )
+        answer, problems = result.answer, result.problems
+    with transaction.atomic():
+        # Claimed first, in the transaction that writes the answer: a sweep
+        # that requeues the job meanwhile finds it done (or, first, makes this
+        # claim fail); without it a pre-label could be written, the job
+        # requeued, and written again. A refused answer ends the item failed.
+        failed = _refused(problems) if problems else None
+        if not WorkItem.objects.transition(
+            row.item_id,
+            WorkItem.State.LEASED,
+            WorkItem.State.FAILED if failed else WorkItem.State.DONE,
+            where={"instance_id": row.instance_id},
+            finished_at=timezone.now(),
+            plugin_version=row.version,
+            **(
+                {"failure": WorkItem.Failure.INVALID, "error": failed} if failed else {}
+            ),
+        ):
+            item = WorkItem.objects.select_related("run").get(pk=row.item_id)
+            return _ignore_stale(item, channel_name)
+        if failed:
+            _settle(row, [(row.item_id, "ERROR", failed)])
+            return "invalid"
+        outcome = store_answer(
+            row.writer(),
+            row.asset_id,
+            row.external_id,
+            answer,
+            workflow=False,
+            version=row.version,
+            load_run=lambda: Run.objects.select_related("plugin", "project").get(
+                pk=row.run_id
+            ),
+        )
+        if outcome.skipped:
+            WorkItem.objects.transition(
+                row.item_id,
+                WorkItem.State.DONE,
+                WorkItem.State.SKIPPED,
+                failure="",
+                error=outcome.skipped,
+            )
+            _settle(row, [(row.item_id, HUB, f"Skipped: {outcome.skipped}.")])
+            return "skipped"
+        _settle(row, [(row.item_id, HUB, outcome.note or "Job done.")])
+    return "done"
+
+
+def _refused(problems: list[str]) -> str:
+    return "The plugin's answer was rejected:\n" + "\n".join(f"• {p}" for p in problems)
+
+
+def _settle(row: AnswerRow, lines: list[LogLine]) -> None:
+    run_settle(row.run_id, plugin_id=row.plugin_id, lines=lines)
+
+
+def _respond_with_item(session: str, payload: dict[str, Any], channel_name: str) -> str:
     item = _by_session.first(session) if isinstance(session, str) else None
     if item is None:
         log.warning("response for unknown session %r ignored", session)
@@ -91,9 +195,7 @@ def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) ->
         )
         outcome = apply(item, payload.get("response"))
         if outcome.problems:
-            text = "The plugin's answer was rejected:\n" + "\n".join(
-                f"• {p}" for p in outcome.problems
-            )
+            text = _refused(outcome.problems)
             _answered(
                 item,
                 WorkItem.State.FAILED,
