@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
-from django.db.models import ManyToManyField, QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from plugins_app.plugins.kinds import checks, kind_for
+from plugins_app.plugins.kinds import Kind, checks, kind_for
 from plugins_app.plugins.models import (
     Delivery,
     Plugin,
-    PluginInstance,
 )
 from plugins_app.plugins.versions import current_version, version_of
+from plugins_app.runs import create_reads
 from plugins_app.runs.models import (
     PRIORITY_BATCH,
     PRIORITY_INTERACTIVE,
     Run,
-    RunLogLine,
     WorkItem,
 )
-from plugins_app.runs.notify import HUB, dashboard_wake, notify_after_commit
+from plugins_app.runs.notify import dashboard_wake, notify_after_commit
+from plugins_app.runs.run_insert import insert_run
 from plugins_app.runs.wakeup import dispatch_created
 from plugins_app.workspace import lifecycle, selection
-from plugins_app.workspace.bulk import insert_many
 from plugins_app.workspace.models import Asset, Batch, Project, TaskEvent
 
 # A preview runs the plugin on a few assets; a person looks at each one.
@@ -83,11 +81,11 @@ def run_create_items(
     errors: dict[str, list[str]] = {}
     mapping = _checked_mapping(request, errors)
     _checked_config(request.config_json, errors)
-    assets, batches, chosen = _checked_scope(request, errors)
+    assets, batches, chosen, live = _checked_scope(request, errors)
     inputs = checked_inputs(request.plugin, request.project, request.inputs, errors)
     if request.replace_submitted:
         _check_may_replace(request, errors)
-    live_versions = _check_reachable(request.plugin, errors) if not errors else None
+    live_versions = None if errors else _check_reachable(request.plugin, live, errors)
     if errors:
         raise RunRequestError(errors)
     run = Run(
@@ -152,8 +150,7 @@ def run_write(
     creation read the live instances once for both checks), even if empty."""
     if not version_known:
         run.plugin_version = run.plugin_version or current_version(run.plugin)
-    run.save(force_insert=True)
-    items = WorkItem.objects.bulk_create(
+    items = [
         WorkItem(
             run=run,
             plugin=run.plugin,
@@ -162,13 +159,9 @@ def run_write(
             priority=priority,
         )
         for asset in assets
-    )
-    now = timezone.now()
-    insert_many(
-        RunLogLine,
-        ["run", "item", "level", "message", "extra", "created_at"],
-        [(run.pk, None, HUB, line, {}, now) for line in lines],
-    )
+    ]
+    # Raw, as save() and bulk_create would write them (runs/run_insert.py).
+    insert_run(run, items, lines, timezone.now())
     notify_after_commit(run.pk)
     plugin_id = run.plugin_id
     # A new run is a figure of the plugin's dashboard (at most one wake-up a
@@ -239,23 +232,22 @@ def _check_may_replace(request: RunRequest, errors: dict[str, list[str]]) -> Non
         ]
 
 
-def _check_reachable(plugin: Plugin, errors: dict[str, list[str]]) -> list[str] | None:
+def _check_reachable(
+    plugin: Plugin, live: list[str] | None, errors: dict[str, list[str]]
+) -> list[str] | None:
     """A socket plugin needs a connected instance now. A REST connector is
     called from Celery: a dead URL fails the run visibly, attempt by attempt
-    (it may scale to zero and wake on the call). Returns the versions the live
-    instances declare (None: not read), which the run records: one read for
-    both."""
+    (it may scale to zero and wake on the call). `live`: the versions its live
+    instances declare, as the scope check read them with the activation
+    (None: not read). Returns them (None: not read), which the run records:
+    one read for both."""
     if plugin.delivery == Delivery.REST:
         if not plugin.connector_url:
             errors.setdefault("__all__", []).append(
                 f"“{plugin.name}” is delivered by REST but has no connector URL."
             )
         return None
-    versions = list(
-        PluginInstance.objects.live()
-        .filter(plugin=plugin)
-        .values_list("version", flat=True)
-    )
+    versions = live if live is not None else create_reads.live_versions(plugin.pk)
     if not versions:
         errors.setdefault("__all__", []).append(
             f"No instance of “{plugin.name}” is connected. Start the plugin "
@@ -283,9 +275,16 @@ def _checked_config(config_json: str, errors: dict[str, list[str]]) -> None:
         errors.setdefault("config_json", []).extend(problems)
 
 
-def _checked_scope(
-    request: RunRequest, errors: dict[str, list[str]]
-) -> tuple[list[Asset], list[Batch], dict[str, Any] | None]:
+class _Scope(NamedTuple):
+    assets: list[Asset]
+    batches: list[Batch]
+    selection: dict[str, Any] | None
+    # The versions the plugin's live instances declare, read with the
+    # activation (None: not read: a REST plugin, or the kind is not runnable).
+    live: list[str] | None = None
+
+
+def _checked_scope(request: RunRequest, errors: dict[str, list[str]]) -> _Scope:
     """The run's assets (Model), batches, and saved selection as stored on the
     run (Run.selection). A preview keeps only its first few assets."""
     project, plugin = request.project, request.plugin
@@ -295,11 +294,22 @@ def _checked_scope(
             f"{kind.label} plugins are not started by hand: a plugin of this "
             f"kind {kind.not_runnable_reason}."
         )
-        return [], [], None
-    if not _is_activated(plugin.pk, project.pk):
+        return _Scope([], [], None)
+    activated, live = create_reads.activation(
+        plugin.pk, project.pk, live=plugin.delivery != Delivery.REST
+    )
+    if not activated:
         errors.setdefault("__all__", []).append(
             f"“{plugin.name}” is not activated on this project."
         )
+    return _Scope(*_checked_assets(request, kind, errors), live=live)
+
+
+def _checked_assets(
+    request: RunRequest, kind: Kind, errors: dict[str, list[str]]
+) -> tuple[list[Asset], list[Batch], dict[str, Any] | None]:
+    """_checked_scope past the kind and activation checks."""
+    project = request.project
     if request.dry_run and not kind.writes_answers:
         errors.setdefault("__all__", []).append(
             "Preview is for Model and Batch Model plugins: other kinds write no "
@@ -311,7 +321,12 @@ def _checked_scope(
             f"Preview runs on 1 to {PREVIEW_MAX_ASSETS} assets."
         )
         return [], [], None
-    batches = list(project.batches.filter(pk__in=request.batch_ids))
+    # No batches named (most runs): no query to build for an empty IN.
+    batches = (
+        list(project.batches.filter(pk__in=request.batch_ids))
+        if request.batch_ids
+        else []
+    )
     missing_batches = set(request.batch_ids) - {b.pk for b in batches}
     if missing_batches:
         errors.setdefault("batches", []).append(
@@ -335,7 +350,7 @@ def _checked_scope(
             "Give at least one asset external ID."
         )
         return [], batches, None
-    assets = {a.external_id: a for a in project.assets.filter(external_id__in=wanted)}
+    assets = {a.external_id: a for a in create_reads.assets(project, wanted)}
     unknown = [e for e in wanted if e not in assets]
     if unknown:
         errors.setdefault("external_ids", []).append(
@@ -380,27 +395,6 @@ def _selected_scope(
             "The selection matches no asset of this project."
         )
     return found, batches, chosen.as_json()
-
-
-@functools.cache
-def _activated_sql() -> str:
-    """Whether a plugin is activated on a project: one row of the m2m table,
-    read raw on the create route (the ORM's compiler is ~5× the query)."""
-    field = Plugin._meta.get_field("projects")
-    assert isinstance(field, ManyToManyField)
-    table = field.remote_field.through._meta.db_table  # type: ignore[union-attr]
-    quote = connection.ops.quote_name
-    return (
-        f"SELECT 1 FROM {quote(table)} "  # noqa: S608
-        f"WHERE {quote(field.m2m_column_name())} = %s "
-        f"AND {quote(field.m2m_reverse_name())} = %s LIMIT 1"
-    )
-
-
-def _is_activated(plugin_id: int, project_id: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(_activated_sql(), [plugin_id, project_id])
-        return cursor.fetchone() is not None
 
 
 def checked_inputs(

@@ -29,21 +29,11 @@ def insert_many(model: type[Model], fields: Sequence[str], rows: list[tuple]) ->
     each) and costs seconds of Python; this costs milliseconds."""
     if not rows:
         return
-    meta = model._meta
-    found = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(column(model, name)) for name in fields)
-    marks = ", ".join(["%s"] * len(found))
+    table, columns, params = prepared_rows(model, fields, rows)
+    marks = ", ".join(["%s"] * len(fields))
     # Only quoted column names from the model are formatted in; values are params.
-    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
+    head = f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
     sql = f"{head}({marks})"
-    # Per column, the one conversion it needs: JSON adapted (Jsonb on
-    # PostgreSQL), a datetime once per distinct value, the rest as they are.
-    # Django's get_db_prep_save per value cost 2 s per 10,000 rows.
-    preps = [db_prep(f) for f in found]
-    params = [
-        tuple(prep(v) for prep, v in zip(preps, row, strict=True)) for row in rows
-    ]
     with connection.cursor() as cursor:
         if 1 < len(rows) <= _FEW_ROWS:
             # A few rows (an answer's log lines) as one statement of several
@@ -52,6 +42,39 @@ def insert_many(model: type[Model], fields: Sequence[str], rows: list[tuple]) ->
             cursor.execute(head + many, [v for row in params for v in row])
         else:
             execute_all(cursor, sql, params)
+
+
+def prepared_rows(
+    model: type[Model], fields: Sequence[str], rows: list[tuple]
+) -> tuple[str, str, list[tuple[Any, ...]]]:
+    """The quoted table, its quoted `fields` columns and each row's parameters,
+    as insert_many writes them (also for an INSERT inside a larger statement:
+    runs/run_insert.py)."""
+    key = (connection.vendor, model, tuple(fields))
+    found = _NAMES.get(key)
+    if found is None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(column(model, name)) for name in fields)
+        found = _NAMES[key] = (
+            quote(meta.db_table),
+            columns,
+            tuple(meta.get_field(name) for name in fields),
+        )
+    table, columns, found_fields = found
+    # Per column, the one conversion it needs: JSON adapted (Jsonb on
+    # PostgreSQL), a datetime once per distinct value, the rest as they are.
+    # Django's get_db_prep_save per value cost 2 s per 10,000 rows.
+    preps = [db_prep(f) for f in found_fields]
+    params = [
+        tuple(prep(v) for prep, v in zip(preps, row, strict=True)) for row in rows
+    ]
+    return table, columns, params
+
+
+# (vendor, model, fields) -> quoted table, quoted columns, the fields: the
+# names cost more to look up and quote than a few rows cost to prepare.
+_NAMES: dict[tuple[str, type[Model], tuple[str, ...]], tuple[str, str, tuple]] = {}
 
 
 def update_answers(rows: list[tuple[int, Any, str, int | None]]) -> None:

@@ -1,0 +1,106 @@
+"""Model rows read and written with SQL written once, for the hot paths where
+the ORM builds a query for every call and building it costs several times
+running it (the create route: the plugin and project it names, the assets,
+the run and its items).
+
+Reads: `ModelRows(Model).select("a")` is every concrete column of the model
+in the model's order; `fetch` turns the rows of such a SELECT into model
+instances as `Model.objects.raw` does (each column's converters, then
+`from_db`), without RawQuerySet's per-call column mapping.
+
+Writes: `insert_values(obj)` is what the ORM's INSERT of an unsaved instance
+sends (every local concrete column but an unset auto primary key, each value
+from `pre_save` and `get_db_prep_save`), so a row written raw is the row
+`save()` or `bulk_create` would have written.
+
+Only quoted names from the models are formatted into SQL; values are params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
+
+from django.db import connections, models, router
+from django.db.models.sql import Query
+
+M = TypeVar("M", bound=models.Model)
+
+
+class ModelRows(Generic[M]):
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self.fields = list(model._meta.concrete_fields)
+        self.attnames = [f.attname for f in self.fields]
+        self._select: dict[tuple[str, str], str] = {}
+        # Per connection: the converters of each column (a backend's
+        # datetimes, booleans, JSON), as the ORM's compiler gives them.
+        self._converters: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+
+    def select(self, alias: str) -> str:
+        """`alias."col", …` for every concrete column, in the model's order."""
+        conn = connections[router.db_for_read(self.model)]
+        key = (conn.vendor, alias)
+        found = self._select.get(key)
+        if found is None:
+            quote = conn.ops.quote_name
+            found = ", ".join(f"{alias}.{quote(str(f.column))}" for f in self.fields)
+            self._select[key] = found
+        return found
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[M]:
+        """The model instances of a SELECT of `select(...)`'s columns first."""
+        db = router.db_for_read(self.model)
+        conn = connections[db]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows: Any = cursor.fetchall()
+        if not rows:
+            return []
+        compiler, converters = self._compiled(conn)
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        width = len(self.fields)
+        from_db = self.model.from_db
+        return [from_db(db, self.attnames, row[:width]) for row in rows]
+
+    def _compiled(self, conn: Any) -> tuple[Any, dict[int, Any]]:
+        found = self._converters.get(conn)
+        if found is None:
+            compiler = conn.ops.compiler("SQLCompiler")(
+                Query(self.model), conn, conn.alias
+            )
+            table = self.model._meta.db_table
+            cols = [f.get_col(table) for f in self.fields]
+            found = self._converters[conn] = (compiler, compiler.get_converters(cols))
+        return found
+
+
+def insert_values(
+    obj: models.Model, conn: Any
+) -> tuple[list[models.Field[Any, Any]], list[Any]]:
+    """The fields and parameters of the ORM's INSERT of unsaved `obj`."""
+    meta = obj._meta
+    fields: list[models.Field[Any, Any]] = [
+        f
+        for f in meta.local_concrete_fields
+        if not (f is meta.auto_field and getattr(obj, f.attname) is None)
+    ]
+    params = [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in fields]
+    for field, value in zip(fields, params, strict=True):
+        if hasattr(value, "as_sql"):
+            # DatabaseDefault (a db_default without a Python default) or
+            # another expression: the ORM compiles those; nothing here does.
+            raise TypeError(
+                f"{meta.label}.{field.name}: an expression cannot be written "
+                "raw; give the field a Python default"
+            )
+    return fields, params
+
+
+def saved(obj: models.Model, pk: Any, db: str) -> None:
+    """What save() and bulk_create leave on an instance they inserted."""
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = db

@@ -1,0 +1,279 @@
+"""The create's statements written once (runs/run_insert.py, runs/create_reads.py,
+workspace/rows.py, web/access.py): what they write and read is what the ORM
+writes and reads, and the create builds no ORM query.
+
+Runs on SQLite by default and on PostgreSQL with DATABASE_URL set (the
+PostgreSQL INSERTs are one statement, a different SQL):
+
+    HUB_METRICS_TOKEN=x-long-enough-test-metrics-token \\
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/create_sql \\
+    .venv/bin/python -m pytest tests/test_create_sql.py -q
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.db.models.sql import compiler
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from plugins_app.plugins.models import Plugin, PluginInstance
+from plugins_app.runs import create_reads, run_insert
+from plugins_app.runs.creation import RunRequest, new_session, run_create_items
+from plugins_app.runs.models import PRIORITY_BATCH, Run, RunLogLine, WorkItem
+from plugins_app.runs.notify import HUB
+from plugins_app.web import access
+from plugins_app.workspace.bulk import insert_many
+from plugins_app.workspace.models import Asset, Project
+from tests.builders import bulk_assets, connect_instance
+
+NOW = timezone.now().replace(microsecond=123456)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """An instance's field values as it holds them in memory."""
+    return {k: v for k, v in vars(obj).items() if k != "_state"}
+
+
+def _unsaved(
+    workspace: Any, plugin: Plugin, assets: list[Asset | None], **run: Any
+) -> tuple[Run, list[WorkItem]]:
+    made = Run(
+        organization_id=workspace.project.organization_id,
+        project=workspace.project,
+        plugin=plugin,
+        created_by=run.pop("created_by", workspace.admin),
+        created_at=NOW,
+        **run,
+    )
+    items = [
+        WorkItem(
+            run=made,
+            plugin=plugin,
+            asset=asset,
+            session=new_session(),
+            priority=PRIORITY_BATCH,
+            queued_at=NOW,
+        )
+        for asset in assets
+    ]
+    return made, items
+
+
+def _orm_write(run: Run, items: list[WorkItem], lines: list[str]) -> None:
+    """run_write as it was: Run.save, bulk_create, insert_many."""
+    run.save(force_insert=True)
+    WorkItem.objects.bulk_create(items)
+    insert_many(
+        RunLogLine,
+        ["run", "item", "level", "message", "extra", "created_at"],
+        [(run.pk, None, HUB, line, {}, NOW) for line in lines],
+    )
+
+
+RUNS = [
+    {},
+    {
+        "class_mapping": [{"schemaId": "face-box", "modelClass": "face"}],
+        "config_json": '{"threshold": 0.5}',
+        "batch_ids": [3, 4],
+        "inputs": {"retry_timeouts": True, "nested": {"a": [1, None, "é"]}},
+        "selection": {"filters": {"status": ["TODO"]}, "ids": [1, 2]},
+        "replace_submitted": True,
+        "dry_run": True,
+        "plugin_version": "1.2, 2.0",
+        "assets_total": 7,
+        "created_by": None,
+    },
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fields", RUNS)
+@pytest.mark.parametrize("n_assets, lines", [(0, []), (1, ["one"]), (3, ["a", "b"])])
+def test_a_run_written_raw_reads_back_as_the_orm_writes_it(
+    workspace: Any,
+    make_plugin: Any,
+    fields: dict[str, Any],
+    n_assets: int,
+    lines: list[str],
+) -> None:
+    plugin = make_plugin().plugin
+    assets: list[Asset | None] = list(workspace.project.assets.all()[:n_assets])
+    assets = assets or [None]
+    by_orm, orm_items = _unsaved(workspace, plugin, assets, **fields)
+    raw, raw_items = _unsaved(workspace, plugin, assets, **fields)
+    with transaction.atomic():
+        _orm_write(by_orm, orm_items, lines)
+        run_insert.insert_run(raw, raw_items, lines, NOW)
+
+    def row(run: Run) -> dict[str, Any]:
+        return Run.objects.filter(pk=run.pk).values().get()
+
+    def item_rows(run: Run) -> list[dict[str, Any]]:
+        return list(WorkItem.objects.filter(run=run).order_by("id").values())
+
+    def line_rows(run: Run) -> list[tuple[Any, ...]]:
+        fields = ["item_id", "level", "message", "extra", "created_at"]
+        return list(RunLogLine.objects.filter(run=run).values_list(*fields))
+
+    def same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ignore = {"id", "run_id", "session"}
+        return [{k: v for k, v in r.items() if k not in ignore} for r in rows]
+
+    assert {**row(raw), "id": 0} == {**row(by_orm), "id": 0}
+    assert same(item_rows(raw)) == same(item_rows(by_orm))
+    assert (
+        line_rows(raw)
+        == line_rows(by_orm)
+        == [(None, HUB, line, {}, NOW) for line in lines]
+    )
+    # In memory, as save() and bulk_create leave them, and as read back.
+    assert {**_fields(raw), "id": 0} == {**_fields(by_orm), "id": 0}
+    assert _fields(Run.objects.get(pk=raw.pk)) == _fields(raw)
+    assert (raw._state.adding, raw._state.db) == (False, by_orm._state.db)
+    read_items = {i.session: i for i in WorkItem.objects.filter(run=raw)}
+    for item in raw_items:
+        assert _fields(read_items[item.session]) == _fields(item)
+        assert (item._state.adding, item._state.db) == (False, by_orm._state.db)
+        assert item.run is raw  # cached: the lease reads no run back
+
+
+@pytest.mark.django_db
+def test_a_large_run_is_written_in_several_inserts_each_item_with_its_row(
+    workspace: Any, make_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 items: on SQLite 62 rows per INSERT (999 parameters), on
+    PostgreSQL the first ones in the one statement and the rest after."""
+    monkeypatch.setattr(run_insert, "_PG_ITEMS", 64)
+    plugin = make_plugin().plugin
+    bulk_assets(workspace.project, 150)
+    assets: list[Asset | None] = list(
+        workspace.project.assets.filter(external_id__startswith="bulk-")
+    )
+    run, items = _unsaved(workspace, plugin, assets)
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        run_insert.insert_run(run, items, ["made"], NOW)
+
+    inserts = [q["sql"] for q in queries if "INSERT" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(inserts) == 3  # run + 64 items + line, then 64 and 22 items
+    else:
+        assert len(inserts) == 5  # run, 62 + 62 + 26 items, the line
+    stored = dict(WorkItem.objects.filter(run=run).values_list("session", "id"))
+    assert len(stored) == 150
+    assert {i.session: i.pk for i in items} == stored
+    assert dict(WorkItem.objects.filter(run=run).values_list("id", "asset_id")) == {
+        i.pk: i.asset_id for i in items
+    }
+
+
+@pytest.mark.django_db
+def test_the_create_builds_no_orm_query_and_writes_in_fewer_statements(
+    workspace: Any, make_plugin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-asset run of a connected socket plugin, up to its dispatch: the
+    reads are the activation with the live versions and the assets; the
+    writes one statement on PostgreSQL, one per table on SQLite."""
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    compiled: list[str] = []
+    for name in ("SQLCompiler", "SQLInsertCompiler"):
+        klass = getattr(compiler, name)
+        original = klass.as_sql
+
+        def counting(self: Any, *a: Any, _o: Any = original, **kw: Any) -> Any:
+            compiled.append(type(self).__name__)
+            return _o(self, *a, **kw)
+
+        monkeypatch.setattr(klass, "as_sql", counting)
+    request = RunRequest(
+        plugin=plugin,
+        project=workspace.project,
+        user=workspace.admin,
+        class_mapping={"face": "face-box"},
+        config_json="{}",
+        external_ids=["astronaut"],
+        batch_ids=[],
+    )
+    with CaptureQueriesContext(connection) as queries:
+        run, items = run_create_items(request, dispatch=False)
+
+    statements = [
+        q["sql"].split(None, 1)[0].upper()
+        for q in queries
+        if "SAVEPOINT" not in q["sql"] and q["sql"] != "BEGIN"
+    ]
+    assert compiled == []
+    if connection.vendor == "postgresql":
+        assert statements == ["SELECT", "SELECT", "WITH"]
+    else:
+        assert statements == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT"]
+    assert items[0].asset.external_id == "astronaut"
+    assert run.items.get().pk == items[0].pk
+
+
+@pytest.mark.django_db
+def test_activation_and_live_versions_read_as_the_orm_reads_them(
+    workspace: Any, make_plugin: Any
+) -> None:
+    plugin = make_plugin().plugin
+    long_ago = timezone.now() - timedelta(days=1)
+    for n, (version, gone) in enumerate(
+        [("1.0", {}), ("", {}), ("2.0", {"disconnected_at": timezone.now()})]
+        + [("3.0", {"last_heartbeat": long_ago}), ("4.0", {"last_seen_at": long_ago})]
+    ):
+        instance = connect_instance(plugin, f"test!live{n}")
+        PluginInstance.objects.filter(pk=instance.pk).update(version=version, **gone)
+    other = make_plugin(name="elsewhere").plugin
+    other.projects.clear()
+    connect_instance(other, "test!other")
+
+    def orm(p: Plugin) -> tuple[bool, list[str]]:
+        live = PluginInstance.objects.live().filter(plugin=p)
+        return (
+            p.projects.filter(pk=workspace.project.pk).exists(),
+            sorted(live.values_list("version", flat=True)),
+        )
+
+    for p in (plugin, other):
+        activated, versions = create_reads.activation(
+            p.pk, workspace.project.pk, live=True
+        )
+        assert (activated, sorted(versions or [])) == orm(p)
+        assert sorted(create_reads.live_versions(p.pk)) == orm(p)[1]
+        only = create_reads.activation(p.pk, workspace.project.pk, live=False)
+        assert only == (orm(p)[0], None)
+    assert orm(plugin) == (True, ["", "1.0"]) and orm(other) == (False, [""])
+
+
+@pytest.mark.django_db
+def test_assets_and_visible_rows_read_as_the_orm_reads_them(
+    workspace: Any, make_plugin: Any, django_assert_num_queries: Any
+) -> None:
+    project = workspace.project
+    wanted = ["astronaut", "coins", "nowhere", "camera"]
+    orm = {a.external_id: a for a in project.assets.filter(external_id__in=wanted)}
+    raw = {a.external_id: a for a in create_reads.assets(project, wanted)}
+
+    assert {k: _fields(a) for k, a in raw.items()} == {
+        k: _fields(a) for k, a in orm.items()
+    }
+    assert len(raw) == 3
+    with django_assert_num_queries(0):
+        assert all(a.project is project for a in raw.values())
+
+    plugin = make_plugin(class_names=["face", "coin"]).plugin
+    for model, pk, get in [
+        (Plugin, plugin.pk, access.get_plugin_for_user),
+        (Project, project.pk, access.get_project_for_user),
+    ]:
+        found = get(workspace.annotator, pk)
+        assert type(found) is model
+        assert _fields(found) == _fields(model.objects.get(pk=pk))
+        assert found._state.db == "default" and not found._state.adding
+        assert access._member_row(model, workspace.outsider, pk) is None
