@@ -1,5 +1,6 @@
-"""ASGI entry point: Django over HTTP, the plugin socket and the run watchers
-over websockets, and a lifespan handler that starts the outbox drain."""
+"""ASGI entry point: Django over HTTP (with a shorter door for POST /api/runs
+by token), the plugin socket and the run watchers over websockets, and a
+lifespan handler that starts the outbox drain."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from django.urls import path  # noqa: E402
 from plugins_app import db_threads, protocol  # noqa: E402
 from plugins_app.dashboard.consumers import DashboardWatchConsumer  # noqa: E402
 from plugins_app.runs.instances import instances_forget_all  # noqa: E402
+from plugins_app.web.api.fast_create import FastCreate  # noqa: E402
 from plugins_app.web.consumers import RunWatchConsumer  # noqa: E402
 from plugins_app.wire import senders  # noqa: E402
 from plugins_app.wire.consumer import PluginSocketConsumer  # noqa: E402
@@ -48,9 +50,12 @@ websocket_urlpatterns = [
     ),
 ]
 
+# POST /api/runs by token skips Django's handler; every other http call (and
+# that one with HUB_FAST_CREATE=0) is Django's (web/api/fast_create.py).
+http_app = FastCreate(django_asgi_app)
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
     }
 )
