@@ -82,13 +82,20 @@ def insert_values(
 ) -> tuple[list[models.Field[Any, Any]], list[Any]]:
     """The fields and parameters of the ORM's INSERT of unsaved `obj`."""
     meta = obj._meta
-    fields: list[models.Field[Any, Any]] = [
-        f
-        for f in meta.local_concrete_fields
-        if not (f is meta.auto_field and getattr(obj, f.attname) is None)
-    ]
-    params = [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in fields]
-    for field, value in zip(fields, params, strict=True):
+    fields: list[models.Field[Any, Any]] = []
+    params: list[Any] = []
+    for field, plain in _plan(type(obj)):
+        if field is meta.auto_field and obj.pk is None:  # an AutoField is the pk
+            continue
+        if plain is not None:
+            value = getattr(obj, field.attname)
+            # What the field's conversion returns for these, done without it
+            # (~10 µs a field, 40 fields a run).
+            if value is None or type(value) is plain:
+                fields.append(field)
+                params.append(value)
+                continue
+        value = field.get_db_prep_save(field.pre_save(obj, True), conn)
         if hasattr(value, "as_sql"):
             # DatabaseDefault (a db_default without a Python default) or
             # another expression: the ORM compiles those; nothing here does.
@@ -96,7 +103,48 @@ def insert_values(
                 f"{meta.label}.{field.name}: an expression cannot be written "
                 "raw; give the field a Python default"
             )
+        fields.append(field)
+        params.append(value)
     return fields, params
+
+
+# Field classes (exactly these, not subclasses) whose get_db_prep_save returns
+# a value of this type, and None, unchanged, on every backend, and whose
+# pre_save is the attribute: their to_python/get_prep_value only convert
+# other types.
+_PLAIN: dict[type[Any], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.IntegerField: int,
+    models.SmallIntegerField: int,
+    models.BigIntegerField: int,
+    models.PositiveIntegerField: int,
+    models.PositiveSmallIntegerField: int,
+    models.BooleanField: bool,
+}
+_INT_KEYS = (models.AutoField, models.BigAutoField)
+_PLANS: dict[type[models.Model], list[tuple[Any, type | None]]] = {}
+
+
+def _plan(model: type[models.Model]) -> list[tuple[Any, type | None]]:
+    """The model's INSERT fields, each with the one type whose values (and
+    None) go in as they are, or None (datetimes, JSON...: the field's own
+    conversion)."""
+    found = _PLANS.get(model)
+    if found is None:
+        found = []
+        for field in model._meta.local_concrete_fields:
+            plain = _PLAIN.get(type(field))
+            if (
+                isinstance(field, models.ForeignKey)
+                and type(field) is models.ForeignKey
+            ):
+                # An integer key: the target's conversion of an int is the int.
+                target = type(field.target_field)
+                plain = int if target in _INT_KEYS else None
+            found.append((field, plain))
+        _PLANS[model] = found
+    return found
 
 
 def saved(obj: models.Model, pk: Any, db: str) -> None:
