@@ -4,7 +4,6 @@ so two processes racing for one item change it once."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -16,6 +15,7 @@ from plugins_app.plugins.models import (
     PluginInstance,
 )
 from plugins_app.plugins.versions import served_version
+from plugins_app.runs.ledger_sql import LogLine, settle_sql, sql
 from plugins_app.runs.models import (
     Run,
     RunApiKey,
@@ -76,10 +76,6 @@ def item_finished(item: WorkItem, line: str, *, level: str = HUB) -> None:
     run_settle(item.run_id, run=item.run, lines=[(item.pk, level, line)])
 
 
-# A hub log line of a run, for `run_settle`: (item id or None, level, message).
-LogLine = tuple[int | None, str, str]
-
-
 def run_settle(
     run_id: int,
     *,
@@ -87,6 +83,7 @@ def run_settle(
     run: Run | None = None,
     lines: list[LogLine] | None = None,
     plugin_id: int | None = None,
+    locked: bool = False,
 ) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
@@ -94,21 +91,27 @@ def run_settle(
     them, save reading the run again (what a close reads of it never
     changes). `lines` are written to the run's log with the close's own.
 
-    One conditional UPDATE decides and closes (`_sql("close")`), after the run's
+    One conditional UPDATE decides and closes (`sql("close")`), after the run's
     row is locked on PostgreSQL: two items of one run finishing at once take
     turns there, and the second one's UPDATE, a statement begun after the
     first one committed, sees its item done: one of them closes the run.
     SQLite's write transaction already holds the whole database, so there is
-    no lock to take (the run's plugin is then read only if not given)."""
+    no lock to take (the run's plugin is then read only if not given).
+    `locked`: the caller locked the run's row already (answer_row.claim)."""
     lines = list(lines or [])
     if plugin_id is None and run is not None:
         plugin_id = run.plugin_id
-    if plugin_id is None or connection.features.has_select_for_update:
+    if plugin_id is None or (connection.features.has_select_for_update and not locked):
         plugin_id = _locked_run(run_id)
     if dispatch:
         dispatch_after_commit(plugin_id)
     now = timezone.now()
-    closed = _close_if_settled(run_id, now)
+    if connection.vendor == "postgresql":
+        # The close, the keys and every log line in one round trip.
+        closed = _settle_in_one(run_id, now, lines)
+        lines = []
+    else:
+        closed = _close_if_settled(run_id, now)
     if closed is not None:
         status, task_id = closed
         error = ""
@@ -118,9 +121,31 @@ def run_settle(
             error = _first_item_error(run)
             if error:
                 Run.objects.filter(pk=run_id).update(error=error)
-        _closed(run_id, status, error, now, lines, run=run, task_id=task_id)
+        if connection.vendor != "postgresql":
+            _revoke_keys(run_id, now)
+            lines.append(_close_line(status))
+        _closed(run_id, status, error, now, run=run, task_id=task_id)
     _log_lines(run_id, lines)
     notify_after_commit(run_id)
+
+
+def _settle_in_one(
+    run_id: int, now: Any, lines: list[LogLine]
+) -> tuple[str, int | None] | None:
+    """PostgreSQL: `_close_if_settled`, then, if it closed, `_revoke_keys`, and
+    the log lines (the close's own last) as one statement of data-modifying
+    CTEs reading the close's RETURNING: one round trip instead of three."""
+    at = Run._meta.get_field("finished_at").get_db_prep_save(now, connection)
+    params: list[Any] = [*_close_params(run_id, at), at, run_id, at]
+    for item_id, level, text in lines:
+        params += [run_id, item_id, level, text]
+    params += [run_id, HUB]
+    for status in (Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.TIMED_OUT):
+        params += [status.value, _close_line(status)[2]]
+    with connection.cursor() as cursor:
+        cursor.execute(settle_sql(len(lines)), params)
+        row = cursor.fetchone()
+    return None if row is None else (str(row[0]), row[1])
 
 
 def _locked_run(run_id: int) -> int:
@@ -128,7 +153,7 @@ def _locked_run(run_id: int) -> int:
     SQLite's write transaction holds the whole database). A prepared statement:
     this is on every answer's path."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql("locked_run", connection.vendor), [run_id])
+        cursor.execute(sql("locked_run", connection.vendor), [run_id])
         row = cursor.fetchone()
     if row is None:
         raise Run.DoesNotExist(f"run {run_id}")
@@ -140,29 +165,43 @@ def _close_if_settled(run_id: int, now: Any) -> tuple[str, int | None] | None:
     when none failed, timed out when every failure is a timeout, else failed.
     Returns the status it ended with and the task it is about (RETURNING: no
     read of the run), None when it goes on (or had ended)."""
-    finished_at = Run._meta.get_field("finished_at").get_db_prep_save(now, connection)
-    item = WorkItem.State
+    at = Run._meta.get_field("finished_at").get_db_prep_save(now, connection)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _sql("close", connection.vendor),
-            [
-                # failed when an item failed otherwise than by a timeout,
-                item.FAILED.value,
-                WorkItem.Failure.TIMEOUT.value,
-                Run.Status.FAILED.value,
-                # else timed out when an item failed, else succeeded;
-                item.FAILED.value,
-                Run.Status.TIMED_OUT.value,
-                Run.Status.SUCCEEDED.value,
-                finished_at,
-                run_id,
-                *Run.OPEN,
-                item.PENDING.value,
-                item.LEASED.value,
-            ],
-        )
+        cursor.execute(sql("close", connection.vendor), _close_params(run_id, at))
         row = cursor.fetchone()
     return None if row is None else (str(row[0]), row[1])
+
+
+def _close_params(run_id: int, finished_at: Any) -> list[Any]:
+    item = WorkItem.State
+    return [
+        # failed when an item failed otherwise than by a timeout,
+        item.FAILED.value,
+        WorkItem.Failure.TIMEOUT.value,
+        Run.Status.FAILED.value,
+        # else timed out when an item failed, else succeeded;
+        item.FAILED.value,
+        Run.Status.TIMED_OUT.value,
+        Run.Status.SUCCEEDED.value,
+        finished_at,
+        run_id,
+        *Run.OPEN,
+        item.PENDING.value,
+        item.LEASED.value,
+    ]
+
+
+def _revoke_keys(run_id: int, now: Any) -> None:
+    revoked_at = RunApiKey._meta.get_field("revoked_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql("revoke_keys", connection.vendor),
+            [revoked_at.get_db_prep_save(now, connection), run_id],
+        )
+
+
+def _close_line(status: str) -> LogLine:
+    return (None, HUB, f"Run {Run.Status(status).label.lower()}.")
 
 
 def _log_lines(run_id: int, lines: list[LogLine]) -> None:
@@ -172,49 +211,6 @@ def _log_lines(run_id: int, lines: list[LogLine]) -> None:
         RunLogLine,
         ("run", "item", "level", "message", "extra", "created_at"),
         [(run_id, item_id, level, text, {}, now) for item_id, level, text in lines],
-    )
-
-
-def _column(meta: Any, name: str) -> str:
-    found = meta.get_field(name)
-    assert found.concrete and found.column, name
-    return str(found.column)
-
-
-@functools.cache
-def _sql(name: str, vendor: str) -> str:
-    """The ledger's prepared statements, built once per process and database
-    (only quoted column names from the models are formatted in)."""
-    quote = connection.ops.quote_name
-    run, item = Run._meta, WorkItem._meta
-    if name == "locked_run":
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        return (
-            f"SELECT {quote(_column(run, 'plugin'))} "  # noqa: S608
-            f"FROM {quote(run.db_table)} WHERE {quote(_column(run, 'id'))} = %s{lock}"
-        )
-    if name == "revoke_keys":
-        keys = RunApiKey._meta
-        revoked_at = quote(_column(keys, "revoked_at"))
-        return (
-            f"UPDATE {quote(keys.db_table)} SET {revoked_at} = %s "  # noqa: S608
-            f"WHERE {quote(_column(keys, 'run'))} = %s AND {revoked_at} IS NULL"
-        )
-    assert name == "close", name
-    items = quote(item.db_table)
-    run_id = f"{quote(run.db_table)}.{quote(_column(run, 'id'))}"
-    of_run = f"{quote(_column(item, 'run'))} = {run_id}"
-    state, failure = quote(_column(item, "state")), quote(_column(item, "failure"))
-    status = quote(_column(run, "status"))
-    return (
-        f"UPDATE {quote(run.db_table)} SET {status} = CASE "  # noqa: S608
-        f"WHEN EXISTS (SELECT 1 FROM {items} WHERE {of_run} AND {state} = %s "
-        f"AND {failure} <> %s) THEN %s "
-        f"WHEN EXISTS (SELECT 1 FROM {items} WHERE {of_run} AND {state} = %s) "
-        f"THEN %s ELSE %s END, {quote(_column(run, 'finished_at'))} = %s "
-        f"WHERE {run_id} = %s AND {status} IN ({', '.join(['%s'] * len(Run.OPEN))}) "
-        f"AND NOT EXISTS (SELECT 1 FROM {items} WHERE {of_run} "
-        f"AND {state} IN (%s, %s)) RETURNING {status}, {quote(_column(run, 'task'))}"
     )
 
 
@@ -237,9 +233,9 @@ def run_close(run: Run, status: str, error: str) -> None:
         run.pk, Run.OPEN, status, error=error, finished_at=now
     ):
         return
-    lines: list[LogLine] = []
-    _closed(run.pk, status, error, now, lines, run=run, task_id=run.task_id)
-    _log_lines(run.pk, lines)
+    _revoke_keys(run.pk, now)
+    _closed(run.pk, status, error, now, run=run, task_id=run.task_id)
+    _log_lines(run.pk, [_close_line(status)])
     notify_after_commit(run.pk)
 
 
@@ -248,22 +244,15 @@ def _closed(
     status: str,
     error: str,
     now: Any,
-    lines: list[LogLine],
     *,
     run: Run | None,
     task_id: int | None,
 ) -> None:
-    """What follows a close, in the closing transaction: the copy in memory (if
-    any) updated, the keys revoked, the line for the run's log, the task told."""
+    """What follows a close (its keys revoked and its log line written by the
+    caller), in the closing transaction: the copy in memory (if any) updated,
+    the task told."""
     if run is not None:
         run.status, run.error, run.finished_at = status, error, now
-    with connection.cursor() as cursor:
-        revoked_at = RunApiKey._meta.get_field("revoked_at")
-        cursor.execute(
-            _sql("revoke_keys", connection.vendor),
-            [revoked_at.get_db_prep_save(now, connection), run_id],
-        )
-    lines.append((None, HUB, f"Run {Run.Status(status).label.lower()}."))
     if task_id is not None:
         if run is None:
             run = Run.objects.select_related("plugin").get(pk=run_id)
