@@ -219,6 +219,12 @@
   }
 
   function onCreate(annotation) {
+    // Annotorious sends this a moment after the shape reached its store (a
+    // timer): an undo or redo may have taken it away since (keys pressed
+    // faster than that, or a busy page). The store observer in start() has
+    // already followed the store; listing the shape now would bring back an
+    // object the image no longer shows, and submit it.
+    if (!anno.getAnnotationById(annotation.id)) return;
     if (restore(annotation.id)) {
       renderList();
       return;
