@@ -37,6 +37,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import response_for_exception
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
@@ -163,12 +164,12 @@ class FastCreate:
         try:
             response: HttpResponse
             try:
-                # DB work on the pool thread that keeps its connection and
-                # recovers a broken one (close_if_unusable_or_obsolete after
-                # each call), which is why the request_started/finished signals
-                # (close_old_connections, db_threads) are not needed here: no
-                # connection is opened on the loop or on a thread of the request.
-                result = await protocol.in_pool(create_run_as, user, body)
+                # DB work on the pool thread that keeps its connection, as the
+                # route's view does. Django's request_started/finished signals
+                # (close_old_connections, db_threads) are not sent: no
+                # connection is opened on the loop or on a thread of the
+                # request, and _create_as drops a broken or expired one.
+                result = await protocol.in_pool(_create_as, user, body)
                 response = self._render(request, result)
             except Exception as exc:
                 response = await self._exception_response(request, exc)
@@ -219,6 +220,17 @@ class FastCreate:
             return await sync_to_async(  # handler500's page
                 response_for_exception, thread_sensitive=False
             )(request, unhandled)
+
+
+def _create_as(user: User, body: RunIn) -> Status[dict[str, Any]]:
+    """create_run_as, then what close_old_connections does at the end of a
+    Django request, on this thread: in_pool's pool thread does it too, but
+    without the ASGI lifespan (tests) in_pool runs it on asgiref's
+    thread-sensitive thread, which nothing else would look after."""
+    try:
+        return create_run_as(user, body)
+    finally:
+        connection.close_if_unusable_or_obsolete()
 
 
 def _chain_is_vetted() -> bool:
