@@ -27,6 +27,7 @@ from plugins_app.runs.creation import RunRequest, new_session, run_create_items
 from plugins_app.runs.models import PRIORITY_BATCH, Run, RunLogLine, WorkItem
 from plugins_app.runs.notify import HUB
 from plugins_app.web import access
+from plugins_app.workspace import rows
 from plugins_app.workspace.bulk import insert_many
 from plugins_app.workspace.models import Asset, Project
 from tests.builders import bulk_assets, connect_instance
@@ -277,3 +278,25 @@ def test_assets_and_visible_rows_read_as_the_orm_reads_them(
         assert _fields(found) == _fields(model.objects.get(pk=pk))
         assert found._state.db == "default" and not found._state.adding
         assert access._member_row(model, workspace.outsider, pk) is None
+
+
+@pytest.mark.parametrize("model", [Run, WorkItem, Asset, PluginInstance])
+def test_values_written_as_they_are_are_what_their_fields_make_of_them(
+    model: Any,
+) -> None:
+    """workspace/rows.py skips the field's conversion for these types only
+    where it returns the value unchanged, on this backend."""
+    samples: dict[type, list[Any]] = {
+        str: ["", "x", "é ✓"],
+        int: [0, 7, 2**40],
+        bool: [True, False],
+    }
+    skipped = 0
+    for field, plain in rows._plan(model):
+        if plain is None:
+            continue
+        for value in [*samples[plain], None]:
+            prepared = field.get_db_prep_save(value, connection)
+            assert (type(prepared), prepared) == (type(value), value), field
+            skipped += 1
+    assert skipped
