@@ -1,0 +1,134 @@
+"""A Model answer applied from one raw row (runs/answer_row.py): no model
+instance is built for the common case, the parsed ontology follows the
+project's as it changes, a refused answer ends its item failed in one claim,
+and the history keeps the replaced answer exactly (spliced in as text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db.models.signals import post_init
+
+from plugins_app.plugins.models import Plugin
+from plugins_app.runs import answer_row
+from plugins_app.runs.dispatch import dispatch_pending
+from plugins_app.runs.models import Run, WorkItem
+from plugins_app.runs.responses import item_respond
+from plugins_app.workspace import events
+from plugins_app.workspace.models import Project, Task, TaskEvent
+from tests.builders import connect_instance, new_run
+
+CHANNEL = "row!one"
+BOX = {"x": 1, "y": 2, "width": 3, "height": 4}
+ANSWER = {"objects": [{"schemaId": "face-box", "bounding-box": BOX}]}
+
+
+@pytest.fixture
+def plugin(make_plugin: Any) -> Plugin:
+    plugin: Plugin = make_plugin(timeout=30).plugin
+    connect_instance(plugin, CHANNEL)
+    return plugin
+
+
+def leased(workspace: Any, plugin: Plugin, external_id: str = "astronaut") -> WorkItem:
+    run = new_run(workspace, plugin, external_id)
+    dispatch_pending(plugin.pk)
+    item = run.items.get()
+    assert item.state == WorkItem.State.LEASED
+    return item
+
+
+def respond(item: WorkItem, response: Any = ANSWER) -> str:
+    return item_respond(
+        session=item.session,
+        payload={"session": item.session, "response": response},
+        channel_name=CHANNEL,
+    )
+
+
+def test_it_applies_an_answer_without_building_a_model_instance(
+    workspace: Any, plugin: Plugin
+) -> None:
+    """The ORM read built six (item, run, plugin, project, asset, instance)."""
+    item = leased(workspace, plugin)
+    built: list[str] = []
+
+    def count(sender: Any, **kwargs: Any) -> None:
+        built.append(sender.__name__)
+
+    post_init.connect(count)
+    try:
+        assert respond(item) == "done"
+    finally:
+        post_init.disconnect(count)
+    assert built == []
+    assert Run.objects.get(pk=item.run_id).status == Run.Status.SUCCEEDED
+
+
+def test_it_checks_against_the_ontology_as_it_is_now(
+    workspace: Any, plugin: Plugin
+) -> None:
+    """The parsed ontology is kept per text: one parse for a run's answers,
+    and a changed ontology is a new text, parsed anew (never a stale copy)."""
+    answer_row._parsed_text.cache_clear()
+    assert respond(leased(workspace, plugin)) == "done"
+    assert respond(leased(workspace, plugin, "coins")) == "done"
+    info = answer_row._parsed_text.cache_info()
+    assert info.hits >= 1
+
+    project = Project.objects.get(pk=workspace.project.pk)
+    ontology = dict(project.ontology)
+    ontology["tools"] = [t for t in ontology["tools"] if t["schemaId"] != "face-box"]
+    Project.objects.filter(pk=project.pk).update(ontology=ontology)
+    item = leased(workspace, plugin)
+
+    assert respond(item) == "invalid"
+    item.refresh_from_db()
+    assert (item.state, item.failure) == (WorkItem.State.FAILED, "invalid")
+    assert "face-box" in item.error and item.finished_at is not None
+    assert item.plugin_version == Run.objects.get(pk=item.run_id).plugin_version
+
+
+def test_a_refused_answer_fails_its_item_in_one_claim_and_its_run(
+    workspace: Any, plugin: Plugin
+) -> None:
+    item = leased(workspace, plugin)
+    task = workspace.asset("astronaut").task
+    before = Task.objects.values_list("answer", "status").get(pk=task.pk)
+
+    assert respond(item, {"objects": [{"schemaId": "nope", "point": [1]}]}) == (
+        "invalid"
+    )
+
+    item.refresh_from_db()
+    assert item.state == WorkItem.State.FAILED
+    assert item.error.startswith("The plugin's answer was rejected:\n• ")
+    assert Task.objects.values_list("answer", "status").get(pk=task.pk) == before
+    run = Run.objects.get(pk=item.run_id)
+    assert run.status == Run.Status.FAILED and run.error == item.error
+    lines = list(run.log_lines.order_by("id").values_list("level", "message"))
+    assert lines[-2] == ("ERROR", item.error) and lines[-1] == ("HUB", "Run failed.")
+    assert respond(item) == "stale"  # a late second answer changes nothing
+
+
+@pytest.mark.parametrize(
+    ("held", "recorded"),
+    [
+        ({}, {}),
+        ([], {}),
+        ({"tools": [{"schemaId": "x", "title": 'Zoë \u2603 "q"'}]}, None),
+    ],
+)
+def test_the_history_keeps_the_replaced_answer_exactly(
+    workspace: Any, plugin: Plugin, held: Any, recorded: Any
+) -> None:
+    task = workspace.asset("astronaut").task
+    Task.objects.filter(pk=task.pk).update(answer=held)
+    item = leased(workspace, plugin)
+
+    assert respond(item) == "done"
+
+    event = TaskEvent.objects.get(task=task, name=events.ANSWER_WRITTEN)
+    assert event.data["previousAnswer"] == (held if recorded is None else recorded)
+    assert (event.data["run"], event.data["plugin"]) == (item.run_id, plugin.name)
