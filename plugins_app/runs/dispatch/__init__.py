@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from plugins_app import protocol
 from plugins_app.plugins.models import Delivery, Plugin
+from plugins_app.runs.dispatch.leases import quoted
 from plugins_app.runs.dispatch.rest import dispatch_rest
 from plugins_app.runs.dispatch.socket import DISPATCH_BATCH, lease_pending
 from plugins_app.runs.models import WorkItem
@@ -43,11 +44,14 @@ def dispatch_pending(plugin_id: int) -> int:
     instances with free capacity, least loaded first, over the channel layer
     once leased (or to its REST connector, or to hosted workers). Safe to call
     from any process at any time (see `lease_pending`)."""
-    delivery = Plugin.objects.filter(pk=plugin_id).values_list("delivery", flat=True)
-    how = delivery.first()
+    how, waiting = _probe(plugin_id)
     deliver = DELIVERIES.get(how) if how is not None else None
     if deliver is not None:
         return deliver(plugin_id)
+    if not waiting:
+        # Every answer asks for a dispatch, and most find nothing waiting:
+        # this one statement is then all it costs (no transaction).
+        return 0
     sent = 0
     while True:
         with transaction.atomic():
@@ -56,3 +60,21 @@ def dispatch_pending(plugin_id: int) -> int:
         sent += len(jobs)
         if len(jobs) < DISPATCH_BATCH:
             return sent
+
+
+def _probe(plugin_id: int) -> tuple[str | None, bool]:
+    """The plugin's delivery (None: no such plugin) and whether any item of it
+    is pending, in one statement: an index range of `next_job`, the same
+    probe `lease_pending` starts with. An item made pending after it (by
+    another process, a requeue, a new run) is dispatched by whoever made it."""
+    p, w = Plugin, WorkItem
+    sql = (
+        f"SELECT p.{quoted(p, 'delivery')}, EXISTS (SELECT 1 FROM {quoted(w)} w "  # noqa: S608
+        f"WHERE w.{quoted(w, 'plugin')} = p.{quoted(p, 'id')} "
+        f"AND w.{quoted(w, 'state')} = %s) "
+        f"FROM {quoted(p)} p WHERE p.{quoted(p, 'id')} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [WorkItem.State.PENDING.value, plugin_id])
+        row = cursor.fetchone()
+    return (row[0], bool(row[1])) if row else (None, False)

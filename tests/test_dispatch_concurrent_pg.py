@@ -1,0 +1,287 @@
+"""Socket dispatches of one plugin running at once on PostgreSQL, where two
+connections really do (SQLite's write transaction serializes them): a dispatch
+does not wait on another one that holds its transaction open, and under many
+concurrent creates and freed slots no instance holds more jobs than its slots
+and no item is leased twice.
+
+A child process on a fresh PostgreSQL database (bench/hub_setup.py's hub) runs
+each case with threads, each on its own connection, and prints what it saw;
+the tests check it here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.production import needs_services, psql
+
+pytestmark = needs_services
+
+ROOT = Path(__file__).resolve().parent.parent
+HOLD = 3.0  # seconds the first dispatch keeps its transaction open
+SLOTS = 2  # per instance (the plugin's concurrency)
+INSTANCES = 4
+CREATORS, ROUNDS = 4, 25
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    database = f"dispatch_race_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE DATABASE {database}")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "HUB_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+        "HUB_METRICS_TOKEN": "dispatch-race-metrics-token",
+    }
+    for key in ("HUB_TEST_DB", "REDIS_URL"):
+        env.pop(key, None)
+    python = str(ROOT / ".venv" / "bin" / "python")
+    try:
+        setup = [python, str(ROOT / "bench" / "hub_setup.py")]
+        subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
+        child = subprocess.run(
+            [python, "-m", "tests.test_dispatch_concurrent_pg"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")
+
+
+def test_a_create_does_not_wait_on_a_dispatch_that_holds_its_transaction(
+    seen: dict[str, Any],
+) -> None:
+    case = seen["no_wait"]
+    # The second create leased its item to the other instance, at once.
+    assert case["first"] != case["second"] and None not in (
+        case["first"],
+        case["second"],
+    )
+    assert case["took"] < HOLD / 3, case
+
+
+def test_concurrent_creates_and_freed_slots_keep_every_instance_within_its_slots(
+    seen: dict[str, Any],
+) -> None:
+    case = seen["slots"]
+    assert case["errors"] == [], case["errors"]
+    assert case["over"] == [], case["over"]  # (instance, jobs) seen above SLOTS
+    assert case["samples"] > 50
+    # Exactly once: every item leased at most once, none lost.
+    assert case["attempts_over_1"] == 0
+    assert case["items"] == CREATORS * ROUNDS
+    assert (
+        case["states"].get("pending", 0)
+        + case["states"].get("leased", 0)
+        + case["states"].get("done", 0)
+        == CREATORS * ROUNDS
+    )
+    assert case["finished"] > SLOTS * INSTANCES  # slots were freed and refilled
+    # Nothing left pending while a slot is free.
+    assert case["pending_with_free_slot"] is False
+
+
+# --- the child process ---------------------------------------------------------------
+def _child() -> None:
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from plugins_app.plugins.models import Plugin, PluginInstance
+    from plugins_app.runs.creation import RunRequest, run_create
+    from plugins_app.runs.dispatch import dispatch_pending
+    from plugins_app.runs.models import WorkItem
+    from plugins_app.workspace.models import Project
+
+    plugin = Plugin.objects.get(type="model")
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=SLOTS)
+    plugin.refresh_from_db()
+    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
+    user = get_user_model().objects.get(username="admin")
+    assets = list(project.tasks.values_list("asset__external_id", flat=True))
+
+    def alive() -> None:
+        now = timezone.now()
+        PluginInstance.objects.filter(plugin=plugin).update(
+            last_heartbeat=now, last_seen_at=now
+        )
+
+    def create(external_id: str) -> list[WorkItem]:
+        request = RunRequest(
+            plugin=plugin,
+            project=project,
+            user=user,
+            class_mapping={"face": "face-box"},
+            config_json="{}",
+            external_ids=[external_id],
+            batch_ids=[],
+        )
+        return list(run_create(request).items.all())
+
+    def leased_to(item: WorkItem) -> int | None:
+        item.refresh_from_db()
+        return item.instance_id if item.state == "leased" else None
+
+    results: dict[str, Any] = {}
+
+    # --- one create holds its transaction open after leasing; another comes.
+    for n in range(2):
+        PluginInstance.objects.create(
+            plugin=plugin, channel_name=f"race!{n}", address=f"r:{n}"
+        )
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=1)
+    plugin.refresh_from_db()
+    leased, firsts, took = threading.Event(), [], [0.0]
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                firsts.extend(create(assets[0]))
+                leased.set()
+                time.sleep(HOLD)
+        finally:
+            leased.set()
+            connection.close()
+
+    def follow() -> list[WorkItem]:
+        leased.wait()
+        t0 = time.monotonic()
+        try:
+            return create(assets[1])
+        finally:
+            took[0] = time.monotonic() - t0
+            connection.close()
+
+    seconds: list[WorkItem] = []
+    threads = [
+        threading.Thread(target=hold),
+        threading.Thread(target=lambda: seconds.extend(follow())),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results["no_wait"] = {
+        "first": leased_to(firsts[0]),
+        "second": leased_to(seconds[0]),
+        "took": took[0],
+    }
+
+    # --- many creates at once, while leased jobs finish and free their slots.
+    WorkItem.objects.update(state="done")
+    PluginInstance.objects.update(disconnected_at=timezone.now())
+    for n in range(INSTANCES):
+        PluginInstance.objects.create(
+            plugin=plugin, channel_name=f"slots!{n}", address=f"s:{n}"
+        )
+    Plugin.objects.filter(pk=plugin.pk).update(concurrency=SLOTS)
+    plugin.refresh_from_db()
+    first_item = WorkItem.objects.order_by("-id").values_list("id", flat=True)[0]
+    done = threading.Event()
+    errors: list[str] = []
+    over: list[tuple[int, int]] = []
+    samples, finished = [0], [0]
+
+    def creator(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            for _ in range(ROUNDS):
+                create(rnd.choice(assets))
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    def finisher() -> None:
+        # What answers do: a leased job ends, then its slot is dispatched.
+        rnd = random.Random(99)
+        try:
+            while not done.is_set():
+                ids = list(
+                    WorkItem.objects.filter(state="leased").values_list("id", flat=True)
+                )
+                if ids:
+                    WorkItem.objects.filter(pk=rnd.choice(ids), state="leased").update(
+                        state="done", finished_at=timezone.now()
+                    )
+                    finished[0] += 1
+                    dispatch_pending(plugin.pk)
+                time.sleep(rnd.random() * 0.02)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    def checker() -> None:
+        try:
+            while not done.is_set():
+                alive()  # as pongs do: it writes the instance rows too
+                held = (
+                    WorkItem.objects.filter(state="leased", pk__gt=first_item)
+                    .values("instance")
+                    .annotate(n=Count("id"))
+                )
+                over.extend((r["instance"], r["n"]) for r in held if r["n"] > SLOTS)
+                samples[0] += 1
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    side = [threading.Thread(target=finisher), threading.Thread(target=checker)]
+    creators = [threading.Thread(target=creator, args=(n,)) for n in range(CREATORS)]
+    for thread in side + creators:
+        thread.start()
+    for thread in creators:
+        thread.join()
+    done.set()
+    for thread in side:
+        thread.join()
+    alive()
+    dispatch_pending(plugin.pk)  # what the next freed slot (or the sweep) does
+    items = WorkItem.objects.filter(pk__gt=first_item)
+    states = dict(items.values_list("state").annotate(n=Count("id")))
+    held = dict(
+        items.filter(state="leased").values_list("instance").annotate(n=Count("id"))
+    )
+    live = PluginInstance.objects.filter(plugin=plugin, disconnected_at=None)
+    results["slots"] = {
+        "errors": errors,
+        "over": over,
+        "samples": samples[0],
+        "finished": finished[0],
+        "items": items.count(),
+        "states": states,
+        "attempts_over_1": items.filter(attempts__gt=1).count(),
+        "pending_with_free_slot": bool(states.get("pending"))
+        and any(held.get(i.pk, 0) < SLOTS for i in live),
+    }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    _child()
