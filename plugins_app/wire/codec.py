@@ -145,5 +145,10 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
+# Built once: json.dumps with any argument builds an encoder per call (every
+# job frame and ack).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)

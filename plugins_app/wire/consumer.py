@@ -315,7 +315,10 @@ class PluginSocketConsumer(AsyncWebsocketConsumer):
     async def job_dispatch(self, message: JobDispatch) -> None:
         job = dict(message["job"])
         if isinstance(job.get("dataURL"), str) and job["dataURL"].startswith("/"):
-            job["dataURL"] = _public_base(self.scope) + job["dataURL"]
+            base = getattr(self, "public_base", None)
+            if base is None:  # read from the scope once per socket
+                base = self.public_base = _public_base(self.scope)
+            job["dataURL"] = base + job["dataURL"]
         await self.send(codec.encode_event(NAMESPACE, "plugin", job))
 
     async def _ping_forever(self) -> None:
