@@ -41,6 +41,17 @@ UNDO_REDO_AT_ONCE = """async () => {
   await new Promise((resolve) => setTimeout(resolve, 10));
 }"""
 
+# n, n, n, then Delete after Annotorious's timer for the first n (timers of
+# equal delay run in the order they were set); resolves once its others ran.
+N_N_N_THEN_DELETE = """async () => {
+  const press = (key) => document.dispatchEvent(new KeyboardEvent("keydown", { key }));
+  press("n");
+  setTimeout(() => press("Delete"), 1);
+  press("n");
+  press("n");
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}"""
+
 
 def open_canvas(page: Any, hub: Any, workspace: Any, task: Task) -> Any:
     page.goto(f"{hub.url}/projects/{workspace.project.pk}/tasks/{task.pk}/")
@@ -155,6 +166,30 @@ def test_a_labeler_corrects_a_pre_label_on_the_canvas_and_submits_it(
     assert event.data["previousAnswer"] == written
     # Read back: the edited objects are bob's now.
     expect(object_row(canvas, 1)).to_contain_text("bob")
+
+
+def test_keys_pressed_faster_than_annotorious_tells_act_on_the_highlighted_object(
+    workspace: Any,
+    make_plugin: Any,
+    live_hub: Any,
+    tab: Tab,  # noqa: F811
+) -> None:
+    """Annotorious tells of a selection on a timer: n, n, n, then Delete with
+    the first of those told in between (a busy page) deletes the third object,
+    the one highlighted, not the first."""
+    plugin = make_plugin(
+        name="Detector", type=PluginType.BATCH_MODEL, class_names=CLASSES
+    ).plugin
+    prelabeled(workspace, plugin, PRELABEL)
+    page = tab.page
+    log_in(page, live_hub, "bob")
+    canvas = open_canvas(page, live_hub, workspace, workspace.asset("astronaut").task)
+    objects = canvas.locator("#canvas-objects li")
+    expect(objects).to_have_count(3)
+    page.evaluate(N_N_N_THEN_DELETE)
+    expect(objects).to_have_count(2)
+    expect(object_row(canvas, 1)).to_contain_text("Face")
+    expect(object_row(canvas, 2)).to_contain_text("Coin")
 
 
 def test_a_reviewer_rejects_only_with_a_reason_on_the_canvas_page(

@@ -348,11 +348,15 @@
       for (const annotation of changes.created || []) changed = restore(annotation.id) || changed;
       if (changed) renderList();
     });
-    anno.on("selectionChanged", (selected) => {
-      // A selection made from the list (select()) comes back here a moment
-      // later: rebuilding the panel then would wipe what is being typed in it.
-      if (selected.length && selected[0].id !== selectedId) {
-        selectedId = selected[0].id;
+    anno.on("selectionChanged", () => {
+      // This comes on a timer: keys pressed since (n, p, Delete) may have
+      // moved the selection on, so it is read as it is now, not as it was
+      // (n, n, n, Delete deleted the first object). A selection made from the
+      // list (select()) is shown already: rebuilding the panel then would
+      // wipe what is being typed in it.
+      const [now] = anno.getSelected();
+      if (now && now.id !== selectedId) {
+        selectedId = now.id;
         renderList();
       }
     });
