@@ -46,6 +46,7 @@ from django.utils.log import log_response
 from ninja.responses import Status
 
 from plugins_app import protocol
+from plugins_app.web.api import api
 from plugins_app.web.api.auth import AsyncTokenAuth
 from plugins_app.web.api.fields import ErrorOut
 from plugins_app.web.api.runs import RunIn, create_run_as
@@ -196,8 +197,6 @@ class FastCreate:
                 await _send_bare_500(send)
 
     def _render(self, request: HttpRequest, result: Status[Any]) -> HttpResponse:
-        from plugins_app.web.api import api
-
         value = result.value
         if result.status_code != 201:
             # 400/403: validated against ErrorOut as ninja does. The 201 body is
@@ -211,8 +210,6 @@ class FastCreate:
     ) -> HttpResponse:
         """What AsyncOperation.run does with an exception (ninja's handlers:
         Http404 is its 404), then Django's handler (its log and 500 page)."""
-        from plugins_app.web.api import api
-
         try:
             return api.on_exception(request, exc)
         except Exception as unhandled:
