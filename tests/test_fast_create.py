@@ -375,6 +375,22 @@ def test_the_asgi_app_takes_the_door_unless_turned_off(
         assert not FastCreate(django_asgi_app).enabled
 
 
+def test_a_throttle_on_the_route_closes_the_door(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The door would skip a throttle (or another auth) added to the route."""
+    from ninja.throttling import AnonRateThrottle
+
+    view = runs.router.path_operations["/runs"]
+    (create,) = [op for op in view.operations if "POST" in op.methods]
+    assert FastCreate(django_asgi_app).enabled
+    monkeypatch.setattr(create, "throttle_param", [AnonRateThrottle("1/s")])
+    assert not FastCreate(django_asgi_app).enabled
+    monkeypatch.undo()
+    monkeypatch.setattr(create, "auth_callbacks", create.auth_callbacks[:1])
+    assert not FastCreate(django_asgi_app).enabled
+
+
 def test_the_openapi_schema_still_has_the_route() -> None:
     from plugins_app.web.api import api
 
