@@ -1,8 +1,9 @@
 """Socket dispatches of one plugin running at once on PostgreSQL, where two
-connections really do (SQLite's write transaction serializes them): a dispatch
-does not wait on another one that holds its transaction open, and under many
+connections really do (SQLite's write transaction serializes them): under many
 concurrent creates and freed slots no instance holds more jobs than its slots
-and no item is leased twice.
+and no item is leased twice; and (the goal, expected to fail while dispatches
+take turns under the plugin's advisory lock) a dispatch does not wait on
+another one that holds its transaction open.
 
 A child process on a fresh PostgreSQL database (bench/hub_setup.py's hub) runs
 each case with threads, each on its own connection, and prints what it saw;
@@ -67,6 +68,11 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="dispatches of a plugin take turns under its advisory lock; "
+    "without it, see docs/stage5-lock.md (the goal, not landed)",
+)
 def test_a_create_does_not_wait_on_a_dispatch_that_holds_its_transaction(
     seen: dict[str, Any],
 ) -> None:

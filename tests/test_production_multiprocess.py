@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
+from plugins_app.runs.dispatch.socket import DISPATCH_LOCK_CLASS
 from tests.hub import PluginProcess, wait_for
 from tests.production import (
     Stack,
@@ -89,12 +90,12 @@ def test_a_run_started_on_a_reaches_a_plugin_on_b_and_a_browser_on_c(
     wait_live(api, plugin["id"], 0)
 
 
-def test_answers_go_on_while_another_process_holds_the_plugins_instances(
+def test_answers_go_on_while_another_process_holds_the_plugins_dispatch_lock(
     multi: Stack, tmp_path: Path
 ) -> None:
-    # Every finished job asks for a dispatch, and a dispatch locks the
-    # instances it leases to. A web process must not queue its sockets' answers
-    # behind such a lock: with two queue processes, one fell 9 s behind that way.
+    # Every finished job asks for a dispatch, and dispatches of one plugin take
+    # turns under its lock. A web process must not queue its sockets' answers
+    # behind that lock: with two queue processes, one fell 9 s behind that way.
     hub = multi
     api = hub.api(via="a")
     plugin = model_plugin(api)
@@ -112,23 +113,21 @@ def test_answers_go_on_while_another_process_holds_the_plugins_instances(
     def statuses() -> list[str]:
         return sorted(api.get(f"/api/runs/{r}").json()["status"] for r in runs)
 
-    # What a queue process or a Celery worker dispatching this plugin holds:
-    # every instance of the plugin, so the freed slots' dispatches wait.
-    with psycopg.connect(hub.env["DATABASE_URL"]) as dispatcher:
+    # What a queue process or a Celery worker dispatching this plugin holds.
+    with psycopg.connect(hub.env["DATABASE_URL"], autocommit=True) as dispatcher:
         dispatcher.execute(
-            "SELECT id FROM plugins_plugininstance WHERE plugin_id = %s FOR UPDATE",
-            [plugin["id"]],
+            "SELECT pg_advisory_lock(%s::int, %s::int)",
+            [DISPATCH_LOCK_CLASS, plugin["id"]],
         )
         wait_for(
             lambda: statuses() == ["queued", "succeeded", "succeeded"],
             timeout=15,
-            what="both answers stored while the instances are locked",
+            what="both answers stored while the lock is held",
         )
-        dispatcher.rollback()
     wait_for(
         lambda: statuses() == ["succeeded"] * 3,
         timeout=20,
-        what="the third run, once the instances are free",
+        what="the third run, once the lock is free",
     )
     handled = [session for p in plugins for session in p.handled()]
     assert len(handled) == len(set(handled)) == 3, hub.logs()

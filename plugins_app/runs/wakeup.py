@@ -50,11 +50,13 @@ class _FreedSlotDispatches:
     instance came or went), coalesced per plugin in this process: one drains on a
     worker thread while the requests made meanwhile add up to one more pass.
 
-    Every finished job frees a slot, and the dispatches of one plugin take turns
-    under its lock. Run inline on the web process's database thread, one per
-    answer, they queued all its sockets' work behind that lock: with two queue
-    processes a web process fell 9 s behind and leases expired. Elsewhere (Celery,
-    the CLI) there is no loop to hand them to, and they run inline."""
+    Every finished job frees a slot. Run inline on the web process's database
+    thread, one per answer, dispatches once queued all its sockets' work behind
+    the plugin's dispatch lock (with two queue processes a web process fell 9 s
+    behind and leases expired); a dispatch may still wait on an instance another
+    transaction holds (runs/dispatch/fleet.py). When nothing is pending, one
+    is a single indexed statement (`dispatch._probe`). Elsewhere (Celery, the
+    CLI) there is no loop to hand them to, and they run inline."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

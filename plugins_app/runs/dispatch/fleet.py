@@ -1,6 +1,5 @@
 """The plugin's live instances with a free slot, as a socket dispatch sees
-them (`Fleet`), and on PostgreSQL the lock that keeps each instance within its
-slots while other dispatches of the same plugin run at once (`lock_fleet`)."""
+them (`Fleet`): read in one statement, allocated by the rule in socket.py."""
 
 from __future__ import annotations
 
@@ -10,14 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from plugins_app.plugins.kinds import WORKFLOW_TRIGGER
 from plugins_app.plugins.models import Plugin, PluginInstance, live_cutoffs
 from plugins_app.runs.dispatch.leases import quoted
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.wakeup import freed_slots
 
 
 @dataclass
@@ -77,11 +75,6 @@ class Fleet:
         }
         return [chosen[pk] for pk in sorted(chosen)]
 
-    def without(self, ids: Iterable[int]) -> Fleet:
-        """The same fleet less these instances (none of them built yet)."""
-        gone = set(ids)
-        return Fleet(self.plugin_id, [r for r in self._rows if r[0] not in gone])
-
     def _state(self, row: Row) -> Row:
         """A row as it stands now: built instances carry this batch's leases."""
         built = self._built.get(row[0])
@@ -127,68 +120,27 @@ def instances_with_free_slots(plugin_id: int) -> Fleet:
     from the plugin's leased items only (an index range), never from all the
     items an instance ever held. One plain query: through the ORM it cost ~5×
     as much to build as to run, on every dispatch."""
-    i, p = PluginInstance, Plugin
-    names = ", ".join(f"i.{quoted(i, n)}" for n in _INSTANCE_COLUMNS)
-    sql = (
-        f"SELECT {names}, p.{quoted(p, 'concurrency')}, "  # noqa: S608
-        f"COALESCE(h.n, 0), COALESCE(h.workflow, 0) "
-        f"FROM {quoted(i)} i JOIN {quoted(p)} p "
-        f"ON p.{quoted(p, 'id')} = i.{quoted(i, 'plugin')} "
-        f"LEFT JOIN ({_held_sql()}) h ON h.instance = i.{quoted(i, 'id')} "
-        f"WHERE i.{quoted(i, 'plugin')} = %s AND {_live()} ORDER BY i.{quoted(i, 'id')}"
-    )
+    i = PluginInstance
+    sql = _fleet_sql(f"i.{quoted(i, 'plugin')} = %s")
     params = [*_held_params(plugin_id), plugin_id, *_live_params()]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return Fleet(plugin_id, _with_free_slots(cursor.fetchall()))
 
 
-def lock_fleet(fleet: Fleet, leases: int, now: datetime) -> Fleet:
-    """PostgreSQL, inside the lease's transaction: the instances the next
-    `leases` leases may go to, locked until it ends and counted again under
-    that lock; other dispatches of the plugin lock other instances meanwhile.
-
-    Each round locks the best instances still untried (`Fleet.best`, workflow
-    slots included) with SKIP LOCKED, so a dispatch never waits on one another
-    holds, and recounts their jobs in flight in a statement of its own: it sees
-    every lease committed before the lock was granted, and no new lease of a
-    locked instance can commit (a lease writes its instance's row,
-    `leases._mark_dispatched`). A round that finds them full or gone tries the
-    next best, until the `leases` have slots or the fleet is spent. When every
-    candidate was skipped, the dispatch waits on the best of them (plain FOR
-    UPDATE) rather than leave its items pending with no dispatch to come: it
-    holds no instance lock then, so it waits in no circle (if it does hold
-    one, found full, it asks for a dispatch after its commit instead)."""
-    locked: list[Row] = []
-    skipped: list[Row] = []
-    full = False  # an instance locked and found full: that lock stays held
-    rest = fleet
-    with connection.cursor() as cursor:
-        while rest.free and (need := leases - sum(r[8] - r[6] for r in locked)) > 0:
-            want = rest.best(need, now, workflow=True)
-            if not want:
-                break
-            got = _lock(cursor, [r[0] for r in want], skip=True)
-            mine = {row[0] for row in got}
-            skipped += [r for r in want if r[0] not in mine]
-            free = _recount(cursor, fleet.plugin_id, got)
-            full = full or len(free) < len(got)
-            locked += free
-            rest = rest.without(r[0] for r in want)
-        if not locked and skipped:
-            if full:
-                # Waiting now, holding those, could close a circle with a
-                # dispatch that holds what we skipped and waits on what we
-                # hold; so ask again once this transaction is over.
-                plugin_id = fleet.plugin_id
-                transaction.on_commit(lambda: freed_slots.request(plugin_id))
-            else:
-                # One instance, the best: a lock on several rows takes them one
-                # at a time, and a pong's UPDATE takes them in another order.
-                first = min(skipped, key=lambda row: _rank(row, now))
-                got = _lock(cursor, [first[0]], skip=False)
-                locked = _recount(cursor, fleet.plugin_id, got)
-    return Fleet(fleet.plugin_id, locked)
+def _fleet_sql(which: str) -> str:
+    """Live instances `i` (`which` of them), their plugin's concurrency and
+    their jobs in flight; parameters: `_held_params`, `which`'s, `_live_params`."""
+    i, p = PluginInstance, Plugin
+    names = ", ".join(f"i.{quoted(i, n)}" for n in _INSTANCE_COLUMNS)
+    return (
+        f"SELECT {names}, p.{quoted(p, 'concurrency')}, "  # noqa: S608
+        f"COALESCE(h.n, 0), COALESCE(h.workflow, 0) "
+        f"FROM {quoted(i)} i JOIN {quoted(p)} p "
+        f"ON p.{quoted(p, 'id')} = i.{quoted(i, 'plugin')} "
+        f"LEFT JOIN ({_held_sql()}) h ON h.instance = i.{quoted(i, 'id')} "
+        f"WHERE {which} AND {_live()} ORDER BY i.{quoted(i, 'id')}"
+    )
 
 
 # A live instance with a free slot as read: id, channel name, address, capacity,
@@ -219,39 +171,9 @@ def _live_params() -> list[Any]:
     return [at(heartbeat), at(seen)]
 
 
-def _lock(cursor: Any, ids: list[int], *, skip: bool) -> list[Row]:
-    """These instances, those still live, locked in id order (the rows as they
-    are once locked: a row another transaction changed is read again)."""
-    i, p = PluginInstance, Plugin
-    names = ", ".join(f"i.{quoted(i, n)}" for n in _INSTANCE_COLUMNS)
-    sql = (
-        f"SELECT {names}, p.{quoted(p, 'concurrency')} "  # noqa: S608
-        f"FROM {quoted(i)} i JOIN {quoted(p)} p "
-        f"ON p.{quoted(p, 'id')} = i.{quoted(i, 'plugin')} "
-        f"WHERE i.{quoted(i, 'id')} = ANY(%s) AND {_live()} "
-        f"ORDER BY i.{quoted(i, 'id')} FOR UPDATE OF i"
-        + (" SKIP LOCKED" if skip else "")
-    )
-    cursor.execute(sql, [ids, *_live_params()])
-    return list(cursor.fetchall())
-
-
-def _recount(cursor: Any, plugin_id: int, rows: list[Any]) -> list[Row]:
-    """The locked `rows` that still have a free slot, their jobs in flight
-    counted by a statement of their own (see `lock_fleet`)."""
-    if not rows:
-        return []
-    cursor.execute(
-        _held_sql(of_instances=True),
-        [*_held_params(plugin_id), [row[0] for row in rows]],
-    )
-    counts = {row[0]: row[1:] for row in cursor.fetchall()}
-    return _with_free_slots((*row, *counts.get(row[0], (0, 0))) for row in rows)
-
-
-def _held_sql(*, of_instances: bool = False) -> str:
+def _held_sql() -> str:
     """(instance, jobs in flight, workflow jobs in flight) of the plugin's
-    leased items, of the instances given (`= ANY(%s)`) if `of_instances`."""
+    leased items."""
     w, r = WorkItem, Run
     return (
         f"SELECT w.{quoted(w, 'instance')} AS instance, COUNT(*) AS n, "  # noqa: S608
@@ -259,8 +181,7 @@ def _held_sql(*, of_instances: bool = False) -> str:
         f"FROM {quoted(w)} w JOIN {quoted(r)} r "
         f"ON r.{quoted(r, 'id')} = w.{quoted(w, 'run')} "
         f"WHERE w.{quoted(w, 'plugin')} = %s AND w.{quoted(w, 'state')} = %s "
-        + (f"AND w.{quoted(w, 'instance')} = ANY(%s) " if of_instances else "")
-        + f"GROUP BY w.{quoted(w, 'instance')}"
+        f"GROUP BY w.{quoted(w, 'instance')}"
     )
 
 

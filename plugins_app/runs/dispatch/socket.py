@@ -22,7 +22,6 @@ from plugins_app.runs.dispatch.fleet import (
     Row,
     Slots,
     instances_with_free_slots,
-    lock_fleet,
 )
 from plugins_app.runs.dispatch.leases import (
     JOB_RELATIONS,
@@ -31,12 +30,14 @@ from plugins_app.runs.dispatch.leases import (
     socket_jobs,
 )
 from plugins_app.runs.models import WorkItem
-from plugins_app.runs.wakeup import freed_slots
 
 # Fleet, Row and Slots are read here by the allocator and its tests.
 __all__ = ["DISPATCH_BATCH", "Fleet", "Row", "Slots", "lease_pending"]
 
 DISPATCH_BATCH = 100  # socket jobs leased in one transaction
+
+
+DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
 
 
 def lease_pending(
@@ -51,26 +52,23 @@ def lease_pending(
     and asset in memory (`run_create`): no other transaction can see them, so
     they need neither a lock nor reading back.
 
-    A handful of statements whatever the batch size. Dispatches of one plugin
-    run at once on PostgreSQL: each locks the instances it leases to
-    (`fleet.lock_fleet`, which keeps each within its slots) and the items it
-    leases, skipping those another dispatch holds; a cancel waits for the lease
-    and then cancels it. SQLite runs one write transaction at a time anyway."""
+    A handful of statements whatever the batch size: on PostgreSQL a per-plugin
+    advisory lock lets one dispatcher at a time count the instances' free slots
+    (two processes could otherwise fill the same slot), and the items are
+    locked, so a cancel waits for the lease and then cancels it. (Dispatching
+    without that lock, each dispatch locking the instances it leases to, was
+    tried and left out: docs/stage5-lock.md.)"""
     # A cheap indexed probe first: most calls find nothing waiting.
     waiting = _waiting(plugin_id)
     if not waiting:
         return []
+    _lock_dispatch(plugin_id)
     fleet = instances_with_free_slots(plugin_id)
-    if not fleet.free:
-        return []
-    now = timezone.now()
-    concurrent = transaction.get_connection().vendor == "postgresql"
-    if concurrent:
-        fleet = lock_fleet(fleet, min(len(waiting), fleet.free), now)
     free = fleet.free
     if not free:
         return []
-    items, skipped = _locked(plugin_id, waiting, free, fresh, skip=concurrent)
+    now = timezone.now()
+    items = _locked(plugin_id, waiting[:free], fresh)
     leased = _allocate(items, fleet, now)
     left = free - len(leased)
     if left and len(leased) < len(items):
@@ -82,65 +80,33 @@ def lease_pending(
         others = pending.exclude(run__trigger=WORKFLOW_TRIGGER).exclude(
             pk__in=[i.pk for i in items]
         )
-        more = _lock(others, limit=left, skip=concurrent)
-        leased += _allocate(more, fleet, now)
-        left = free - len(leased)
-    if left and skipped:
-        # Another dispatch held items these free slots could take; if it
-        # leaves them pending, they are dispatched once both have committed.
-        transaction.on_commit(lambda: freed_slots.request(plugin_id))
+        leased += _allocate(_lock(others, limit=left), fleet, now)
     return socket_jobs(lease(leased, now=now))
 
 
 def _locked(
-    plugin_id: int,
-    waiting: list[int],
-    free: int,
-    fresh: Sequence[WorkItem],
-    *,
-    skip: bool,
-) -> tuple[list[WorkItem], list[int]]:
-    """The first `free` of the `waiting` pending items, in order, locked until
-    the transaction ends with what their jobs are built from; the `fresh` ones
-    as they are. With `skip`, items another transaction holds are skipped for
-    the next ones waiting; if all of them were, it waits on them (holding no
-    item, so two dispatches never wait on each other). Returns the items and
-    the ids skipped or gone."""
+    plugin_id: int, wanted: list[int], fresh: Sequence[WorkItem]
+) -> list[WorkItem]:
+    """The `wanted` pending items, in order, locked until the transaction ends
+    with what their jobs are built from; the `fresh` ones as they are."""
     known = {item.pk: item for item in fresh}
-    found: dict[int, WorkItem] = {}
-    asked: list[int] = []
-    rest = waiting
-    while rest and len(found) < free:
-        batch, rest = rest[: free - len(found)], rest[free - len(found) :]
-        asked += batch
-        others = [pk for pk in batch if pk not in known]
-        if others:
-            found.update((i.pk, i) for i in _lock_ids(plugin_id, others, skip=skip))
-        found.update((pk, known[pk]) for pk in batch if pk in known)
-        if not skip:
-            break
-    missed = [pk for pk in asked if pk not in found]
-    if skip and missed and not found:
-        waited = _lock_ids(plugin_id, missed[:free], skip=False)
-        found.update((i.pk, i) for i in waited)
-        missed = [pk for pk in missed if pk not in found]
-    mine = [known[pk] for pk in asked if pk in known]
+    others = [pk for pk in wanted if pk not in known]
+    found = {i.pk: i for i in _lock_ids(plugin_id, others)} if others else {}
+    mine = [known[pk] for pk in wanted if pk in known]
     # Their jobs name the asset's task: one query for all of them.
     prefetch_related_objects([i.asset for i in mine if i.asset is not None], "task")
-    return [found[pk] for pk in asked if pk in found], missed
+    found.update((i.pk, i) for i in mine)
+    return [found[pk] for pk in wanted if pk in found]
 
 
-def _lock(
-    items: Any, limit: int | None = None, *, skip: bool = False
-) -> list[WorkItem]:
+def _lock(items: Any, limit: int | None = None) -> list[WorkItem]:
     """Pending items (the first `limit`), locked until the transaction ends,
-    with what their jobs are built from (with `skip`, those no other
-    transaction holds)."""
-    locked = _lock_query(items, skip=skip)
+    with what their jobs are built from."""
+    locked = _lock_query(items)
     return list(locked[:limit] if limit else locked)
 
 
-def _lock_ids(plugin_id: int, ids: list[int], *, skip: bool = False) -> list[WorkItem]:
+def _lock_ids(plugin_id: int, ids: list[int]) -> list[WorkItem]:
     """`_lock` of these pending items of the plugin, its SQL compiled once per
     connection and size (the ids padded to a power of two with repeats of the
     last): an answer that frees a slot leases the next item through this, and
@@ -149,9 +115,9 @@ def _lock_ids(plugin_id: int, ids: list[int], *, skip: bool = False) -> list[Wor
     conn = transaction.get_connection()
     size = 1 << (len(ids) - 1).bit_length()
     per_size = _COMPILED.setdefault(conn, {})
-    compiled = per_size.get((size, skip))
+    compiled = per_size.get(size)
     if compiled is None:
-        compiled = per_size[size, skip] = _Compiled(conn, size, skip)
+        compiled = per_size[size] = _Compiled(conn, size)
     padded = [*ids, *[ids[-1]] * (size - len(ids)), PENDING, plugin_id]
     return compiled.run([padded[n] for n in compiled.slots])
 
@@ -164,12 +130,11 @@ class _Compiled:
     its SQL and what Django's ModelIterable builds the items and their job
     relations with (the same steps, less the compiling)."""
 
-    def __init__(self, conn: Any, size: int, skip: bool) -> None:
+    def __init__(self, conn: Any, size: int) -> None:
         # Ids and a plugin no row has, to check the parameters' order.
         marks = list(range(-size, 0))
         pending = WorkItem.objects.filter(plugin_id=0, state=PENDING, pk__in=marks)
-        query = _lock_query(pending, skip=skip).query
-        compiler = query.get_compiler(connection=conn)
+        compiler = _lock_query(pending).query.get_compiler(connection=conn)
         self.sql, params = compiler.as_sql()
         # Where each parameter goes: the plugin, the state, the n-th id.
         self.slots = [-1 if p == 0 else -2 if p == PENDING else -p - 1 for p in params]
@@ -206,17 +171,26 @@ class _Compiled:
 
 
 # Per connection (a thread's or an async context's): a compiler holds its own.
-_COMPILED: WeakKeyDictionary[Any, dict[tuple[int, bool], _Compiled]] = (
-    WeakKeyDictionary()
-)
+_COMPILED: WeakKeyDictionary[Any, dict[int, _Compiled]] = WeakKeyDictionary()
 
 
-def _lock_query(items: Any, *, skip: bool = False) -> Any:
+def _lock_query(items: Any) -> Any:
     return (
-        items.select_for_update(of=("self",), skip_locked=skip)
+        items.select_for_update(of=("self",))
         .select_related(*JOB_RELATIONS)
         .order_by("priority", "id")
     )
+
+
+def _lock_dispatch(plugin_id: int) -> None:
+    # SQLite needs nothing: its IMMEDIATE transactions already run one at a time.
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [DISPATCH_LOCK_CLASS, plugin_id],
+            )
 
 
 def _waiting(plugin_id: int) -> list[int]:
