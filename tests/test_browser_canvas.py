@@ -147,8 +147,18 @@ def test_a_labeler_corrects_a_pre_label_on_the_canvas_and_submits_it(
 
     # The read-only source view shows what Submit sends.
     expect(canvas.locator("#canvas-source-json")).to_contain_text('"object-box"')
+    # Submit's answer held until the poll has brought the next stage's panel
+    # (as under load): htmx then drops the answer's swap, and the canvas must
+    # still read the submitted answer back (below).
+    held: list[Any] = []
+    page.route("**/submit/", lambda route: held.append((route, route.fetch())))
     page.get_by_role("button", name="Submit").click()
     expect(page.locator("#task-stage")).to_have_text("Review")
+    expect(page.locator("#task-submit-form")).to_have_count(0)
+    while not held:
+        page.wait_for_timeout(50)
+    route, response = held[0]
+    route.fulfill(response=response)
 
     task.refresh_from_db()
     tools = task.answer["tools"]

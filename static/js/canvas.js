@@ -438,24 +438,31 @@
     } else return;
   });
 
-  // Submit sends the canvas: filled in before htmx reads the form (capture phase).
-  document.addEventListener(
-    "submit",
-    (event) => {
-      if (event.target.id === "task-submit-form") $("task-answer").value = JSON.stringify(answerJson());
-    },
-    true,
-  );
-  // The task panel was swapped: the stage may allow editing or not any more; a
-  // successful submit is read back so sources name who submitted.
-  document.addEventListener("htmx:afterSwap", async (event) => {
-    if (!event.detail.target || event.detail.target.id !== "task-panel") return;
+  // The task panel's forms (Submit, Accept/Reject) answered: the stage may
+  // allow editing or not any more; a successful submit is read back so sources
+  // name who submitted. Heard on the form itself: when the poll had already
+  // brought the next stage's panel (out of band), htmx drops the answer's swap
+  // and no event of it reaches the document (the form is out of it by then).
+  async function panelAnswered(event) {
+    if (!event.detail.successful) return;
     if (!document.getElementById("task-action-error")) {
       const response = await fetch(state.stateUrl, { credentials: "same-origin" });
       if (response.ok) load(await response.json());
     }
     setEditable();
-  });
+  }
+
+  // Submit sends the canvas: filled in before htmx reads the form (capture phase).
+  document.addEventListener(
+    "submit",
+    (event) => {
+      const form = event.target;
+      if (form.id === "task-submit-form") $("task-answer").value = JSON.stringify(answerJson());
+      // Added once per form (the same listener is not added twice).
+      if (form.id === "task-submit-form" || form.id === "task-review-form") form.addEventListener("htmx:afterRequest", panelAnswered);
+    },
+    true,
+  );
 
   // A plugin moved the task (polled, out of band): editing may be over or begin.
   document.addEventListener("htmx:oobAfterSwap", (event) => {
