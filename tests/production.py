@@ -289,3 +289,42 @@ def browser_login(base_url: str) -> str:
     )
     assert response.status_code == 302, response.text
     return f"sessionid={browser.cookies['sessionid']}"
+
+
+def child_on_fresh_database(
+    module: str, var_dir: Path, *, timeout: float = 300
+) -> dict[str, Any]:
+    """Run `python -m <module>` against a hub (bench/hub_setup.py) on a new
+    PostgreSQL database, dropped afterwards, and return the JSON object the
+    child prints last: for race tests whose threads need connections of
+    their own, which pytest's test database (one connection) cannot give."""
+    root = Path(__file__).resolve().parent.parent
+    name = module.rsplit(".", 1)[-1].removeprefix("test_")
+    database = f"{name}_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE DATABASE {database}")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "HUB_VAR_DIR": str(var_dir),
+        "HUB_METRICS_TOKEN": f"{name}-metrics-token",
+    }
+    for key in ("HUB_TEST_DB", "REDIS_URL"):
+        env.pop(key, None)
+    python = str(root / ".venv" / "bin" / "python")
+    try:
+        setup = [python, str(root / "bench" / "hub_setup.py")]
+        subprocess.run(setup, env=env, cwd=root, check=True, capture_output=True)
+        child = subprocess.run(
+            [python, "-m", module],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")

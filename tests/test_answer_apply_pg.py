@@ -11,18 +11,15 @@ prints what the database holds afterwards; the test checks it here.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.production import needs_services, psql
+from tests.production import child_on_fresh_database, needs_services
 
 pytestmark = needs_services
 
@@ -35,34 +32,9 @@ MINE = {"tools": [{"schemaId": "face-box", "objectId": "mine", "bounding-box": B
 
 @pytest.fixture(scope="module")
 def races(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    database = f"answer_race_{uuid.uuid4().hex[:8]}"
-    psql(f"CREATE DATABASE {database}")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "HUB_VAR_DIR": str(tmp_path_factory.mktemp("var")),
-        "HUB_METRICS_TOKEN": "answer-race-metrics-token",
-    }
-    for key in ("HUB_TEST_DB", "REDIS_URL"):
-        env.pop(key, None)
-    python = str(ROOT / ".venv" / "bin" / "python")
-    try:
-        setup = [python, str(ROOT / "bench" / "hub_setup.py")]
-        subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
-        child = subprocess.run(
-            [python, "-m", "tests.test_answer_apply_pg"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert child.returncode == 0, child.stderr[-3000:]
-        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-        return result
-    finally:
-        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")
+    return child_on_fresh_database(
+        "tests.test_answer_apply_pg", tmp_path_factory.mktemp("var"), timeout=300
+    )
 
 
 def test_a_submit_that_comes_first_keeps_its_answer_and_the_plugins_is_kept_off(

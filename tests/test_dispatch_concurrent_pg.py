@@ -13,19 +13,16 @@ the tests check it here.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.production import needs_services, psql
+from tests.production import child_on_fresh_database, needs_services
 
 pytestmark = needs_services
 
@@ -38,34 +35,9 @@ CREATORS, ROUNDS = 4, 25
 
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    database = f"dispatch_race_{uuid.uuid4().hex[:8]}"
-    psql(f"CREATE DATABASE {database}")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "HUB_VAR_DIR": str(tmp_path_factory.mktemp("var")),
-        "HUB_METRICS_TOKEN": "dispatch-race-metrics-token",
-    }
-    for key in ("HUB_TEST_DB", "REDIS_URL"):
-        env.pop(key, None)
-    python = str(ROOT / ".venv" / "bin" / "python")
-    try:
-        setup = [python, str(ROOT / "bench" / "hub_setup.py")]
-        subprocess.run(setup, env=env, cwd=ROOT, check=True, capture_output=True)
-        child = subprocess.run(
-            [python, "-m", "tests.test_dispatch_concurrent_pg"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert child.returncode == 0, child.stderr[-3000:]
-        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-        return result
-    finally:
-        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")
+    return child_on_fresh_database(
+        "tests.test_dispatch_concurrent_pg", tmp_path_factory.mktemp("var"), timeout=240
+    )
 
 
 @pytest.mark.xfail(
