@@ -100,6 +100,25 @@ def test_it_refuses_requests_without_valid_credentials(workspace: Any) -> None:
     assert inactive.get("/api/projects").status_code == 401
 
 
+def test_a_refused_token_is_a_401_on_writes_too_not_the_sessions_csrf_403(
+    workspace: Any,
+) -> None:
+    """A script's POST with a wrong token used to fall through to the session
+    and get 403 "CSRF check Failed" (it has no cookie): a clear 401 now."""
+    wrong = Client(HTTP_AUTHORIZATION="Bearer not-a-token", enforce_csrf_checks=True)
+    for url in ("/api/runs", "/api/plugins"):
+        response = wrong.post(url, "{}", content_type="application/json")
+        assert response.status_code == 401, (url, response.content)
+        assert response.json() == {"detail": "Unauthorized"}
+    # A signed-in browser that also sends a refused token is refused as
+    # well: the cookie does not stand in for the token (and skip CSRF).
+    browser = Client(HTTP_AUTHORIZATION="Bearer not-a-token")
+    browser.force_login(workspace.admin)
+    assert browser.get("/api/projects").status_code == 401
+    browser.defaults.pop("HTTP_AUTHORIZATION")
+    assert browser.get("/api/projects").status_code == 200
+
+
 def test_it_lists_only_the_users_projects(workspace: Any) -> None:
     response = bearer(workspace.annotator).get("/api/projects")
 

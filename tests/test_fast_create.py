@@ -195,8 +195,8 @@ def both_doors(
 
 
 # (name, request body, token name or None, extra headers, expected status).
-# A token that is refused falls to the session door, whose CSRF check refuses
-# a call without the cookie: 403 {"detail": "CSRF check Failed"}, as before.
+# A refused token is a 401 (web/api/auth.py SessionUnlessToken): the session
+# door is only for calls without an Authorization header.
 def matrix(setup: Setup) -> list[tuple[str, Any, str | None, list[Any], int]]:
     good = create_body(setup)
     replacing = create_body(setup, replace_submitted=True)
@@ -229,11 +229,11 @@ def matrix(setup: Setup) -> list[tuple[str, Any, str | None, list[Any], int]]:
         ("not JSON", b"plugin_id=1", "alice", [], 400),
         ("nested past recursion", b"[" * 100_000, "alice", [], 400),
         ("huge number", b'{"plugin_id": ' + b"9" * 5000 + b"}", "alice", [], 400),
-        ("wrong secret", good, "not-a-token", [], 403),
-        ("revoked token", good, "revoked", [], 403),
-        ("inactive user", good, "dave", [], 403),
+        ("wrong secret", good, "not-a-token", [], 401),
+        ("revoked token", good, "revoked", [], 401),
+        ("inactive user", good, "dave", [], 401),
         ("no token", good, None, [], 403),
-        ("basic auth", good, None, [(b"authorization", b"Basic YTpi")], 403),
+        ("basic auth", good, None, [(b"authorization", b"Basic YTpi")], 401),
         ("with a cookie", good, "alice", [(b"cookie", b"sessionid=nope")], 201),
         ("text/plain", good, "alice", [(b"content-type", b"text/plain")], 201),
     ]

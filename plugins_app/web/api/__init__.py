@@ -1,8 +1,9 @@
 """The JSON API: everything the dashboard does, for scripts. OpenAPI schema at
 /api/openapi.json, interactive docs at /api/docs.
 
-Authentication: the browser session (with CSRF) or `Authorization: Bearer <token>`
-with a personal token from `manage.py create_api_token` (auth.py).
+Authentication: `Authorization: Bearer <token>` with a personal token from
+`manage.py create_api_token` (a refused one is a 401), or, for calls without
+that header, the browser session with CSRF (auth.py).
 
 One module per area, each with its Router, mounted here without a prefix:
 plugins.py, hosted.py (a plugin's hosted code), runs.py, projects.py (and
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 from ninja.operation import Operation
-from ninja.security import django_auth
 
 from plugins_app.web.api import hosted, plugins, projects, runs
-from plugins_app.web.api.auth import TokenAuth
+from plugins_app.web.api.auth import TokenAuth, session_auth
 from plugins_app.web.api.fields import DbId
 from plugins_app.web.api.runs import run_out
 
@@ -38,8 +38,8 @@ api = _HubApi(
     title="Plugin Hub API",
     version="1",
     description="Register plugins, start runs and follow them.",
-    # Token first: django_auth checks CSRF before it looks for a session.
-    auth=[TokenAuth(), django_auth],
+    # Token first: the session's CSRF check is for calls without a token.
+    auth=[TokenAuth(), session_auth],
     urls_namespace="api",
 )
 for _area in (projects, plugins, hosted, runs):

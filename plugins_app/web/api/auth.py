@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.http import HttpRequest
-from ninja.security import HttpBearer
+from ninja.security import HttpBearer, SessionAuth
 
 from plugins_app import protocol
 from plugins_app.plugins.secrets import token_hash
@@ -66,3 +66,21 @@ def _token_user(key_hash: str) -> Any:
     active). A raw query: the backend's converters apply, the compiler does not."""
     found = get_user_model().objects.raw(_token_user_sql(), [key_hash])
     return next(iter(found), None)
+
+
+class SessionUnlessToken(SessionAuth):
+    """The browser session, for calls that bring no `Authorization` header.
+
+    A call with one is a script's: when its token is refused it gets the 401
+    of a refused token. Before, it fell through to the session, whose CSRF
+    check (a script has no cookie) answered 403 "CSRF check Failed" to a POST:
+    true, but about the wrong thing. A call with both a session cookie and a
+    refused token is refused too, not let in by the cookie without a token."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if "HTTP_AUTHORIZATION" in request.META:
+            return None
+        return super().__call__(request)
+
+
+session_auth = SessionUnlessToken()

@@ -45,11 +45,10 @@ from django.middleware.security import SecurityMiddleware
 from django.utils.log import log_response
 from ninja.constants import NOT_SET
 from ninja.responses import Status
-from ninja.security import SessionAuth
 
 from plugins_app import protocol
 from plugins_app.web.api import api, runs
-from plugins_app.web.api.auth import AsyncTokenAuth
+from plugins_app.web.api.auth import AsyncTokenAuth, SessionUnlessToken
 from plugins_app.web.api.fields import ErrorOut
 from plugins_app.web.api.runs import RunIn, create_run_as
 
@@ -243,7 +242,7 @@ def _route_is_vetted() -> bool:
         and posts[0].view_func is runs.create_run
         and len(auth := posts[0].auth_callbacks) == 2
         and type(auth[0]) is AsyncTokenAuth
-        and type(auth[1]) is SessionAuth
+        and type(auth[1]) is SessionUnlessToken
         and posts[0].throttle_param is NOT_SET
         and runs.router.throttle is NOT_SET
         and api.throttle is NOT_SET

@@ -9,7 +9,6 @@ from typing import Any
 from django.contrib.auth.models import User
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
-from ninja.security import django_auth
 from pydantic import Field
 
 from plugins_app import protocol
@@ -20,7 +19,7 @@ from plugins_app.runs.ledger import RunActionError, run_cancel, run_retry
 from plugins_app.runs.models import Run, WorkItem
 from plugins_app.runs.undo import UndoPermissionError, run_undo
 from plugins_app.web import access
-from plugins_app.web.api.auth import AsyncTokenAuth
+from plugins_app.web.api.auth import AsyncTokenAuth, session_auth
 from plugins_app.web.api.fields import (
     DbId,
     ErrorOut,
@@ -206,7 +205,7 @@ def _run_body(
 @router.post(
     "/runs",
     response={201: RunOut, 400: ErrorOut, 403: ErrorOut},
-    auth=[AsyncTokenAuth(), django_auth],
+    auth=[AsyncTokenAuth(), session_auth],
 )
 async def create_run(
     request: AuthenticatedHttpRequest, body: RunIn
