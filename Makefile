@@ -59,7 +59,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 test: venvs lint typecheck docs-build
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # The fast lane for day-to-day work: lint, then every test that needs no browser,
 # no plugin process, no production stack and is not marked slow. CI runs `test`.
