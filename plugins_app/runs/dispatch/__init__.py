@@ -4,6 +4,7 @@ registers itself in DELIVERIES). Every delivery leases through leases.py."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from django.db import connection, transaction
@@ -67,14 +68,19 @@ def _probe(plugin_id: int) -> tuple[str | None, bool]:
     is pending, in one statement: an index range of `next_job`, the same
     probe `lease_pending` starts with. An item made pending after it (by
     another process, a requeue, a new run) is dispatched by whoever made it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_probe_sql(), [WorkItem.State.PENDING.value, plugin_id])
+        row = cursor.fetchone()
+    return (row[0], bool(row[1])) if row else (None, False)
+
+
+@functools.cache
+def _probe_sql() -> str:
+    # Built once: every answer asks for this probe.
     p, w = Plugin, WorkItem
-    sql = (
+    return (
         f"SELECT p.{quoted(p, 'delivery')}, EXISTS (SELECT 1 FROM {quoted(w)} w "  # noqa: S608
         f"WHERE w.{quoted(w, 'plugin')} = p.{quoted(p, 'id')} "
         f"AND w.{quoted(w, 'state')} = %s) "
         f"FROM {quoted(p)} p WHERE p.{quoted(p, 'id')} = %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [WorkItem.State.PENDING.value, plugin_id])
-        row = cursor.fetchone()
-    return (row[0], bool(row[1])) if row else (None, False)
