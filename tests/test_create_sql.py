@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.sql import compiler
 from django.test.utils import CaptureQueriesContext
@@ -24,12 +25,18 @@ from django.utils import timezone
 from plugins_app.plugins.models import Plugin, PluginInstance
 from plugins_app.runs import create_reads, run_insert
 from plugins_app.runs.creation import RunRequest, new_session, run_create_items
-from plugins_app.runs.models import PRIORITY_BATCH, Run, RunLogLine, WorkItem
+from plugins_app.runs.models import (
+    PRIORITY_BATCH,
+    Run,
+    RunApiKey,
+    RunLogLine,
+    WorkItem,
+)
 from plugins_app.runs.notify import HUB
 from plugins_app.web import access
 from plugins_app.workspace import rows
 from plugins_app.workspace.bulk import insert_many
-from plugins_app.workspace.models import Asset, Project
+from plugins_app.workspace.models import Asset, Project, Task
 from tests.builders import bulk_assets, connect_instance
 
 NOW = timezone.now().replace(microsecond=123456)
@@ -219,6 +226,50 @@ def test_the_create_builds_no_orm_query_and_writes_in_fewer_statements(
 
 
 @pytest.mark.django_db
+def test_the_create_and_its_lease_read_no_task_and_build_no_orm_query(
+    workspace: Any,
+    make_plugin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The same create leased to the free instance in its transaction: the
+    job's task came with the asset (create_reads.assets), so the lease reads
+    no task (it prefetched it, an ORM query, inside the write transaction)."""
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    compiled: list[str] = []
+    klass = compiler.SQLCompiler
+    original = klass.as_sql
+
+    def counting(self: Any, *a: Any, **kw: Any) -> Any:
+        compiled.append(self.query.model.__name__)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(klass, "as_sql", counting)
+    request = RunRequest(
+        plugin=plugin,
+        project=workspace.project,
+        user=workspace.admin,
+        class_mapping={"face": "face-box"},
+        config_json="{}",
+        external_ids=["astronaut"],
+        batch_ids=[],
+    )
+    with (
+        django_capture_on_commit_callbacks(execute=False),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        run, items = run_create_items(request)
+
+    assert items[0].state == WorkItem.State.LEASED
+    assert compiled == []
+    task_table = Task._meta.db_table
+    reads_task = [q["sql"] for q in queries if f'FROM "{task_table}"' in q["sql"]]
+    assert reads_task == []
+    assert RunApiKey.objects.filter(run=run).count() == 1
+
+
+@pytest.mark.django_db
 def test_activation_and_live_versions_read_as_the_orm_reads_them(
     workspace: Any, make_plugin: Any
 ) -> None:
@@ -267,6 +318,12 @@ def test_assets_and_visible_rows_read_as_the_orm_reads_them(
     assert len(raw) == 3
     with django_assert_num_queries(0):
         assert all(a.project is project for a in raw.values())
+        assert all(a.task.asset is a for a in raw.values())
+        assert all(a.task.project is project for a in raw.values())
+    by_orm = {a.external_id: a.task for a in orm.values()}
+    assert {k: _fields(a.task) for k, a in raw.items()} == {
+        k: _fields(t) for k, t in by_orm.items()
+    }
 
     plugin = make_plugin(class_names=["face", "coin"]).plugin
     for model, pk, get in [
@@ -278,6 +335,28 @@ def test_assets_and_visible_rows_read_as_the_orm_reads_them(
         assert _fields(found) == _fields(model.objects.get(pk=pk))
         assert found._state.db == "default" and not found._state.adding
         assert access._member_row(model, workspace.outsider, pk) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw_up_to", [500, 1])
+def test_an_asset_without_a_task_reads_as_select_related_leaves_it(
+    workspace: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: Any,
+    raw_up_to: int,
+) -> None:
+    """Raw (a few ids) or through the ORM (a long list): an asset whose task
+    is gone has None cached, so asset.task raises without a query."""
+    monkeypatch.setattr(create_reads, "_RAW_ASSETS", raw_up_to)
+    project = workspace.project
+    Task.objects.filter(asset__external_id="coins").delete()
+    read = create_reads.assets(project, ["coins", "camera"])
+    found = {a.external_id: a for a in read}
+    with django_assert_num_queries(0):
+        with pytest.raises(Asset.task.RelatedObjectDoesNotExist):
+            found["coins"].task  # noqa: B018
+        assert found["camera"].task.project is project
+        assert found["camera"].task.asset is found["camera"]
 
 
 @pytest.mark.parametrize("model", [Run, WorkItem, Asset, PluginInstance])
@@ -297,6 +376,18 @@ def test_values_written_as_they_are_are_what_their_fields_make_of_them(
             continue
         for value in [*samples[plain], None]:
             prepared = field.get_db_prep_save(value, connection)
-            assert (type(prepared), prepared) == (type(value), value), field
+            if connection.vendor == "postgresql" and type(value) is int:
+                # psycopg's Int2/Int4/Int8: the same int, naming its SQL type
+                # for server-side binding; the hub binds client-side, where
+                # both are the same literal.
+                assert (
+                    settings.DATABASES["default"]
+                    .get("OPTIONS", {})
+                    .get("server_side_binding")
+                    is not True
+                )
+                assert isinstance(prepared, int) and prepared == value, field
+            else:
+                assert (type(prepared), prepared) == (type(value), value), field
             skipped += 1
     assert skipped

@@ -33,6 +33,9 @@ class ModelRows(Generic[M]):
         self.model = model
         self.fields = list(model._meta.concrete_fields)
         self.attnames = [f.attname for f in self.fields]
+        self.width = len(self.fields)
+        # Where the primary key is among the columns (NULL: no row joined).
+        self.pk_at = self.fields.index(model._meta.pk)
         self._select: dict[tuple[str, str], str] = {}
         # Per connection: the converters of each column (a backend's
         # datetimes, booleans, JSON), as the ORM's compiler gives them.
@@ -52,18 +55,31 @@ class ModelRows(Generic[M]):
     def fetch(self, sql: str, params: Sequence[Any]) -> list[M]:
         """The model instances of a SELECT of `select(...)`'s columns first."""
         db = router.db_for_read(self.model)
-        conn = connections[db]
-        with conn.cursor() as cursor:
+        with connections[db].cursor() as cursor:
             cursor.execute(sql, params)
             rows: Any = cursor.fetchall()
+        return [obj for obj in self.instances(rows, db) if obj is not None]
+
+    def instances(
+        self, rows: Sequence[Sequence[Any]], db: str, start: int = 0
+    ) -> list[M | None]:
+        """Each row's instance made of its `select(...)` columns from column
+        `start` on (a SELECT of two models' columns: the second one's at the
+        first one's width); None where the primary key is NULL (a LEFT JOIN
+        that found no row)."""
         if not rows:
             return []
-        compiler, converters = self._compiled(conn)
+        compiler, converters = self._compiled(connections[db])
+        end = start + self.width
+        part: Any = [row[start:end] for row in rows]
         if converters:
-            rows = compiler.apply_converters(rows, converters)
-        width = len(self.fields)
+            part = compiler.apply_converters(part, converters)
+        at = self.pk_at
         from_db = self.model.from_db
-        return [from_db(db, self.attnames, row[:width]) for row in rows]
+        return [
+            None if values[at] is None else from_db(db, self.attnames, values)
+            for values in part
+        ]
 
     def _compiled(self, conn: Any) -> tuple[Any, dict[int, Any]]:
         found = self._converters.get(conn)
