@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -91,18 +92,67 @@ def _heartbeat_failed(
 
 def instances_seen(channel_names: Iterable[str]) -> int:
     """These sockets answered a ping: their instances are alive, and so are the
-    leases they hold. Two UPDATEs for any number of them (a web process saves
-    the pongs of all its sockets together); returns the leases renewed."""
+    leases they hold. A few statements for any number of them (a web process
+    saves the pongs of all its sockets together); returns the leases renewed.
+
+    The leases are renewed first, and the sightings never wait on an instance
+    row a transaction holds: every lease writes its instances' rows
+    (`last_dispatch_at`) and holds them until it commits, so one UPDATE of all
+    the rows waited on every dispatch in turn. With dispatches running at once
+    that wait outlasted the leases' TTL: live instances' jobs were taken back
+    and sent again (bench/fleet.py answered ~800 jobs twice)."""
     names = list(channel_names)
     now = timezone.now()
-    PluginInstance.objects.filter(
-        channel_name__in=names, disconnected_at__isnull=True
-    ).update(last_seen_at=now)
-    return WorkItem.objects.filter(
+    renewed = WorkItem.objects.filter(
         state=WorkItem.State.LEASED,
         instance__channel_name__in=names,
         instance__disconnected_at__isnull=True,
     ).update(lease_expires_at=now + lease_ttl())
+    _sighted(names, now)
+    return renewed
+
+
+def _sighted(names: list[str], now: Any) -> None:
+    """`last_seen_at` of these connected instances. On PostgreSQL the rows no
+    transaction holds in one statement that skips the others, then each held
+    one in a statement (and transaction) of its own: it waits on that row's
+    holder alone, holding no other row, so it closes no circle with a dispatch
+    that writes several. SQLite writes one transaction at a time anyway."""
+    live = PluginInstance.objects.filter(
+        channel_name__in=names, disconnected_at__isnull=True
+    )
+    if connection.vendor != "postgresql":
+        live.update(last_seen_at=now)
+        return
+    free_sql, one_sql = _sighted_sql()
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(free_sql, [at, names])
+        done = {row[0] for row in cursor.fetchall()}
+        for name in names:
+            if name not in done:
+                cursor.execute(one_sql, [at, name])
+
+
+@functools.cache
+def _sighted_sql() -> tuple[str, str]:
+    """(the rows no transaction holds, RETURNING their channel names; one row)."""
+    quote = connection.ops.quote_name
+    table = quote(PluginInstance._meta.db_table)
+    pk, name, gone, seen = (
+        quote(PluginInstance._meta.get_field(f).column or f)  # type: ignore[union-attr]
+        for f in ("id", "channel_name", "disconnected_at", "last_seen_at")
+    )
+    free = (
+        f"UPDATE {table} SET {seen} = %s WHERE {pk} IN "  # noqa: S608
+        f"(SELECT {pk} FROM {table} WHERE {name} = ANY(%s) AND {gone} IS NULL "
+        f"FOR UPDATE SKIP LOCKED) RETURNING {name}"
+    )
+    one = (
+        f"UPDATE {table} SET {seen} = %s "  # noqa: S608
+        f"WHERE {name} = %s AND {gone} IS NULL"
+    )
+    return free, one
 
 
 def instance_disconnect(*, channel_name: str) -> None:
