@@ -20,14 +20,19 @@ from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.handlers.asgi import ASGIHandler
+from django.db.backends.utils import CursorWrapper
+from django.http import Http404
 from django.test import override_settings
 
+from plugins_app import protocol
 from plugins_app.asgi import django_asgi_app, http_app
 from plugins_app.plugins.models import Plugin, PluginType
+from plugins_app.plugins.secrets import token_hash
 from plugins_app.runs.models import Run
-from plugins_app.web.api import fast_create, runs
+from plugins_app.web import access
+from plugins_app.web.api import auth, fast_create, runs
 from plugins_app.web.api.fast_create import FastCreate
-from plugins_app.workspace.models import ApiToken, Membership
+from plugins_app.workspace.models import ApiToken, Membership, Project
 from tests.builders import connect_instance
 from tests.test_api import api_token
 
@@ -329,7 +334,7 @@ def test_an_oversized_body_goes_to_django_with_every_byte(
 def test_an_unexpected_error_is_djangos_500_and_logged_as_django_logs_it(
     setup: Setup, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(runs, "create_run_as", broken)
@@ -397,3 +402,70 @@ def test_the_openapi_schema_still_has_the_route() -> None:
     operation = api.get_openapi_schema()["paths"]["/api/runs"]["post"]
     assert operation["operationId"] == "plugins_app_web_api_create_run"
     assert {str(s) for s in operation["responses"]} == {"201", "400", "403"}
+
+
+def test_the_token_and_the_access_checks_are_one_read_in_one_hop(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token create reads the token's user, the plugin and the project in
+    one statement (auth.token_access), on one hop to the pool thread with the
+    create (the lookup was a hop and three statements before it)."""
+    statements: list[str] = []
+    original = CursorWrapper._execute_with_wrappers
+
+    def counted(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return original(self, sql, *args, **kwargs)
+
+    hops: list[str] = []
+    in_pool = protocol.in_pool
+
+    async def counted_hop(fn: Any, *args: Any) -> Any:
+        hops.append(fn.__name__)
+        return await in_pool(fn, *args)
+
+    monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", counted)
+    monkeypatch.setattr(protocol, "in_pool", counted_hop)
+    raw = json.dumps(create_body(setup)).encode()
+    django = RecordingDjango(django_asgi_app)
+    answer = call(FastCreate(django), raw, headers_for(raw, setup.tokens["alice"]))
+
+    assert answer.status == 201 and django.calls == 0
+    assert len(hops) == 1
+    activation = next(n for n, sql in enumerate(statements) if "UNION ALL" in sql)
+    (read,) = statements[:activation]
+    assert ApiToken._meta.db_table in read and Plugin._meta.db_table in read
+
+
+def test_the_one_read_finds_what_the_orm_checks_find(setup: Setup) -> None:
+    """auth.token_access: the token's active user as TokenAuth finds it, and
+    the plugin and project each as web/access.py finds them (or None)."""
+    for name in ("alice", "charlie"):
+        token = setup.tokens[name]
+        found = auth.token_access(token_hash(token), setup.plugin.pk, setup.project_id)
+        assert found is not None
+        user = User.objects.get(pk=found.user.pk)
+        assert vars(found.user) | {"_state": 0} == vars(user) | {"_state": 0}
+        for model, row, pk in [
+            (Plugin, found.plugin, setup.plugin.pk),
+            (Project, found.project, setup.project_id),
+        ]:
+            getter = (
+                access.get_plugin_for_user
+                if model is Plugin
+                else access.get_project_for_user
+            )
+            try:
+                expected = getter(user, pk)
+            except Http404:
+                assert row is None, (name, model)
+                continue
+            assert row is not None and type(row) is model
+            assert vars(row) | {"_state": 0} == vars(expected) | {"_state": 0}
+    gone = auth.token_access(token_hash(setup.tokens["alice"]), 987654, 987654)
+    assert gone is not None and gone.plugin is None and gone.project is None
+    for refused in ("revoked", "dave"):
+        assert auth.token_access(token_hash(setup.tokens[refused]), 1, 1) is None, (
+            refused
+        )
+    assert auth.token_access(token_hash("not-a-token"), 1, 1) is None

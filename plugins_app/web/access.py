@@ -50,10 +50,13 @@ def visible_runs(user: Any) -> QuerySet[Run]:
     return Run.objects.filter(organization__in=user_orgs(user))
 
 
+NO_PROJECT, NO_PLUGIN = "No such project", "No such plugin"
+
+
 def get_project_for_user(user: Any, project_id: int) -> Project:
     project = _member_row(Project, user, project_id)
     if project is None:
-        raise Http404("No such project")
+        raise Http404(NO_PROJECT)
     return project
 
 
@@ -77,7 +80,7 @@ def get_task_for_user(user: Any, task_id: int, project: Project | None = None) -
 def get_plugin_for_user(user: Any, plugin_id: int) -> Plugin:
     plugin = _member_row(Plugin, user, plugin_id)
     if plugin is None:
-        raise Http404("No such plugin")
+        raise Http404(NO_PLUGIN)
     return plugin
 
 
@@ -113,17 +116,38 @@ _ROWS: dict[type[models.Model], ModelRows[Any]] = {
 @functools.cache
 def _member_row_sql(model: type[models.Model]) -> str:
     quote = connection.ops.quote_name
-    meta, member = model._meta, Membership._meta
-
-    def col(meta: Any, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
+    meta = model._meta
     return (
         f"SELECT {_ROWS[model].select('r')} FROM {quote(meta.db_table)} r "  # noqa: S608
-        f"WHERE r.{col(meta, 'id')} = %s AND EXISTS (SELECT 1 FROM "
-        f"{quote(member.db_table)} m WHERE m.{col(member, 'organization')} = "
-        f"r.{col(meta, 'organization')} AND m.{col(member, 'user')} = %s)"
+        f"WHERE r.{quote(_column(meta, 'id'))} = %s "
+        f"AND {member_of_sql(model, 'r', '%s')}"
     )
+
+
+def member_of_sql(model: type[models.Model], alias: str, user: str) -> str:
+    """The rule of visible_projects/visible_plugins as SQL: the row `alias` of
+    an organization-owned model (Project, Plugin) is visible to the user
+    `user` (a parameter mark or a column) if they are a member of its
+    organization. Only quoted names from the models are formatted in."""
+    quote = connection.ops.quote_name
+    member = Membership._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {quote(member.db_table)} m "  # noqa: S608
+        f"WHERE m.{quote(_column(member, 'organization'))} = "
+        f"{alias}.{quote(_column(model._meta, 'organization'))} "
+        f"AND m.{quote(_column(member, 'user'))} = {user})"
+    )
+
+
+def _column(meta: Any, name: str) -> str:
+    return str(meta.get_field(name).column)
+
+
+def member_rows(model: type[M]) -> ModelRows[M]:
+    """How _member_row reads the model's rows (also read in one statement
+    with a token's user: web/api/auth.py)."""
+    rows: ModelRows[M] = _ROWS[model]
+    return rows
 
 
 def get_admin_plugin_for_user(user: Any, plugin_id: int) -> Plugin:

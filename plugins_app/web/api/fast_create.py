@@ -5,8 +5,9 @@ handler and ninja's request/response machinery cost about a third of the hub's
 CPU per run (a thread made and joined per request, the middleware chain, the
 body re-validated against RunOut), more than the create itself. This ASGI layer
 sits in front of Django's http app and answers that one call itself, with the
-same pieces the route uses: AsyncTokenAuth's lookup and runs.create_run_as on
-protocol.in_pool's thread, ninja's renderer, and the response phase of the
+same pieces the route uses: its token lookup and plugin and project checks
+(read in one statement: auth.token_access) and runs.create_run_as, in one hop
+to protocol.in_pool's thread, ninja's renderer, and the response phase of the
 middleware that sets headers on such an answer (Django's own classes).
 
 It answers only what it can answer the same way. Anything else goes to Django
@@ -24,7 +25,6 @@ when settings.MIDDLEWARE is not the chain it was checked against
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import logging
@@ -34,7 +34,6 @@ from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import response_for_exception
 from django.db import connection
@@ -48,7 +47,12 @@ from ninja.responses import Status
 
 from plugins_app import protocol
 from plugins_app.web.api import api, runs
-from plugins_app.web.api.auth import AsyncTokenAuth, SessionUnlessToken
+from plugins_app.web.api.auth import (
+    AsyncTokenAuth,
+    BearerHash,
+    SessionUnlessToken,
+    token_access,
+)
 from plugins_app.web.api.fields import ErrorOut
 from plugins_app.web.api.runs import RunIn, create_run_as
 
@@ -97,7 +101,7 @@ class FastCreate:
     def __init__(self, django: App) -> None:
         self.django = django
         self.enabled = _chain_is_vetted()
-        self.auth = AsyncTokenAuth()
+        self.bearer = BearerHash()
         # Innermost first, as the chain's response phase runs. Built once, as
         # Django builds its chain (they read their settings here).
         self.response_phase: list[
@@ -127,16 +131,28 @@ class FastCreate:
                 break
             if limit is not None and size > limit:
                 return await self.django(scope, _replay(chunks, True, receive), send)
-        accepted = await self._accepted(scope, b"".join(chunks))
+        accepted = self._accepted(scope, b"".join(chunks))
         if accepted is None:
             return await self.django(scope, _replay(chunks, False, receive), send)
-        await self._create(*accepted, send)
+        # The token's lookup, the access checks and the create in one hop to
+        # the pool thread (the lookup was a hop of its own).
+        outcome: Status[Any] | None | Exception
+        try:
+            outcome = await protocol.in_pool(_create_by_token, *accepted)
+        except Exception as exc:
+            outcome = exc
+        if outcome is None:
+            # Refused (or the lookup failed): Django looks the token up again
+            # and answers as it does (the session door and its 401/403).
+            return await self.django(scope, _replay(chunks, False, receive), send)
+        await self._answer(accepted[0], outcome, send)
 
-    async def _accepted(
+    def _accepted(
         self, scope: dict[str, Any], raw: bytes
-    ) -> tuple[ASGIRequest, RunIn, User] | None:
-        """The request, its body and its user if the route would reach the
-        create with them; None for anything Django should answer. Only reads."""
+    ) -> tuple[ASGIRequest, RunIn, str] | None:
+        """The request, its body and its token's hash if the route would
+        reach its token lookup with them; None for anything Django should
+        answer. Only reads."""
         try:
             request = ASGIRequest(scope, io.BytesIO(raw))
             if len(raw) != int(request.META["CONTENT_LENGTH"]):
@@ -144,18 +160,17 @@ class FastCreate:
             request.get_host()  # DisallowedHost: Django's 400
             # request.body checks DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig)
             body = RunIn.model_validate(json.loads(request.body))
-            pending = self.auth(request)  # HttpBearer: None without a token
-            user = await pending if inspect.isawaitable(pending) else pending
-            if not user:
-                return None  # refused: the session door and its 401/403
+            key_hash = self.bearer(request)  # None without a Bearer token
+            if not key_hash:
+                return None
         except Exception:
-            # Malformed, too deep, too big, invalid, or the lookup failed:
-            # Django does the same again and answers as it does today.
+            # Malformed, too deep, too big or invalid: Django does the same
+            # again and answers as it does today.
             return None
-        return request, body, user
+        return request, body, key_hash
 
-    async def _create(
-        self, request: ASGIRequest, body: RunIn, user: User, send: Send
+    async def _answer(
+        self, request: ASGIRequest, outcome: Status[Any] | Exception, send: Send
     ) -> None:
         started = False
 
@@ -167,13 +182,10 @@ class FastCreate:
         try:
             response: HttpResponse
             try:
-                # DB work on the pool thread that keeps its connection, as the
-                # route's view does. Django's request_started/finished signals
-                # (close_old_connections, db_threads) are not sent: no
-                # connection is opened on the loop or on a thread of the
-                # request, and _create_as drops a broken or expired one.
-                result = await protocol.in_pool(_create_as, user, body)
-                response = self._render(request, result)
+                if isinstance(outcome, Exception):
+                    # Raised here, as the route's exception handling sees it.
+                    raise outcome
+                response = self._render(request, outcome)
             except Exception as exc:
                 response = await self._exception_response(request, exc)
             for middleware in self.response_phase:
@@ -221,13 +233,28 @@ class FastCreate:
             )(request, unhandled)
 
 
-def _create_as(user: User, body: RunIn) -> Status[dict[str, Any]]:
-    """create_run_as, then what close_old_connections does at the end of a
-    Django request, on this thread: in_pool's pool thread does it too, but
-    without the ASGI lifespan (tests) in_pool runs it on asgiref's
-    thread-sensitive thread, which nothing else would look after."""
+def _create_by_token(
+    request: ASGIRequest, body: RunIn, key_hash: str
+) -> Status[dict[str, Any]] | None:
+    """On the pool thread that keeps its connection, as the route's view
+    works: the token's user with the plugin and project it may see (one
+    statement, auth.token_access), then create_run_as; None when the token
+    is refused or its lookup failed (Django answers). Then what
+    close_old_connections does at the end of a Django request, on this
+    thread: in_pool's pool thread does it too, but without the ASGI lifespan
+    (tests) in_pool runs it on asgiref's thread-sensitive thread, which
+    nothing else would look after. Django's request_started/finished signals
+    are not sent: no connection is opened on the loop or on a thread of the
+    request."""
     try:
-        return create_run_as(user, body)
+        try:
+            seen = token_access(key_hash, body.plugin_id, body.project_id)
+        except Exception:
+            return None
+        if seen is None:
+            return None
+        request.user = seen.user  # as TokenAuth.authenticate sets it
+        return create_run_as(seen.user, body, seen)
     finally:
         connection.close_if_unusable_or_obsolete()
 
