@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import hub_templates
 from tests.hub import (
     ROOT,
     SCRIPTS,
@@ -121,14 +122,20 @@ class Stack:
         return process
 
     def start(self) -> dict[str, Any]:
-        psql(f"CREATE DATABASE {self.db_name}")
-        import redis
-
-        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
-        self.manage("migrate", "--noinput", "-v0")
-        credentials = json.loads(self.manage("seed_demo"))
-        token = json.loads(self.manage("create_api_token", "annotator"))["token"]
-        self.info = {"credentials": credentials, "token": token}
+        """A database, var dir and Redis db as `manage.py migrate`, `seed_demo`
+        and `create_api_token annotator` leave them (cloned from a template
+        those commands built once: tests/hub_templates.py), then the hub."""
+        made = hub_templates.clone(
+            hub_templates.DEMO,
+            self.db_name,
+            Path(self.env["HUB_VAR_DIR"]),
+            redis_url=self.env["REDIS_URL"],
+        )
+        _migrated, seeded, token = made.outputs
+        self.info = {
+            "credentials": json.loads(seeded),
+            "token": json.loads(token)["token"],
+        }
         self.start_hub()
         return self.info
 
@@ -301,7 +308,6 @@ def child_on_fresh_database(
     root = Path(__file__).resolve().parent.parent
     name = module.rsplit(".", 1)[-1].removeprefix("test_")
     database = f"{name}_{uuid.uuid4().hex[:8]}"
-    psql(f"CREATE DATABASE {database}")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
@@ -313,8 +319,8 @@ def child_on_fresh_database(
         env.pop(key, None)
     python = str(root / ".venv" / "bin" / "python")
     try:
-        setup = [python, str(root / "bench" / "hub_setup.py")]
-        subprocess.run(setup, env=env, cwd=root, check=True, capture_output=True)
+        # As bench/hub_setup.py leaves it (tests/hub_templates.py).
+        hub_templates.clone(hub_templates.BENCH, database, var_dir, redis_url=None)
         child = subprocess.run(
             [python, "-m", module],
             env=env,

@@ -24,9 +24,13 @@ from tests.production import (
 pytestmark = needs_services
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Stack, dict[str, Any]]]:
-    hub = Stack(tmp_path)
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Stack, dict[str, Any]]]:
+    # One stack for both tests: they touch different projects (the model
+    # plugin's runs; the invoice project's submits) and count only their own.
+    hub = Stack(tmp_path_factory.mktemp("production-mode"))
     try:
         info = hub.start()
         yield hub, info

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from plugins_app.demo.seed import DEMO_LOGINS, DEMO_PASSWORD
+from tests import hub_templates
 from tests.hub import free_port, wait_for
 from tests.production import browser_login
 
@@ -98,15 +99,10 @@ def hub_env(tmp_path: Path) -> dict[str, str]:
     }
     for name in ("DATABASE_URL", "REDIS_URL", "HUB_MEDIA_ROOT", "LOGLEVEL"):
         env.pop(name, None)
-    for command in (["migrate", "--noinput", "-v0"], ["seed_demo"]):
-        subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=240,
-        )
+    # As `manage.py migrate` and `seed_demo` leave it (run once per session).
+    hub_templates.clone(
+        hub_templates.EMBEDDED_DEMO, None, tmp_path / "var", redis_url=None
+    )
     return env
 
 
