@@ -155,6 +155,11 @@ DATABASES = {
         DATABASE_URL, conn_max_age=HUB_DB_CONN_MAX_AGE, conn_health_checks=True
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that looks at the socket instead
+    # of a `SELECT 1` round trip before each request's first query
+    # (plugins_app/ops/postgres/base.py).
+    DATABASES["default"]["ENGINE"] = "plugins_app.ops.postgres"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus IMMEDIATE transactions let the ASGI server, the Celery worker and
     # the CLI share one SQLite file without "database is locked" errors.
