@@ -1,13 +1,15 @@
-"""A Model answer applied from one raw row (runs/answer_row.py): no model
-instance is built for the common case, the parsed ontology follows the
-project's as it changes, a refused answer ends its item failed in one claim,
-and the history keeps the replaced answer exactly (spliced in as text)."""
+"""A Model answer claimed and read in one statement (runs/answer_row.py): no
+model instance is built for the common case, the parsed ontology follows the
+project's as it changes, a refused answer ends its item failed, the history
+keeps the replaced answer exactly (spliced in as text), and the whole answer
+is 8 statements on SQLite (BEGIN included), 4 on PostgreSQL."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models.signals import post_init
 
 from plugins_app.plugins.models import Plugin
@@ -90,7 +92,32 @@ def test_it_checks_against_the_ontology_as_it_is_now(
     assert item.plugin_version == Run.objects.get(pk=item.run_id).plugin_version
 
 
-def test_a_refused_answer_fails_its_item_in_one_claim_and_its_run(
+def test_an_answer_is_one_statement_fewer_than_a_read_then_a_claim(
+    workspace: Any, plugin: Plugin
+) -> None:
+    """The claim returns what applying reads: no SELECT of its own. SQLite:
+    the claim, the ledger row, the task, its history, the close, the keys,
+    the log lines (8 with the read before, BEGIN aside); PostgreSQL: the
+    claim, the pre-label, the run's lock, the settle (5 before)."""
+    item = leased(workspace, plugin)
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, *args: Any) -> Any:
+        statements.append(sql.split(None, 1)[0].upper())
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(count):
+        assert respond(item) == "done"
+    # The test's transaction turns BEGIN … COMMIT into a savepoint's pair.
+    control = {"BEGIN", "SAVEPOINT", "RELEASE"}
+    statements = [s for s in statements if s not in control]
+    assert statements[0] == "UPDATE", statements
+    expected = 4 if connection.vendor == "postgresql" else 7
+    assert len(statements) == expected, statements
+    assert Run.objects.get(pk=item.run_id).status == Run.Status.SUCCEEDED
+
+
+def test_a_refused_answer_fails_its_item_and_its_run(
     workspace: Any, plugin: Plugin
 ) -> None:
     item = leased(workspace, plugin)

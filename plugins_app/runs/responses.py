@@ -22,11 +22,10 @@ from plugins_app.plugins.kinds.model import (
 )
 from plugins_app.plugins.models import (
     PluginInstance,
-    PluginType,
 )
 from plugins_app.plugins.versions import served_version
 from plugins_app.runs import preview
-from plugins_app.runs.answer_row import AnswerRow, answer_row
+from plugins_app.runs.answer_row import AnswerRow, claim_answer
 from plugins_app.runs.ledger import LogLine, item_fail, item_finished, run_settle
 from plugins_app.runs.models import (
     Run,
@@ -52,69 +51,48 @@ _by_session: PreparedQuery[WorkItem] = PreparedQuery(
 def item_respond(*, session: Any, payload: dict[str, Any], channel_name: str) -> str:
     """Apply a plugin's `response`. Returns a word for the consumer's log.
 
-    The common case, an answer stored, is one read, then one transaction: the
-    item claimed (leased to this socket → done, one conditional UPDATE), the
-    answer written through workspace/writes.py (task, history, ledger), the
-    run settled (closed when it was its last item)."""
-    row = answer_row(session) if isinstance(session, str) else None
-    if row is None:
-        log.warning("response for unknown session %r ignored", session)
-        return "unknown-session"
-    if (
-        row.state == WorkItem.State.LEASED
-        and row.instance_id is not None
-        and row.channel_name == channel_name
-        and not payload.get("error")
-        and row.trigger != WORKFLOW_TRIGGER
-        and not row.dry_run
-        and row.plugin_type == PluginType.MODEL
-        and row.asset_id is not None
-    ):
-        return _model_answer(row, payload.get("response"), channel_name)
+    The common case, a Model answer stored, is one transaction: the item
+    claimed with what applying it reads (leased to this socket → done, one
+    UPDATE … RETURNING: runs/answer_row.py), the answer checked and written
+    through workspace/prelabel.py (task, history, ledger), the run settled
+    (closed when it was its last item)."""
+    if isinstance(session, str) and not payload.get("error"):
+        outcome = _model_answer(session, payload.get("response"), channel_name)
+        if outcome is not None:
+            return outcome
     # Anything else (stale, an error, a workflow job, a preview, other kinds)
     # the general way, from the item read through the ORM.
     return _respond_with_item(session, payload, channel_name)
 
 
-def _model_answer(row: AnswerRow, response: Any, channel_name: str) -> str:
-    """A Model answer to a leased job, from the raw row: checked before the
-    transaction (pure: no reason to hold SQLite's write lock for it), then the
-    claim, the pre-label and the settle in one transaction."""
-    if row.timeouts and row.instance_id is not None:  # back in line with the others
-        PluginInstance.objects.filter(pk=row.instance_id).update(timeouts=0)
-    assert row.asset_id is not None
-    answer: dict[str, Any] = {}
-    named = foreign_external_id_of(row.asset_id, row.external_id, response)
-    if named is not None:
-        problems = [foreign_problem(named, row.asset_id, row.external_id)]
-    else:
-        result = check_answer(
-            response,
-            ontology=row.ontology,
-            mapping=row.mapping,
-            image_size=row.image_size,
-        )
-        answer, problems = result.answer, result.problems
+def _model_answer(session: str, response: Any, channel_name: str) -> str | None:
+    """A Model answer to a job leased to this socket: claimed and read in one
+    statement, checked against the ontology, then the pre-label and the
+    settle, all in one transaction. None (nothing changed) when the session
+    is no such job."""
     with transaction.atomic():
         # Claimed first, in the transaction that writes the answer: a sweep
         # that requeues the job meanwhile finds it done (or, first, makes this
         # claim fail); without it a pre-label could be written, the job
-        # requeued, and written again. A refused answer ends the item failed.
-        failed = _refused(problems) if problems else None
-        if not WorkItem.objects.transition(
-            row.item_id,
-            WorkItem.State.LEASED,
-            WorkItem.State.FAILED if failed else WorkItem.State.DONE,
-            where={"instance_id": row.instance_id},
-            finished_at=timezone.now(),
-            plugin_version=row.version,
-            **(
-                {"failure": WorkItem.Failure.INVALID, "error": failed} if failed else {}
-            ),
-        ):
-            item = WorkItem.objects.select_related("run").get(pk=row.item_id)
-            return _ignore_stale(item, channel_name)
-        if failed:
+        # requeued, and written again.
+        row = claim_answer(session, channel_name, timezone.now())
+        if row is None:
+            return None
+        if row.timeouts:  # it answers again: back in line with the others
+            PluginInstance.objects.filter(pk=row.instance_id).update(timeouts=0)
+        # Checked in the transaction, after the claim that read what it is
+        # checked against: a refused answer (rare) ends the item failed with
+        # one more UPDATE, nothing written.
+        answer, problems = _checked(row, response)
+        if problems:
+            failed = _refused(problems)
+            WorkItem.objects.transition(
+                row.item_id,
+                WorkItem.State.DONE,
+                WorkItem.State.FAILED,
+                failure=WorkItem.Failure.INVALID,
+                error=failed,
+            )
             _settle(row, [(row.item_id, "ERROR", failed)])
             return "invalid"
         outcome = store_answer(
@@ -140,6 +118,22 @@ def _model_answer(row: AnswerRow, response: Any, channel_name: str) -> str:
             return "skipped"
         _settle(row, [(row.item_id, HUB, outcome.note or "Job done.")])
     return "done"
+
+
+def _checked(row: AnswerRow, response: Any) -> tuple[dict[str, Any], list[str]]:
+    """The answer to store and why it is refused, if it is: the ontology's,
+    the class mapping's and the image's checks, and an answer naming another
+    asset."""
+    named = foreign_external_id_of(row.asset_id, row.external_id, response)
+    if named is not None:
+        return {}, [foreign_problem(named, row.asset_id, row.external_id)]
+    result = check_answer(
+        response,
+        ontology=row.ontology,
+        mapping=row.mapping,
+        image_size=row.image_size,
+    )
+    return result.answer, result.problems
 
 
 def _refused(problems: list[str]) -> str:
