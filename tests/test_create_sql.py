@@ -270,6 +270,35 @@ def test_the_create_and_its_lease_read_no_task_and_build_no_orm_query(
 
 
 @pytest.mark.django_db
+def test_a_run_on_a_selection_is_leased_without_reading_its_tasks_again(
+    workspace: Any, make_plugin: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The assets a saved selection matches come with their tasks, as named
+    ones do: the lease in the create's transaction reads no task."""
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    request = RunRequest(
+        plugin=plugin,
+        project=workspace.project,
+        user=workspace.admin,
+        class_mapping={"face": "face-box"},
+        config_json="{}",
+        external_ids=[],
+        batch_ids=[],
+        selection={"q": "astronaut"},
+    )
+    with (
+        django_capture_on_commit_callbacks(execute=False),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        _, items = run_create_items(request)
+
+    assert [i.state for i in items] == [WorkItem.State.LEASED]
+    table = connection.ops.quote_name(Task._meta.db_table)
+    assert [q["sql"] for q in queries if f"FROM {table} WHERE" in q["sql"]] == []
+
+
+@pytest.mark.django_db
 def test_activation_and_live_versions_read_as_the_orm_reads_them(
     workspace: Any, make_plugin: Any
 ) -> None:

@@ -389,7 +389,9 @@ def _selected_scope(
         ids = list(matched.values_list("pk", flat=True)[: request.preview_limit])
         chosen = chosen.with_ids(ids)
         matched = matched.filter(pk__in=ids)
-    found = list(matched) if kind.scope == "assets" else []
+    # Each with its task, which its job names: the lease then reads none
+    # (create_reads.assets does the same for named assets).
+    found = list(matched.select_related("task")) if kind.scope == "assets" else []
     if not (found or matched.exists()):
         errors.setdefault("selection", []).append(
             "The selection matches no asset of this project."
