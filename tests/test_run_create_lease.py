@@ -14,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, lease_ttl
+from plugins_app.runs.dispatch.leases import lease
 from plugins_app.runs.models import Run, RunApiKey, WorkItem
 from plugins_app.runs.sweep import runs_sweep
 from plugins_app.wire.models import OutboxMessage
@@ -100,3 +101,28 @@ def test_a_revoked_or_deactivated_token_is_refused_at_once(workspace: Any) -> No
     workspace.annotator.is_active = False
     workspace.annotator.save(update_fields=["is_active"])
     assert client.get("/api/projects").status_code == 401
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_each_instance_leased_to_stores_its_last_dispatch(
+    workspace: Any, plugin: Plugin, instances: int
+) -> None:
+    """Guard: the allocator's tie-break (last_dispatch_at) is stored for every
+    instance a lease went to, one (one UPDATE) or several (executemany)."""
+    connect_instance(plugin, FIRST)
+    run = new_run(workspace, plugin, "astronaut", "coins", "camera")
+    fleet = [connect_instance(plugin, c) for c in (FIRST, SECOND)[:instances]]
+    items = list(run.items.select_related("run__plugin", "asset").order_by("pk"))
+    for n, item in enumerate(items):
+        item.instance = fleet[n % instances]
+    now = timezone.now()
+    with transaction.atomic():
+        won = lease(items, now=now)
+
+    assert len(won) == 3
+    stored = dict(
+        PluginInstance.objects.filter(plugin=plugin).values_list(
+            "channel_name", "last_dispatch_at"
+        )
+    )
+    assert stored == {i.channel_name: now for i in fleet}

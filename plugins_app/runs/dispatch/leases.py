@@ -17,6 +17,7 @@ row and field).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -192,15 +193,24 @@ def _mark_dispatched(items: list[WorkItem], now: datetime) -> None:
     for instance in instances.values():
         instance.last_dispatch_at = max(instance.last_dispatch_at or now, now)
     at = connection.ops.adapt_datetimefield_value
+    rows = [(at(i.last_dispatch_at), i.pk) for i in instances.values()]
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            # Most leases (a create's, a freed slot's) go to one instance:
+            # executemany costs more for one row (psycopg: a pipeline).
+            cursor.execute(_dispatched_sql(connection.vendor), rows[0])
+        else:
+            cursor.executemany(_dispatched_sql(connection.vendor), rows)
+
+
+@functools.cache
+def _dispatched_sql(vendor: str) -> str:
+    """Built once per backend: every lease runs it."""
     p = PluginInstance
-    sql = (
+    return (
         f"UPDATE {quoted(p)} SET {quoted(p, 'last_dispatch_at')} = %s "  # noqa: S608
         f"WHERE {quoted(p, 'id')} = %s"
     )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            sql, [(at(i.last_dispatch_at), i.pk) for i in instances.values()]
-        )
 
 
 def _runs_running(runs: dict[int, Run], now: datetime) -> None:
