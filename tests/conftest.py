@@ -20,6 +20,7 @@ from plugins_app.workspace.models import (
     Project,
     Task,
 )
+from tests import migrated_db
 from tests.hub import (
     LiveHub,
     PluginProcess,
@@ -27,6 +28,28 @@ from tests.hub import (
     start_plugin,
     wait_for,
 )
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request: pytest.FixtureRequest) -> bool:
+    """Keep (reuse) the test database when asked to (--reuse-db), or when it
+    starts as a copy of one already migrated (tests/migrated_db.py)."""
+    if request.config.getvalue("reuse_db"):
+        return True
+    return migrated_db.restore(settings.DATABASES["default"]["TEST"]["NAME"])
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: Any, django_db_keepdb: bool
+) -> None:
+    """pytest-django's setup; a database it had to migrate is saved for the
+    sessions after this one."""
+    if not django_db_keepdb:
+        from django.db import connection
+
+        with django_db_blocker.unblock():
+            migrated_db.keep(connection)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,63 @@
+"""The session's SQLite test database, migrated once per schema: pytest-django
+runs every migration into a new file at the start of each session (~5 s on a
+quiet machine, 20 s under load, paid by `make check` and every single-module
+run too). The first session of a schema keeps a copy (`VACUUM INTO`, so the
+WAL is in it); the next ones start from that copy and Django's setup, told to
+keep the database, runs `migrate` only to find nothing left to apply.
+
+A schema is a hash of what decides it: the migrations, the models (an app
+without migrations would be created from them), Django's version and the
+requirements (third-party apps' migrations)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(tempfile.gettempdir()) / "pluginhub-test-db"
+
+
+def _schema_hash() -> str:
+    digest = hashlib.sha256(f"{django.__version__} {sys.version}".encode())
+    app = ROOT / "plugins_app"
+    files = [*app.rglob("migrations/*.py"), *app.rglob("models.py")]
+    files += [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+    for file in sorted(files):
+        digest.update(str(file.relative_to(ROOT)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached() -> Path:
+    return CACHE / f"{_schema_hash()}.sqlite3"
+
+
+def restore(test_db: str) -> bool:
+    """Put a migrated copy where the session's test database goes; False if
+    there is none yet (or the test database is not a new file of its own)."""
+    source, target = cached(), Path(test_db)
+    if not source.exists() or target.exists():
+        return False
+    shutil.copyfile(source, target)
+    return True
+
+
+def keep(connection: object) -> None:
+    """Save the just-migrated test database for the sessions after this one."""
+    target = cached()
+    if target.exists():
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # A private name first: another session may be saving the same schema.
+    partial = CACHE / f".{target.name}.{os.getpid()}"
+    partial.unlink(missing_ok=True)
+    with connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute("VACUUM INTO %s", [str(partial)])
+    os.replace(partial, target)

@@ -1,0 +1,32 @@
+"""tests/migrated_db.py: the copy a session starts from holds every migration
+on disk, and a test database that already exists is left alone."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+
+from tests import migrated_db
+
+
+def test_the_saved_copy_has_every_migration_on_disk_applied(db: Any) -> None:
+    # The session's setup either started from the copy or saved it.
+    copy = migrated_db.cached()
+    assert copy.exists()
+    with sqlite3.connect(copy) as saved:
+        applied = set(saved.execute("SELECT app, name FROM django_migrations"))
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    on_disk = set(loader.disk_migrations)
+    assert on_disk <= applied, sorted(on_disk - applied)
+
+
+def test_an_existing_test_database_is_not_replaced(tmp_path: Path) -> None:
+    existing = tmp_path / "test.sqlite3"
+    existing.write_bytes(b"mine")
+
+    assert migrated_db.restore(str(existing)) is False
+    assert existing.read_bytes() == b"mine"
