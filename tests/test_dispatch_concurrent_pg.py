@@ -1,9 +1,9 @@
 """Socket dispatches of one plugin running at once on PostgreSQL, where two
 connections really do (SQLite's write transaction serializes them): under many
 concurrent creates and freed slots no instance holds more jobs than its slots
-and no item is leased twice; and a create in the web process does not wait on
-another dispatch that holds the plugin's dispatch lock (it commits, and the
-process's coalesced dispatcher leases its item once the lock is free).
+and no item is leased twice; and (the goal, a strict xfail while creates take
+turns under the plugin's advisory lock) a create in the web process does not
+wait on another dispatch that holds that lock.
 
 A child process on a fresh PostgreSQL database (bench/hub_setup.py's hub) runs
 each case with threads, each on its own connection, and prints what it saw;
@@ -41,13 +41,18 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a create waits for the plugin's dispatch lock (the lock is admission "
+    "control for now: creates that did not wait answered jobs twice in "
+    "bench/fleet.py, docs/stage6-fleet.md)",
+)
 def test_a_create_does_not_wait_on_a_dispatch_that_holds_its_transaction(
     seen: dict[str, Any],
 ) -> None:
-    # Fails when a create waits for the plugin's dispatch lock in its own
-    # transaction (returned only once the holder had committed). In the web
-    # process it commits instead and the process's coalesced dispatcher leases
-    # its item once the lock is free: to the other instance (one slot each).
+    # The goal: a create returns while another dispatch holds the plugin's
+    # dispatch lock, and its item is leased once the lock is free, to the
+    # other instance (one slot each). Passes with 1c54856 (reverted).
     case = seen["no_wait"]
     assert case["returned_while_held"] is True, case
     assert case["first"] != case["second"] and None not in (

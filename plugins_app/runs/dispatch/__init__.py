@@ -15,7 +15,6 @@ from plugins_app.runs.dispatch.leases import quoted
 from plugins_app.runs.dispatch.rest import dispatch_rest
 from plugins_app.runs.dispatch.socket import DISPATCH_BATCH, lease_pending
 from plugins_app.runs.models import WorkItem
-from plugins_app.runs.wakeup import freed_slots
 
 # Deliveries other than the socket: how to hand a plugin's pending items over.
 # The hosted app adds Delivery.HOSTED in HostedConfig.ready() (it runs items
@@ -34,17 +33,7 @@ def dispatch_created(plugin: Plugin, items: list[WorkItem]) -> None:
     if plugin.delivery in DELIVERIES:
         transaction.on_commit(lambda: dispatch_pending(plugin_id))
         return
-    jobs = lease_pending(plugin_id, fresh=items, wait=False)
-    if jobs is None:
-        # Another dispatch of the plugin holds its lock. Waiting for it here
-        # kept a pool thread and this transaction open per create: under a
-        # burst the creates took turns behind the lock, one lease transaction
-        # each. Once committed, the items are leased by this process's
-        # coalesced dispatcher instead (one pass for all the creates that
-        # came meanwhile, up to DISPATCH_BATCH items per transaction); it
-        # takes the lock after the holder has committed, so it sees them.
-        transaction.on_commit(lambda: freed_slots.request(plugin_id))
-        return
+    jobs = lease_pending(plugin_id, fresh=items)
     transaction.on_commit(lambda: protocol.deliver_many(jobs))
     if len(jobs) == DISPATCH_BATCH:
         # A full batch: there may be more to lease once this one has gone.
@@ -67,7 +56,7 @@ def dispatch_pending(plugin_id: int) -> int:
     sent = 0
     while True:
         with transaction.atomic():
-            jobs = lease_pending(plugin_id) or []
+            jobs = lease_pending(plugin_id)
         protocol.deliver_many(jobs)
         sent += len(jobs)
         if len(jobs) < DISPATCH_BATCH:

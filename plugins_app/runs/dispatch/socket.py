@@ -41,8 +41,8 @@ DISPATCH_LOCK_CLASS = 0x4855  # the first key of the plugin's advisory lock
 
 
 def lease_pending(
-    plugin_id: int, *, fresh: Sequence[WorkItem] = (), wait: bool = True
-) -> list[protocol.Delivery] | None:
+    plugin_id: int, *, fresh: Sequence[WorkItem] = ()
+) -> list[protocol.Delivery]:
     """Inside a transaction: lease up to DISPATCH_BATCH pending items of a
     plugin, best priority first, each to the least-loaded live instance with a
     free slot; the jobs go out after the commit, in one hop to the channel
@@ -57,16 +57,12 @@ def lease_pending(
     (two processes could otherwise fill the same slot), and the items are
     locked, so a cancel waits for the lease and then cancels it. (Dispatching
     without that lock, each dispatch locking the instances it leases to, was
-    tried and left out: docs/stage5-lock.md.)
-
-    Without `wait`, None when another transaction holds that lock (nothing
-    leased): the caller asks for a dispatch once it has committed."""
+    tried and left out: docs/stage5-lock.md.)"""
     # A cheap indexed probe first: most calls find nothing waiting.
     waiting = _waiting(plugin_id)
     if not waiting:
         return []
-    if not _lock_dispatch(plugin_id, wait=wait):
-        return None
+    _lock_dispatch(plugin_id)
     fleet = instances_with_free_slots(plugin_id)
     free = fleet.free
     if not free:
@@ -186,25 +182,15 @@ def _lock_query(items: Any) -> Any:
     )
 
 
-def _lock_dispatch(plugin_id: int, *, wait: bool = True) -> bool:
-    """The plugin's dispatch lock, until the transaction ends; without `wait`,
-    False when another transaction holds it."""
+def _lock_dispatch(plugin_id: int) -> None:
     # SQLite needs nothing: its IMMEDIATE transactions already run one at a time.
     connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        if wait:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s, %s)",
                 [DISPATCH_LOCK_CLASS, plugin_id],
             )
-            return True
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s)",
-            [DISPATCH_LOCK_CLASS, plugin_id],
-        )
-        return bool(cursor.fetchone()[0])
 
 
 def _waiting(plugin_id: int) -> list[int]:
