@@ -144,6 +144,39 @@ def test_it_pushes_the_run_status_to_a_watcher_only_when_it_changed(
             assert GALLERY in watcher.recv(timeout=10)
 
 
+def test_a_push_does_not_wait_for_the_database_thread(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub
+) -> None:
+    """A watcher's push reads on a pool thread (protocol.in_pool): with the
+    process's database thread busy (answers, logs and dispatches queue there),
+    the browser is still pushed what changed. Before, the push queued behind
+    them."""
+    from asgiref.sync import SyncToAsync
+
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    run = new_run(workspace, plugin)
+    assert dispatch_pending(plugin.pk) == 1
+    session = run.items.get().session
+    with watch(live_hub, logged_in(workspace.annotator), run) as watcher:
+        assert STATUS in str(watcher.recv(timeout=10))
+        assert GALLERY in str(watcher.recv(timeout=10))
+        busy, release = threading.Event(), threading.Event()
+
+        def hold_the_database_thread() -> None:
+            busy.set()
+            release.wait(30)
+
+        SyncToAsync.single_thread_executor.submit(hold_the_database_thread)
+        try:
+            assert busy.wait(10)
+            line = PluginLogRecord(session, "INFO", "while it is busy", {})
+            logs_ingest([line], channel_name=CHANNEL)
+            assert "while it is busy" in str(watcher.recv(timeout=10))
+        finally:
+            release.set()
+
+
 def _whole_seconds(push: str) -> int:
     """The running duration the live status shows, in whole seconds."""
     found = re.search(r"duration ([0-9.]+) s", push)

@@ -76,16 +76,19 @@ class RunWatchConsumer(GroupWatchConsumer):
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            update = await sync_to_async(_next_update)(
-                self.run_id, self.cursor, self.status_shown
+            # On a pool thread (protocol.in_pool), not the process's database
+            # thread: a push only reads, and queued behind the answers, logs
+            # and dispatches there, it waited for them to be seen.
+            update = await protocol.in_pool(
+                _next_update, self.run_id, self.cursor, self.status_shown
             )
             self.cursor, self.status_shown = update.cursor, update.status_shown
             if update.html:
                 await self.send(text_data=update.html)
             if update.status_changed:
                 # The gallery follows in a frame of its own (fragments.py).
-                html, self.gallery_shown = await sync_to_async(gallery_update)(
-                    self.run_id, shown=self.gallery_shown
+                html, self.gallery_shown = await protocol.in_pool(
+                    _gallery_update, self.run_id, self.gallery_shown
                 )
                 if html:
                     await self.send(text_data=html)
@@ -94,7 +97,12 @@ class RunWatchConsumer(GroupWatchConsumer):
 
 
 def _next_update(run_id: int, cursor: int, status_shown: object) -> RunUpdate:
-    # On the database thread, which no request cycle tidies: a connection that
-    # broke (a database restart) or outlived CONN_MAX_AGE is dropped here.
+    # On a thread no request cycle tidies: a connection that broke (a database
+    # restart) or outlived CONN_MAX_AGE is dropped here (without a pool
+    # thread, in tests, in_pool runs this on asgiref's).
     close_old_connections()
     return run_update(run_id, after=cursor, status_shown=status_shown)
+
+
+def _gallery_update(run_id: int, shown: object) -> tuple[str, object]:
+    return gallery_update(run_id, shown=shown)

@@ -13,10 +13,10 @@ from django.utils.safestring import SafeString
 
 from plugins_app.exports.uploads import run_files
 from plugins_app.runs.gallery import run_gallery
-from plugins_app.runs.logs import log_rows
 from plugins_app.runs.models import Run, RunLogLine
-from plugins_app.runs.selectors import run_progress
+from plugins_app.runs.selectors import RunProgress, progress_of, run_progress
 from plugins_app.web.log_extras import LogRow, log_rows_html
+from plugins_app.web.watch_reads import watched_run
 
 MAX_LINES_PER_PUSH = 2000
 
@@ -32,10 +32,10 @@ def render_run_status(run: Run) -> str:
 # own: a watcher sees "Succeeded" without waiting for it. And it is only read
 # when the live status changed, for only a finished item changes it (a log
 # burst pushes many times a second and never touches it).
-def _live_context(run: Run) -> dict[str, Any]:
+def _live_context(run: Run, progress: RunProgress | None = None) -> dict[str, Any]:
     return {
         "run": run,
-        "progress": run_progress(run),
+        "progress": run_progress(run) if progress is None else progress,
         "export_files": run_files(run),
         "oob": True,
     }
@@ -130,11 +130,11 @@ def run_update(run_id: int, *, after: int, status_shown: object) -> RunUpdate:
     live status only when what it shows differs from `status_shown` (the
     previous update's): a log burst pushes many times a second, and re-rendering
     an unchanged status each time cost 8-10 ms of the one database thread."""
-    run = Run.objects.select_related("plugin", "project", "created_by").get(pk=run_id)
+    # The run, its lines and its items in one round trip (web/watch_reads.py).
     # Rows, not model instances: building 2,000 RunLogLines cost more than
     # reading and rendering their values.
-    lines = log_rows(run_id, after=after, limit=MAX_LINES_PER_PUSH)
-    context = _live_context(run)
+    run, lines, items = watched_run(run_id, after=after, limit=MAX_LINES_PER_PUSH)
+    context = _live_context(run, progress_of(run, items))
     status = _live_key(context)
     changed = status != status_shown
     html = _render_live(context) if changed else ""
