@@ -160,6 +160,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # of a `SELECT 1` round trip before each request's first query
     # (plugins_app/ops/postgres/base.py).
     DATABASES["default"]["ENGINE"] = "plugins_app.ops.postgres"
+    # Parameters bound by the server (psycopg's Cursor), not quoted into the
+    # SQL text by the client (its ClientCursor, Django's default): the create
+    # route's CPU fell by ~1.5-2 ms (docs/stage6-prod.md). Prepared statements
+    # stay off (Django's default prepare_threshold None): measured, they did
+    # not lower the hub's CPU, and a prepared `SELECT r.*` breaks when a
+    # migration adds a column under a running process.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus IMMEDIATE transactions let the ASGI server, the Celery worker and
     # the CLI share one SQLite file without "database is locked" errors.

@@ -1,8 +1,10 @@
-"""The PostgreSQL backend's health check (plugins_app/ops/postgres/base.py):
-a kept connection is checked before its first query after every
-`close_if_unusable_or_obsolete()` (each request, each protocol.in_pool call,
-each run-watcher push) by looking at its socket, not with a `SELECT 1` round
-trip; and a connection the server ended is still noticed and replaced.
+"""The PostgreSQL connection as settings.py sets it up. The backend's health
+check (plugins_app/ops/postgres/base.py): a kept connection is checked
+before its first query after every `close_if_unusable_or_obsolete()` (each
+request, each protocol.in_pool call, each run-watcher push) by looking at
+its socket, not with a `SELECT 1` round trip; and a connection the server
+ended is still noticed and replaced. Parameters are bound by the server,
+not quoted into the SQL text by the hub.
 
 A child process on a fresh PostgreSQL database traces what its connection
 sends (libpq's protocol trace) and prints it; the test checks it here.
@@ -46,6 +48,13 @@ def test_a_checked_connection_sends_no_select_1(traced: dict[str, Any]) -> None:
     # only their own statements reach the server (Django's check sent a
     # SELECT 1 before each).
     assert traced["sent"] == ["SELECT 2"] * 3
+
+
+def test_parameters_are_bound_by_the_server(traced: dict[str, Any]) -> None:
+    bound = traced["bound"]
+    assert bound["sent"] == ["SELECT $1::text || $2"], bound
+    assert bound["binds"] == 1
+    assert bound["row"] == "it's bound"
 
 
 def test_a_connection_the_server_ended_is_replaced_before_it_is_used(
@@ -98,6 +107,21 @@ def _child() -> None:
         pgconn.untrace()
         trace.seek(0)
         result["sent"] = _sent_queries(trace.read())
+
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT %s::text || %s", ["it's", " bound"])
+            row = cursor.fetchone()[0]
+        pgconn.untrace()
+        trace.seek(0)
+        text = trace.read()
+        result["bound"] = {
+            "sent": _sent_queries(text),
+            "binds": sum(1 for line in text.splitlines() if "\tBind\t" in line),
+            "row": row,
+        }
 
     # The server ends the connection (as a restart or an idle timeout would).
     pid_before = connection.connection.info.backend_pid
