@@ -83,7 +83,6 @@ def run_settle(
     run: Run | None = None,
     lines: list[LogLine] | None = None,
     plugin_id: int | None = None,
-    locked: bool = False,
 ) -> None:
     """Finish the run once no item is pending or leased. The finished item freed
     a slot on its instance: hand out the next waiting job at once (unless the
@@ -96,12 +95,11 @@ def run_settle(
     turns there, and the second one's UPDATE, a statement begun after the
     first one committed, sees its item done: one of them closes the run.
     SQLite's write transaction already holds the whole database, so there is
-    no lock to take (the run's plugin is then read only if not given).
-    `locked`: the caller locked the run's row already (answer_row.claim)."""
+    no lock to take (the run's plugin is then read only if not given)."""
     lines = list(lines or [])
     if plugin_id is None and run is not None:
         plugin_id = run.plugin_id
-    if plugin_id is None or (connection.features.has_select_for_update and not locked):
+    if plugin_id is None or connection.features.has_select_for_update:
         plugin_id = _locked_run(run_id)
     if dispatch:
         dispatch_after_commit(plugin_id)
