@@ -177,6 +177,30 @@ def test_a_push_does_not_wait_for_the_database_thread(
             release.set()
 
 
+def test_a_pusher_that_fails_is_logged_and_its_socket_closed(
+    workspace: Any, make_plugin: Any, live_hub: LiveHub, caplog: Any
+) -> None:
+    """Before, the pusher task died without a word and the page waited on an
+    open socket for pushes that never came."""
+    from websockets.exceptions import ConnectionClosed
+
+    from plugins_app import protocol
+
+    plugin = make_plugin().plugin
+    connect_instance(plugin)
+    run = new_run(workspace, plugin)
+    with watch(live_hub, logged_in(workspace.annotator), run) as watcher:
+        assert STATUS in str(watcher.recv(timeout=10))
+        assert GALLERY in str(watcher.recv(timeout=10))
+        Run.objects.filter(pk=run.pk).delete()  # the next push finds no run
+        changed = dict(protocol.run_changed(run.pk))
+        protocol.group_send(protocol.run_group(run.pk), changed)
+        with pytest.raises(ConnectionClosed) as closed:
+            watcher.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    assert f"the pusher of run-{run.pk} failed" in caplog.text
+
+
 def _whole_seconds(push: str) -> int:
     """The running duration the live status shows, in whole seconds."""
     found = re.search(r"duration ([0-9.]+) s", push)

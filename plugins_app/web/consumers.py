@@ -5,6 +5,7 @@ sends HTML fragments that htmx's ws extension swaps in by id."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,16 +21,31 @@ from plugins_app.protocol import RunChanged
 from plugins_app.web.access import user_can_view_run
 from plugins_app.web.fragments import RunUpdate, gallery_update, run_update
 
+log = logging.getLogger(__name__)
+
 
 class GroupWatchConsumer(AsyncWebsocketConsumer):
     """A page's socket that joins one group and runs a pusher task (the run
-    page's, the plugin dashboard's): left and cancelled on disconnect."""
+    page's, the plugin dashboard's): left and cancelled on disconnect. A
+    pusher that fails is logged and its socket closed: left open, the page
+    waited for pushes that never came, and nothing said why."""
 
     async def watch(self, group: str, pusher: Coroutine[Any, Any, None]) -> None:
         self.group = group
         await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         self.pusher = asyncio.create_task(pusher)
+        self.pusher.add_done_callback(self._pusher_ended)
+
+    def _pusher_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "the pusher of %s failed; closing its socket",
+            self.group,
+            exc_info=task.exception(),
+        )
+        asyncio.ensure_future(self.close(code=1011))  # "internal error"
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
