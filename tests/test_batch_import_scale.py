@@ -187,8 +187,12 @@ def test_get_assets_pages_filter_by_id_external_id_and_batches(
 
     def page(n: int, limit: int, filters: str = "{}") -> dict[str, Any]:
         # The SDK sends filters as raw, unencoded JSON in the query string.
+        # httpx's default 5 s timeout is not a bound this test checks: a page
+        # of 1,000 assets went past it on a loaded machine (load ~10, 2 cores).
         got = httpx.get(
-            f"{url}?page={n}&limit={limit}&filters={filters}", headers=headers
+            f"{url}?page={n}&limit={limit}&filters={filters}",
+            headers=headers,
+            timeout=60,
         )
         assert got.status_code == 200, got.text
         return got.json()["data"]
