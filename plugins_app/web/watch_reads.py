@@ -31,9 +31,21 @@ from plugins_app.workspace.rows import ModelRows
 Statement = tuple[str, Sequence[Any]]
 
 
+def _pipeline_supported() -> bool:
+    try:
+        from psycopg import Pipeline
+    except ImportError:  # SQLite only: no psycopg installed
+        return False
+    # Pipeline mode needs libpq 14 (the binary wheel brings its own, newer).
+    return bool(Pipeline.is_supported())
+
+
+_PIPELINE_SUPPORTED = _pipeline_supported()
+
+
 def read_all(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
     """Each statement's rows, in order; on PostgreSQL in one round trip."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not _PIPELINE_SUPPORTED:
         found = []
         for sql, params in statements:
             with connection.cursor() as cursor:
