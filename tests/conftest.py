@@ -36,7 +36,7 @@ def django_db_keepdb(request: pytest.FixtureRequest) -> bool:
     starts as a copy of one already migrated (tests/migrated_db.py)."""
     if request.config.getvalue("reuse_db"):
         return True
-    return migrated_db.restore(settings.DATABASES["default"]["TEST"]["NAME"])
+    return migrated_db.restore(settings.DATABASES["default"])
 
 
 @pytest.fixture(scope="session")

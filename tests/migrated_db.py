@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import django
 
@@ -39,9 +40,14 @@ def cached() -> Path:
     return CACHE / f"{_schema_hash()}.sqlite3"
 
 
-def restore(test_db: str) -> bool:
-    """Put a migrated copy where the session's test database goes; False if
-    there is none yet (or the test database is not a new file of its own)."""
+def restore(database: dict[str, Any]) -> bool:
+    """Put a migrated copy where the session's SQLite test database goes;
+    False if there is none yet, the test database is not a new file of its
+    own, or the session runs on PostgreSQL (DATABASE_URL set: pytest-django
+    migrates that database the usual way)."""
+    test_db = database["TEST"].get("NAME")
+    if database["ENGINE"] != "django.db.backends.sqlite3" or not test_db:
+        return False
     source, target = cached(), Path(test_db)
     if not source.exists() or target.exists():
         return False
@@ -52,7 +58,7 @@ def restore(test_db: str) -> bool:
 def keep(connection: object) -> None:
     """Save the just-migrated test database for the sessions after this one."""
     target = cached()
-    if target.exists():
+    if target.exists() or connection.vendor != "sqlite":  # type: ignore[attr-defined]
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     # A private name first: another session may be saving the same schema.

@@ -28,5 +28,12 @@ def test_an_existing_test_database_is_not_replaced(tmp_path: Path) -> None:
     existing = tmp_path / "test.sqlite3"
     existing.write_bytes(b"mine")
 
-    assert migrated_db.restore(str(existing)) is False
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "TEST": {"NAME": str(existing)}}
+    assert migrated_db.restore(sqlite) is False
     assert existing.read_bytes() == b"mine"
+
+
+def test_a_postgresql_session_is_migrated_the_usual_way() -> None:
+    # Its test database has no file name (TEST NAME None): nothing to copy.
+    postgres = {"ENGINE": "plugins_app.ops.postgres", "TEST": {"NAME": None}}
+    assert migrated_db.restore(postgres) is False
