@@ -162,11 +162,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "plugins_app.ops.postgres"
     # Parameters bound by the server (psycopg's Cursor), not quoted into the
     # SQL text by the client (its ClientCursor, Django's default): the create
-    # route's CPU fell by ~1.5-2 ms (docs/stage6-prod.md). Prepared statements
-    # stay off (Django's default prepare_threshold None): measured, they did
-    # not lower the hub's CPU, and a prepared `SELECT r.*` breaks when a
-    # migration adds a column under a running process.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
+    # route's CPU fell by ~1.5-2 ms (docs/benchmarks.md, stage 6 "prod").
+    # Prepared statements stay off (Django's default prepare_threshold None):
+    # measured, they did not lower the hub's CPU, and a prepared `SELECT r.*`
+    # breaks when a migration adds a column under a running process.
+    # Added to what DATABASE_URL set (its ?sslmode=… and the like), not in place of it.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus IMMEDIATE transactions let the ASGI server, the Celery worker and
     # the CLI share one SQLite file without "database is locked" errors.

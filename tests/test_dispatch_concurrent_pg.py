@@ -45,7 +45,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     strict=True,
     reason="a create waits for the plugin's dispatch lock (the lock is admission "
     "control for now: creates that did not wait answered jobs twice in "
-    "bench/fleet.py, docs/stage6-fleet.md)",
+    "bench/fleet.py, docs/benchmarks.md, stage 6: the fleet)",
 )
 def test_a_create_does_not_wait_on_a_dispatch_that_holds_its_transaction(
     seen: dict[str, Any],
