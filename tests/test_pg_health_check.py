@@ -153,3 +153,34 @@ def _child() -> None:
 
 if __name__ == "__main__":
     _child()
+
+
+def test_server_side_binding_keeps_the_options_database_url_set(
+    tmp_path: Path,
+) -> None:
+    # A deployment's ?sslmode=require must survive: binding is added to it.
+    import subprocess
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://hub@db.invalid:5432/hub?sslmode=require",
+        "HUB_METRICS_TOKEN": "options-test-token",
+        "HUB_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "plugins_app.settings",
+    }
+    env.pop("HUB_TEST_DB", None)
+    script = (
+        "import json, django; django.setup(); from django.conf import settings;"
+        "print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    options = json.loads(result.stdout.strip().splitlines()[-1])
+    assert options == {"sslmode": "require", "server_side_binding": True}
