@@ -334,3 +334,16 @@ def child_on_fresh_database(
         return result
     finally:
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", db="postgres")
+
+
+def seeded_model_plugin() -> tuple[Any, Any, Any]:
+    """In a child of `child_on_fresh_database` (Django set up): the model
+    plugin bench/hub_setup.py seeds, its first project and the admin."""
+    from django.contrib.auth import get_user_model
+
+    from plugins_app.plugins.models import Plugin
+    from plugins_app.workspace.models import Project
+
+    plugin = Plugin.objects.get(type="model")
+    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
+    return plugin, project, get_user_model().objects.get(username="admin")

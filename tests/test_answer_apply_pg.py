@@ -19,7 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.production import child_on_fresh_database, needs_services
+from tests.production import (
+    child_on_fresh_database,
+    needs_services,
+    seeded_model_plugin,
+)
 
 pytestmark = needs_services
 
@@ -81,7 +85,6 @@ def _child() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 
     from plugins_app.plugins.models import Plugin, PluginInstance
@@ -90,12 +93,10 @@ def _child() -> None:
     from plugins_app.runs.models import WorkItem
     from plugins_app.runs.responses import item_respond
     from plugins_app.workspace.lifecycle import task_submit
-    from plugins_app.workspace.models import AnswerWrite, Project, Task, TaskEvent
+    from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
 
-    plugin = Plugin.objects.get(type="model")
+    plugin, project, user = seeded_model_plugin()
     Plugin.objects.filter(pk=plugin.pk).update(concurrency=50)
-    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
-    user = get_user_model().objects.get(username="admin")
     channel = "race!one"
     PluginInstance.objects.create(plugin=plugin, channel_name=channel, address="r:1")
     tasks = iter(project.tasks.select_related("asset").order_by("id"))

@@ -20,7 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.production import child_on_fresh_database, needs_services
+from tests.production import (
+    child_on_fresh_database,
+    needs_services,
+    seeded_model_plugin,
+)
 
 pytestmark = needs_services
 
@@ -72,21 +76,18 @@ def _child() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
     from plugins_app import protocol
-    from plugins_app.plugins.models import Plugin, PluginInstance
+    from plugins_app.plugins.models import PluginInstance
     from plugins_app.runs.creation import RunRequest, run_create
     from plugins_app.runs.dispatch import dispatch_pending
     from plugins_app.runs.models import Run, WorkItem
     from plugins_app.runs.responses import item_respond
     from plugins_app.workspace import events
-    from plugins_app.workspace.models import AnswerWrite, Project, Task, TaskEvent
+    from plugins_app.workspace.models import AnswerWrite, Task, TaskEvent
 
-    plugin = Plugin.objects.get(type="model")
-    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
-    user = get_user_model().objects.get(username="admin")
+    plugin, project, user = seeded_model_plugin()
     channel = "statements!one"
     PluginInstance.objects.create(plugin=plugin, channel_name=channel, address="s:1")
     astronaut, coins = project.assets.order_by("id")[:2]

@@ -20,7 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.production import child_on_fresh_database, needs_services
+from tests.production import (
+    child_on_fresh_database,
+    needs_services,
+    seeded_model_plugin,
+)
 
 pytestmark = needs_services
 
@@ -98,20 +102,16 @@ def _child() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
 
-    from plugins_app.plugins.models import Plugin, PluginInstance
+    from plugins_app.plugins.models import PluginInstance
     from plugins_app.runs.creation import RunRequest, run_create
     from plugins_app.runs.dispatch import dispatch_pending
     from plugins_app.runs.models import Run
     from plugins_app.runs.notify import hub_log
     from plugins_app.runs.responses import item_respond
     from plugins_app.web import fragments
-    from plugins_app.workspace.models import Project
 
-    plugin = Plugin.objects.get(type="model")
-    project = Project.objects.get(pk=plugin.projects.values_list("pk").first()[0])
-    user = get_user_model().objects.get(username="admin")
+    plugin, project, user = seeded_model_plugin()
     channel = "watch!one"
     PluginInstance.objects.create(plugin=plugin, channel_name=channel, address="w:1")
     asset = project.assets.order_by("id").first()
