@@ -25,7 +25,7 @@ from django.db.models import ManyToManyField
 from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin, PluginInstance, live_cutoffs
-from plugins_app.workspace.bulk import column
+from plugins_app.workspace.bulk import column, quoted
 from plugins_app.workspace.models import Asset, Project, Task
 from plugins_app.workspace.rows import ModelRows
 
@@ -115,15 +115,12 @@ def _cached_task(asset: Asset) -> Task | None:
 @functools.cache
 def _assets_sql() -> str:
     """The SELECT of a project's assets and their tasks, up to its `IN (…)`."""
-    q = connection.ops.quote_name
-    task_asset = q(column(Task, "asset"))
-    asset_pk = q(column(Asset, "id"))
+    q = quoted
     return (
         f"SELECT {ASSETS.select('a')}, {TASKS.select('t')} "  # noqa: S608
-        f"FROM {q(Asset._meta.db_table)} a "
-        f"LEFT JOIN {q(Task._meta.db_table)} t ON t.{task_asset} = a.{asset_pk} "
-        f"WHERE a.{q(column(Asset, 'project'))} = %s "
-        f"AND a.{q(column(Asset, 'external_id'))}"
+        f"FROM {q(Asset)} a "
+        f"LEFT JOIN {q(Task)} t ON t.{q(Task, 'asset')} = a.{q(Asset, 'id')} "
+        f"WHERE a.{q(Asset, 'project')} = %s AND a.{q(Asset, 'external_id')}"
     )
 
 

@@ -26,6 +26,7 @@ from plugins_app.runs.models import (
 )
 from plugins_app.runs.notify import hub_log
 from plugins_app.runs.wakeup import dispatch_after_commit
+from plugins_app.workspace.bulk import quoted
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,9 @@ def _sighted(names: list[str], now: Any) -> None:
 @functools.cache
 def _sighted_sql() -> tuple[str, str]:
     """(the rows no transaction holds, RETURNING their channel names; one row)."""
-    quote = connection.ops.quote_name
-    table = quote(PluginInstance._meta.db_table)
+    table = quoted(PluginInstance)
     pk, name, gone, seen = (
-        quote(PluginInstance._meta.get_field(f).column or f)  # type: ignore[union-attr]
+        quoted(PluginInstance, f)
         for f in ("id", "channel_name", "disconnected_at", "last_seen_at")
     )
     free = (

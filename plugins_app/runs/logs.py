@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from plugins_app.inputs import flat_json_text, json_trimmed
@@ -22,6 +22,7 @@ from plugins_app.runs.models import (
     WorkItem,
 )
 from plugins_app.runs.notify import HUB, hub_log, notify_after_commit
+from plugins_app.workspace.bulk import quoted
 from plugins_app.workspace.models import Task
 
 
@@ -125,31 +126,23 @@ def log_rows(run_id: int, *, after: int, limit: int) -> list[tuple[Any, ...]]:
     datetime, or SQLite's text of one; extra its JSON text): the ORM's
     converters cost more than rendering the line (web/log_extras.py)."""
     with connection.cursor() as cursor:
-        cursor.execute(_rows_sql(connection.vendor), [run_id, after, limit])
+        cursor.execute(log_rows_sql(connection.vendor), [run_id, after, limit])
         return cursor.fetchall()
 
 
 # The raw SQL of the hot paths names tables and columns from the models' meta
-# (values are always parameters); `vendor` keys each cache, as a process has
-# one database.
-def _col(model: type[models.Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    assert isinstance(field, models.Field) and field.column  # a concrete column
-    return connection.ops.quote_name(field.column)
-
-
-def _table(model: type[models.Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
+# (workspace/bulk.py quoted; values are always parameters); `vendor` keys each
+# cache, as a process has one database.
 @functools.cache
-def _rows_sql(vendor: str) -> str:
+def log_rows_sql(vendor: str) -> str:
+    """log_rows' SELECT (its parameters: the run, `after`, `limit`); a run
+    watcher's push sends it with its other reads (web/watch_reads.py)."""
     line = RunLogLine
     names = ("id", "level", "created_at", "message", "extra")
-    columns = ", ".join(_col(line, n) for n in names)
-    run, pk = _col(line, "run"), _col(line, "id")
+    columns = ", ".join(quoted(line, n) for n in names)
+    run, pk = quoted(line, "run"), quoted(line, "id")
     return (
-        f"SELECT {columns} FROM {_table(line)} "  # noqa: S608
+        f"SELECT {columns} FROM {quoted(line)} "  # noqa: S608
         f"WHERE {run} = %s AND {pk} > %s ORDER BY {pk} LIMIT %s"
     )
 
@@ -161,23 +154,23 @@ def _held_sql(vendor: str, sessions: int) -> str:
     item, instance = WorkItem, PluginInstance
     places = ", ".join(["%s"] * sessions)
     return (
-        f"SELECT w.{_col(item, 'session')}, w.{_col(item, 'run')}, "  # noqa: S608
-        f"w.{_col(item, 'id')} FROM {_table(item)} w JOIN {_table(instance)} i "
-        f"ON i.{_col(instance, 'id')} = w.{_col(item, 'instance')} "
-        f"WHERE i.{_col(instance, 'channel_name')} = %s "
-        f"AND w.{_col(item, 'session')} IN ({places})"
+        f"SELECT w.{quoted(item, 'session')}, w.{quoted(item, 'run')}, "  # noqa: S608
+        f"w.{quoted(item, 'id')} FROM {quoted(item)} w JOIN {quoted(instance)} i "
+        f"ON i.{quoted(instance, 'id')} = w.{quoted(item, 'instance')} "
+        f"WHERE i.{quoted(instance, 'channel_name')} = %s "
+        f"AND w.{quoted(item, 'session')} IN ({places})"
     )
 
 
 @functools.cache
 def _insert_sql(vendor: str) -> str:
     names = ("run", "item", "level", "message", "extra", "created_at")
-    columns = ", ".join(_col(RunLogLine, n) for n in names)
+    columns = ", ".join(quoted(RunLogLine, n) for n in names)
     # PostgreSQL takes the extra's JSON text into jsonb with a cast; SQLite
     # keeps JSONField values as that text.
     extra = "%s::jsonb" if vendor == "postgresql" else "%s"
     return (
-        f"INSERT INTO {_table(RunLogLine)} ({columns}) "  # noqa: S608
+        f"INSERT INTO {quoted(RunLogLine)} ({columns}) "  # noqa: S608
         f"VALUES (%s, %s, %s, %s, {extra}, %s)"
     )
 

@@ -168,19 +168,20 @@ def run_progress(run: Run) -> RunProgress:
     """Assets done over total for multi-asset runs, the plugin's own `progress`
     and `total` log extras for a single job, labeled assets for Batch Model.
     One query reads the items for both the counts and the table of items."""
-    rows = list(
-        run.items.order_by("id").values_list(
-            "state",
-            "attempts",
-            "error",
-            "asset__external_id",
-            "failure",
-            "plugin_version",
-        )
-    )
+    rows = list(run.items.order_by("id").values_list(*ITEM_COLUMNS))
     return progress_of(run, rows)
 
 
+# What progress_of reads of each item, in this order (ItemValues); a run
+# watcher's push reads the same (web/watch_reads.py).
+ITEM_COLUMNS = (
+    "state",
+    "attempts",
+    "error",
+    "asset__external_id",
+    "failure",
+    "plugin_version",
+)
 ItemValues = tuple[str, int, str, "str | None", str, str]
 
 

@@ -8,7 +8,7 @@ import functools
 from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
-from django.db import connection, models
+from django.db import models
 from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -18,6 +18,7 @@ from plugins_app.runs.models import Run
 
 # One rule for who administers an organization: the workspace's (web, runs
 # and the API call it through here).
+from plugins_app.workspace.bulk import quoted
 from plugins_app.workspace.lifecycle import is_org_admin
 from plugins_app.workspace.models import (
     Asset,
@@ -115,12 +116,9 @@ _ROWS: dict[type[models.Model], ModelRows[Any]] = {
 
 @functools.cache
 def _member_row_sql(model: type[models.Model]) -> str:
-    quote = connection.ops.quote_name
-    meta = model._meta
     return (
-        f"SELECT {_ROWS[model].select('r')} FROM {quote(meta.db_table)} r "  # noqa: S608
-        f"WHERE r.{quote(_column(meta, 'id'))} = %s "
-        f"AND {member_of_sql(model, 'r', '%s')}"
+        f"SELECT {_ROWS[model].select('r')} FROM {quoted(model)} r "  # noqa: S608
+        f"WHERE r.{quoted(model, 'id')} = %s AND {member_of_sql(model, 'r', '%s')}"
     )
 
 
@@ -129,18 +127,12 @@ def member_of_sql(model: type[models.Model], alias: str, user: str) -> str:
     an organization-owned model (Project, Plugin) is visible to the user
     `user` (a parameter mark or a column) if they are a member of its
     organization. Only quoted names from the models are formatted in."""
-    quote = connection.ops.quote_name
-    member = Membership._meta
+    q, m = quoted, Membership
     return (
-        f"EXISTS (SELECT 1 FROM {quote(member.db_table)} m "  # noqa: S608
-        f"WHERE m.{quote(_column(member, 'organization'))} = "
-        f"{alias}.{quote(_column(model._meta, 'organization'))} "
-        f"AND m.{quote(_column(member, 'user'))} = {user})"
+        f"EXISTS (SELECT 1 FROM {q(m)} m "  # noqa: S608
+        f"WHERE m.{q(m, 'organization')} = {alias}.{q(model, 'organization')} "
+        f"AND m.{q(m, 'user')} = {user})"
     )
-
-
-def _column(meta: Any, name: str) -> str:
-    return str(meta.get_field(name).column)
 
 
 def member_rows(model: type[M]) -> ModelRows[M]:

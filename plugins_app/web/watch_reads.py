@@ -22,9 +22,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection, router
 
 from plugins_app.plugins.models import Plugin
-from plugins_app.runs.logs import _rows_sql as log_rows_sql
+from plugins_app.runs.logs import log_rows_sql
 from plugins_app.runs.models import Run, WorkItem
-from plugins_app.runs.selectors import ItemValues
+from plugins_app.runs.selectors import ITEM_COLUMNS, ItemValues
+from plugins_app.workspace.bulk import quoted
 from plugins_app.workspace.models import Project
 from plugins_app.workspace.rows import ModelRows
 
@@ -106,37 +107,16 @@ def _run_of(rows: list[tuple[Any, ...]]) -> Run:
 
 @functools.cache
 def _run_sql(vendor: str) -> str:
-    quote = connection.ops.quote_name
-    user = get_user_model()
-
-    def table(model: Any) -> str:
-        return quote(model._meta.db_table)
-
-    def col(model: Any, name: str) -> str:
-        return quote(model._meta.get_field(name).column)
-
+    q, user = quoted, get_user_model()
     return (
         f"SELECT {_RUN.select('r')}, {_PLUGIN.select('p')}, "  # noqa: S608
         f"{_PROJECT.select('j')}, {_user_rows().select('u')} "
-        f"FROM {table(Run)} r "
-        f"JOIN {table(Plugin)} p ON p.{col(Plugin, 'id')} = r.{col(Run, 'plugin')} "
-        f"JOIN {table(Project)} j "
-        f"ON j.{col(Project, 'id')} = r.{col(Run, 'project')} "
-        f"LEFT JOIN {table(user)} u "
-        f"ON u.{col(user, 'id')} = r.{col(Run, 'created_by')} "
-        f"WHERE r.{col(Run, 'id')} = %s"
+        f"FROM {q(Run)} r "
+        f"JOIN {q(Plugin)} p ON p.{q(Plugin, 'id')} = r.{q(Run, 'plugin')} "
+        f"JOIN {q(Project)} j ON j.{q(Project, 'id')} = r.{q(Run, 'project')} "
+        f"LEFT JOIN {q(user)} u ON u.{q(user, 'id')} = r.{q(Run, 'created_by')} "
+        f"WHERE r.{q(Run, 'id')} = %s"
     )
-
-
-# selectors.run_progress's columns, in its order (selectors.ItemValues).
-_ITEM_VALUES = (
-    "state",
-    "attempts",
-    "error",
-    "asset__external_id",
-    "failure",
-    "plugin_version",
-)
 
 
 @functools.cache
@@ -146,7 +126,7 @@ def _items_sql(vendor: str) -> str:
     query = (
         WorkItem.objects.filter(run_id=0)
         .order_by("id")
-        .values_list(*_ITEM_VALUES)
+        .values_list(*ITEM_COLUMNS)
         .query
     )
     sql, params = query.sql_with_params()

@@ -117,6 +117,16 @@ def column(model: type[Model], name: str) -> str:
     return found.column
 
 
+def quoted(model: type[Model], field: str | None = None) -> str:
+    """A quoted table name, or one of its columns: what the hub's raw SQL is
+    built from (only names from the models are formatted into SQL; values
+    always go as parameters)."""
+    quote = connection.ops.quote_name
+    if field is None:
+        return quote(model._meta.db_table)
+    return quote(column(model, field))
+
+
 def db_prep(field: Any) -> Any:
     """The one conversion a value of `field` needs before it is a parameter."""
     if isinstance(field, JSONField):

@@ -11,10 +11,10 @@ from django.db import connection, transaction
 
 from plugins_app import protocol
 from plugins_app.plugins.models import Delivery, Plugin
-from plugins_app.runs.dispatch.leases import quoted
 from plugins_app.runs.dispatch.rest import dispatch_rest
 from plugins_app.runs.dispatch.socket import DISPATCH_BATCH, lease_pending
 from plugins_app.runs.models import WorkItem
+from plugins_app.workspace.bulk import quoted
 
 # Deliveries other than the socket: how to hand a plugin's pending items over.
 # The hosted app adds Delivery.HOSTED in HostedConfig.ready() (it runs items

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from plugins_app.plugins.kinds import WORKFLOW_TRIGGER
 from plugins_app.plugins.models import Plugin, PluginInstance, live_cutoffs
-from plugins_app.runs.dispatch.leases import quoted
 from plugins_app.runs.models import Run, WorkItem
+from plugins_app.workspace.bulk import quoted
 
 
 @dataclass

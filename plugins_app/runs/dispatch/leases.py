@@ -23,7 +23,6 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Field, Model
 from django.utils import timezone
 
 from plugins_app import protocol
@@ -32,7 +31,7 @@ from plugins_app.plugins.models import PluginInstance, lease_ttl
 from plugins_app.plugins.secrets import new_token, token_hash
 from plugins_app.runs.models import Run, RunApiKey, RunLogLine, WorkItem
 from plugins_app.runs.notify import HUB, notify_after_commit
-from plugins_app.workspace.bulk import insert_many
+from plugins_app.workspace.bulk import execute_all, insert_many, quoted
 
 # What a job is built from (kind_of(run).build_job), read with the item.
 JOB_RELATIONS = (
@@ -148,17 +147,6 @@ def _sent_line(item: WorkItem) -> str:
     return f"Job sent to {where}{what}."
 
 
-def quoted(model: type[Model], field: str | None = None) -> str:
-    """A quoted table name, or one of its columns; only names from the models
-    are formatted into the SQL here, values always go as parameters."""
-    quote = connection.ops.quote_name
-    if field is None:
-        return quote(model._meta.db_table)
-    found = model._meta.get_field(field)
-    assert isinstance(found, Field) and found.column, f"{model.__name__}.{field}"
-    return quote(found.column)
-
-
 def _update_leased(
     items: list[WorkItem],
     instance_id: int | None,
@@ -194,13 +182,10 @@ def _mark_dispatched(items: list[WorkItem], now: datetime) -> None:
         instance.last_dispatch_at = max(instance.last_dispatch_at or now, now)
     at = connection.ops.adapt_datetimefield_value
     rows = [(at(i.last_dispatch_at), i.pk) for i in instances.values()]
+    # Most leases (a create's, a freed slot's) go to one instance: one row is
+    # a plain execute (execute_all).
     with connection.cursor() as cursor:
-        if len(rows) == 1:
-            # Most leases (a create's, a freed slot's) go to one instance:
-            # executemany costs more for one row (psycopg: a pipeline).
-            cursor.execute(_dispatched_sql(connection.vendor), rows[0])
-        else:
-            cursor.executemany(_dispatched_sql(connection.vendor), rows)
+        execute_all(cursor, _dispatched_sql(connection.vendor), rows)
 
 
 @functools.cache

@@ -26,10 +26,10 @@ from plugins_app.runs.dispatch.fleet import (
 from plugins_app.runs.dispatch.leases import (
     JOB_RELATIONS,
     lease,
-    quoted,
     socket_jobs,
 )
 from plugins_app.runs.models import WorkItem
+from plugins_app.workspace.bulk import quoted
 
 # Fleet, Row and Slots are read here by the allocator and its tests.
 __all__ = ["DISPATCH_BATCH", "Fleet", "Row", "Slots", "lease_pending"]

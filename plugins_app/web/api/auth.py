@@ -7,7 +7,7 @@ import functools
 from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
-from django.db import connection, connections, router
+from django.db import connections, router
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
@@ -15,6 +15,7 @@ from plugins_app import protocol
 from plugins_app.plugins.models import Plugin
 from plugins_app.plugins.secrets import token_hash
 from plugins_app.web.access import member_of_sql, member_rows
+from plugins_app.workspace.bulk import quoted
 from plugins_app.workspace.models import ApiToken, Project
 from plugins_app.workspace.rows import ModelRows
 
@@ -50,18 +51,18 @@ class AsyncTokenAuth(TokenAuth):
 def _token_user_sql() -> str:
     """The SELECT of a token's active user; only quoted names from the models
     are formatted in, the key hash goes as a parameter."""
-    quote = connection.ops.quote_name
-    user, token = get_user_model()._meta, ApiToken._meta
+    joined, where = _token_user_parts()
+    return f"SELECT {_access_rows()[0].select('u')} {joined} {where}"
 
-    def col(meta: Any, name: str) -> str:
-        return quote(meta.get_field(name).column)
 
+def _token_user_parts() -> tuple[str, str]:
+    """FROM the token `t` JOIN its user `u`, and the WHERE of an active user
+    of the key hash (the last parameter): both lookups' common part."""
+    q, user, token = quoted, get_user_model(), ApiToken
     return (
-        f"SELECT {_access_rows()[0].select('u')} "  # noqa: S608
-        f"FROM {quote(token.db_table)} t "
-        f"JOIN {quote(user.db_table)} u "
-        f"ON u.{col(user, 'id')} = t.{col(token, 'user')} "
-        f"WHERE t.{col(token, 'key_hash')} = %s AND u.{col(user, 'is_active')}"
+        f"FROM {q(token)} t JOIN {q(user)} u "
+        f"ON u.{q(user, 'id')} = t.{q(token, 'user')}",
+        f"WHERE t.{q(token, 'key_hash')} = %s AND u.{q(user, 'is_active')}",
     )
 
 
@@ -109,24 +110,15 @@ def _access_rows() -> tuple[ModelRows[Any], ModelRows[Plugin], ModelRows[Project
 @functools.cache
 def _token_access_sql() -> str:
     users, plugins, projects = _access_rows()
-    quote = connection.ops.quote_name
-    user, token = get_user_model()._meta, ApiToken._meta
-
-    def col(meta: Any, name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    user_id = f"u.{col(user, 'id')}"
+    joined, where = _token_user_parts()
+    q, user_id = quoted, f"u.{quoted(get_user_model(), 'id')}"
     return (
         f"SELECT {users.select('u')}, {plugins.select('p')}, "  # noqa: S608
-        f"{projects.select('r')} FROM {quote(token.db_table)} t "
-        f"JOIN {quote(user.db_table)} u ON {user_id} = t.{col(token, 'user')} "
-        f"LEFT JOIN {quote(Plugin._meta.db_table)} p "
-        f"ON p.{col(Plugin._meta, 'id')} = %s "
+        f"{projects.select('r')} {joined} "
+        f"LEFT JOIN {q(Plugin)} p ON p.{q(Plugin, 'id')} = %s "
         f"AND {member_of_sql(Plugin, 'p', user_id)} "
-        f"LEFT JOIN {quote(Project._meta.db_table)} r "
-        f"ON r.{col(Project._meta, 'id')} = %s "
-        f"AND {member_of_sql(Project, 'r', user_id)} "
-        f"WHERE t.{col(token, 'key_hash')} = %s AND u.{col(user, 'is_active')}"
+        f"LEFT JOIN {q(Project)} r ON r.{q(Project, 'id')} = %s "
+        f"AND {member_of_sql(Project, 'r', user_id)} {where}"
     )
 
 
