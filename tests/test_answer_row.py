@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_init
+from django.utils import timezone
 
 from plugins_app.plugins.models import Plugin
+from plugins_app.plugins.versions import served_version
 from plugins_app.runs import answer_row
 from plugins_app.runs.dispatch import dispatch_pending
 from plugins_app.runs.models import Run, WorkItem
@@ -66,6 +68,29 @@ def test_it_applies_an_answer_without_building_a_model_instance(
         post_init.disconnect(count)
     assert built == []
     assert Run.objects.get(pk=item.run_id).status == Run.Status.SUCCEEDED
+
+
+def test_the_claim_returns_what_the_orm_reads_of_its_item(
+    workspace: Any, plugin: Plugin
+) -> None:
+    """Each id, name and version the claim returns is the ORM's."""
+    # A run id past the plugin's (a deleted run's id is not given again), so
+    # that the run's id taken for the plugin's shows.
+    while (spent := new_run(workspace, plugin)).pk <= plugin.pk:
+        spent.delete()
+    spent.delete()
+    item = leased(workspace, plugin)
+    item = WorkItem.objects.select_related("run", "asset", "instance").get(pk=item.pk)
+    assert item.run_id != plugin.pk
+    with transaction.atomic():
+        row = answer_row.claim_answer(item.session, CHANNEL, timezone.now())
+    assert row is not None
+    assert (row.item_id, row.run_id, row.plugin_id) == (item.pk, item.run_id, plugin.pk)
+    assert (row.instance_id, row.asset_id) == (item.instance_id, item.asset_id)
+    assert (row.plugin_name, row.external_id) == (plugin.name, "astronaut")
+    assert row.run_version == item.run.plugin_version
+    assert row.version == served_version(plugin, item.instance)
+    assert WorkItem.objects.get(pk=item.pk).state == WorkItem.State.DONE
 
 
 def test_it_checks_against_the_ontology_as_it_is_now(

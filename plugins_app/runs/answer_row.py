@@ -184,7 +184,7 @@ def _sql(vendor: str) -> str:
         of(n, "timeouts", item_instance),
         of(r, "plugin_version", item_run),
         of(r, "class_mapping", item_run),
-        of(r, "plugin", item_run),
+        c(i, "plugin"),  # the run's, copied onto the item
         of_run(c(p, "name", "p")),
         of_project("ontology"),
         of_project("workflow"),
