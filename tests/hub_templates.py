@@ -99,7 +99,9 @@ class Clone:
     outputs: list[str]  # the stdout of each of the recipe's steps
 
 
-def psql(sql: str, db: str = "postgres") -> str:
+def psql(sql: str, db: str = "test") -> str:
+    """Run `sql` with the psql client as postgres (CI's trust login) and
+    return what it printed (tuples only, unaligned)."""
     result = subprocess.run(
         ["psql", "-h", PG_HOST, "-U", "postgres", "-d", db, "-tAc", sql],
         check=True,

@@ -30,6 +30,7 @@ from tests.hub import (
     start_plugin,
     wait_for,
 )
+from tests.hub_templates import psql
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -50,16 +51,6 @@ needs_services = pytest.mark.skipif(
     reason="production-mode tests need PostgreSQL on 127.0.0.1:5432 and Redis on "
     "127.0.0.1:6379 (both run on CI)",
 )
-
-
-def psql(sql: str, db: str = "test") -> str:
-    result = subprocess.run(
-        ["psql", "-h", PG[0], "-U", "postgres", "-d", db, "-tAc", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip()
 
 
 class Stack:
