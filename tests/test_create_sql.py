@@ -179,6 +179,34 @@ def test_a_large_run_is_written_in_several_inserts_each_item_with_its_row(
     }
 
 
+def _compiled_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The queries the ORM compiles from now on (its SELECT, UPDATE and
+    DELETE compiler and its INSERT one, which has an as_sql of its own)."""
+    compiled: list[str] = []
+    for klass in (compiler.SQLCompiler, compiler.SQLInsertCompiler):
+
+        def counting(self: Any, *a: Any, _o: Any = klass.as_sql, **kw: Any) -> Any:
+            compiled.append(f"{type(self).__name__} {self.query.model.__name__}")
+            return _o(self, *a, **kw)
+
+        monkeypatch.setattr(klass, "as_sql", counting)
+    return compiled
+
+
+def _request(workspace: Any, plugin: Plugin, **changes: Any) -> RunRequest:
+    """An admin's run of the astronaut, "face" mapped to the face box."""
+    fields: dict[str, Any] = {
+        "plugin": plugin,
+        "project": workspace.project,
+        "user": workspace.admin,
+        "class_mapping": {"face": "face-box"},
+        "config_json": "{}",
+        "external_ids": ["astronaut"],
+        "batch_ids": [],
+    }
+    return RunRequest(**{**fields, **changes})
+
+
 @pytest.mark.django_db
 def test_the_create_builds_no_orm_query_and_writes_in_fewer_statements(
     workspace: Any, make_plugin: Any, monkeypatch: pytest.MonkeyPatch
@@ -188,25 +216,8 @@ def test_the_create_builds_no_orm_query_and_writes_in_fewer_statements(
     writes one statement on PostgreSQL, one per table on SQLite."""
     plugin = make_plugin().plugin
     connect_instance(plugin)
-    compiled: list[str] = []
-    for name in ("SQLCompiler", "SQLInsertCompiler"):
-        klass = getattr(compiler, name)
-        original = klass.as_sql
-
-        def counting(self: Any, *a: Any, _o: Any = original, **kw: Any) -> Any:
-            compiled.append(type(self).__name__)
-            return _o(self, *a, **kw)
-
-        monkeypatch.setattr(klass, "as_sql", counting)
-    request = RunRequest(
-        plugin=plugin,
-        project=workspace.project,
-        user=workspace.admin,
-        class_mapping={"face": "face-box"},
-        config_json="{}",
-        external_ids=["astronaut"],
-        batch_ids=[],
-    )
+    compiled = _compiled_queries(monkeypatch)
+    request = _request(workspace, plugin)
     with CaptureQueriesContext(connection) as queries:
         run, items = run_create_items(request, dispatch=False)
 
@@ -236,24 +247,8 @@ def test_the_create_and_its_lease_read_no_task_and_build_no_orm_query(
     no task (it prefetched it, an ORM query, inside the write transaction)."""
     plugin = make_plugin().plugin
     connect_instance(plugin)
-    compiled: list[str] = []
-    klass = compiler.SQLCompiler
-    original = klass.as_sql
-
-    def counting(self: Any, *a: Any, **kw: Any) -> Any:
-        compiled.append(self.query.model.__name__)
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(klass, "as_sql", counting)
-    request = RunRequest(
-        plugin=plugin,
-        project=workspace.project,
-        user=workspace.admin,
-        class_mapping={"face": "face-box"},
-        config_json="{}",
-        external_ids=["astronaut"],
-        batch_ids=[],
-    )
+    compiled = _compiled_queries(monkeypatch)
+    request = _request(workspace, plugin)
     with (
         django_capture_on_commit_callbacks(execute=False),
         CaptureQueriesContext(connection) as queries,
@@ -276,16 +271,7 @@ def test_a_run_on_a_selection_is_leased_without_reading_its_tasks_again(
     ones do: the lease in the create's transaction reads no task."""
     plugin = make_plugin().plugin
     connect_instance(plugin)
-    request = RunRequest(
-        plugin=plugin,
-        project=workspace.project,
-        user=workspace.admin,
-        class_mapping={"face": "face-box"},
-        config_json="{}",
-        external_ids=[],
-        batch_ids=[],
-        selection={"q": "astronaut"},
-    )
+    request = _request(workspace, plugin, external_ids=[], selection={"q": "astronaut"})
     with (
         django_capture_on_commit_callbacks(execute=False),
         CaptureQueriesContext(connection) as queries,
