@@ -45,7 +45,8 @@ class GroupWatchConsumer(AsyncWebsocketConsumer):
             self.group,
             exc_info=task.exception(),
         )
-        asyncio.ensure_future(self.close(code=1011))  # "internal error"
+        # Kept: the loop holds only a weak reference to a task.
+        self.closing = asyncio.ensure_future(self.close(code=1011))  # "internal error"
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
