@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import django
+from tests.migrated_db import code_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST = "127.0.0.1"
@@ -222,18 +221,11 @@ def _build_env(recipe: Recipe, name: str, var_dir: Path) -> dict[str, str]:
 def _code_hash(recipe: Recipe) -> str:
     # Once per session: the code the session started with (others may be
     # editing the tree meanwhile; a template per edit would rebuild per Stack).
-    digest = hashlib.sha256()
-    digest.update(repr(recipe).encode())
-    digest.update(f"{django.__version__} {sys.version}".encode())
-    paths = [ROOT / "plugins_app", *(ROOT / p for p in recipe.inputs)]
-    paths += [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
-    for path in paths:
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for file in files:
-            if file.is_file() and "__pycache__" not in file.parts:
-                digest.update(str(file.relative_to(ROOT)).encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()
+    files = []
+    for path in [ROOT / "plugins_app", *(ROOT / p for p in recipe.inputs)]:
+        found = path.rglob("*") if path.is_dir() else [path]
+        files += [f for f in found if f.is_file() and "__pycache__" not in f.parts]
+    return code_digest(files, repr(recipe))
 
 
 def _exists(database: str) -> bool:

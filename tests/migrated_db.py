@@ -25,15 +25,23 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(tempfile.gettempdir()) / "pluginhub-test-db"
 
 
-def _schema_hash() -> str:
+def code_digest(files: list[Path], *also: str) -> str:
+    """A hash of these files (path and content) with the requirements,
+    Django's and Python's versions and `also`: what decides what a build of
+    them writes (this module's copies, tests/hub_templates.py's templates)."""
     digest = hashlib.sha256(f"{django.__version__} {sys.version}".encode())
-    app = ROOT / "plugins_app"
-    files = [*app.rglob("migrations/*.py"), *app.rglob("models.py")]
-    files += [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
+    for text in also:
+        digest.update(text.encode())
+    files = [*files, ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
     for file in sorted(files):
         digest.update(str(file.relative_to(ROOT)).encode())
         digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def _schema_hash() -> str:
+    app = ROOT / "plugins_app"
+    return code_digest([*app.rglob("migrations/*.py"), *app.rglob("models.py")])[:16]
 
 
 def cached() -> Path:
